@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -77,18 +79,13 @@ def _sequential(blocks: list[tuple[str, nn.Module]]) -> nn.Sequential:
     return nn.Sequential(OrderedDict((module_name(name), block) for name, block in blocks))
 
 
-class eval_mode:  # noqa: N801 - used like torch.no_grad
-    """Put a module in eval mode for a with-block and restore each submodule's mode after."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-        self.modes: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> nn.Module:
-        self.modes = [(m, m.training) for m in self.module.modules()]
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc: object) -> None:
-        for m, training in self.modes:
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put `module` in eval mode for a with-block, then restore each submodule's own mode."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
             m.training = training

@@ -1,0 +1,68 @@
+"""Turning user arrays (.npz) into the uint8 NCHW layout the edge stores."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+_CHANNELS = (1, 3)
+
+
+def to_nchw_uint8(x: np.ndarray, what: str) -> np.ndarray:
+    """Bring images to uint8 (N, C, H, W).
+
+    Layouts: (N, H, W) gets one channel; (N, H, W, C) is taken as channels-last when its last
+    dim is 1 or 3 and its second is not; anything else 4-D is (N, C, H, W). Float pixels must be
+    in [0, 1] and are scaled to 0..255; integer pixels must already be in 0..255.
+    """
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[3] in _CHANNELS and x.shape[1] not in _CHANNELS:
+            x = x.transpose(0, 3, 1, 2)
+    else:
+        raise DataError(
+            f"{what} must be (N, H, W), (N, H, W, C) or (N, C, H, W), got shape {x.shape}"
+        )
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if x.dtype.kind == "f":
+        if x.size and (not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0):
+            raise DataError(f"{what}: float pixels must be in [0, 1]; scale them or store uint8")
+        return np.ascontiguousarray(np.rint(x * 255.0).astype(np.uint8))
+    if x.dtype.kind in "iub":
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise DataError(f"{what}: integer pixels must be in 0..255, got {x.min()}..{x.max()}")
+        return np.ascontiguousarray(x.astype(np.uint8))
+    raise DataError(
+        f"{what}: pixels must be uint8, integers 0..255 or floats in [0, 1], got {x.dtype}"
+    )
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Read ``x``, ``y`` and the optional ``x_test``, ``y_test`` from an .npz (no pickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(
+            f"{path} is not a readable .npz without pickled objects ({exc}); save it with "
+            "numpy.savez(path, x=images, y=labels[, x_test=..., y_test=...])"
+        ) from exc
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise DataError(
+            f"{path} lacks array(s) {', '.join(missing)}; it has {sorted(arrays)}. "
+            "Expected x (images), y (labels) and optionally x_test, y_test"
+        )
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: give both x_test and y_test, or neither")
+    x = to_nchw_uint8(arrays["x"], f"{path}: x")
+    x_test = arrays.get("x_test")
+    if x_test is not None:
+        x_test = to_nchw_uint8(x_test, f"{path}: x_test")
+    return x, arrays["y"], x_test, arrays.get("y_test")

@@ -1,0 +1,52 @@
+"""The engine interface: what the training loop asks of whatever trains the front on the board."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class EngineError(Exception):
+    """An engine cannot be created or cannot run on this board."""
+
+
+@dataclass
+class StepResult:
+    """One step's outputs: exit loss, exit logits and the cut's activation."""
+
+    loss: float
+    logits: np.ndarray
+    activation: np.ndarray
+
+
+class Engine(ABC):
+    """Trains front + exit head with the exit's own loss; never takes a gradient from outside."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        """One optimizer step on a batch (float32 NCHW, int64 labels)."""
+
+    @abstractmethod
+    def eval_step(self, x: np.ndarray, y: np.ndarray | None = None) -> StepResult:
+        """Forward in inference mode (BatchNorm running statistics); loss is NaN without y."""
+
+    @abstractmethod
+    def save_checkpoint(self, path: Path) -> None:
+        """Write weights and optimizer state to `path` (written atomically)."""
+
+    @abstractmethod
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore what save_checkpoint wrote."""
+
+    @abstractmethod
+    def export_weights(self) -> dict[str, np.ndarray]:
+        """Every parameter and BatchNorm buffer, by its torch state-dict name."""
+
+    @abstractmethod
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate for the following steps."""

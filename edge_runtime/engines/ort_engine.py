@@ -1,0 +1,106 @@
+"""The `ort` engine: ONNX Runtime on-device training over the exported artifacts.
+
+Imports neither torch nor onnx: the board needs onnxruntime-training and numpy only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.bundle import Bundle
+from edge_runtime.engines.base import Engine, EngineError, StepResult
+from edge_runtime.engines.ort_import import training_api
+
+
+def session_options(threads: int | None):  # -> onnxruntime.SessionOptions
+    """Options that matter on a small board: all cores, all graph optimisations."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
+class OrtEngine(Engine):
+    """Front + exit head trained by onnxruntime.training.api (Module, Optimizer, CheckpointState)."""
+
+    name = "ort"
+
+    def __init__(self, bundle: Bundle, *, threads: int | None = None) -> None:
+        api = training_api()
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)
+        self._api = api
+        self._bundle = bundle
+        self._threads = threads
+        edge = bundle.manifest["edge"]
+        self._bn_updates = [tuple(p) for p in edge.get("bn_updates", [])]
+        self._lr = float(edge["optimizer"]["lr"])
+        self._open(bundle.path("checkpoint"))
+
+    def _open(self, checkpoint: Path) -> None:
+        CheckpointState, Module, Optimizer = (  # noqa: N806 - ORT's class names
+            self._api.CheckpointState,
+            self._api.Module,
+            self._api.Optimizer,
+        )
+        try:
+            self._state = CheckpointState.load_checkpoint(str(checkpoint))
+            self._module = Module(
+                str(self._bundle.path("training_model.onnx")),
+                self._state,
+                str(self._bundle.path("eval_model.onnx")),
+                device="cpu",
+                session_options=session_options(self._threads),
+            )
+            self._optimizer = Optimizer(
+                str(self._bundle.path("optimizer_model.onnx")), self._module
+            )
+        except RuntimeError as exc:  # ORT raises RuntimeError subclasses for bad files
+            raise EngineError(f"onnxruntime could not load the edge artifacts: {exc}") from exc
+        self._optimizer.set_learning_rate(self._lr)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        self._module.train()
+        outputs = self._module(
+            np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.int64)
+        )
+        self._optimizer.step()
+        self._module.lazy_reset_grad()
+        # BatchNorm running statistics come out as extra outputs; ORT would drop them otherwise.
+        for (param, _), value in zip(self._bn_updates, outputs[3:], strict=True):
+            self._state.parameters[param].data = value
+        return StepResult(float(outputs[0]), outputs[1], outputs[2])
+
+    def eval_step(self, x: np.ndarray, y: np.ndarray | None = None) -> StepResult:
+        self._module.eval()
+        labels = np.zeros(len(x), np.int64) if y is None else np.ascontiguousarray(y, np.int64)
+        loss, logits, activation = self._module(np.ascontiguousarray(x, np.float32), labels)[:3]
+        return StepResult(float("nan") if y is None else float(loss), logits, activation)
+
+    def save_checkpoint(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        self._api.CheckpointState.save_checkpoint(
+            self._state, str(tmp), include_optimizer_state=True
+        )
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        if not Path(path).is_file():
+            raise EngineError(f"checkpoint {path} does not exist")
+        self._open(Path(path))
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return {name: np.array(param.data) for name, param in self._state.parameters}
+
+    def set_lr(self, lr: float) -> None:
+        self._lr = lr
+        self._optimizer.set_learning_rate(lr)

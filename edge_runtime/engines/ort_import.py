@@ -1,0 +1,46 @@
+"""Import the ONNX Runtime training API without what the board does not need.
+
+`onnxruntime/training/__init__.py` (1.19.2) imports `artifacts` (which needs onnx) and, through
+`import onnxruntime`'s build validation, `ORTModule` (which needs torch). The on-device API
+(`onnxruntime.training.api`) needs neither. When onnxruntime is not yet imported in this process,
+we register the `onnxruntime.training` package without running its __init__ and mark ORTModule
+absent; the validation treats that as a build without ORTModule. A process that already
+imported onnxruntime (the host) gets the normal import. Measured: 57 MB RSS instead of 293 MB
+for an edge process, and neither torch nor onnx in sys.modules (tests/engines check this).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+
+def _training_dir() -> Path | None:
+    spec = importlib.util.find_spec("onnxruntime")  # finds, does not import
+    if spec is None or spec.origin is None:
+        return None
+    training_dir = Path(spec.origin).parent / "training"
+    return training_dir if (training_dir / "api").is_dir() else None
+
+
+def available() -> bool:
+    """Whether onnxruntime-training is installed, checked without importing it."""
+    return _training_dir() is not None
+
+
+def training_api() -> types.ModuleType:
+    """Return `onnxruntime.training.api`, imported as lightly as this process allows."""
+    if "onnxruntime" not in sys.modules:
+        training_dir = _training_dir()
+        if training_dir is None:
+            raise ImportError("onnxruntime-training is not installed (pip install hiertrain[edge])")
+        package = types.ModuleType("onnxruntime.training")
+        package.__path__ = [str(training_dir)]
+        package.__package__ = "onnxruntime.training"
+        sys.modules["onnxruntime.training"] = package
+        sys.modules.setdefault("onnxruntime.training.ortmodule", None)  # type: ignore[arg-type]
+    import onnxruntime.training.api as api
+
+    return api

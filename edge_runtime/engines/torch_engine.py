@@ -1,0 +1,111 @@
+"""The `torch` engine: the same front + exit head in PyTorch, for boards without an
+onnxruntime-training wheel (aarch64). Rebuilt from the model description and .npz weights in the
+bundle; nothing pickled is loaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_runtime.bundle import Bundle
+from edge_runtime.engines.base import Engine, EngineError, StepResult
+
+_SPEC_KEYS = {"model", "input_shape", "num_classes", "source", "bundled_source", "factory"}
+
+
+def build_edge_net(bundle: Bundle) -> nn.Module:
+    """Rebuild front + exit head from the manifest's model description, weights from the bundle."""
+    from models import EdgeNet, build_exit_head, build_model
+
+    m = bundle.manifest
+    spec = m["model_spec"]
+    name = m["model"]
+    if spec.get("bundled_source"):
+        name = f"{bundle.path(spec['bundled_source'])}:{spec['factory']}"
+    kwargs = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
+    model = build_model(
+        name, input_shape=tuple(m["input_shape"]), num_classes=m["num_classes"], **kwargs
+    )
+    head = build_exit_head(
+        tuple(m["activation"]["shape"]), m["num_classes"], m["edge"].get("exit_head_width")
+    )
+    net = EdgeNet(model.front(m["split"]), head)
+    with np.load(bundle.path("edge_weights.npz"), allow_pickle=False) as weights:
+        state = {k: torch.from_numpy(weights[k].copy()) for k in weights.files}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise EngineError(
+            f"edge weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    return net
+
+
+def build_optimizer(params, config: dict) -> torch.optim.Optimizer:
+    """The optimizer the manifest names, with the ORT onnxblock defaults so both engines agree."""
+    if config["type"] == "adamw":
+        return torch.optim.AdamW(
+            params,
+            lr=config["lr"],
+            betas=(0.9, 0.999),
+            eps=1e-6,
+            weight_decay=config.get("weight_decay", 0.0),
+        )
+    if config["type"] == "sgd":
+        return torch.optim.SGD(params, lr=config["lr"])
+    raise EngineError(f"unknown optimizer {config['type']!r} in the manifest")
+
+
+class TorchEngine(Engine):
+    """Front + exit head trained with torch on the CPU."""
+
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, *, threads: int | None = None) -> None:
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self._net = build_edge_net(bundle)
+        self._optimizer = build_optimizer(
+            self._net.parameters(), bundle.manifest["edge"]["optimizer"]
+        )
+        self._loss = nn.CrossEntropyLoss()
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        self._net.train()
+        logits, activation = self._net(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+        loss = self._loss(logits, torch.from_numpy(np.ascontiguousarray(y, np.int64)))
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._optimizer.step()
+        return StepResult(
+            float(loss.detach()), logits.detach().numpy(), activation.detach().numpy()
+        )
+
+    @torch.no_grad()
+    def eval_step(self, x: np.ndarray, y: np.ndarray | None = None) -> StepResult:
+        self._net.eval()
+        logits, activation = self._net(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+        loss = float("nan") if y is None else float(self._loss(logits, torch.from_numpy(y)))
+        return StepResult(loss, logits.numpy(), activation.numpy())
+
+    def save_checkpoint(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"net": self._net.state_dict(), "opt": self._optimizer.state_dict()}, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        if not Path(path).is_file():
+            raise EngineError(f"checkpoint {path} does not exist")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        self._net.load_state_dict(saved["net"])
+        self._optimizer.load_state_dict(saved["opt"])
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().numpy().copy() for k, v in self._net.state_dict().items()}
+
+    def set_lr(self, lr: float) -> None:
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr

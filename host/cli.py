@@ -1,0 +1,192 @@
+"""hostctl: the host's command line. Thin: each command hands off to its subpackage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from edge_runtime.bundle import BundleError, load_bundle
+
+console = Console(stderr=True)
+
+
+def stdout_console() -> Console:
+    """Tables go to stdout; when piped, wide enough that a split table does not wrap."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+class UsageFault(click.ClickException):
+    """A usage error: one line naming what is wrong and what is valid; exit 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        click.echo(f"hostctl: error: {self.message}", err=True)
+
+
+class RuntimeFault(click.ClickException):
+    """A runtime failure with its cause; exit 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:  # noqa: ARG002
+        click.echo(f"hostctl: failed: {self.message}", err=True)
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """'3x32x32' or '3,32,32' -> (3, 32, 32)."""
+    parts = text.replace(",", "x").lower().split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise UsageFault(
+            f"--input-shape {text!r}: expected C x H x W with positive integers, e.g. 3x32x32"
+        )
+    return dims  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Hierarchical training with early exits: export, serve, demo, bench, deploy."""
+
+
+@cli.command()
+@click.option(
+    "--model",
+    default="resnet18",
+    show_default=True,
+    help="zoo name (resnet18, vgg16, smallcnn), path/to/file.py:factory or package.module:factory",
+)
+@click.option("--split", type=int, required=True, help="number of blocks on the edge")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="bundle directory [default: artifacts/<model>-split<N>]",
+)
+@click.option("--num-classes", type=int, default=10, show_default=True)
+@click.option("--input-shape", default="3x32x32", show_default=True, help="C x H x W")
+@click.option(
+    "--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True
+)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option(
+    "--exit-head",
+    "exit_head",
+    type=int,
+    default=None,
+    help="width of the early-exit head's conv [default: activation channels, at most 128]",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="pre-shared link key to write into the bundle [default: a fresh random key]",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def export(
+    model: str,
+    split: int,
+    out: Path | None,
+    num_classes: int,
+    input_shape: str,
+    optimizer: str,
+    lr: float,
+    weight_decay: float,
+    exit_head: int | None,
+    key_file: Path | None,
+    seed: int,
+) -> None:
+    """Split a model and write the edge's ONNX Runtime training artifacts and the cloud's tail."""
+    from host.export import ExportOptions, default_out_dir, export_bundle
+    from models import ModelSpecError
+
+    opts = ExportOptions(
+        model=model,
+        split=split,
+        input_shape=parse_input_shape(input_shape),
+        num_classes=num_classes,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        exit_head_width=exit_head,
+        seed=seed,
+        key_file=key_file,
+    )
+    out = out or default_out_dir(opts)
+    try:
+        with console.status("exporting") as status:
+            manifest = export_bundle(opts, out, progress=lambda msg: status.update(msg))
+    except ModelSpecError as exc:
+        raise UsageFault(str(exc)) from None
+    bundle = load_bundle(manifest.parent)
+    from host.export.inspect import bundle_view
+
+    stdout_console().print(bundle_view(bundle))
+    click.echo(f"wrote {manifest.parent} in {bundle.manifest['export_seconds']:.1f} s")
+
+
+@cli.command()
+@click.argument("bundle_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--model", default=None, help="show the split table of a model instead of a bundle")
+@click.option("--num-classes", type=int, default=10, show_default=True)
+@click.option("--input-shape", default="3x32x32", show_default=True)
+def inspect(bundle_dir: Path | None, model: str | None, num_classes: int, input_shape: str) -> None:
+    """Summarise a bundle, or (with --model) print every split point's costs."""
+    from host.export.inspect import bundle_view, split_table_view
+
+    out = stdout_console()
+    if model is not None:
+        from models import ModelSpecError, build_model, split_table
+
+        try:
+            m = build_model(
+                model, input_shape=parse_input_shape(input_shape), num_classes=num_classes
+            )
+        except ModelSpecError as exc:
+            raise UsageFault(str(exc)) from None
+        out.print(split_table_view(model, split_table(m)))
+        return
+    if bundle_dir is None:
+        raise UsageFault("inspect needs a bundle directory or --model NAME")
+    bundle = load_bundle(bundle_dir)
+    out.print(bundle_view(bundle))
+    from models import build_model, split_table
+
+    m = bundle.manifest
+    if ":" not in m["model"]:
+        out.print(
+            split_table_view(
+                m["model"], split_table(build_model(m["model_spec"])), chosen=m["split"]
+            )
+        )
+
+
+def main() -> None:
+    """Entry point: typed errors become one line and an exit code, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("hostctl: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BundleError as exc:
+        click.echo(f"hostctl: failed: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("hostctl: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Turn an edge network (front + exit head) into ONNX Runtime on-device training artifacts.
+
+The pieces that took finding out (see docs/architecture.md):
+
+* The TorchScript exporter in TRAINING mode keeps BatchNorm's batch statistics; its running-stat
+  outputs are dropped by ORT training, so the running statistics would never move. We expose
+  them as extra graph outputs (`<param>__next`) and the ORT engine writes them back into the
+  checkpoint state after each step. The list of pairs goes into the manifest (`bn_updates`).
+* `generate_artifacts` gives every graph output to the loss block; `loss_input_names` narrows
+  the cross-entropy loss to the exit logits, the rest come out as additional outputs.
+* The generated eval model keeps BatchNorm in training mode and fails to load; we switch it to
+  inference mode (running statistics) and drop the now missing outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+OPSET = 17
+# onnxruntime-training 1.19.2 loads IR <= 10; onnx 1.17 and the exporter write <= 10 at opset 17.
+MAX_IR_VERSION = 10
+BN_NEXT_SUFFIX = "__next"
+INPUT = "input"
+LABELS = "labels"
+
+
+def _export(
+    module: nn.Module, sample: torch.Tensor, outputs: list[str], training: bool
+) -> onnx.ModelProto:
+    """TorchScript-export `module` with a dynamic batch axis; parameters stay initializers."""
+    buf = io.BytesIO()
+    mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
+    module.train(training)
+    with warnings.catch_warnings():
+        # The legacy exporter warns about itself and about BatchNorm's num_batches_tracked.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (sample,),
+            buf,
+            input_names=[INPUT],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in [INPUT, *outputs]},
+            opset_version=OPSET,
+            training=mode,
+            do_constant_folding=False,
+            dynamo=False,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    if model.ir_version > MAX_IR_VERSION:
+        model.ir_version = MAX_IR_VERSION
+    return model
+
+
+def export_inference(
+    module: nn.Module, sample: torch.Tensor, outputs: list[str], path: Path
+) -> None:
+    """Write an inference (eval mode) ONNX model of `module`."""
+    model = _export(module, sample, outputs, training=False)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _expose_batchnorm_updates(model: onnx.ModelProto) -> list[tuple[str, str]]:
+    """Make each training-mode BatchNorm's running mean/var outputs graph outputs.
+
+    Returns (parameter name, output name) pairs, in graph order.
+    """
+    dims = {init.name: list(init.dims) for init in model.graph.initializer}
+    pairs: list[tuple[str, str]] = []
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization" or len(node.output) != 3:
+            continue
+        for slot, param in ((1, node.input[3]), (2, node.input[4])):
+            if param not in dims:
+                continue  # a running stat computed in-graph is not ours to update
+            name = f"{param}{BN_NEXT_SUFFIX}"
+            node.output[slot] = name
+            model.graph.output.append(
+                helper.make_tensor_value_info(name, TensorProto.FLOAT, dims[param])
+            )
+            pairs.append((param, name))
+    return pairs
+
+
+def _fix_eval_model(path: Path) -> None:
+    """Switch BatchNorm to inference mode in the generated eval model and drop its stat outputs."""
+    model = onnx.load(str(path))
+    dropped: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization":
+            continue
+        for attr in node.attribute:
+            if attr.name == "training_mode":
+                attr.i = 0
+        dropped.update(o for o in node.output[1:] if o)
+        del node.output[1:]
+    keep = [o for o in model.graph.output if o.name not in dropped]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    onnx.save(model, str(path))
+
+
+@contextlib.contextmanager
+def _without_ort_info_lines() -> Iterator[None]:
+    """The gradient builder inside generate_artifacts logs every graph transformer at INFO through
+    a session it makes itself; keep everything on fd 2 except those lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if "[I:onnxruntime" not in line:
+                    sys.stderr.write(line)
+
+
+def _optimizer_block(kind: str, weight_decay: float):  # -> onnxblock.Block
+    from onnxruntime.training import onnxblock
+
+    if kind == "adamw":
+        return onnxblock.optim.AdamW(weight_decay=weight_decay)
+    if kind == "sgd":
+        return onnxblock.optim.SGD()
+    raise ValueError(f"unknown optimizer {kind!r}: use adamw or sgd")
+
+
+def export_training_artifacts(
+    edge_net: nn.Module,
+    sample: torch.Tensor,
+    out_dir: Path,
+    *,
+    optimizer: str,
+    weight_decay: float,
+) -> list[tuple[str, str]]:
+    """Write training_model.onnx, eval_model.onnx, optimizer_model.onnx and checkpoint.
+
+    `edge_net(x)` must return (logits, activation). The training loss is cross-entropy over the
+    logits only; the training and eval models also output logits and activation (and the
+    BatchNorm running-stat updates, training model only). Returns the BatchNorm update pairs.
+    """
+    import onnxruntime
+    from onnxruntime.training import artifacts
+
+    onnxruntime.set_default_logger_severity(3)
+
+    model = _export(edge_net, sample, ["logits", "activation"], training=True)
+    bn_updates = _expose_batchnorm_updates(model)
+    params = [init.name for init in model.graph.initializer]
+    frozen = {p for p, _ in bn_updates}
+    trainable = [p for p, _ in edge_net.named_parameters() if p in params and p not in frozen]
+    frozen_list = [p for p in params if p not in trainable]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # generate_artifacts logs every graph transformer at INFO; keep the CLI readable.
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
+    with _without_ort_info_lines():
+        artifacts.generate_artifacts(
+            model,
+            requires_grad=trainable,
+            frozen_params=frozen_list,
+            loss=artifacts.LossType.CrossEntropyLoss,
+            loss_input_names=["logits"],
+            optimizer=_optimizer_block(optimizer, weight_decay),
+            artifact_directory=str(out_dir),
+            additional_output_names=["logits", "activation", *(name for _, name in bn_updates)],
+        )
+    _fix_eval_model(out_dir / "eval_model.onnx")
+    return bn_updates

@@ -27,7 +27,8 @@ _PIXELS = 3 * 32 * 32
 _RECORD = 1 + _PIXELS
 
 # What a CIFAR-10 python batch may reference when unpickled: numpy's array reconstruction and
-# nothing else. Anything beyond that is not the official format and is refused, not executed.
+# _codecs.encode (how Python 3 protocol-2 pickles spell bytes). Anything else is not the
+# official format and is refused, not executed.
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -35,6 +36,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 

@@ -166,7 +166,7 @@ def load_dataset(
     spec = spec.strip()
     if not spec:
         raise DataError(f"the data spec is empty. {DATA_SPEC_HELP}")
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     if not 0.0 <= test_fraction < 1.0:
         raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}")

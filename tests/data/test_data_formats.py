@@ -143,14 +143,6 @@ def test_real_digits_split() -> None:
     assert "first 1437 rows train, last 360 rows test" in ds.describe()
 
 
-def test_folder_without_pillow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "cat").mkdir()
-    (tmp_path / "cat" / "a.png").write_bytes(b"\x89PNG")
-    monkeypatch.setitem(__import__("sys").modules, "PIL", None)
-    with pytest.raises(DataError, match="install it"):
-        load_dataset(f"folder:{tmp_path}")
-
-
 def test_cifar_pickle_written_by_old_numpy(cifar_pickle_dir: Path) -> None:
     # Official batches name numpy.core.multiarray (numpy 1.x); numpy 2 renamed it numpy._core.
     path = cifar_pickle_dir / "test_batch"

@@ -1,0 +1,35 @@
+"""The link between an edge board and the host: framing, messages, reliable channel, transports.
+
+Imports only the standard library, numpy, pyserial and cobs: the board runs it as is.
+"""
+
+from edge_runtime.link.config import LinkConfig
+from edge_runtime.link.edge import EdgeLink
+from edge_runtime.link.errors import (
+    AuthError,
+    FrameError,
+    HandshakeRefused,
+    LinkClosed,
+    LinkError,
+    LinkTimeout,
+    ProtocolError,
+    SpoolError,
+)
+from edge_runtime.link.host import HostListener, HostSession
+from edge_runtime.link.messages import PROTOCOL_VERSION
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AuthError",
+    "EdgeLink",
+    "FrameError",
+    "HandshakeRefused",
+    "HostListener",
+    "HostSession",
+    "LinkClosed",
+    "LinkConfig",
+    "LinkError",
+    "LinkTimeout",
+    "ProtocolError",
+    "SpoolError",
+]

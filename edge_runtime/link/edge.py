@@ -1,0 +1,221 @@
+"""EdgeLink: the edge's front door. Spools, sends, reconnects, resumes where the host says."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.link.channel import Channel, Inbox, Outbox
+from edge_runtime.link.config import LinkConfig
+from edge_runtime.link.errors import FrameError, HandshakeRefused, LinkClosed, LinkError
+from edge_runtime.link.handshake import REFUSAL_CODES, edge_handshake
+from edge_runtime.link.messages import HEADER, PROTOCOL_VERSION, Bye, Header, Hello, Message
+from edge_runtime.link.spool import Spool
+from edge_runtime.link.stream import FrameIO, LinkStats
+from edge_runtime.link.transports import Transport, open_url
+
+
+class EdgeLink:
+    """The edge end of a link to one host. Create it with ``EdgeLink.connect``."""
+
+    def __init__(
+        self,
+        url: str,
+        key: bytes,
+        bundle_sha256: str,
+        edge_id: str,
+        run_id: str,
+        spool_dir: Path,
+        config: LinkConfig,
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.edge_id = edge_id
+        self.run_id = run_id
+        self._key = key
+        self._bundle = bundle_sha256
+        self._stats = LinkStats()
+        self._spool = Spool(
+            spool_dir, config.spool_max_messages, config.spool_max_bytes, config.spool_fsync
+        )
+        self._outbox = Outbox(self._spool, config)
+        self._inbox = Inbox(config.window)
+        self._max_send = config.max_frame
+        self._channel: Channel | None = None
+        self._transport: Transport | None = None
+        self._backlog: list[tuple[Header, memoryview]] = []
+        self._closing = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.welcome_resume: dict[str, Any] = {}
+        self.welcome_cursor = 0
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        key: bytes,
+        bundle_sha256: str,
+        edge_id: str,
+        run_id: str,
+        spool_dir: Path,
+        config: LinkConfig | None = None,
+    ) -> EdgeLink:
+        """Open ``url`` (any pyserial URL), handshake, and resume from the host's cursor.
+
+        Retries with exponential backoff for up to ``config.reconnect_timeout``; raises
+        HandshakeRefused at once if the host refuses (key, version, bundle).
+        """
+        link = cls(
+            url, key, bundle_sha256, edge_id, run_id, Path(spool_dir), config or LinkConfig()
+        )
+        link._establish()
+        link._thread = threading.Thread(target=link._supervise, name="edge-link", daemon=True)
+        link._thread.start()
+        return link
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters; ``bytes_up``/``bytes_down`` are wire bytes including framing."""
+        d = self._stats.as_dict(upward=True)
+        d["spooled"] = self._spool.count
+        return d
+
+    @property
+    def pending(self) -> int:
+        """Messages sent but not yet consumed by the host."""
+        return self._spool.count
+
+    def send(self, msg: Message, timeout: float | None = None) -> int:
+        """Spool and transmit ``msg``; return its sequence number.
+
+        Blocks while the window or the spool is full; raises LinkError once the link has been
+        dead past ``config.reconnect_timeout`` (or LinkTimeout after ``timeout``).
+        """
+        if self._closed:
+            raise LinkClosed("link closed")
+        if not msg.SEQUENCED:
+            raise ValueError(f"{type(msg).__name__} is a control message; send() takes data")
+        payload = msg.encode()
+        if len(payload) + HEADER.size > self._max_send:
+            raise FrameError(
+                f"{type(msg).__name__} of {len(payload) + HEADER.size} bytes exceeds "
+                f"max_frame {self._max_send}"
+            )
+        return self._outbox.put(msg.TYPE, payload, timeout)
+
+    def poll(self, timeout: float = 0.0) -> Message | None:
+        """Next message from the host (Metrics, Grad, Error, Bye...), or None after ``timeout``."""
+        msg = self._inbox.take(timeout, self._consume)
+        channel = self._channel
+        if msg is not None and msg.seq and channel is not None:
+            channel.request_ack()
+        return msg
+
+    def _consume(self, msg: Message) -> None:
+        self._inbox.consumed = max(self._inbox.consumed, msg.seq)
+
+    def flush(self, timeout: float) -> None:
+        """Wait until the host consumed everything sent; LinkTimeout after ``timeout``."""
+        self._outbox.wait_consumed(timeout)
+
+    def close(self, reason: str = "done") -> None:
+        """Say BYE (best effort) and close. Unconsumed messages stay in the spool."""
+        if self._closed:
+            return
+        self._closed = True
+        channel = self._channel
+        if channel is not None and self._outbox.failure is None:
+            channel.send_control(Bye(reason))
+            channel.drain_control(2.0)
+        self._closing.set()
+        if channel is not None:
+            channel.stop()
+        if self._transport is not None:
+            self._transport.close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self._outbox.fail(LinkClosed("link closed"))
+        self._inbox.end(LinkClosed("link closed"))
+
+    def __enter__(self) -> EdgeLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection management ----------------------------------------------------------------
+
+    def _establish(self) -> None:
+        deadline = time.monotonic() + self.config.reconnect_timeout
+        delay = self.config.backoff_initial
+        while True:
+            try:
+                self._open_once()
+                return
+            except HandshakeRefused as exc:
+                if exc.code in REFUSAL_CODES:
+                    raise
+                last: LinkError = exc
+            except LinkError as exc:
+                last = exc
+            if self._closing.is_set():
+                raise LinkClosed("link closed")
+            if time.monotonic() + delay > deadline:
+                raise LinkError(
+                    f"link to {self.url} dead for {self.config.reconnect_timeout} s: {last}"
+                ) from last
+            self._closing.wait(delay)
+            delay = min(delay * 2.0, self.config.backoff_max)
+
+    def _open_once(self) -> None:
+        transport = open_url(self.url, self.config.baudrate, self.config.read_timeout)
+        io = FrameIO(transport, self.config.max_frame, self._stats)
+        hello = Hello(
+            PROTOCOL_VERSION, self.edge_id, self.run_id, self._bundle, self.config.max_frame
+        )
+        try:
+            welcome = edge_handshake(io, hello, self._key, self.config.handshake_timeout)
+        except LinkError:
+            transport.close()
+            raise
+        if welcome.max_frame:
+            io.max_send = min(welcome.max_frame, self.config.max_frame)
+        self._max_send = io.max_send
+        self._outbox.resume(welcome.cursor, welcome.received)
+        self._inbox.new_stream(0, 0)
+        self.welcome_resume = welcome.resume
+        self.welcome_cursor = welcome.cursor
+        self._backlog = io.take_backlog()
+        self._transport = transport
+        self._channel = Channel(io, self._outbox, self._inbox, self.config)
+
+    def _supervise(self) -> None:
+        while not self._closing.is_set():
+            channel, transport = self._channel, self._transport
+            assert channel is not None and transport is not None
+            try:
+                channel.run(self._backlog)
+            except HandshakeRefused as exc:
+                self._fail(exc)
+                return
+            except LinkError:
+                pass  # the connection died; reconnect below
+            finally:
+                transport.close()
+                channel.join(2.0)
+            if self._closing.is_set():
+                return
+            self._stats.reconnects += 1
+            try:
+                self._establish()
+            except LinkError as exc:
+                self._fail(exc)
+                return
+
+    def _fail(self, error: LinkError) -> None:
+        self._outbox.fail(error)
+        self._inbox.end(error)

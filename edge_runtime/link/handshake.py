@@ -1,0 +1,143 @@
+"""The handshake: HELLO -> CHALLENGE -> AUTH -> WELCOME, or ERROR naming what differs.
+
+The AUTH digest is HMAC-SHA256(key, nonce | u16 len | edge_id | u16 len | run_id | bundle_sha256),
+strings UTF-8; the length prefixes keep ("ab", "c") and ("a", "bc") apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+import struct
+import time
+
+from edge_runtime.link.errors import AuthError, HandshakeRefused, LinkClosed, LinkTimeout
+from edge_runtime.link.messages import (
+    PROTOCOL_VERSION,
+    Auth,
+    Challenge,
+    Error,
+    Header,
+    Hello,
+    Message,
+    MsgType,
+    Welcome,
+    decode_message,
+)
+from edge_runtime.link.stream import FrameIO
+
+REFUSAL_CODES = ("auth", "version", "bundle")
+
+
+def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha256: str) -> bytes:
+    """The HMAC-SHA256 an edge proves its key with."""
+    parts = [nonce]
+    for text in (edge_id, run_id):
+        raw = text.encode()
+        parts += [struct.pack("!H", len(raw)), raw]
+    parts.append(bundle_sha256.encode())
+    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def refusal(code: str, message: str) -> HandshakeRefused:
+    """The typed error for a refusal code."""
+    return AuthError(message) if code == "auth" else HandshakeRefused(code, message)
+
+
+def _next(io: FrameIO, deadline: float, wanted: tuple[MsgType, ...], what: str) -> Message:
+    """Next frame of a wanted type; an ERROR raises; stale frames of other types are skipped."""
+    while True:
+        frame = io.read_frame(deadline)
+        if frame is None:
+            raise LinkTimeout(f"no {what} from the peer in time")
+        header, payload = frame
+        if header.type == MsgType.ERROR:
+            err = decode_message(header, payload)
+            assert isinstance(err, Error)
+            if err.code in REFUSAL_CODES:
+                raise refusal(err.code, err.message)
+            raise LinkClosed(f"peer ended the handshake ({err.code}): {err.message}")
+        if header.type in wanted:
+            return decode_message(header, payload)
+
+
+def edge_handshake(io: FrameIO, hello: Hello, key: bytes, timeout: float) -> Welcome:
+    """Run the edge's half; return the host's WELCOME or raise HandshakeRefused/LinkTimeout."""
+    deadline = time.monotonic() + timeout
+    io.write_message(hello)
+    challenge = _next(io, deadline, (MsgType.CHALLENGE,), "CHALLENGE")
+    assert isinstance(challenge, Challenge)
+    digest = auth_digest(key, challenge.nonce, hello.edge_id, hello.run_id, hello.bundle_sha256)
+    io.write_message(Auth(digest))
+    welcome = _next(io, deadline, (MsgType.WELCOME,), "WELCOME")
+    assert isinstance(welcome, Welcome)
+    return welcome
+
+
+def refuse(io: FrameIO, code: str, message: str) -> HandshakeRefused:
+    """Tell the peer why it is refused (best effort) and return the error to raise."""
+    # The peer may be gone already; the refusal stands either way.
+    with contextlib.suppress(LinkClosed):
+        io.write_message(Error(code, message))
+    return refusal(code, message)
+
+
+def check_hello_header(io: FrameIO, header: Header) -> None:
+    """Refuse a HELLO in another protocol version before decoding its payload."""
+    if header.version != PROTOCOL_VERSION:
+        raise refuse(
+            io,
+            "version",
+            f"protocol version differs: edge speaks {header.version}, "
+            f"host speaks {PROTOCOL_VERSION}",
+        )
+
+
+def host_handshake(
+    io: FrameIO, hello: Hello, key: bytes, bundle_sha256: str, timeout: float
+) -> Hello:
+    """Run the host's half up to (not including) WELCOME; return the HELLO that was accepted.
+
+    A HELLO arriving instead of AUTH restarts the handshake with it. Refusals send ERROR and
+    raise HandshakeRefused; anything but AUTH or HELLO is refused with code "protocol".
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if hello.version != PROTOCOL_VERSION:
+            raise refuse(
+                io,
+                "version",
+                f"protocol version differs: edge speaks {hello.version}, "
+                f"host speaks {PROTOCOL_VERSION}",
+            )
+        nonce = secrets.token_bytes(32)
+        io.write_message(Challenge(nonce))
+        frame = io.read_frame(deadline)
+        if frame is None:
+            raise LinkTimeout(f"no AUTH from edge {hello.edge_id!r} in time")
+        header, payload = frame
+        if header.type == MsgType.HELLO:
+            check_hello_header(io, header)
+            new = decode_message(header, payload)
+            assert isinstance(new, Hello)
+            hello = new
+            continue
+        if header.type != MsgType.AUTH:
+            raise refuse(io, "protocol", f"expected AUTH, got message type {header.type}")
+        auth = decode_message(header, payload)
+        assert isinstance(auth, Auth)
+        expected = auth_digest(key, nonce, hello.edge_id, hello.run_id, hello.bundle_sha256)
+        if not hmac.compare_digest(expected, auth.hmac):
+            raise refuse(
+                io, "auth", f"authentication failed for edge {hello.edge_id!r}: its key differs"
+            )
+        if hello.bundle_sha256 != bundle_sha256:
+            raise refuse(
+                io,
+                "bundle",
+                f"bundle differs: edge has manifest sha256 {hello.bundle_sha256[:16]}..., "
+                f"host serves {bundle_sha256[:16]}...",
+            )
+        return hello

@@ -1,0 +1,159 @@
+"""Byte transports: pyserial URLs on the edge, serial devices and TCP sockets on the host.
+
+A transport moves bytes and knows nothing of frames. ``read`` waits at most the configured
+read timeout and returns b"" when nothing came; a transport that is gone raises LinkClosed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+from typing import Protocol
+
+import serial
+
+from edge_runtime.link.errors import LinkClosed
+
+CHUNK = 1 << 16
+# What pyserial raises from a port that was closed under a blocked read or write.
+_PORT_ERRORS = (serial.SerialException, OSError, ValueError, TypeError, AttributeError)
+
+
+class Transport(Protocol):
+    """The small interface the link needs from a byte stream."""
+
+    def read(self) -> bytes:
+        """Bytes available now or within the read timeout; b"" if none."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data`` (blocking)."""
+        ...
+
+    def close(self) -> None:
+        """Close; a blocked read or write ends with LinkClosed."""
+        ...
+
+
+class SocketTransport:
+    """A connected TCP socket."""
+
+    def __init__(self, sock: socket.socket, read_timeout: float) -> None:
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._timeout = read_timeout
+        self._closed = False
+
+    def read(self) -> bytes:
+        """Bytes available within the read timeout; b"" if none."""
+        if self._closed:
+            raise LinkClosed("socket closed")
+        try:
+            ready, _, _ = select.select([self._sock], [], [], self._timeout)
+            if not ready:
+                return b""
+            data = self._sock.recv(CHUNK)
+        except (OSError, ValueError) as exc:
+            raise LinkClosed(f"socket read failed: {exc}") from exc
+        if not data:
+            raise LinkClosed("peer closed the connection")
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data``."""
+        if self._closed:
+            raise LinkClosed("socket closed")
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise LinkClosed(f"socket write failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Shut down and close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        # Already disconnected: closing is all that is left.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+
+class SerialTransport:
+    """A pyserial port (any URL serial_for_url takes: device, pty, socket://, rfc2217://, loop://)."""
+
+    def __init__(self, port: serial.SerialBase) -> None:
+        self._port = port
+        # pyserial's socket:// handler reports 1 byte waiting at most, which would make us read
+        # byte by byte; read its socket directly instead (writes still go through pyserial).
+        self._sock: socket.socket | None = getattr(port, "_socket", None)
+        self._closed = False
+
+    @property
+    def port(self) -> serial.SerialBase:
+        """The underlying pyserial port."""
+        return self._port
+
+    def read(self) -> bytes:
+        """Bytes available now or within the port timeout; b"" if none."""
+        if self._closed:
+            raise LinkClosed("port closed")
+        try:
+            if self._sock is not None:
+                return self._read_socket(self._sock)
+            waiting = self._port.in_waiting
+            data = self._port.read(min(max(waiting, 1), CHUNK))
+            if data and self._port.in_waiting:
+                data += self._port.read(min(self._port.in_waiting, CHUNK))
+            return data
+        except _PORT_ERRORS as exc:
+            raise LinkClosed(f"port read failed: {exc}") from exc
+
+    def _read_socket(self, sock: socket.socket) -> bytes:
+        ready, _, _ = select.select([sock], [], [], self._port.timeout)
+        if not ready:
+            return b""
+        data = sock.recv(CHUNK)
+        if not data:
+            raise LinkClosed("peer closed the connection")
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data``."""
+        if self._closed:
+            raise LinkClosed("port closed")
+        try:
+            self._port.write(data)
+        except _PORT_ERRORS as exc:
+            raise LinkClosed(f"port write failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the port."""
+        if self._closed:
+            return
+        self._closed = True
+        # The port is unusable either way; nothing else to release.
+        with contextlib.suppress(*_PORT_ERRORS):
+            self._port.close()
+
+
+def open_url(url: str, baudrate: int, read_timeout: float) -> SerialTransport:
+    """Open any pyserial URL (a device path is a URL too); LinkClosed if it cannot be opened."""
+    try:
+        port = serial.serial_for_url(
+            url, baudrate=baudrate, timeout=read_timeout, write_timeout=None
+        )
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise LinkClosed(f"cannot open {url}: {exc}") from exc
+    return SerialTransport(port)
+
+
+def listen_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); port 0 picks a free one."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(16)
+    return sock

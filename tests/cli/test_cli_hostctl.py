@@ -1,0 +1,65 @@
+"""hostctl's contract: names, exit codes, one-line usage errors (real processes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HOSTCTL = [sys.executable, "-m", "host.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*HOSTCTL, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_export_default_out_dir_and_inspect(tmp_path) -> None:
+    out = run("export", "--model", "smallcnn", "--split", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    bundle = tmp_path / "artifacts" / "smallcnn-split2"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["split"] == 2
+    assert "[I:onnxruntime" not in out.stderr  # export is quiet
+    shown = run("inspect", str(bundle))
+    assert shown.returncode == 0, shown.stderr
+    assert "conv1, conv2" in shown.stdout and "sha256 verified" in shown.stdout
+
+
+def test_inspect_model_table_lists_every_split() -> None:
+    out = run("inspect", "--model", "resnet18")
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 9  # splits 1..9
+    assert "128x16x16" in out.stdout and "85.33" in out.stdout
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path) -> None:
+    cases = {
+        ("export", "--split", "12"): "valid 1..9",
+        (
+            "export",
+            "--model",
+            "alexnet",
+            "--split",
+            "2",
+        ): "known models are resnet18, vgg16, smallcnn",
+        ("export", "--split", "2", "--input-shape", "32x32"): "expected C x H x W",
+        ("inspect",): "needs a bundle directory or --model",
+    }
+    for args, expected in cases.items():
+        out = run(*args, cwd=tmp_path)
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, out.stderr)
+
+
+def test_runtime_failure_exits_1_without_traceback(exported, tmp_path) -> None:
+    copy = tmp_path / "b"
+    shutil.copytree(exported("smallcnn", 2), copy)
+    (copy / "cloud" / "tail_model.onnx").write_bytes(b"tampered")
+    out = run("inspect", str(copy))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "modified: cloud/tail_model.onnx" in out.stderr

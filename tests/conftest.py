@@ -1,0 +1,37 @@
+"""Fixtures shared across the suite: exported bundles (made once per session) and data paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DIGITS = REPO.parent / "shared" / "data" / "digits.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`exported("smallcnn", 2, input_shape=(3, 32, 32))` -> bundle dir, exported once per session."""
+    from host.export import ExportOptions, export_bundle
+
+    cache: dict[tuple, Path] = {}
+
+    def make(model: str, split: int, **kwargs) -> Path:
+        key = (model, split, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"bundle-{Path(model).stem}-{split}")
+            export_bundle(ExportOptions(model=model, split=split, **kwargs), out)
+            cache[key] = out
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def digits_path() -> Path:
+    """The real UCI digits in ../shared/data; tests that need it skip when it is absent."""
+    if not SHARED_DIGITS.is_file():
+        pytest.skip(f"{SHARED_DIGITS} is absent (a fresh clone has no ../shared/data)")
+    return SHARED_DIGITS

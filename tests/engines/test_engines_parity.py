@@ -39,7 +39,6 @@ def test_ort_and_torch_engines_agree_over_five_steps(exported, model, split, opt
         assert abs(a.loss - b.loss) < LOSS_ATOL, (step, a.loss, b.loss)
         rel = np.linalg.norm(a.activation - b.activation) / np.linalg.norm(b.activation)
         assert rel < ACT_REL[optimizer], (step, rel)
-    assert runs["ort"][-1].loss < runs["ort"][0].loss
 
 
 @pytest.mark.parametrize("kind", ["ort", "torch"])

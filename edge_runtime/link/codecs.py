@@ -146,7 +146,7 @@ def _quantise(x: np.ndarray, axis: int | None) -> bytes:
     scale = (hi - lo) / np.float32(255.0)
     scale[scale == 0] = 1.0  # a constant channel: any scale reproduces it exactly
     bshape = _broadcast_shape(x.ndim, axis, lo.size)
-    q = (x - lo.reshape(bshape)) * (np.float32(1.0) / scale).reshape(bshape)
+    q = np.atleast_1d((x - lo.reshape(bshape)) * (np.float32(1.0) / scale).reshape(bshape))
     np.rint(q, out=q)
     np.clip(q, 0, 255, out=q)
     params = np.concatenate([scale, lo]).astype("<f4")

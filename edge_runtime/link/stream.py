@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from edge_runtime.link.errors import FrameError
-from edge_runtime.link.framing import FrameDecoder, encode_frame
+from edge_runtime.link.framing import DELIMITER, FrameDecoder, encode_frame
 from edge_runtime.link.messages import HEADER, Header, Message, decode_header
 from edge_runtime.link.transports import Transport
 
@@ -58,6 +58,7 @@ class FrameIO:
         self.stats = stats
         self._write_lock = threading.Lock()
         self._seen = (0, 0, 0)
+        self._started = False
         self._backlog: list[tuple[Header, memoryview]] = []
 
     def write(
@@ -71,6 +72,10 @@ class FrameIO:
         header = Header(type=msg_type, seq=seq, ack=ack, flags=flags, length=len(payload))
         frame = encode_frame(header.pack() + payload)
         with self._write_lock:
+            if not self._started:
+                # A lone delimiter first: whatever the receiver buffered before is cut off there.
+                frame = DELIMITER + frame
+                self._started = True
             self.transport.write(frame)
         self.stats.bytes_sent += len(frame)
         self.stats.frames_sent += 1

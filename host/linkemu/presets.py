@@ -1,0 +1,108 @@
+"""Link profiles: the rates and round-trip time of the link a demo or test emulates.
+
+A profile names an uplink rate (edge -> host), a downlink rate (host -> edge) and a round-trip
+time, split half each way. The presets are nominal round figures, chosen so that demos and
+benchmarks are reproducible; they are not measurements of any particular network:
+
+``3g``    up 768 kbit/s, down 1.6 Mbit/s, RTT 150 ms. Typical of a 3G HSPA cell in use: HSUPA
+          uplinks deliver a few hundred kbit/s to ~1.5 Mbit/s, HSDPA downlinks 1-7 Mbit/s, with
+          round trips of 100-200 ms. The uplink is the figure that matters for hierarchical
+          training (activations go up) and is kept at the low end, as in the paper's
+          low-bit-rate setting.
+``4g``    up 10 Mbit/s, down 30 Mbit/s, RTT 50 ms. Typical LTE figures in a loaded cell.
+``wifi``  up 50 Mbit/s, down 50 Mbit/s, RTT 5 ms. A good 802.11n/ac link to a nearby host.
+``local`` (alias ``none``) unshaped: no rate limit, no added delay.
+
+``parse_link`` also takes custom specs: ``<rate>[:<down rate>][/<rtt>]``, e.g. ``2mbit``,
+``768kbit/150ms``, ``1.5Mbit/40ms``, ``500kbit:2mbit/100ms``. Rates are in bits per second
+(``bit``, ``kbit``, ``mbit``, ``gbit``; ``bps``, ``kbps``, ``mbps``, ``gbps`` also mean bits);
+the RTT is in ``ms`` or ``s``. One rate shapes both directions alike.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_UNITS = {
+    "bit": 1.0,
+    "bps": 1.0,
+    "kbit": 1e3,
+    "kbps": 1e3,
+    "mbit": 1e6,
+    "mbps": 1e6,
+    "gbit": 1e9,
+    "gbps": 1e9,
+}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_RATE = rf"({_NUMBER})\s*(bit|bps|kbit|kbps|mbit|mbps|gbit|gbps)"
+_SPEC = re.compile(rf"^{_RATE}(?:\s*:\s*{_RATE})?(?:\s*/\s*({_NUMBER})\s*(ms|s))?$")
+
+
+class LinkSpecError(ValueError):
+    """A link spec that is neither a preset nor ``<rate>[:<down rate>][/<rtt>]``."""
+
+
+@dataclass(frozen=True)
+class LinkProfile:
+    """Rates (bits per second) and round-trip time of an emulated link; ``inf`` rate = unshaped."""
+
+    name: str
+    up_bps: float  # edge -> host
+    down_bps: float  # host -> edge
+    rtt_s: float  # round trip, applied half each way
+
+    def describe(self) -> str:
+        """One line for logs and reports: ``3g: up 768 kbit/s, down 1.6 Mbit/s, RTT 150 ms``."""
+        rtt_ms = round(self.rtt_s * 1e3, 3)
+        return (
+            f"{self.name}: up {_format_rate(self.up_bps)}, down {_format_rate(self.down_bps)}, "
+            f"RTT {rtt_ms:g} ms"
+        )
+
+    @property
+    def one_way_s(self) -> float:
+        """Delay added to each direction."""
+        return self.rtt_s / 2
+
+
+def _format_rate(bps: float) -> str:
+    if math.isinf(bps):
+        return "unlimited"
+    for scale, unit in ((1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")):
+        if bps >= scale:
+            return f"{round(bps / scale, 3):g} {unit}"
+    return f"{round(bps, 3):g} bit/s"
+
+
+PRESETS: dict[str, LinkProfile] = {
+    "3g": LinkProfile("3g", 768e3, 1.6e6, 0.150),
+    "4g": LinkProfile("4g", 10e6, 30e6, 0.050),
+    "wifi": LinkProfile("wifi", 50e6, 50e6, 0.005),
+    "local": LinkProfile("local", math.inf, math.inf, 0.0),
+    "none": LinkProfile("none", math.inf, math.inf, 0.0),
+}
+
+ACCEPTED_FORMS = (
+    f"a preset ({', '.join(PRESETS)}) or <rate>[:<down rate>][/<rtt>] "
+    "with rates in bit|kbit|mbit|gbit (kbps, mbps: bits) and rtt in ms|s, "
+    "e.g. 2mbit, 768kbit/150ms, 500kbit:2mbit/100ms"
+)
+
+
+def parse_link(spec: str) -> LinkProfile:
+    """Turn ``"3g"`` or ``"768kbit/150ms"`` (see the module doc) into a ``LinkProfile``."""
+    text = spec.strip().lower()
+    if text in PRESETS:
+        return PRESETS[text]
+    match = _SPEC.match(text)
+    if match is None:
+        raise LinkSpecError(f"bad link spec {spec!r}: expected {ACCEPTED_FORMS}")
+    up_num, up_unit, down_num, down_unit, rtt_num, rtt_unit = match.groups()
+    up = float(up_num) * _UNITS[up_unit]
+    down = float(down_num) * _UNITS[down_unit] if down_num is not None else up
+    rtt = float(rtt_num) * (1e-3 if rtt_unit == "ms" else 1.0) if rtt_num is not None else 0.0
+    if up <= 0 or down <= 0:
+        raise LinkSpecError(f"bad link spec {spec!r}: rates must be above 0; {ACCEPTED_FORMS}")
+    return LinkProfile(text, up, down, rtt)

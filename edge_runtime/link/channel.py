@@ -8,6 +8,7 @@ the caller's thread (``run``), its writer in a thread of its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -15,7 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_runtime.link.config import LinkConfig
-from edge_runtime.link.errors import HandshakeRefused, LinkClosed, LinkError, LinkTimeout
+from edge_runtime.link.errors import (
+    HandshakeRefused,
+    LinkClosed,
+    LinkError,
+    LinkTimeout,
+    ProtocolError,
+)
 from edge_runtime.link.messages import (
     FLAG_RETRANSMIT,
     NACK_CORRUPT,
@@ -263,6 +270,11 @@ class Channel:
                 elif now - last_rx > self.config.dead_timeout:
                     raise LinkClosed(f"peer silent for {self.config.dead_timeout} s")
             return None
+        except ProtocolError as exc:
+            # Tell the peer why the connection ends; it may be gone already.
+            with contextlib.suppress(LinkError):
+                self.io.write_message(Error("protocol", str(exc)))
+            raise
         finally:
             self.stop()
 

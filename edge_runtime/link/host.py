@@ -40,8 +40,11 @@ class _Cursors:
 class HostSession:
     """One authenticated edge on one connection."""
 
-    def __init__(self, hello: Hello, io: FrameIO, cursors: _Cursors, config: LinkConfig) -> None:
+    def __init__(
+        self, hello: Hello, io: FrameIO, cursors: _Cursors, config: LinkConfig, serial: bool
+    ) -> None:
         self.edge_id = hello.edge_id
+        self._serial = serial
         self.run_id = hello.run_id
         self.hello = hello
         self._io = io
@@ -110,7 +113,8 @@ class HostSession:
         self._channel.send_control(Bye(reason))
         self._channel.drain_control(2.0)
         self._end(LinkClosed("session closed by the host"))
-        self._io.transport.close()
+        if not self._serial:  # a serial port stays open for the next HELLO
+            self._io.transport.close()
 
     def _end(self, error: LinkError) -> None:
         self._inbox.end(error, discard=True)
@@ -224,7 +228,7 @@ class HostListener:
                     hello = None
                     continue
                 io.stats = LinkStats()
-                session = self._open_session(io, hello)
+                session = self._open_session(io, hello, serial)
                 self._spawn(on_session, session, name=f"session-{session.edge_id}")
                 try:
                     hello = session._channel.run(io.take_backlog())
@@ -274,7 +278,7 @@ class HostListener:
                 return None
         return None
 
-    def _open_session(self, io: FrameIO, hello: Hello) -> HostSession:
+    def _open_session(self, io: FrameIO, hello: Hello, serial: bool) -> HostSession:
         key = (hello.edge_id, hello.run_id)
         with self._lock:
             cursors = self._cursors.setdefault(key, _Cursors())
@@ -288,7 +292,7 @@ class HostListener:
             cursors.consumed = max(cursors.consumed, cursor)
             cursors.delivered = max(cursors.delivered, cursors.consumed)
         io.max_send = min(hello.max_frame, self.config.max_frame)
-        session = HostSession(hello, io, cursors, self.config)
+        session = HostSession(hello, io, cursors, self.config, serial)
         with cursors.lock:
             cursors.session = session
         welcome = Welcome(

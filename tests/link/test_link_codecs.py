@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from edge_runtime.link.messages import (
     FileChunk,
     Grad,
     Hello,
+    Message,
     Metrics,
     RawBatch,
     Welcome,
@@ -24,6 +27,7 @@ from edge_runtime.link.messages import (
     encode_message,
 )
 
+pytestmark = pytest.mark.timeout(60)
 RNG = np.random.default_rng(0)
 
 
@@ -74,7 +78,7 @@ def test_bad_inputs() -> None:
         decode_tensor(huge)
 
 
-def _round(msg):  # type: ignore[no-untyped-def]
+def _round(msg: Message) -> Any:
     header, payload = decode_header(encode_message(msg, seq=9), 1 << 24)
     out = decode_message(header, payload)
     assert out.seq == 9

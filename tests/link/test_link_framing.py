@@ -20,6 +20,7 @@ from edge_runtime.link.messages import (
     encode_message,
 )
 
+pytestmark = pytest.mark.timeout(60)
 MAX = 4096
 
 

@@ -17,9 +17,9 @@ from edge_runtime.engines.base import Engine, EngineError, StepResult
 _SPEC_KEYS = {"model", "input_shape", "num_classes", "source", "bundled_source", "factory"}
 
 
-def build_edge_net(bundle: Bundle) -> nn.Module:
-    """Rebuild front + exit head from the manifest's model description, weights from the bundle."""
-    from models import EdgeNet, build_exit_head, build_model
+def split_model_from_manifest(bundle: Bundle):  # -> models.SplitModel
+    """Rebuild the split model the manifest describes (a user model from its bundled source)."""
+    from models import build_model
 
     m = bundle.manifest
     spec = m["model_spec"]
@@ -27,9 +27,17 @@ def build_edge_net(bundle: Bundle) -> nn.Module:
     if spec.get("bundled_source"):
         name = f"{bundle.path(spec['bundled_source'])}:{spec['factory']}"
     kwargs = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
-    model = build_model(
+    return build_model(
         name, input_shape=tuple(m["input_shape"]), num_classes=m["num_classes"], **kwargs
     )
+
+
+def build_edge_net(bundle: Bundle) -> nn.Module:
+    """Rebuild front + exit head from the manifest's model description, weights from the bundle."""
+    from models import EdgeNet, build_exit_head
+
+    m = bundle.manifest
+    model = split_model_from_manifest(bundle)
     head = build_exit_head(
         tuple(m["activation"]["shape"]), m["num_classes"], m["edge"].get("exit_head_width")
     )

@@ -77,7 +77,9 @@ class _TokenBucket:
     def __init__(self, rate_bps: float) -> None:
         self.rate_bps = rate_bps
         self._bytes_per_s = rate_bps / 8
-        self.capacity = max(_MIN_CHUNK, _chunk_size(rate_bps), int(self._bytes_per_s * 0.005))
+        # Burst: one chunk or 5 ms of traffic, enough to absorb a late wake-up of a pump.
+        burst = 0 if math.isinf(rate_bps) else int(self._bytes_per_s * 0.005)
+        self.capacity = max(_MIN_CHUNK, _chunk_size(rate_bps), burst)
         self._tokens = float(self.capacity)
         self._stamp = time.monotonic()
         self._lock = threading.Lock()

@@ -1,0 +1,285 @@
+"""edge-runtime: what runs on the board. `edge-runtime run --bundle DIR/edge --connect URL ...`"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edge_runtime.bundle import BundleError, load_bundle, read_key_file
+from edge_runtime.data import DATA_SPEC_HELP, DataError, load_dataset
+from edge_runtime.engines import ENGINE_CHOICES, EngineError, make_engine
+from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
+from edge_runtime.link.codecs import CODECS
+from edge_runtime.report import write_report
+from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunProgress
+
+console = Console(stderr=True)
+
+
+class UsageFault(click.ClickException):
+    """One line naming what is wrong and what is valid; exit 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        click.echo(f"edge-runtime: error: {self.message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """The edge side of hierarchical training: trains the front, streams activations."""
+
+
+def _check_data_fits(ds, manifest: dict) -> None:
+    expected = tuple(manifest["input_shape"])
+    if ds.input_shape != expected:
+        shape = "x".join(map(str, ds.input_shape))
+        raise UsageFault(
+            f"data {ds.name} is {shape} but the bundle expects {'x'.join(map(str, expected))}: "
+            f"export with --input-shape {shape}"
+        )
+    if ds.num_classes > manifest["num_classes"]:
+        raise UsageFault(
+            f"data {ds.name} has {ds.num_classes} classes but the bundle's model has "
+            f"{manifest['num_classes']}: export with --num-classes {ds.num_classes}"
+        )
+
+
+def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | None) -> RunProgress:
+    existing = RunProgress.load(work_dir)
+    if resume:
+        if existing is None or not (work_dir / CHECKPOINT).is_file():
+            raise UsageFault(f"--resume: {work_dir} holds no checkpoint to resume from")
+        return existing
+    if existing is not None and not fresh:
+        raise UsageFault(
+            f"{work_dir} holds run {existing.run_id} at epoch {existing.epoch}: "
+            "pass --resume to continue it or --fresh to discard it"
+        )
+    if fresh and work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    progress = RunProgress(run_id or secrets.token_hex(4))
+    progress.save(work_dir)
+    return progress
+
+
+@cli.command()
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="the bundle's edge directory (DIR/edge)",
+)
+@click.option(
+    "--connect",
+    "url",
+    required=True,
+    help="host link: socket://HOST:PORT, /dev/ttyUSB0, rfc2217://HOST:PORT, loop://",
+)
+@click.option("--data", "data_spec", default="synthetic", show_default=True, help=DATA_SPEC_HELP)
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--eval-batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option(
+    "--codec",
+    type=click.Choice(list(CODECS)),
+    default="fp32",
+    show_default=True,
+    help="activation encoding on the link",
+)
+@click.option(
+    "--engine", type=click.Choice(list(ENGINE_CHOICES)), default="auto", show_default=True
+)
+@click.option("--threads", type=int, default=None, help="engine threads [default: all cores]")
+@click.option("--augment/--no-augment", default=False, show_default=True)
+@click.option("--limit", type=int, default=None, help="train on the first N samples only")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
+@click.option("--run-id", default=None, help="[default: random, kept across --resume]")
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="checkpoints, spool, metrics [default: runs/edge-<edge-id>]",
+)
+@click.option("--resume", is_flag=True, help="continue the run in --work-dir from its checkpoint")
+@click.option("--fresh", is_flag=True, help="discard a previous run in --work-dir")
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="pre-shared link key [default: the bundle's link.key]",
+)
+@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@click.option("--window", type=int, default=16, show_default=True)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the run's JSON report here",
+)
+def run(
+    bundle_dir: Path,
+    url: str,
+    data_spec: str,
+    epochs: int,
+    batch_size: int,
+    eval_batch_size: int,
+    codec: str,
+    engine: str,
+    threads: int | None,
+    augment: bool,
+    limit: int | None,
+    seed: int,
+    edge_id: str | None,
+    run_id: str | None,
+    work_dir: Path | None,
+    resume: bool,
+    fresh: bool,
+    key_file: Path | None,
+    baud: int,
+    window: int,
+    report_path: Path | None,
+) -> None:
+    """Train the front + exit on local data and stream activations and labels to the host."""
+    bundle = load_bundle(bundle_dir)
+    if bundle.side != "edge":
+        raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
+    try:
+        data = load_dataset(data_spec, seed=seed, limit=limit)
+    except DataError as exc:
+        raise UsageFault(str(exc)) from None
+    _check_data_fits(data, bundle.manifest)
+    edge_id = edge_id or socket.gethostname()
+    work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
+    progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
+    eng = make_engine(engine, bundle, threads=threads)
+    if resume:
+        eng.load_checkpoint(work_dir / CHECKPOINT)
+    key = read_key_file(key_file) if key_file else bundle.key()
+    config = LinkConfig(baudrate=baud, window=window)
+    console.print(
+        f"[bold]edge {edge_id}[/] run {progress.run_id}: {bundle.model} split "
+        f"{bundle.split}, engine {eng.name}, {data.describe()}"
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    link = EdgeLink.connect(
+        url,
+        key=key,
+        bundle_sha256=bundle.manifest_sha256,
+        edge_id=edge_id,
+        run_id=progress.run_id,
+        spool_dir=work_dir / "spool",
+        config=config,
+    )
+    cfg = EdgeRunConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        codec=codec,
+        augment=augment,
+        seed=seed,
+        work_dir=work_dir,
+    )
+    try:
+        with _progress_bars() as bars:
+            trainer = EdgeTrainer(eng, data, link, cfg, progress, stop=stop, on_batch=bars)
+            report = trainer.run()
+        link.flush(timeout=cfg.final_metrics_timeout)
+    finally:
+        link.close("stopped" if stop.is_set() else "done")
+    report.update(
+        model=bundle.model,
+        split=bundle.split,
+        edge_id=edge_id,
+        run_id=progress.run_id,
+        data=data.describe(),
+    )
+    if report_path:
+        write_report(report_path, report)
+    _summary(report)
+    if report["stopped_early"]:
+        console.print(
+            f"stopped at epoch {progress.epoch} batch {progress.next_index}; "
+            f"continue with --resume --work-dir {work_dir}"
+        )
+
+
+class _progress_bars:  # noqa: N801 - used as a context manager and a callback
+    """Rich progress on a terminal; silent when stderr is not one."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f} exit acc {task.fields[acc]:.2f}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self._tasks: dict[tuple[str, int], int] = {}
+
+    def __enter__(self) -> _progress_bars:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def __call__(
+        self, phase: str, epoch: int, done: int, total: int, loss: float, acc: float
+    ) -> None:
+        key = (phase, epoch)
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(
+                f"epoch {epoch} {phase}", total=total, loss=0.0, acc=0.0
+            )
+        self._progress.update(self._tasks[key], completed=done, loss=loss, acc=acc)
+
+
+def _summary(report: dict) -> None:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    console.print(
+        f"edge done: {report['batches_sent']} batches sent, {report['bytes_up'] / 1e6:.2f} MB up, "
+        f"exit accuracy {pct(report['edge_exit_accuracy'])}, final accuracy "
+        f"{pct(report['final_accuracy'])}, {report['runtime_s']:.1f} s"
+    )
+
+
+def main() -> None:
+    """Entry point: typed errors become one line and an exit code, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("edge-runtime: interrupted", err=True)
+        sys.exit(130)
+    except HandshakeRefused as exc:
+        click.echo(f"edge-runtime: refused by the host: {exc}", err=True)
+        sys.exit(1)
+    except (BundleError, EngineError, LinkError, OSError) as exc:
+        click.echo(f"edge-runtime: failed: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

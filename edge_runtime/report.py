@@ -1,0 +1,69 @@
+"""Run reports: one JSON writer and one per-batch CSV writer, used by both ends.
+
+The JSON keys shared across tools are in REPORT_KEYS (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+REPORT_KEYS = (
+    "mode", "model", "split", "link", "epochs", "runtime_s", "bytes_up", "bytes_down",
+    "batches_sent", "batches_trained_cloud", "edge_exit_accuracy", "final_accuracy",
+    "edge_busy_s", "link_busy_s", "cloud_busy_s",
+)  # fmt: skip
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> Path:
+    """Write `report` as JSON atomically (tmp + rename), so a killed process leaves the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} into a report")
+
+
+class MetricsCsv:
+    """Append-only per-batch metrics, one row per call, flushed as it goes; thread-safe."""
+
+    def __init__(self, path: str | Path | None, fields: list[str]) -> None:
+        self._fields = fields
+        self._lock = threading.Lock()
+        self._fh = None
+        if path is not None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists() or path.stat().st_size == 0
+            self._fh = open(path, "a", newline="")  # noqa: SIM115 - lives as long as the run
+            self._writer = csv.DictWriter(self._fh, fieldnames=fields, extrasaction="ignore")
+            if new:
+                self._writer.writeheader()
+
+    def row(self, **values: Any) -> None:
+        """Append one row (missing fields stay empty)."""
+        if self._fh is None:
+            return
+        with self._lock:
+            self._writer.writerow(values)
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,255 @@
+"""The edge's training loop in hierarchical mode.
+
+Per batch: the engine trains front + exit on the exit's own loss and yields the cut's activation;
+the activation and the labels (never the input) go to the host; no gradient comes back. At each
+epoch end the test set's activations go up as EVAL_BATCH, then EPOCH_END with the exit's figures.
+
+RunProgress lives in `work_dir`: the engine checkpoint and `progress.json` are written at each epoch
+end and on a clean stop; `--resume` continues from them. Batch ids are (epoch, index) with a
+deterministic order per epoch, so a restarted edge re-creates exactly the batches it had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.data import Dataset, batches, num_batches
+from edge_runtime.engines import Engine
+from edge_runtime.link import EdgeLink
+from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch
+from edge_runtime.report import MetricsCsv
+from edge_runtime.train.sender import Sender
+
+PROGRESS = "progress.json"
+CHECKPOINT = "engine.ckpt"
+
+
+@dataclass
+class EdgeRunConfig:
+    """What one edge run trains, and where it keeps its state."""
+
+    epochs: int
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    codec: str = "fp32"
+    augment: bool = False
+    seed: int = 0
+    queue_depth: int = 2
+    work_dir: Path = Path("runs/edge")
+    final_metrics_timeout: float = 30.0
+
+
+@dataclass
+class RunProgress:
+    """Where the run stands: the next (epoch, train batch index) to train."""
+
+    run_id: str
+    epoch: int = 0
+    next_index: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, work_dir: Path) -> RunProgress | None:
+        path = work_dir / PROGRESS
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return cls(data["run_id"], data["epoch"], data["next_index"], data.get("extra", {}))
+
+    def save(self, work_dir: Path) -> None:
+        tmp = work_dir / (PROGRESS + ".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        os.replace(tmp, work_dir / PROGRESS)
+
+
+def softmax_confidence(logits: np.ndarray) -> np.ndarray:
+    """Max softmax probability per row (the exit's confidence)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e.max(axis=1) / e.sum(axis=1)
+
+
+BatchCallback = Callable[[str, int, int, int, float, float], None]
+
+
+class EdgeTrainer:
+    """Runs epochs of hierarchical training on the edge over one link."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        data: Dataset,
+        link: EdgeLink,
+        config: EdgeRunConfig,
+        progress: RunProgress,
+        *,
+        stop: threading.Event | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> None:
+        self.engine = engine
+        self.data = data
+        self.link = link
+        self.cfg = config
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.on_batch = on_batch or (lambda *_: None)
+        self.csv = MetricsCsv(
+            config.work_dir / "edge_metrics.csv",
+            ["time", "phase", "epoch", "index", "loss", "exit_correct", "n", "step_s", "blocked_s"],
+        )
+        self.edge_busy_s = 0.0
+        self.blocked_s = 0.0
+        self.skipped = 0
+        self.exit_accuracy: float | None = None
+        self.train_exit_accuracy: float | None = None
+        self.stopped_early = False
+        resume = link.welcome_resume.get("trained")
+        self._host_trained = tuple(resume) if resume else None
+
+    def run(self) -> dict[str, Any]:
+        """Train the configured epochs (or until `stop` is set); returns the edge's report."""
+        sender = Sender(self.link, self.cfg.queue_depth)
+        t0 = time.perf_counter()
+        try:
+            for epoch in range(self.progress.epoch, self.cfg.epochs):
+                if not self._train_epoch(epoch, sender):
+                    self.stopped_early = True
+                    break
+                self._evaluate(epoch, sender)
+                self.progress.epoch, self.progress.next_index = epoch + 1, 0
+                self._checkpoint()
+            sender.drain()
+        finally:
+            self.csv.close()
+        final = self._await_final_metrics(sender) if not self.stopped_early else {}
+        return self._report(sender, time.perf_counter() - t0, final)
+
+    def _already_trained_by_host(self, epoch: int, index: int) -> bool:
+        return self._host_trained is not None and (epoch, index) <= self._host_trained
+
+    def _train_epoch(self, epoch: int, sender: Sender) -> bool:
+        total = num_batches(self.data, "train", self.cfg.batch_size)
+        correct = seen = 0
+        start = self.progress.next_index
+        for index, x, y in batches(
+            self.data,
+            "train",
+            self.cfg.batch_size,
+            epoch=epoch,
+            seed=self.cfg.seed,
+            augment=self.cfg.augment,
+            start=start,
+        ):
+            if self.stop.is_set():
+                self.progress.epoch, self.progress.next_index = epoch, index
+                self._checkpoint()
+                return False
+            t = time.perf_counter()
+            step = self.engine.train_step(x, y)
+            step_s = time.perf_counter() - t
+            self.edge_busy_s += step_s
+            hit = int((step.logits.argmax(axis=1) == y).sum())
+            correct, seen = correct + hit, seen + len(y)
+            blocked = 0.0
+            if self._already_trained_by_host(epoch, index):
+                self.skipped += 1
+            else:
+                blocked = sender.put(Batch(epoch, index, y, step.activation, self.cfg.codec))
+                self.blocked_s += blocked
+            self.csv.row(
+                time=round(time.time(), 3),
+                phase="train",
+                epoch=epoch,
+                index=index,
+                loss=round(step.loss, 5),
+                exit_correct=hit,
+                n=len(y),
+                step_s=round(step_s, 5),
+                blocked_s=round(blocked, 5),
+            )
+            self.on_batch("train", epoch, index + 1, total, step.loss, hit / len(y))
+        if seen:
+            self.train_exit_accuracy = correct / seen
+        return True
+
+    def _evaluate(self, epoch: int, sender: Sender) -> None:
+        total = num_batches(self.data, "test", self.cfg.eval_batch_size)
+        confidences, corrects = [], []
+        for index, x, y in batches(self.data, "test", self.cfg.eval_batch_size, epoch=epoch):
+            t = time.perf_counter()
+            step = self.engine.eval_step(x, y)
+            self.edge_busy_s += time.perf_counter() - t
+            confidences.append(softmax_confidence(step.logits))
+            corrects.append(step.logits.argmax(axis=1) == y)
+            self.blocked_s += sender.put(
+                EvalBatch(epoch, index, y, step.activation, self.cfg.codec)
+            )
+            self.on_batch("eval", epoch, index + 1, total, step.loss, float(corrects[-1].mean()))
+        conf = np.concatenate(confidences) if confidences else np.zeros(0)
+        ok = np.concatenate(corrects) if corrects else np.zeros(0, bool)
+        self.exit_accuracy = float(ok.mean()) if len(ok) else None
+        # Per-sample exit confidence and correctness (no input data) let the host work out the
+        # early-exit trade-off against its own final predictions on the same test samples.
+        self.blocked_s += sender.put(
+            EpochEnd(
+                epoch,
+                {
+                    "exit_accuracy": self.exit_accuracy,
+                    "train_exit_accuracy": self.train_exit_accuracy,
+                    "exit_confidence": [round(float(c), 4) for c in conf],
+                    "exit_correct": ok.astype(int).tolist(),
+                    "eval_batch_size": self.cfg.eval_batch_size,
+                },
+            )
+        )
+
+    def _checkpoint(self) -> None:
+        self.engine.save_checkpoint(self.cfg.work_dir / CHECKPOINT)
+        self.progress.save(self.cfg.work_dir)
+
+    def _await_final_metrics(self, sender: Sender) -> dict[str, Any]:
+        """After the last EPOCH_END, the host's METRICS for it (final accuracy, early exit)."""
+        deadline = time.monotonic() + self.cfg.final_metrics_timeout
+        last_epoch = self.cfg.epochs - 1
+        while time.monotonic() < deadline:
+            for m in sender.metrics:
+                if m.get("epoch") == last_epoch:
+                    return m
+            sender.poll_host(0.2)
+        return {}
+
+    def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:
+        stats = self.link.stats
+        return {
+            "mode": "hierarchical",
+            "role": "edge",
+            "engine": self.engine.name,
+            "codec": self.cfg.codec,
+            "epochs": self.cfg.epochs,
+            "epochs_done": self.progress.epoch,
+            "stopped_early": self.stopped_early,
+            "runtime_s": round(runtime_s, 3),
+            "bytes_up": stats.get("bytes_up", 0),
+            "bytes_down": stats.get("bytes_down", 0),
+            "link_stats": stats,
+            "batches_sent": sender.batches_sent,
+            "eval_batches_sent": sender.eval_batches_sent,
+            "batches_skipped_host_had": self.skipped,
+            "edge_exit_accuracy": self.exit_accuracy,
+            "edge_train_exit_accuracy": self.train_exit_accuracy,
+            "final_accuracy": final.get("final_accuracy"),
+            "early_exit": final.get("early_exit"),
+            "edge_busy_s": round(self.edge_busy_s, 3),
+            "edge_send_s": round(sender.send_s, 3),
+            "edge_blocked_s": round(self.blocked_s, 3),
+            "host_metrics": sender.metrics,
+        }

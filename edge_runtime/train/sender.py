@@ -1,0 +1,96 @@
+"""The edge's sending stage: a bounded queue between the engine and the link.
+
+The engine trains step k+1 while this thread encodes and transmits batch k. When the link is
+slower than the engine, the queue fills and `put` blocks: back-pressure, the slowest stage sets
+the pace and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from edge_runtime.link import EdgeLink, LinkError
+from edge_runtime.link.messages import Batch, Error, EvalBatch, Message, Metrics
+
+_STOP = object()
+
+
+class HostRefused(LinkError):
+    """The host answered with an ERROR message."""
+
+
+class Sender:
+    """Owns the link's send side on a thread of its own; collects what the host sends back."""
+
+    def __init__(self, link: EdgeLink, depth: int = 2) -> None:
+        self._link = link
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: LinkError | None = None
+        self._lock = threading.Lock()
+        self.metrics: list[dict] = []
+        self.batches_sent = 0
+        self.eval_batches_sent = 0
+        self.send_s = 0.0  # time spent inside link.send (transmit or blocked by the window)
+        self._thread = threading.Thread(target=self._run, name="edge-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, msg: Message) -> float:
+        """Queue `msg`; blocks while the queue is full. Returns seconds spent blocked."""
+        t0 = time.perf_counter()
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(msg, timeout=0.2)
+                return time.perf_counter() - t0
+            except queue.Full:
+                continue
+
+    def drain(self) -> None:
+        """Wait until everything queued was handed to the link; raise its error if it failed."""
+        self._queue.put(_STOP)
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+        self._raise_if_failed()
+
+    def poll_host(self, timeout: float = 0.0) -> None:
+        """Take what the host sent (METRICS, ERROR) without blocking the send path."""
+        while (msg := self._link.poll(timeout)) is not None:
+            timeout = 0.0
+            if isinstance(msg, Metrics):
+                with self._lock:
+                    self.metrics.append(msg.data)
+            elif isinstance(msg, Error):
+                self._fail(HostRefused(f"host error {msg.code}: {msg.message}"))
+
+    def _raise_if_failed(self) -> None:
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+
+    def _fail(self, error: LinkError) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = error
+
+    def _run(self) -> None:
+        while True:
+            msg = self._queue.get()
+            if msg is _STOP:
+                return
+            if self._error is not None:
+                continue  # keep draining so put() never blocks forever; the error is raised there
+            t0 = time.perf_counter()
+            try:
+                self._link.send(msg)
+                self.poll_host()
+            except LinkError as exc:
+                self._fail(exc)
+                continue
+            self.send_s += time.perf_counter() - t0
+            if isinstance(msg, Batch):
+                if isinstance(msg, EvalBatch):
+                    self.eval_batches_sent += 1
+                else:
+                    self.batches_sent += 1

@@ -1,0 +1,178 @@
+"""What the host keeps per (edge, run): the tail, its cursor, its accounting — durably.
+
+A checkpoint holds the tail, its optimizer, the consumed sequence number and the ids of every
+batch trained so far, written atomically together. After a crash the host reloads it, hands the
+cursor to the link (WELCOME), and the edge re-sends everything after it: what was trained but
+not checkpointed is trained again from the checkpointed tail, so the final tail has seen each
+batch exactly once. Ids are (epoch, index); a batch whose id is not above the last trained one
+is a duplicate (a restarted edge re-creating batches) and is acknowledged without training.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_runtime.bundle import Bundle
+from host.cloud.tail import TailTrainer
+
+CONFIDENCE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def state_file(state_dir: Path, edge_id: str, run_id: str) -> Path:
+    """Checkpoint path of one (edge, run); ids are reduced to a safe file name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{edge_id}--{run_id}")
+    return state_dir / f"{safe}.ckpt"
+
+
+@dataclass
+class EvalEpoch:
+    """Final-exit results on the test set for one epoch, by eval batch index."""
+
+    correct: dict[int, list[int]] = field(default_factory=dict)
+
+    def accuracy(self) -> float | None:
+        flat = [c for i in sorted(self.correct) for c in self.correct[i]]
+        return float(np.mean(flat)) if flat else None
+
+    def flat(self) -> np.ndarray:
+        return np.array([c for i in sorted(self.correct) for c in self.correct[i]], dtype=bool)
+
+
+@dataclass
+class EdgeState:
+    """One edge's run on this host."""
+
+    edge_id: str
+    run_id: str
+    trainer: TailTrainer
+    path: Path
+    consumed_seq: int = 0  # everything up to here is inside the checkpoint
+    last_seq: int = 0  # everything up to here is trained in memory
+    trained: tuple[int, int] | None = None
+    trained_ids: list[tuple[int, int]] = field(default_factory=list)
+    duplicates: int = 0
+    eval: dict[int, EvalEpoch] = field(default_factory=dict)
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    cloud_busy_s: float = 0.0
+    train_correct: int = 0
+    train_seen: int = 0
+    first_t: float | None = None
+    last_t: float | None = None
+    done: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, bundle: Bundle, state_dir: Path, edge_id: str, run_id: str) -> EdgeState:
+        """The saved state of (edge, run), or a fresh one with the bundle's initial tail."""
+        path = state_file(state_dir, edge_id, run_id)
+        state = cls(edge_id, run_id, TailTrainer(bundle), path)
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            state.trainer.load_state_dict(saved["trainer"])
+            meta = saved["meta"]
+            state.consumed_seq = state.last_seq = meta["consumed_seq"]
+            state.trained = tuple(meta["trained"]) if meta["trained"] else None
+            state.trained_ids = [tuple(i) for i in meta["trained_ids"]]
+            state.duplicates = meta["duplicates"]
+            state.eval = {
+                int(e): EvalEpoch({int(i): c for i, c in v.items()})
+                for e, v in meta["eval"].items()
+            }
+            state.epochs = {int(e): v for e, v in meta["epochs"].items()}
+            state.cloud_busy_s = meta["cloud_busy_s"]
+            state.done = meta["done"]
+        return state
+
+    def resume_info(self) -> dict[str, Any]:
+        """What WELCOME tells the edge: the last batch id the tail has trained."""
+        return {"trained": list(self.trained) if self.trained else None}
+
+    def checkpoint(self) -> None:
+        """Write tail + cursor + accounting atomically; afterwards `consumed_seq == last_seq`."""
+        meta = {
+            "consumed_seq": self.last_seq,
+            "trained": list(self.trained) if self.trained else None,
+            "trained_ids": [list(i) for i in self.trained_ids],
+            "duplicates": self.duplicates,
+            "eval": {
+                str(e): {str(i): c for i, c in ev.correct.items()} for e, ev in self.eval.items()
+            },
+            "epochs": {str(e): v for e, v in self.epochs.items()},
+            "cloud_busy_s": self.cloud_busy_s,
+            "done": self.done,
+            "saved_at": time.time(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({"trainer": self.trainer.state_dict(), "meta": meta}, tmp)
+        os.replace(tmp, self.path)
+        self.consumed_seq = self.last_seq
+
+    def train(
+        self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray
+    ) -> dict | None:
+        """Train on one batch unless its id was trained already; returns the batch's figures."""
+        if self.trained is not None and (epoch, index) <= self.trained:
+            self.duplicates += 1
+            return None
+        t = time.perf_counter()
+        loss, correct = self.trainer.train_step(activation, labels)
+        busy = time.perf_counter() - t
+        self.cloud_busy_s += busy
+        self.trained = (epoch, index)
+        self.trained_ids.append((epoch, index))
+        self.train_correct += correct
+        self.train_seen += len(labels)
+        now = time.time()
+        self.first_t = self.first_t or now
+        self.last_t = now
+        return {"loss": loss, "correct": correct, "n": len(labels), "busy_s": busy}
+
+    def evaluate(self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray) -> None:
+        """Final-exit correctness of one test batch (a re-sent batch replaces, never adds)."""
+        t = time.perf_counter()
+        pred = self.trainer.predict(activation)
+        self.cloud_busy_s += time.perf_counter() - t
+        ev = self.eval.setdefault(epoch, EvalEpoch())
+        ev.correct[index] = (pred == labels).astype(int).tolist()
+
+    def end_epoch(self, epoch: int, edge_metrics: dict[str, Any]) -> dict[str, Any]:
+        """Combine the edge's exit figures with the final exit's: accuracy and early exit."""
+        ev = self.eval.get(epoch, EvalEpoch())
+        final_ok = ev.flat()
+        result: dict[str, Any] = {
+            "epoch": epoch,
+            "final_accuracy": ev.accuracy(),
+            "edge_exit_accuracy": edge_metrics.get("exit_accuracy"),
+            "train_final_accuracy": self.train_correct / self.train_seen
+            if self.train_seen
+            else None,
+            "batches_trained": len(self.trained_ids),
+        }
+        conf = np.asarray(edge_metrics.get("exit_confidence", []), dtype=float)
+        exit_ok = np.asarray(edge_metrics.get("exit_correct", []), dtype=bool)
+        if len(conf) and len(conf) == len(final_ok) == len(exit_ok):
+            rows = []
+            for t in CONFIDENCE_THRESHOLDS:
+                at_edge = conf >= t
+                combined = np.where(at_edge, exit_ok, final_ok)
+                rows.append(
+                    {
+                        "threshold": t,
+                        "fraction_at_edge": round(float(at_edge.mean()), 4),
+                        "accuracy": round(float(combined.mean()), 4),
+                    }
+                )
+            result["early_exit"] = rows
+        self.train_correct = self.train_seen = 0
+        self.epochs[epoch] = result
+        return result

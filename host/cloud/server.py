@@ -1,0 +1,251 @@
+"""The cloud trainer: accepts edges, trains each edge's tail on its activations as they arrive.
+
+The link's receiver thread keeps reading (up to its window) while the session thread trains, so
+the next batch arrives while this one trains. Consumption is acknowledged at checkpoints, which
+come every `checkpoint_every` batches, at each epoch end and when a session ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.bundle import Bundle
+from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
+from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Metrics
+from edge_runtime.report import MetricsCsv
+from host.cloud.edge_state import EdgeState
+
+EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
+
+
+class CloudServer:
+    """Serves hierarchical training to any number of edges holding the same bundle."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        state_dir: Path,
+        *,
+        key: bytes,
+        checkpoint_every: int = 50,
+        metrics_csv: Path | None = None,
+        config: LinkConfig | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.state_dir = Path(state_dir)
+        self.checkpoint_every = checkpoint_every
+        self.on_event = on_event or (lambda *_: None)
+        self.csv = MetricsCsv(
+            metrics_csv,
+            ["time", "edge_id", "epoch", "index", "loss", "correct", "n", "busy_s", "seq"],
+        )
+        self._edges: dict[tuple[str, str], EdgeState] = {}
+        self._edges_lock = threading.Lock()
+        self._active: set[HostSession] = set()
+        self._sessions: list[HostSession] = []  # every session so far, for the byte counts
+        self._stopping = threading.Event()
+        self._changed = threading.Condition()
+        self.errors: list[str] = []
+        self.started = time.time()
+        self.listener = HostListener(
+            key, bundle.manifest_sha256, resume_for=self._resume_for, config=config
+        )
+
+    # -- listener wiring ------------------------------------------------------------------------
+
+    def serve_tcp(self, host: str, port: int) -> tuple[str, int]:
+        """Listen for edges on TCP; returns the bound address."""
+        return self.listener.serve_tcp(host, port, self._handle)
+
+    def serve_serial(self, url: str) -> None:
+        """Serve the edge on a serial device (or any pyserial URL)."""
+        self.listener.serve_serial(url, self._handle)
+
+    def edge(self, edge_id: str, run_id: str) -> EdgeState:
+        """The state of (edge, run), loaded from its checkpoint on first use."""
+        with self._edges_lock:
+            key = (edge_id, run_id)
+            if key not in self._edges:
+                self._edges[key] = EdgeState.open(self.bundle, self.state_dir, edge_id, run_id)
+            return self._edges[key]
+
+    def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
+        state = self.edge(edge_id, run_id)
+        with state.lock:
+            return state.consumed_seq, state.resume_info()
+
+    # -- one session --------------------------------------------------------------------------
+
+    def _handle(self, session: HostSession) -> None:
+        state = self.edge(session.edge_id, session.run_id)
+        with self._changed:
+            self._active.add(session)
+            self._sessions.append(session)
+            self._changed.notify_all()
+        self.on_event("connected", state, {})
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msg = session.recv(timeout=0.2)
+                except LinkClosed:
+                    break
+                if msg is None:
+                    continue
+                with state.lock:
+                    self._dispatch(session, state, msg)
+        except LinkError as exc:
+            self.errors.append(f"{session.edge_id}: {exc}")
+            self.on_event("error", state, {"error": str(exc)})
+        finally:
+            with state.lock:
+                self._commit(session, state)
+            with self._changed:
+                self._active.discard(session)
+                self._changed.notify_all()
+            self.on_event("disconnected", state, {})
+
+    def _dispatch(self, session: HostSession, state: EdgeState, msg: Any) -> None:
+        if isinstance(msg, EvalBatch):
+            state.evaluate(msg.epoch, msg.index, msg.tensor, msg.labels)
+            state.last_seq = msg.seq
+        elif isinstance(msg, Batch):
+            figures = state.train(msg.epoch, msg.index, msg.tensor, msg.labels)
+            state.last_seq = msg.seq
+            if figures is not None:
+                self.csv.row(
+                    time=round(time.time(), 3),
+                    edge_id=state.edge_id,
+                    epoch=msg.epoch,
+                    index=msg.index,
+                    loss=round(figures["loss"], 5),
+                    correct=figures["correct"],
+                    n=figures["n"],
+                    busy_s=round(figures["busy_s"], 5),
+                    seq=msg.seq,
+                )
+                self.on_event("batch", state, {"epoch": msg.epoch, "index": msg.index, **figures})
+            if state.last_seq - state.consumed_seq >= self.checkpoint_every:
+                self._commit(session, state)
+        elif isinstance(msg, EpochEnd):
+            state.last_seq = msg.seq
+            result = state.end_epoch(msg.epoch, msg.metrics)
+            self._commit(session, state)
+            try:
+                session.send(Metrics(result))
+            except LinkError as exc:  # the edge is gone; its next session gets the figures again
+                self.errors.append(f"{state.edge_id}: metrics not delivered: {exc}")
+            self.on_event("epoch", state, result)
+        elif isinstance(msg, Bye):
+            state.done = True
+            self._commit(session, state, force=True)
+        elif isinstance(msg, Metrics):
+            state.last_seq = max(state.last_seq, msg.seq)
+
+    def _commit(self, session: HostSession, state: EdgeState, force: bool = False) -> None:
+        """Checkpoint if anything new was taken in, then acknowledge it as consumed."""
+        if force or state.last_seq > state.consumed_seq:
+            state.checkpoint()
+        if state.consumed_seq:
+            try:
+                session.consumed(state.consumed_seq)
+            except (LinkError, ValueError) as exc:
+                # A replaced session cannot acknowledge; the next one resumes from the cursor.
+                self.errors.append(f"{state.edge_id}: ack not sent: {exc}")
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    def wait(self, *, exit_when_done: bool = False, poll: float = 0.2) -> None:
+        """Block until stop() (or, with exit_when_done, until every edge seen has said BYE)."""
+        with self._changed:
+            while not self._stopping.is_set():
+                if (
+                    exit_when_done
+                    and self._edges
+                    and not self._active
+                    and all(s.done for s in self._edges.values())
+                ):
+                    return
+                self._changed.wait(poll)
+
+    def request_stop(self) -> None:
+        """Ask wait() to return (safe from a signal handler)."""
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, checkpoint every edge, stop listening."""
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
+        deadline = time.monotonic() + 30
+        with self._changed:
+            while self._active and time.monotonic() < deadline:
+                self._changed.wait(0.2)
+        self.listener.close()
+        with self._edges_lock:
+            states = list(self._edges.values())
+        for state in states:
+            with state.lock:
+                if state.last_seq > state.consumed_seq:
+                    state.checkpoint()
+        self.csv.close()
+
+    def report(self, link: str | None = None) -> dict[str, Any]:
+        """The host's JSON report over all edges (keys per docs/architecture.md)."""
+        with self._edges_lock:
+            states = list(self._edges.values())
+        m = self.bundle.manifest
+        edges = []
+        for s in states:
+            last_epoch = max(s.epochs) if s.epochs else None
+            last = s.epochs.get(last_epoch, {}) if last_epoch is not None else {}
+            edges.append(
+                {
+                    "edge_id": s.edge_id,
+                    "run_id": s.run_id,
+                    "done": s.done,
+                    "batches_trained_cloud": len(s.trained_ids),
+                    "unique_batches_trained": len(set(s.trained_ids)),
+                    "duplicates_dropped": s.duplicates,
+                    "cloud_busy_s": round(s.cloud_busy_s, 3),
+                    "final_accuracy": last.get("final_accuracy"),
+                    "edge_exit_accuracy": last.get("edge_exit_accuracy"),
+                    "early_exit": last.get("early_exit"),
+                    "epochs": s.epochs,
+                    "trained_ids": [list(i) for i in s.trained_ids],
+                }
+            )
+        stats = self.listener_stats()
+        single = edges[0] if len(edges) == 1 else {}
+        return {
+            "mode": "hierarchical",
+            "role": "cloud",
+            "model": m["model"],
+            "split": m["split"],
+            "link": link,
+            "epochs": max((len(e["epochs"]) for e in edges), default=0),
+            "runtime_s": round(time.time() - self.started, 3),
+            "bytes_up": stats["bytes_up"],
+            "bytes_down": stats["bytes_down"],
+            "batches_trained_cloud": sum(e["batches_trained_cloud"] for e in edges),
+            "final_accuracy": single.get("final_accuracy"),
+            "edge_exit_accuracy": single.get("edge_exit_accuracy"),
+            "cloud_busy_s": round(sum(e["cloud_busy_s"] for e in edges), 3),
+            "edges": edges,
+            "errors": self.errors,
+        }
+
+    def listener_stats(self) -> dict[str, int]:
+        """Wire bytes over every session so far (up: edge to host)."""
+        with self._changed:
+            sessions = list(self._sessions)
+        totals = {"bytes_up": 0, "bytes_down": 0}
+        for session in sessions:
+            stats = session.stats
+            for k in totals:
+                totals[k] += stats.get(k, 0)
+        return totals

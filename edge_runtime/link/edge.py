@@ -85,6 +85,15 @@ class EdgeLink:
         return d
 
     @property
+    def next_seq(self) -> int:
+        """The sequence number the next send() will get (persistent through the spool).
+
+        A training loop that sends one message per batch can resume after a crash from it:
+        everything below it is spooled or already consumed by the host.
+        """
+        return self._spool.next_seq
+
+    @property
     def pending(self) -> int:
         """Messages sent but not yet consumed by the host."""
         return self._spool.count

@@ -44,6 +44,7 @@ class Collector:
     sessions: list[HostSession] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     consume: bool = True
+    delay: float = 0.0
 
     def __call__(self, session: HostSession) -> None:
         with self.lock:
@@ -58,6 +59,7 @@ class Collector:
             with self.lock:
                 self.messages.append(msg)
             if self.consume and msg.seq:
+                time.sleep(self.delay)  # a slow tail trainer
                 session.consumed(msg.seq)
 
     def wait_for(self, count: int, timeout: float) -> None:

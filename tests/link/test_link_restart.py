@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from linktest_support import BUNDLE, KEY, fast_config
+from linktest_support import BUNDLE, KEY, Collector, fast_config
 
-from edge_runtime.link import EdgeLink
+from edge_runtime.link import EdgeLink, HostListener
 from edge_runtime.link.errors import SpoolError
 from edge_runtime.link.messages import Batch
 from edge_runtime.link.spool import Spool
@@ -88,6 +88,28 @@ def test_host_sigkill_and_restart(tmp_path: Path) -> None:
     rows = [tuple(map(int, line.split())) for line in record.read_text().splitlines()]
     assert [index for _seq, index in rows] == list(range(n)), "lost or doubled batches"
     assert [seq for seq, _index in rows] == list(range(1, n + 1))
+
+
+@pytest.mark.timeout(60)
+def test_edge_sigkill_and_restart_from_its_spool(tmp_path: Path) -> None:
+    col = Collector(delay=0.002)
+    listener = HostListener(KEY, BUNDLE, config=fast_config())
+    host, port = listener.serve_tcp("127.0.0.1", 0, col)
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{HERE}")
+    args = [sys.executable, str(HERE / "edge_proc.py"), f"socket://{host}:{port}"]
+    args += [str(tmp_path / "spool"), "300"]
+    try:
+        first = subprocess.Popen(args, stdout=subprocess.PIPE, env=env)
+        col.wait_for(100, 30)
+        first.send_signal(signal.SIGKILL)
+        first.wait(5)
+        second = subprocess.run(args, stdout=subprocess.PIPE, env=env, timeout=40, check=True)
+        lines = second.stdout.decode().split()
+        assert lines[0] == "START" and int(lines[1]) >= 100 and lines[-1] == "DONE"
+    finally:
+        listener.close()
+    assert [m.index for m in col.data()] == list(range(300)), "lost or doubled batches"
+    assert [m.seq for m in col.data()] == list(range(1, 301))
 
 
 def test_spool_survives_a_crash_and_keeps_numbering(tmp_path: Path) -> None:

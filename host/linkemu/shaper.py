@@ -80,7 +80,7 @@ class _TokenBucket:
         # Burst: one chunk or 5 ms of traffic, enough to absorb a late wake-up of a pump.
         burst = 0 if math.isinf(rate_bps) else int(self._bytes_per_s * 0.005)
         self.capacity = max(_MIN_CHUNK, _chunk_size(rate_bps), burst)
-        self._tokens = float(self.capacity)
+        self._tokens = 0.0  # a link that has just come up owes the first chunk its full time
         self._stamp = time.monotonic()
         self._lock = threading.Lock()
         self.bytes = 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import logging
 import math
 import socket
@@ -399,7 +400,10 @@ class ShapedRelay:
                     continue
                 except OSError as exc:
                     self._record(f"accept: {exc!r}")
-                    return
+                    if exc.errno in (errno.EBADF, errno.EINVAL):
+                        return  # the listener itself is gone
+                    self._stopping.wait(0.1)  # out of descriptors and the like: try again
+                    continue
                 self._admit(edge)
         finally:
             server.close()

@@ -1,0 +1,76 @@
+"""Two pseudo-terminals wired like a null-modem cable, optionally paced to a baud rate.
+
+A pty does not pace to its configured speed (writes go through at memory speed), so a serial
+link's real throughput is emulated here: each direction is limited to baud/10 bytes per second
+(8N1: ten bits on the wire per byte). Each end is a real device path that pyserial opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+
+
+class NullModem:
+    """`paths[0]` and `paths[1]` are the two ends; bytes written to one come out of the other."""
+
+    def __init__(self, baud: int | None = None) -> None:
+        self.baud = baud
+        self._m1, s1 = os.openpty()
+        self._m2, s2 = os.openpty()
+        self.paths = (os.ttyname(s1), os.ttyname(s2))
+        self._slaves = (s1, s2)  # kept open so the masters never see EIO between sessions
+        self.bytes = {self._m1: 0, self._m2: 0}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._pump, args=(src, dst), name="null-modem", daemon=True)
+            for src, dst in ((self._m1, self._m2), (self._m2, self._m1))
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _pump(self, src: int, dst: int) -> None:
+        """One direction: full duplex, like a cable; paced to baud/10 bytes/s when set."""
+        chunk = 65536 if self.baud is None else max(16, self.baud // 10 // 50)  # ~20 ms a chunk
+        free_at = 0.0  # when the emulated wire is free again
+        while not self._stop.is_set():
+            ready, _, _ = select.select([src], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(src, chunk)
+            except OSError:  # no reader on that end yet (EIO): nothing to forward
+                time.sleep(0.01)
+                continue
+            if self.baud is not None:
+                now = time.monotonic()
+                free_at = max(now, free_at) + len(data) * 10 / self.baud
+                if free_at > now:
+                    time.sleep(free_at - now)
+            self.bytes[src] += len(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view) :]
+
+    @property
+    def bytes_forwarded(self) -> tuple[int, int]:
+        """Bytes carried (from end 0 to end 1, from end 1 to end 0)."""
+        return self.bytes[self._m1], self.bytes[self._m2]
+
+    def close(self) -> None:
+        """Stop forwarding and close both pairs."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(1.0)
+        for fd in (self._m1, self._m2, *self._slaves):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> NullModem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -199,7 +199,9 @@ def run(
         with _progress_bars() as bars:
             trainer = EdgeTrainer(eng, data, link, cfg, progress, stop=stop, on_batch=bars)
             report = trainer.run()
-        link.flush(timeout=cfg.final_metrics_timeout)
+        if not report["stopped_early"]:
+            # A stopped run leaves what the host has not consumed in the spool for --resume.
+            link.flush(timeout=cfg.final_metrics_timeout)
     finally:
         link.close("stopped" if stop.is_set() else "done")
     report.update(

@@ -40,10 +40,17 @@ class FaultCounts:
 class FaultyRelay:
     """Listen on 127.0.0.1:<port> and relay every connection to ``target`` with faults."""
 
-    def __init__(self, target: tuple[str, int], plan: FaultPlan, seed: int = 0) -> None:
+    def __init__(
+        self, target: tuple[str, int], plan: FaultPlan, seed: int = 0, record: bool = False
+    ) -> None:
         self.target = target
         self.plan = plan
         self.counts = FaultCounts()
+        # With record=True every byte that crosses the relay is kept, per direction, as it was
+        # put on the wire towards its destination (a wiretap for privacy tests).
+        self.record = record
+        self.captured = {"up": bytearray(), "down": bytearray()}
+        self.errors: list[str] = []
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -103,15 +110,18 @@ class FaultyRelay:
                 continue
             with self._lock:
                 self._socks += [client, upstream]
-            for src, dst, faulty in (
-                (client, upstream, self.plan.upstream),
-                (upstream, client, self.plan.downstream),
+            for src, dst, faulty, direction in (
+                (client, upstream, self.plan.upstream, "up"),
+                (upstream, client, self.plan.downstream, "down"),
             ):
                 threading.Thread(
-                    target=self._pump, args=(src, dst, faulty), daemon=True, name="relay-pump"
+                    target=self._pump,
+                    args=(src, dst, faulty, direction),
+                    daemon=True,
+                    name="relay-pump",
                 ).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, faulty: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, faulty: bool, direction: str) -> None:
         try:
             while not self._closing.is_set():
                 ready, _, _ = select.select([src], [], [], 0.1)
@@ -122,9 +132,12 @@ class FaultyRelay:
                     break
                 if faulty:
                     data = self._damage(data)
+                if self.record:
+                    with self._lock:
+                        self.captured[direction] += data
                 dst.sendall(data)
-        except (OSError, ValueError):
-            pass  # one side closed: close both below
+        except (OSError, ValueError) as exc:  # one side closed: close both below
+            self.errors.append(f"{direction}: {exc!r}")
         finally:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):

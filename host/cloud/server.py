@@ -141,7 +141,8 @@ class CloudServer:
                 self.errors.append(f"{state.edge_id}: metrics not delivered: {exc}")
             self.on_event("epoch", state, result)
         elif isinstance(msg, Bye):
-            state.done = True
+            # "done" ends the edge's run; "stopped" means it will come back with --resume.
+            state.done = msg.reason == "done"
             self._commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)

@@ -78,9 +78,10 @@ def start_cloud(
         "--exit-when-done",
         *args,
     ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, env=ENV, cwd=workdir
-    )
+    with open(log, "w") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=ENV, cwd=workdir
+        )
     cloud = Cloud(proc, workdir / f"{tag}.json", workdir / "cloud-metrics.csv", log)
     line = proc.stdout.readline()  # "listening on tcp://127.0.0.1:PORT"
     assert line.startswith("listening on"), log.read_text()

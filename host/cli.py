@@ -264,6 +264,63 @@ def serve_cmd(
     )
 
 
+@cli.command()
+@click.option(
+    "--link",
+    default="3g",
+    show_default=True,
+    help="3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--data", default="synthetic:6000", show_default=True)
+@click.option(
+    "--codec", type=click.Choice(["fp32", "fp16", "int8"]), default="int8", show_default=True
+)
+@click.option(
+    "--engine", type=click.Choice(["auto", "ort", "torch"]), default="auto", show_default=True
+)
+@click.option(
+    "--work-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="[default: <work-dir>/report.json]",
+)
+def demo(
+    link: str,
+    epochs: int,
+    data: str,
+    codec: str,
+    engine: str,
+    work_dir: Path,
+    report_path: Path | None,
+) -> None:
+    """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
+    from host.demo import DemoOptions, run_demo
+    from host.linkemu import LinkSpecError, parse_link
+
+    try:
+        parse_link(link)
+    except LinkSpecError as exc:
+        raise UsageFault(str(exc)) from None
+    opts = DemoOptions(
+        link=link,
+        epochs=epochs,
+        data=data,
+        codec=codec,
+        engine=engine,
+        work_dir=work_dir,
+        report=report_path,
+    )
+    try:
+        run_demo(opts, stdout_console())
+    except RuntimeError as exc:
+        raise RuntimeFault(str(exc)) from None
+
+
 def main() -> None:
     """Entry point: typed errors become one line and an exit code, never a traceback."""
     try:

@@ -1,0 +1,214 @@
+"""`hostctl demo`: the whole system on one machine over an emulated slow link.
+
+Export the small model, start the cloud trainer, put a shaped link (user-space token bucket,
+3G-like by default) between it and an edge runtime started as a separate process, train on the
+embedded synthetic dataset, and print one report. Nothing here needs a download or a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.report import write_report
+from host.cloud.serve import console_events
+from host.cloud.server import CloudServer
+from host.export import ExportOptions, export_bundle
+from host.linkemu import ShapedRelay, parse_link
+
+
+@dataclass
+class DemoOptions:
+    """The demo's defaults are chosen to finish in about a minute on a 2-core machine."""
+
+    model: str = "smallcnn"
+    split: int = 3
+    lr: float = 3e-3
+    data: str = "synthetic:6000"
+    epochs: int = 2
+    batch_size: int = 32
+    codec: str = "int8"
+    link: str = "3g"
+    engine: str = "auto"
+    work_dir: Path = Path("runs/demo")
+    report: Path | None = None
+
+
+def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
+    """Run the demo; returns the merged report (also written to work_dir/report.json)."""
+    profile = parse_link(opts.link)
+    work = opts.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    console.rule("[bold]hiertrain demo")
+    with console.status("exporting the model"):
+        export_bundle(
+            ExportOptions(model=opts.model, split=opts.split, lr=opts.lr), work / "bundle"
+        )
+    bundle = load_bundle(work / "bundle")
+    m = bundle.manifest
+    console.print(
+        f"exported {m['model']} split {m['split']}: edge {', '.join(m['edge_blocks'])}; "
+        f"activation {'x'.join(map(str, m['activation']['shape']))} per sample"
+    )
+    cloud = CloudServer(
+        bundle,
+        work / "cloud-state",
+        key=bundle.key(),
+        metrics_csv=work / "cloud-metrics.csv",
+        on_event=_epoch_lines(console),
+    )
+    host, port = cloud.serve_tcp("127.0.0.1", 0)
+    relay = ShapedRelay((host, port), profile)
+    relay.start()
+    console.print(
+        f"cloud trainer on tcp://{host}:{port}; edge link {profile.describe()} "
+        "(user-space token bucket)"
+    )
+    edge_report = work / "edge.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_runtime.cli",
+        "run",
+        "--bundle",
+        str(work / "bundle/edge"),
+        "--connect",
+        relay.url,
+        "--data",
+        opts.data,
+        "--epochs",
+        str(opts.epochs),
+        "--batch-size",
+        str(opts.batch_size),
+        "--codec",
+        opts.codec,
+        "--engine",
+        opts.engine,
+        "--edge-id",
+        "demo-edge",
+        "--work-dir",
+        str(work / "edge-work"),
+        "--fresh",
+        "--report",
+        str(edge_report),
+    ]
+    t0 = time.perf_counter()
+    try:
+        rc = subprocess.call(cmd)
+        cloud.wait(exit_when_done=True)
+    finally:
+        cloud.stop()
+        relay.stop()
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"the edge runtime exited with {rc}; see its output above")
+    report = merge_reports(
+        json.loads(edge_report.read_text()),
+        cloud.report(profile.name),
+        relay.stats,
+        profile.describe(),
+        wall,
+    )
+    write_report(opts.report or work / "report.json", report)
+    console.print(report_table(report))
+    return report
+
+
+def _epoch_lines(console: Console):
+    events = console_events(console)
+
+    def on_event(kind: str, state, info: dict[str, Any]) -> None:
+        if kind in ("epoch", "error"):
+            events(kind, state, info)
+
+    return on_event
+
+
+def merge_reports(edge: dict, cloud: dict, link: dict, link_desc: str, wall_s: float) -> dict:
+    """One report with the shared keys, from the edge's, the cloud's and the link's figures."""
+    busy = {
+        "edge_busy_s": edge["edge_busy_s"],
+        "link_busy_s": round(link["busy_up_s"], 3),
+        "cloud_busy_s": cloud["cloud_busy_s"],
+    }
+    bottleneck = max(busy, key=busy.get)
+    early = [r for r in (edge.get("early_exit") or []) if r["threshold"] == 0.9]
+    return {
+        "mode": "hierarchical",
+        "model": edge["model"],
+        "split": edge["split"],
+        "link": link_desc,
+        "link_emulation": "user-space token bucket (host/linkemu/shaper.py)",
+        "codec": edge["codec"],
+        "engine": edge["engine"],
+        "data": edge["data"],
+        "epochs": edge["epochs"],
+        "runtime_s": edge["runtime_s"],
+        "wall_s": round(wall_s, 3),
+        "bytes_up": edge["bytes_up"],
+        "bytes_down": edge["bytes_down"],
+        "batches_sent": edge["batches_sent"],
+        "batches_trained_cloud": cloud["batches_trained_cloud"],
+        "edge_exit_accuracy": edge["edge_exit_accuracy"],
+        "final_accuracy": cloud["final_accuracy"],
+        **busy,
+        "bottleneck": bottleneck.removesuffix("_busy_s"),
+        "pipeline_efficiency": round(edge["runtime_s"] / max(busy.values()), 3),
+        "early_exit_at_0.9": early[0] if early else None,
+        "early_exit": edge.get("early_exit"),
+    }
+
+
+def report_table(r: dict) -> Table:
+    """The demo's closing table."""
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    t = Table(title="hierarchical training: report", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    ee = r.get("early_exit_at_0.9")
+    rows = [
+        (
+            "model / split",
+            f"{r['model']} split {r['split']}, {r['engine']} engine, {r['codec']} activations",
+        ),
+        ("data", r["data"]),
+        ("link", r["link"]),
+        ("runtime", f"{r['runtime_s']:.1f} s for {r['epochs']} epochs"),
+        (
+            "bytes",
+            f"{r['bytes_up'] / 1e6:.2f} MB up, {r['bytes_down'] / 1e3:.1f} kB down (acks and metrics only)",
+        ),
+        ("batches", f"{r['batches_sent']} sent, {r['batches_trained_cloud']} trained by the cloud"),
+        ("edge exit accuracy", pct(r["edge_exit_accuracy"])),
+        ("final accuracy", pct(r["final_accuracy"])),
+        (
+            "busy",
+            f"edge {r['edge_busy_s']:.1f} s, link {r['link_busy_s']:.1f} s, cloud {r['cloud_busy_s']:.1f} s (bottleneck: {r['bottleneck']})",
+        ),
+        (
+            "pipeline efficiency",
+            f"{r['pipeline_efficiency']:.2f} (runtime / busiest stage; 1.00 is perfect overlap)",
+        ),
+    ]
+    if ee:
+        rows.append(
+            (
+                "early exit (conf >= 0.9)",
+                f"{pct(ee['fraction_at_edge'])} answered at the edge, combined accuracy {pct(ee['accuracy'])}",
+            )
+        )
+    for k, v in rows:
+        t.add_row(k, v)
+    return t

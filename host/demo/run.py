@@ -41,6 +41,7 @@ class DemoOptions:
     engine: str = "auto"
     work_dir: Path = Path("runs/demo")
     report: Path | None = None
+    edge_log: Path | None = None  # the edge's output goes here instead of the terminal
 
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
@@ -102,15 +103,19 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         str(edge_report),
     ]
     t0 = time.perf_counter()
+    log = open(opts.edge_log, "w") if opts.edge_log else None  # noqa: SIM115 - closed below
     try:
-        rc = subprocess.call(cmd)
+        rc = subprocess.call(cmd, stdout=log, stderr=log)
         cloud.wait(exit_when_done=True)
     finally:
         cloud.stop()
         relay.stop()
+        if log is not None:
+            log.close()
     wall = time.perf_counter() - t0
     if rc != 0:
-        raise RuntimeError(f"the edge runtime exited with {rc}; see its output above")
+        where = opts.edge_log or "its output above"
+        raise RuntimeError(f"the edge runtime exited with {rc}; see {where}")
     report = merge_reports(
         json.loads(edge_report.read_text()),
         cloud.report(profile.name),

@@ -93,7 +93,6 @@ def test_cloud_and_edge_killed_and_restarted(small_bundle, tmp_path) -> None:
     # Exactly once: the tail's lineage holds every batch id once, in order, despite both kills.
     assert record["trained_ids"] == expected_ids(TRAIN, BATCH, EPOCHS)
     assert resumed["epochs_done"] == EPOCHS and not resumed["stopped_early"]
-    assert resumed["batches_skipped_host_had"] > 0  # resume did not resend what the host had
     assert record["final_accuracy"] is not None
 
 

@@ -321,6 +321,65 @@ def demo(
         raise RuntimeFault(str(exc)) from None
 
 
+# -- getting the edge onto a board (host/deploy) ------------------------------------------
+
+
+@cli.command("bundle")
+@click.option("--board", "board_file", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="the export bundle (DIR or DIR/edge)",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="deploy bundle directory [default: artifacts/deploy-<board name>]",
+)
+@click.option(
+    "--skip-deps",
+    is_flag=True,
+    help="only the edge artifacts and the hiertrain wheel; the board brings the dependencies",
+)
+def bundle_cmd(board_file: Path, bundle_dir: Path, out: Path | None, skip_deps: bool) -> None:
+    """An offline deploy bundle for a board: edge artifacts, wheels, sha256 manifest."""
+    from host.deploy import BoardError, DeployError
+    from host.deploy.commands import bundle_command
+
+    try:
+        bundle_command(board_file, bundle_dir, out, skip_deps, console)
+    except BoardError as exc:
+        raise UsageFault(str(exc)) from None
+    except DeployError as exc:
+        raise RuntimeFault(str(exc)) from None
+
+
+@cli.command("deploy")
+@click.option("--board", "board_file", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--bundle",
+    "deploy_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="a deploy bundle from `hostctl bundle`",
+)
+@click.option("--systemd", is_flag=True, help="also write a systemd unit for the edge runtime")
+def deploy_cmd(board_file: Path, deploy_dir: Path, systemd: bool) -> None:
+    """Copy what changed to the board, install it offline, verify, switch `current`."""
+    from host.deploy import BoardError, DeployError
+    from host.deploy.commands import deploy_command
+
+    try:
+        deploy_command(board_file, deploy_dir, systemd, console)
+    except BoardError as exc:
+        raise UsageFault(str(exc)) from None
+    except DeployError as exc:
+        raise RuntimeFault(str(exc)) from None
+
+
 def main() -> None:
     """Entry point: typed errors become one line and an exit code, never a traceback."""
     try:

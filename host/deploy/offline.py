@@ -1,0 +1,281 @@
+"""`hostctl bundle`: an offline deploy bundle for one board's platform.
+
+A deploy bundle is everything a board needs to install and run the edge without network:
+
+    OUT/deploy-manifest.json   board platform, engine, sha256 of every file below
+    OUT/edge/                  the export bundle's edge half (verified before it is copied)
+    OUT/wheels/                the hiertrain wheel and, unless --skip-deps, every dependency
+                               wheel for the board's architecture and Python
+
+The manifest is written deterministically (no time stamps, a reproducible wheel), so bundling
+the same inputs again gives the same release id on the board and deploy says "up to date".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from edge_runtime.bundle import load_bundle, sha256_file
+from host.deploy.board import Board, ort_wheel_exists
+from host.deploy.errors import BoardError, DeployError
+
+DEPLOY_MANIFEST = "deploy-manifest.json"
+DEPLOY_FORMAT = "hiertrain-deploy/1"
+REPO = Path(__file__).resolve().parents[2]
+# What goes into our wheel: the packages pyproject.toml finds, and the files it reads.
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "host", "edge_runtime", "models")
+# 1980-01-01, the earliest time a zip can hold: the wheel's bytes do not depend on when it is built.
+REPRODUCIBLE_EPOCH = "315532800"
+
+# pip --platform: pip widens a manylinux_2_28 tag to every older manylinux the board accepts.
+# armv7l has no manylinux wheels of numpy; piwheels builds linux_armv7l (docs/boards.md).
+PLATFORMS: dict[str, tuple[str, ...]] = {
+    "x86_64": ("manylinux_2_28_x86_64",),
+    "aarch64": ("manylinux_2_28_aarch64",),
+    "armv7l": ("manylinux_2_28_armv7l", "linux_armv7l"),
+}
+# engine -> (extra of our wheel, requirement per architecture)
+ENGINE_REQUIREMENTS: dict[str, tuple[str, dict[str, str]]] = {
+    "ort": ("edge", {"x86_64": "onnxruntime-training==1.19.2"}),
+    # torch 2.8.0 is the newest aarch64 CPU wheel; later aarch64 wheels are CUDA builds.
+    "torch": ("edge-torch", {"x86_64": "torch==2.13.0", "aarch64": "torch==2.8.0"}),
+}
+
+
+@dataclass(frozen=True)
+class DeployBundle:
+    """A verified deploy bundle directory."""
+
+    root: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def release(self) -> str:
+        """The release id on the board: the manifest's sha256, first 12 hex digits."""
+        return self.manifest_sha256[:12]
+
+    @property
+    def files(self) -> dict[str, str]:
+        return dict(self.manifest["files"])
+
+
+def base_requirements() -> list[str]:
+    """The base install's dependencies, read from pyproject.toml (one list, not two)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return list(project["dependencies"])
+
+
+def engine_requirements(board: Board) -> tuple[str, list[str]]:
+    """(extra, requirements) of the board's engine; BoardError where no wheel exists."""
+    engine = board.resolved_engine
+    extra, per_arch = ENGINE_REQUIREMENTS[engine]
+    if engine == "ort" and not ort_wheel_exists(board.arch, board.python):
+        raise BoardError(
+            f'board file {board.path}: engine = "ort" needs onnxruntime-training, which has '
+            f"wheels only for x86_64 and Python <= 3.11 (this board: {board.arch}, Python "
+            f'{board.python}); use engine = "torch", or build ORT training from source on the '
+            "board and deploy with --skip-deps (docs/boards.md)"
+        )
+    if board.arch not in per_arch:
+        raise BoardError(
+            f"board file {board.path}: no {engine} wheel is published for {board.arch}; "
+            "use a 64-bit OS (aarch64) on the board, or install the engine there yourself "
+            "and deploy with --skip-deps (docs/boards.md)"
+        )
+    return extra, [per_arch[board.arch]]
+
+
+def pip_download_argv(board: Board, requirements: list[str], dest: Path) -> list[str]:
+    """The `pip download` command for `requirements` as wheels for the board's platform."""
+    argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--progress-bar=off"]
+    for tag in PLATFORMS[board.arch]:
+        argv += ["--platform", tag]
+    argv += [
+        "--python-version",
+        board.python,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{board.python_tag}",
+        "-d",
+        str(dest),
+        *requirements,
+    ]
+    return argv
+
+
+def build_wheel(dest: Path, source: Path = REPO) -> Path:
+    """Build the hiertrain wheel into `dest`, from a clean copy of the sources.
+
+    The copy keeps the build (build/, *.egg-info) out of the working tree, and a fixed
+    SOURCE_DATE_EPOCH makes the wheel the same bytes each time for the same sources.
+    """
+    missing = [name for name in WHEEL_SOURCES if not (source / name).exists()]
+    if missing:
+        raise BoardError(
+            f"building the hiertrain wheel needs the source tree; {source} lacks "
+            f"{', '.join(missing)} (run hostctl from a checkout)"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hiertrain-wheel-") as tmp:
+        stage = Path(tmp) / "src"
+        stage.mkdir()
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        for name in WHEEL_SOURCES:
+            src = source / name
+            if src.is_dir():
+                shutil.copytree(src, stage / name, ignore=ignore)
+            else:
+                shutil.copyfile(src, stage / name)
+        out = Path(tmp) / "out"
+        env = dict(os.environ, SOURCE_DATE_EPOCH=REPRODUCIBLE_EPOCH, PYTHONDONTWRITEBYTECODE="1")
+        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+        result = subprocess.run(
+            [*argv, "--no-index", "-q", "-w", str(out), str(stage)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        wheels = sorted(out.glob("hiertrain-*.whl"))
+        if result.returncode != 0 or len(wheels) != 1:
+            tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+            raise DeployError("wheel", f"building the hiertrain wheel failed: {tail}")
+        target = dest / wheels[0].name
+        shutil.copyfile(wheels[0], target)
+    return target
+
+
+def download_wheels(
+    board: Board, requirements: list[str], dest: Path, on_line: Callable[[str], None]
+) -> None:
+    """`pip download` the requirements for the board's platform, reporting pip's lines."""
+    argv = pip_download_argv(board, requirements, dest)
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                tail = [*tail[-7:], line]
+                on_line(line)
+        code = proc.wait()
+    if code != 0:
+        raise DeployError(
+            "download",
+            f"downloading wheels for {board.name} ({board.arch}, Python {board.python}) failed: "
+            + " | ".join(tail[-4:]),
+        )
+
+
+def make_deploy_bundle(
+    board: Board,
+    bundle_dir: Path,
+    out: Path,
+    *,
+    skip_deps: bool = False,
+    on_progress: Callable[[str], None] = lambda _line: None,
+) -> DeployBundle:
+    """Write the deploy bundle for `board` from the export bundle `bundle_dir` into `out`."""
+    bundle = load_bundle(bundle_dir)
+    if bundle.side == "cloud":
+        raise BoardError(f"--bundle {bundle_dir}: give the bundle directory or its edge/ half")
+    edge_src = bundle_dir / "edge" if bundle.side == "all" else bundle_dir
+    load_bundle(edge_src)  # the edge half on its own, as the board will load it
+    extra, engine_reqs = engine_requirements(board) if not skip_deps else _extra_only(board)
+    _prepare_out(out)
+    shutil.copytree(edge_src, out / "edge")
+    wheels = out / "wheels"
+    on_progress("building the hiertrain wheel")
+    wheel = build_wheel(wheels)
+    requirements = [] if skip_deps else [*base_requirements(), *engine_reqs]
+    if requirements:
+        on_progress(f"pip download for {board.arch}, Python {board.python}")
+        download_wheels(board, requirements, wheels, on_progress)
+    files = {
+        p.relative_to(out).as_posix(): sha256_file(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != DEPLOY_MANIFEST
+    }
+    manifest = {
+        "format": DEPLOY_FORMAT,
+        "board": {"name": board.name, "arch": board.arch, "python": board.python},
+        "engine": board.resolved_engine,
+        "extra": extra,
+        "skip_deps": skip_deps,
+        "requirements": requirements,
+        "wheel": wheel.relative_to(out).as_posix(),
+        "bundle": {
+            "manifest_sha256": bundle.manifest_sha256,
+            "model": bundle.model,
+            "split": bundle.split,
+        },
+        "files": files,
+    }
+    raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (out / DEPLOY_MANIFEST).write_bytes(raw)
+    return DeployBundle(out, manifest, hashlib.sha256(raw).hexdigest())
+
+
+def _extra_only(board: Board) -> tuple[str, list[str]]:
+    # --skip-deps: the board brings its own engine, so any arch/engine pair is allowed.
+    return ENGINE_REQUIREMENTS[board.resolved_engine][0], []
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and any(out.iterdir()) and not (out / DEPLOY_MANIFEST).is_file():
+        raise BoardError(
+            f"--out {out} exists and is not a deploy bundle (no {DEPLOY_MANIFEST}); "
+            "give a new or empty directory"
+        )
+    for name in ("edge", "wheels", DEPLOY_MANIFEST):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def load_deploy_bundle(path: Path) -> DeployBundle:
+    """Read a deploy bundle and check every file against its manifest (BoardError if not)."""
+    manifest_path = Path(path) / DEPLOY_MANIFEST
+    if not manifest_path.is_file():
+        raise BoardError(
+            f"{path} is not a deploy bundle: no {DEPLOY_MANIFEST} "
+            "(make one with `hostctl bundle --board FILE --bundle DIR`)"
+        )
+    raw = manifest_path.read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BoardError(f"{manifest_path} is not valid JSON: {exc}") from None
+    if manifest.get("format") != DEPLOY_FORMAT:
+        raise BoardError(
+            f"{manifest_path} has format {manifest.get('format')!r}, expected {DEPLOY_FORMAT!r}"
+        )
+    for rel, expected in sorted(manifest["files"].items()):
+        target = Path(path) / rel
+        if not target.is_file():
+            raise BoardError(f"deploy bundle {path} is incomplete: {rel} is missing")
+        if sha256_file(target) != expected:
+            raise BoardError(
+                f"deploy bundle {path} was modified: {rel} differs from {DEPLOY_MANIFEST} "
+                "(run hostctl bundle again)"
+            )
+    return DeployBundle(Path(path), manifest, hashlib.sha256(raw).hexdigest())

@@ -50,3 +50,13 @@ class Engine(ABC):
     @abstractmethod
     def set_lr(self, lr: float) -> None:
         """Set the learning rate for the following steps."""
+
+    # Split learning (the baseline the paper improves on): the front's update comes from the
+    # host's gradient of the activation. Engines that support it override both.
+    def split_forward(self, x: np.ndarray) -> np.ndarray:
+        """Train-mode forward of the front; remembers what split_backward needs."""
+        raise EngineError(f"the {self.name} engine has no split-learning support")
+
+    def split_backward(self, grad: np.ndarray) -> None:
+        """Backpropagate the host's activation gradient through the front and step."""
+        raise EngineError(f"the {self.name} engine has no split-learning support")

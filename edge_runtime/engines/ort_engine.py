@@ -32,7 +32,8 @@ class OrtEngine(Engine):
 
     name = "ort"
 
-    def __init__(self, bundle: Bundle, *, threads: int | None = None) -> None:
+    def __init__(self, bundle: Bundle, *, threads: int | None = None, variant: str = "") -> None:
+        """`variant="split"` opens the split-learning artifacts (edge/split/) instead."""
         api = training_api()
         import onnxruntime as ort
 
@@ -41,9 +42,14 @@ class OrtEngine(Engine):
         self._bundle = bundle
         self._threads = threads
         edge = bundle.manifest["edge"]
-        self._bn_updates = [tuple(p) for p in edge.get("bn_updates", [])]
+        self._dir = variant + "/" if variant else ""
+        if variant and not bundle.path(variant).is_dir():
+            raise EngineError(f"the bundle has no {variant} artifacts: export with --baselines")
+        key = f"{variant}_bn_updates" if variant else "bn_updates"
+        self._bn_updates = [tuple(p) for p in edge.get(key, [])]
+        self._act_shape = tuple(bundle.manifest["activation"]["shape"])
         self._lr = float(edge["optimizer"]["lr"])
-        self._open(bundle.path("checkpoint"))
+        self._open(bundle.path(self._dir + "checkpoint"))
 
     def _open(self, checkpoint: Path) -> None:
         CheckpointState, Module, Optimizer = (  # noqa: N806 - ORT's class names
@@ -54,9 +60,9 @@ class OrtEngine(Engine):
         try:
             self._state = CheckpointState.load_checkpoint(str(checkpoint))
             self._module = Module(
-                str(self._bundle.path("training_model.onnx")),
+                str(self._bundle.path(self._dir + "training_model.onnx")),
                 self._state,
-                str(self._bundle.path("eval_model.onnx")),
+                str(self._bundle.path(self._dir + "eval_model.onnx")),
                 device="cpu",
                 session_options=session_options(self._threads),
             )
@@ -81,8 +87,13 @@ class OrtEngine(Engine):
 
     def eval_step(self, x: np.ndarray, y: np.ndarray | None = None) -> StepResult:
         self._module.eval()
+        x = np.ascontiguousarray(x, np.float32)
+        if self._dir:  # split learning: the front alone, no exit head
+            zeros = np.zeros((len(x), *self._act_shape), np.float32)
+            activation = self._module(x, zeros)[1]
+            return StepResult(float("nan"), np.zeros((len(x), 0), np.float32), activation)
         labels = np.zeros(len(x), np.int64) if y is None else np.ascontiguousarray(y, np.int64)
-        loss, logits, activation = self._module(np.ascontiguousarray(x, np.float32), labels)[:3]
+        loss, logits, activation = self._module(x, labels)[:3]
         return StepResult(float("nan") if y is None else float(loss), logits, activation)
 
     def save_checkpoint(self, path: Path) -> None:
@@ -104,3 +115,21 @@ class OrtEngine(Engine):
     def set_lr(self, lr: float) -> None:
         self._lr = lr
         self._optimizer.set_learning_rate(lr)
+
+    def split_forward(self, x: np.ndarray) -> np.ndarray:
+        # The on-device API runs forward and backward in one call, so split learning costs two
+        # forward passes here: this one (with a zero upstream gradient, which adds nothing to
+        # the accumulated gradients) yields the activation to send.
+        if not self._dir:
+            raise EngineError("this engine was opened for hierarchical training, not split")
+        self._module.train()
+        self._x = np.ascontiguousarray(x, np.float32)
+        zeros = np.zeros((len(x), *self._act_shape), np.float32)
+        return self._module(self._x, zeros)[1]
+
+    def split_backward(self, grad: np.ndarray) -> None:
+        outputs = self._module(self._x, np.ascontiguousarray(grad, np.float32))
+        self._optimizer.step()
+        self._module.lazy_reset_grad()
+        for (param, _), value in zip(self._bn_updates, outputs[2:], strict=True):
+            self._state.parameters[param].data = value

@@ -149,3 +149,14 @@ class TorchEngine(Engine):
     def set_lr(self, lr: float) -> None:
         for group in self._optimizer.param_groups:
             group["lr"] = lr
+
+    def split_forward(self, x: np.ndarray) -> np.ndarray:
+        self._net.train()
+        self._pending = self._net.front(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+        return self._pending.detach().numpy()
+
+    def split_backward(self, grad: np.ndarray) -> None:
+        self._optimizer.zero_grad(set_to_none=True)
+        self._pending.backward(torch.from_numpy(np.ascontiguousarray(grad, np.float32)))
+        self._pending = None
+        self._optimizer.step()  # the exit head has no gradient here and is left as it is

@@ -33,6 +33,20 @@ class TailTrainer:
         self.optimizer.step()
         return float(loss.detach()), int((logits.argmax(1) == y).sum())
 
+    def train_step_split(
+        self, activation: np.ndarray, labels: np.ndarray
+    ) -> tuple[float, int, np.ndarray]:
+        """Split learning: one step, and the loss's gradient w.r.t. the activation for the edge."""
+        self.tail.train()
+        a = torch.from_numpy(np.ascontiguousarray(activation, np.float32)).requires_grad_(True)
+        logits = self.tail(a)
+        y = torch.from_numpy(np.ascontiguousarray(labels, np.int64))
+        loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), int((logits.argmax(1) == y).sum()), a.grad.numpy()
+
     @torch.no_grad()
     def predict(self, activation: np.ndarray) -> np.ndarray:
         """Class predictions in inference mode."""

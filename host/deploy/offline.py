@@ -189,9 +189,13 @@ def make_deploy_bundle(
     out: Path,
     *,
     skip_deps: bool = False,
+    wheel: Path | None = None,
     on_progress: Callable[[str], None] = lambda _line: None,
 ) -> DeployBundle:
-    """Write the deploy bundle for `board` from the export bundle `bundle_dir` into `out`."""
+    """Write the deploy bundle for `board` from the export bundle `bundle_dir` into `out`.
+
+    `wheel`: a hiertrain wheel built before (by `build_wheel`), instead of building one now.
+    """
     bundle = load_bundle(bundle_dir)
     if bundle.side == "cloud":
         raise BoardError(f"--bundle {bundle_dir}: give the bundle directory or its edge/ half")
@@ -201,8 +205,12 @@ def make_deploy_bundle(
     _prepare_out(out)
     shutil.copytree(edge_src, out / "edge")
     wheels = out / "wheels"
-    on_progress("building the hiertrain wheel")
-    wheel = build_wheel(wheels)
+    if wheel is None:
+        on_progress("building the hiertrain wheel")
+        wheel = build_wheel(wheels)
+    else:
+        wheels.mkdir()
+        wheel = Path(shutil.copy2(wheel, wheels / wheel.name))
     requirements = [] if skip_deps else [*base_requirements(), *engine_reqs]
     if requirements:
         on_progress(f"pip download for {board.arch}, Python {board.python}")

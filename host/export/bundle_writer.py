@@ -14,7 +14,11 @@ import numpy as np
 import torch
 
 from edge_runtime.bundle import BUNDLE_FORMAT, KEY_FILE, MANIFEST, sha256_file
-from host.export.onnx_artifacts import export_inference, export_training_artifacts
+from host.export.onnx_artifacts import (
+    export_inference,
+    export_split_artifacts,
+    export_training_artifacts,
+)
 from models import EdgeNet, SplitModel, build_exit_head, build_model, split_table
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -37,6 +41,9 @@ class ExportOptions:
     exit_head_width: int | None = None
     seed: int = 0
     key_file: Path | None = None
+    # Also what the comparison modes need: split-learning artifacts (edge/split/) and the whole
+    # network's weights on both sides (edge mode trains it all on the board, cloud mode on the host).
+    baselines: bool = False
     model_kwargs: dict = field(default_factory=dict)
 
 
@@ -120,6 +127,19 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
     export_inference(tail, act_sample, ["logits"], cloud_dir / "tail_model.onnx")
     save_weights(tail, cloud_dir / TAIL_WEIGHTS)
 
+    split_bn: list[tuple[str, str]] = []
+    if opts.baselines:
+        step("exporting split-learning artifacts")
+        split_bn = export_split_artifacts(
+            edge_net.front,
+            sample,
+            edge_dir / "split",
+            optimizer=opts.optimizer,
+            weight_decay=opts.weight_decay,
+        )
+        shutil.copyfile(edge_dir / EDGE_WEIGHTS, cloud_dir / EDGE_WEIGHTS)
+        shutil.copyfile(cloud_dir / TAIL_WEIGHTS, edge_dir / TAIL_WEIGHTS)
+
     model_spec = dict(model.spec)
     source = model_spec.get("source")
     if source and Path(source).is_file():
@@ -136,9 +156,9 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
     edge_params = sum(p.numel() for p in edge_net.parameters())
     tail_params = sum(p.numel() for p in tail.parameters())
     files = {
-        f"{d.name}/{f.name}": sha256_file(f)
+        f.relative_to(out).as_posix(): sha256_file(f)
         for d in (edge_dir, cloud_dir)
-        for f in sorted(d.iterdir())
+        for f in sorted(d.rglob("*"))
         if f.is_file()
     }
     optimizer = {"type": opts.optimizer, "lr": opts.lr, "weight_decay": opts.weight_decay}
@@ -161,6 +181,7 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
             "exit_head_width": opts.exit_head_width,
             "optimizer": optimizer,
             "bn_updates": [list(p) for p in bn_updates],
+            "split_bn_updates": [list(p) for p in split_bn],
             "onnx_opset": 17,
         },
         "cloud": {
@@ -169,6 +190,7 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
             "optimizer": optimizer,
         },
         "seed": opts.seed,
+        "baselines": opts.baselines,
         "files": files,
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

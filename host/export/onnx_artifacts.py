@@ -26,7 +26,7 @@ from pathlib import Path
 
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 OPSET = 17
@@ -35,6 +35,9 @@ MAX_IR_VERSION = 10
 BN_NEXT_SUFFIX = "__next"
 INPUT = "input"
 LABELS = "labels"
+# The gradient builder names d(loss)/d(activation) "activation_grad" itself, and ORT's Module
+# takes inputs ending in "_grad" for gradient buffers: the upstream gradient is "upstream".
+SPLIT_GRAD_INPUT = "upstream"
 
 
 def _export(
@@ -42,6 +45,7 @@ def _export(
 ) -> onnx.ModelProto:
     """TorchScript-export `module` with a dynamic batch axis; parameters stay initializers."""
     buf = io.BytesIO()
+    saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
     mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
     module.train(training)
     with warnings.catch_warnings():
@@ -60,9 +64,21 @@ def _export(
             dynamo=False,
         )
     model = onnx.load_from_string(buf.getvalue())
+    _restore_state(module, saved, model)
     if model.ir_version > MAX_IR_VERSION:
         model.ir_version = MAX_IR_VERSION
     return model
+
+
+def _restore_state(
+    module: nn.Module, saved: dict[str, torch.Tensor], model: onnx.ModelProto
+) -> None:
+    """Tracing in TRAINING mode runs a forward that moves BatchNorm's running statistics (and
+    the initializers capture the moved values). Put the module and the graph back as they were."""
+    module.load_state_dict(saved)
+    for init in model.graph.initializer:
+        if init.name in saved:
+            init.CopyFrom(numpy_helper.from_array(saved[init.name].numpy(), init.name))
 
 
 def export_inference(
@@ -182,6 +198,65 @@ def export_training_artifacts(
             optimizer=_optimizer_block(optimizer, weight_decay),
             artifact_directory=str(out_dir),
             additional_output_names=["logits", "activation", *(name for _, name in bn_updates)],
+        )
+    _fix_eval_model(out_dir / "eval_model.onnx")
+    return bn_updates
+
+
+class _FrontOnly(nn.Module):
+    """The front alone: what split learning trains on the board (no exit head)."""
+
+    def __init__(self, front: nn.Module) -> None:
+        super().__init__()
+        self.front = front
+
+    def forward(self, x):
+        return self.front(x)
+
+
+def _activation_dot_grad():  # -> onnxblock.Block
+    """Loss = sum(activation * upstream): its gradient is J^T upstream, i.e. the
+    backward pass of split learning with the gradient that came from the host."""
+    from onnxruntime.training import onnxblock
+
+    class ActivationDotGrad(onnxblock.Block):
+        def __init__(self) -> None:
+            super().__init__()
+            self._grad = onnxblock.blocks.InputLike("activation")
+            self._mul = onnxblock.blocks.Mul()
+            self._sum = onnxblock.blocks.ReduceSum(keepdims=False)
+
+        def build(self, activation: str) -> str:
+            return self._sum(self._mul(activation, self._grad(SPLIT_GRAD_INPUT)))
+
+    return ActivationDotGrad()
+
+
+def export_split_artifacts(
+    front: nn.Module, sample: torch.Tensor, out_dir: Path, *, optimizer: str, weight_decay: float
+) -> list[tuple[str, str]]:
+    """Training artifacts for split learning: inputs (input, upstream), outputs
+    (loss, activation, BatchNorm updates). Parameter names match the hierarchical front's."""
+    import onnxruntime
+    from onnxruntime.training import artifacts
+
+    onnxruntime.set_default_logger_severity(3)
+    model = _export(_FrontOnly(front), sample, ["activation"], training=True)
+    bn_updates = _expose_batchnorm_updates(model)
+    params = [init.name for init in model.graph.initializer]
+    frozen = {p for p, _ in bn_updates}
+    trainable = [p for p in params if p not in frozen]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _without_ort_info_lines():
+        artifacts.generate_artifacts(
+            model,
+            requires_grad=trainable,
+            frozen_params=[p for p in params if p in frozen],
+            loss=_activation_dot_grad(),
+            loss_input_names=["activation"],
+            optimizer=_optimizer_block(optimizer, weight_decay),
+            artifact_directory=str(out_dir),
+            additional_output_names=["activation", *(name for _, name in bn_updates)],
         )
     _fix_eval_model(out_dir / "eval_model.onnx")
     return bn_updates

@@ -174,3 +174,14 @@ def test_user_model_from_file_exports_and_trains(exported, tmp_path_factory, eng
     y = rng.integers(0, 10, 8)
     losses = [engine.train_step(x, y).loss for _ in range(6)]
     assert losses[-1] < losses[0]
+
+
+def test_export_keeps_the_initial_running_statistics(exported) -> None:
+    """Tracing in training mode must not leave the export sample's statistics in the bundle."""
+    root = exported("resnet18", 2)
+    in_checkpoint = make_engine("ort", load_bundle(root / "edge")).export_weights()
+    with np.load(root / "edge" / EDGE_WEIGHTS) as npz:
+        for name in (k for k in npz.files if k.endswith(("running_mean", "running_var"))):
+            fresh = 0.0 if name.endswith("mean") else 1.0
+            np.testing.assert_array_equal(npz[name], fresh, err_msg=name)
+            np.testing.assert_array_equal(in_checkpoint[name], fresh, err_msg=name)

@@ -246,9 +246,16 @@ class _Deploy:
         m = self.bundle.manifest
         venv, python = f"{rel}/venv", shlex.quote(self.board.interpreter)
         system = " --system-site-packages" if m["skip_deps"] else ""
+        # The board's own pip (22.3+ has --python) installs into a venv made without pip: no
+        # ensurepip (Debian splits it into python3-venv), and seconds less on a slow board.
+        outer = self._board_pip()
+        bare = " --without-pip" if outer else ""
         self.console.print(f"install: venv{system} in {venv}")
-        self.sh(f"rm -rf {venv} {rel}/{INSTALLED_MARK} && {python} -m venv{system} {venv}", 300)
-        pip = f"{venv}/bin/python -m pip install --no-index --disable-pip-version-check -q"
+        self.sh(
+            f"rm -rf {venv} {rel}/{INSTALLED_MARK} && {python} -m venv{system}{bare} {venv}", 300
+        )
+        pip = f"{outer} --python {venv}/bin/python" if outer else f"{venv}/bin/python -m pip"
+        pip += " install --no-index --disable-pip-version-check -q"
         if m["skip_deps"]:
             self._inherit_board_site(venv)
             # --ignore-installed: a hiertrain the board's Python already sees must not count.
@@ -256,6 +263,16 @@ class _Deploy:
         else:
             cmd = f"{pip} --find-links {rel}/wheels " + shlex.quote(f"hiertrain[{m['extra']}]")
         self.sh(cmd, timeout=3600)
+
+    def _board_pip(self) -> str | None:
+        """`<interpreter> -m pip` where the board's Python has a pip with --python, else None."""
+        pip = f"{shlex.quote(self.board.interpreter)} -m pip"
+        out = self.sh(f"{pip} --version 2>/dev/null || true").stdout.split()
+        try:
+            version = tuple(int(p) for p in out[1].split(".")[:2])
+        except (IndexError, ValueError):
+            return None
+        return pip if version >= (22, 3) else None
 
     def _inherit_board_site(self, venv: str) -> None:
         # --system-site-packages sees the base installation only; when the board's Python is

@@ -41,6 +41,12 @@ from host.deploy.unit import edge_command, render_unit
 INSTALLED_MARK = ".installed"
 # Where the venv made with --skip-deps finds the packages of the board's own Python.
 BOARD_SITE_PTH = "hiertrain-board-site.pth"
+# What proves an engine works on the board: its framework imports (the engine modules import
+# it lazily, so importing them alone proves little).
+ENGINE_IMPORTS = {
+    "ort": "from edge_runtime.engines.ort_import import training_api; training_api()",
+    "torch": "import torch; torch.zeros(1).sum()",
+}
 
 
 @dataclass
@@ -298,12 +304,17 @@ class _Deploy:
             "from edge_runtime.engines import ENGINES, resolve_engine_name\n"
             "name = resolve_engine_name(sys.argv[1])\n"
             "importlib.import_module(ENGINES[name][0])\n"
+            "exec(sys.argv[3])\n"
             "b = load_bundle(sys.argv[2])\n"
             "print(json.dumps({'engine': name, 'edge_runtime': edge_runtime.__file__, "
             "'prefix': sys.prefix, 'bundle': b.manifest_sha256}))\n"
         )
         engine = self.bundle.manifest["engine"]
-        out = self.sh(f"{venv}/bin/python -c {shlex.quote(probe)} {engine} {rel}/edge", timeout=300)
+        engine_import = shlex.quote(ENGINE_IMPORTS[engine])
+        out = self.sh(
+            f"{venv}/bin/python -c {shlex.quote(probe)} {engine} {rel}/edge {engine_import}",
+            timeout=300,
+        )
         found = json.loads(out.stdout.strip().splitlines()[-1])
         if not found["edge_runtime"].startswith(found["prefix"]):
             raise BoardError(

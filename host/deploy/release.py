@@ -18,7 +18,7 @@ import json
 import shlex
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +113,7 @@ class _Deploy:
         self.access: BoardAccess | None = None
         self.work = ""
         self.current: str | None = None
+        self.sending: list[str] = []  # what crosses the link, the deploy manifest last
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -162,9 +163,9 @@ class _Deploy:
         with self.step("install"):
             installed = self.sh(f"test -f {rel}/{INSTALLED_MARK} && echo yes || true").stdout
         if installed.strip() != "yes":
-            with self.step("install"):
+            with self.step("install"), self._busy("install: a venv from the release's wheels"):
                 self.install(rel)
-            with self.step("check"):
+            with self.step("check"), self._busy("check: edge-runtime, engine, bundle"):
                 self.check(rel)
             result.installed = True
         else:
@@ -185,7 +186,7 @@ class _Deploy:
     def compare(self, rel: str, result: DeployResult) -> None:
         """Sort the bundle's files: already in this release, unchanged in current, or to send."""
         files = self.bundle.files
-        paths = [f"{rel}/{f}" for f in files]
+        paths = [f"{rel}/{f}" for f in [*files, DEPLOY_MANIFEST]]
         if self.current:
             paths += [f"current/{f}" for f in files]
         remote = self._hashes(paths)
@@ -196,6 +197,9 @@ class _Deploy:
                 result.reused.append(name)
             else:
                 result.sent.append(name)
+        # The manifest last: a release with its manifest in place was uploaded whole.
+        manifest_there = remote.get(f"{rel}/{DEPLOY_MANIFEST}") == self.bundle.manifest_sha256
+        self.sending = [*result.sent] + ([] if manifest_there else [DEPLOY_MANIFEST])
         for name in result.up_to_date:
             self.console.print(f"up to date  {name}")
 
@@ -205,20 +209,21 @@ class _Deploy:
         A destination is removed before it is written: release files may be hard links into
         the current release, and writing through one would change the running release.
         """
-        todo = [*result.sent, *result.reused, DEPLOY_MANIFEST]
+        todo = [*self.sending, *result.reused]
+        if not todo:
+            return
         dirs = sorted({str(Path(rel, name).parent) for name in todo})
         script = [f"mkdir -p {' '.join(map(shlex.quote, dirs))}"]
-        script += [f"rm -f {shlex.quote(f'{rel}/{name}')}" for name in todo]
+        script.append("rm -f " + " ".join(shlex.quote(f"{rel}/{name}") for name in todo))
         for name in result.reused:
             src, dst = shlex.quote(f"current/{name}"), shlex.quote(f"{rel}/{name}")
             script.append(f"{{ ln {src} {dst} 2>/dev/null || cp -p {src} {dst}; }}")
         self.sh(" && ".join(script))
-        sending = [*result.sent, DEPLOY_MANIFEST]
-        total = sum((self.bundle.root / name).stat().st_size for name in sending)
+        total = sum((self.bundle.root / name).stat().st_size for name in self.sending)
         with self._progress() as progress:
             task = progress.add_task("upload", total=total)
             assert self.access is not None
-            for name in sending:
+            for name in self.sending:
                 progress.update(task, description=f"send {name}")
                 self.access.put(self.bundle.root / name, f"{self.work}/{rel}/{name}")
                 progress.advance(task, (self.bundle.root / name).stat().st_size)
@@ -364,6 +369,10 @@ class _Deploy:
             if sep and len(sha) == 64:
                 hashes[path] = sha
         return hashes
+
+    def _busy(self, text: str) -> AbstractContextManager[object]:
+        """A spinner for a step that takes a while (pip on a slow board), on a terminal only."""
+        return self.console.status(text) if self.console.is_terminal else nullcontext()
 
     def _progress(self) -> Progress:
         return Progress(

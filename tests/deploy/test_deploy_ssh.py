@@ -34,18 +34,19 @@ def current_of(work: Path) -> str:
     return os.readlink(work / "current")
 
 
-class CorruptingAccess(BoardAccess):
-    """Passes everything to the real access, then flips a byte of one uploaded file on the board."""
+class SpyAccess(BoardAccess):
+    """The real access, recording every upload; optionally flips a byte of one on the board."""
 
-    def __init__(self, inner: BoardAccess, victim: str):
-        self.inner, self.victim = inner, victim
+    def __init__(self, inner: BoardAccess, corrupt: str | None = None):
+        self.inner, self.corrupt, self.puts = inner, corrupt, []
 
     def _run(self, command, timeout):
         return self.inner._run(command, timeout)
 
     def put(self, local: Path, remote: str) -> None:
         self.inner.put(local, remote)
-        if remote.endswith(self.victim):
+        self.puts.append(remote)
+        if self.corrupt and remote.endswith(self.corrupt):
             self.inner.run(f"printf 'Z' | dd of={remote} bs=1 seek=7 conv=notrunc 2>/dev/null")
 
     def get(self, remote: str, local: Path) -> None:
@@ -69,15 +70,20 @@ def test_first_copies_second_up_to_date_changed_artifact_resent(
     edge_runtime = work / "current" / "venv" / "bin" / "edge-runtime"
     assert subprocess.run([edge_runtime, "--help"], capture_output=True).returncode == 0
 
-    r2 = deploy(board, tmp_path / "d1")
+    with SpyAccess(open_access(board)) as spy:
+        r2 = deploy(board, tmp_path / "d1", access=spy)
+    assert spy.puts == []  # nothing copied, not even the deploy manifest
     assert r2.sent == [] and r2.up_to_date == sorted([*ALL_EDGE, WHEEL])
     assert not r2.installed and not r2.switched
 
     second = deploy_bundle(board, "d2", **{"training_model.onnx": b"new weights"})
     assert second.release != first.release
-    r3 = deploy(board, tmp_path / "d2")
+    with SpyAccess(open_access(board)) as spy:
+        r3 = deploy(board, tmp_path / "d2", access=spy)
     # The artifact, and the bundle manifest that holds its sha256; nothing else crosses.
     assert r3.sent == ["edge/manifest.json", "edge/training_model.onnx"]
+    sent = sorted(p.removeprefix(f"{work}/releases/{second.release}/") for p in spy.puts)
+    assert sent == ["deploy-manifest.json", "edge/manifest.json", "edge/training_model.onnx"]
     assert WHEEL in r3.reused and len(r3.up_to_date) == 5
     assert r3.previous == first.release and current_of(work) == f"releases/{second.release}"
     assert (work / "current/edge/training_model.onnx").read_bytes() == b"new weights"
@@ -95,7 +101,7 @@ def test_corrupted_upload_is_detected_and_current_kept(
     deploy(board, tmp_path / "d1")
     second = deploy_bundle(board, "d2", checkpoint=b"trained further")
 
-    access = CorruptingAccess(open_access(board), "edge/checkpoint")
+    access = SpyAccess(open_access(board), corrupt="edge/checkpoint")
     with access, pytest.raises(DeployError) as caught:
         deploy(board, tmp_path / "d2", access=access)
     err = caught.value

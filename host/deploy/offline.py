@@ -30,6 +30,7 @@ import tomllib
 from edge_runtime.bundle import load_bundle, sha256_file
 from host.deploy.board import Board, ort_wheel_exists
 from host.deploy.errors import BoardError, DeployError
+from host.deploy.wheels import download_for_board
 
 DEPLOY_MANIFEST = "deploy-manifest.json"
 DEPLOY_FORMAT = "hiertrain-deploy/1"
@@ -39,13 +40,6 @@ WHEEL_SOURCES = ("pyproject.toml", "README.md", "host", "edge_runtime", "models"
 # 1980-01-01, the earliest time a zip can hold: the wheel's bytes do not depend on when it is built.
 REPRODUCIBLE_EPOCH = "315532800"
 
-# pip --platform: pip widens a manylinux_2_28 tag to every older manylinux the board accepts.
-# armv7l has no manylinux wheels of numpy; piwheels builds linux_armv7l (docs/boards.md).
-PLATFORMS: dict[str, tuple[str, ...]] = {
-    "x86_64": ("manylinux_2_28_x86_64",),
-    "aarch64": ("manylinux_2_28_aarch64",),
-    "armv7l": ("manylinux_2_28_armv7l", "linux_armv7l"),
-}
 # engine -> (extra of our wheel, requirement per architecture)
 ENGINE_REQUIREMENTS: dict[str, tuple[str, dict[str, str]]] = {
     "ort": ("edge", {"x86_64": "onnxruntime-training==1.19.2"}),
@@ -98,25 +92,6 @@ def engine_requirements(board: Board) -> tuple[str, list[str]]:
     return extra, [per_arch[board.arch]]
 
 
-def pip_download_argv(board: Board, requirements: list[str], dest: Path) -> list[str]:
-    """The `pip download` command for `requirements` as wheels for the board's platform."""
-    argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--progress-bar=off"]
-    for tag in PLATFORMS[board.arch]:
-        argv += ["--platform", tag]
-    argv += [
-        "--python-version",
-        board.python,
-        "--implementation",
-        "cp",
-        "--abi",
-        f"cp{board.python_tag}",
-        "-d",
-        str(dest),
-        *requirements,
-    ]
-    return argv
-
-
 def build_wheel(dest: Path, source: Path = REPO) -> Path:
     """Build the hiertrain wheel into `dest`, from a clean copy of the sources.
 
@@ -159,30 +134,6 @@ def build_wheel(dest: Path, source: Path = REPO) -> Path:
     return target
 
 
-def download_wheels(
-    board: Board, requirements: list[str], dest: Path, on_line: Callable[[str], None]
-) -> None:
-    """`pip download` the requirements for the board's platform, reporting pip's lines."""
-    argv = pip_download_argv(board, requirements, dest)
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as proc:
-        assert proc.stdout is not None
-        tail: list[str] = []
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                tail = [*tail[-7:], line]
-                on_line(line)
-        code = proc.wait()
-    if code != 0:
-        raise DeployError(
-            "download",
-            f"downloading wheels for {board.name} ({board.arch}, Python {board.python}) failed: "
-            + " | ".join(tail[-4:]),
-        )
-
-
 def make_deploy_bundle(
     board: Board,
     bundle_dir: Path,
@@ -214,7 +165,7 @@ def make_deploy_bundle(
     requirements = [] if skip_deps else [*base_requirements(), *engine_reqs]
     if requirements:
         on_progress(f"pip download for {board.arch}, Python {board.python}")
-        download_wheels(board, requirements, wheels, on_progress)
+        download_for_board(board, requirements, wheels, on_progress)
     files = {
         p.relative_to(out).as_posix(): sha256_file(p)
         for p in sorted(out.rglob("*"))

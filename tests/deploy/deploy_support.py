@@ -51,3 +51,19 @@ def write_board(path: Path, work_dir: Path, connection: str, **top: str) -> Path
     service = f'[service]\nsystemd_dir = "{work_dir}/systemd"\nargs = ["--codec", "fp16"]\n'
     path.write_text(f"{body}\n\n[connection]\n{connection}\n\n{link}\n{service}")
     return path
+
+
+def write_wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A minimal pure-Python wheel whose METADATA lists `requires` as Requires-Dist."""
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    path = folder / f"{dist}-py3-none-any.whl"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{dist}.dist-info/METADATA", metadata)
+        zf.writestr(f"{dist}.dist-info/WHEEL", wheel)
+        zf.writestr(f"{dist}.dist-info/RECORD", "")
+    return path

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from host.deploy import ACCESS, BoardError, load_board, open_access
+from host.deploy import ACCESS, BoardError, DeployError, load_board, open_access
 from host.deploy.access import SshAccess
-from host.deploy.offline import engine_requirements, pip_download_argv
+from host.deploy.offline import engine_requirements
 from host.deploy.unit import render_unit
+from host.deploy.wheels import pip_download_argv
 
 BOARDS = Path(__file__).resolve().parents[2] / "hw_tests" / "boards"
 GOOD = """
@@ -155,3 +156,45 @@ def test_systemd_unit_runs_the_current_release(tmp_path) -> None:
     no_link = dataclasses.replace(board, link=dataclasses.replace(board.link, url=None))
     with pytest.raises(BoardError, match=r"\[link\] url or serial is missing"):
         render_unit(no_link, "/w", "torch")
+
+
+def test_dependency_markers_are_evaluated_for_the_board(tmp_path, monkeypatch) -> None:
+    """pip alone would take x86_64-only dependencies along for an aarch64 board (torch's
+    nvidia-* wheels); the board's own markers decide, level by level. From a local index only."""
+    from deploy_support import write_wheel
+
+    from host.deploy.wheels import download_for_board
+
+    index = tmp_path / "index"
+    index.mkdir()
+    write_wheel(
+        index,
+        "engine-pkg",
+        "2.0",
+        [
+            'gpu-runtime==12.8; platform_machine == "x86_64"',
+            "common>=1.1",
+            'fast-math; extra == "fast"',
+            'old-backport; python_version < "3.8"',
+        ],
+    )
+    write_wheel(index, "common", "1.0", [])
+    write_wheel(index, "common", "1.2", ["leaf"])
+    write_wheel(index, "leaf", "0.1", [])
+    write_wheel(index, "fast-math", "1.0", [])
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    board = load_board(board_file(tmp_path, GOOD))  # aarch64, Python 3.11
+    dest = tmp_path / "wheels"
+    lines: list[str] = []
+    got = download_for_board(board, ["engine-pkg", "common"], dest, lines.append)
+    assert sorted(p.name for p in got) == [
+        "common-1.2-py3-none-any.whl",
+        "engine_pkg-2.0-py3-none-any.whl",
+        "leaf-0.1-py3-none-any.whl",
+    ]
+    assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in got)
+    assert any(line.startswith("Saved") for line in lines)
+    x86 = dataclasses.replace(board, arch="x86_64")
+    with pytest.raises(DeployError, match="gpu-runtime==12.8"):
+        download_for_board(x86, ["engine-pkg[fast]"], tmp_path / "x86", lines.append)

@@ -30,7 +30,7 @@ def bundle_command(
     if not skip_deps and engine == "torch":
         console.print(
             f"[yellow]note:[/] the torch engine's wheel for {board.arch} is large "
-            "(hundreds of MB); it is downloaded once and deployed only when it changes"
+            "(100 MB or more); it is downloaded once and deployed only when it changes"
         )
     saved = 0
     with console.status(f"bundling for {board.name}") as status:

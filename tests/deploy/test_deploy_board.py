@@ -138,7 +138,8 @@ def test_engine_wheels_per_platform(tmp_path) -> None:
     argv = pip_download_argv(board, ["numpy>=1.24"], tmp_path)
     joined = " ".join(argv)
     assert (
-        "download --only-binary=:all:" in joined and "--platform manylinux_2_28_aarch64" in joined
+        "download --no-deps --only-binary=:all:" in joined
+        and "--platform manylinux_2_28_aarch64" in joined
     )
     assert "--python-version 3.11 --implementation cp --abi cp311" in joined
 

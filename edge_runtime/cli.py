@@ -84,8 +84,15 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
 @click.option(
     "--connect",
     "url",
-    required=True,
+    default=None,
     help="host link: socket://HOST:PORT, /dev/ttyUSB0, rfc2217://HOST:PORT, loop://",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["hierarchical", "split", "cloud", "edge"]),
+    default="hierarchical",
+    show_default=True,
+    help="hierarchical (ours), split learning, cloud-only (raw data goes up), edge-only",
 )
 @click.option("--data", "data_spec", default="synthetic", show_default=True, help=DATA_SPEC_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
@@ -132,7 +139,8 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
 )
 def run(
     bundle_dir: Path,
-    url: str,
+    url: str | None,
+    mode: str,
     data_spec: str,
     epochs: int,
     batch_size: int,
@@ -162,17 +170,22 @@ def run(
     except DataError as exc:
         raise UsageFault(str(exc)) from None
     _check_data_fits(data, bundle.manifest)
+    if mode == "edge":
+        _run_edge_only(bundle, data, epochs, batch_size, seed, augment, threads, report_path)
+        return
+    if url is None:
+        raise UsageFault(f"--mode {mode} needs --connect URL (socket://HOST:PORT or a device)")
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
-    eng = make_engine(engine, bundle, threads=threads)
-    if resume:
+    eng = None if mode == "cloud" else make_engine(engine, bundle, threads=threads, mode=mode)
+    if resume and eng is not None:
         eng.load_checkpoint(work_dir / CHECKPOINT)
     key = read_key_file(key_file) if key_file else bundle.key()
     config = LinkConfig(baudrate=baud, window=window)
     console.print(
-        f"[bold]edge {edge_id}[/] run {progress.run_id}: {bundle.model} split "
-        f"{bundle.split}, engine {eng.name}, {data.describe()}"
+        f"[bold]edge {edge_id}[/] run {progress.run_id}: {mode}, {bundle.model} split "
+        f"{bundle.split}, engine {eng.name if eng else 'none'}, {data.describe()}"
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -194,6 +207,7 @@ def run(
         augment=augment,
         seed=seed,
         work_dir=work_dir,
+        mode=mode,
     )
     try:
         with _progress_bars() as bars:
@@ -219,6 +233,55 @@ def run(
             f"stopped at epoch {progress.epoch} batch {progress.next_index}; "
             f"continue with --resume --work-dir {work_dir}"
         )
+
+
+def _run_edge_only(
+    bundle,
+    data,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    augment: bool,
+    threads: int | None,
+    report_path: Path | None,
+) -> None:
+    """Edge-only mode: the board trains the whole network alone (torch), no link."""
+    import time
+
+    from edge_runtime.train.whole import WholeNetTrainer
+
+    trainer = WholeNetTrainer(bundle, "edge", threads=threads)
+    t0 = time.perf_counter()
+    acc = trainer.fit(
+        data,
+        epochs,
+        batch_size,
+        seed,
+        augment,
+        on_epoch=lambda e, tr, te: console.print(
+            f"epoch {e}: train {100 * tr:.1f}%, test {100 * (te or 0):.1f}%"
+        ),
+    )
+    report = {
+        "mode": "edge",
+        "role": "edge",
+        "model": bundle.model,
+        "split": bundle.split,
+        "engine": "torch",
+        "epochs": epochs,
+        "runtime_s": round(time.perf_counter() - t0, 3),
+        "bytes_up": 0,
+        "bytes_down": 0,
+        "batches_sent": 0,
+        "final_accuracy": acc,
+        "edge_exit_accuracy": None,
+        "edge_busy_s": round(trainer.busy_s, 3),
+        "data": data.describe(),
+        "stopped_early": False,
+    }
+    if report_path:
+        write_report(report_path, report)
+    console.print(f"edge-only done: accuracy {100 * (acc or 0):.1f}%, {report['runtime_s']:.1f} s")
 
 
 class _progress_bars:  # noqa: N801 - used as a context manager and a callback

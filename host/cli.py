@@ -208,6 +208,12 @@ def inspect(bundle_dir: Path | None, model: str | None, num_classes: int, input_
     help="per-batch metrics of the tail",
 )
 @click.option("--link", "link_label", default=None, help="a label for the link, for the report")
+@click.option(
+    "--mode",
+    type=click.Choice(["hierarchical", "split", "cloud"]),
+    default="hierarchical",
+    show_default=True,
+)
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
 def serve_cmd(
@@ -221,6 +227,7 @@ def serve_cmd(
     report_path: Path | None,
     metrics_csv: Path | None,
     link_label: str | None,
+    mode: str,
     baud: int,
     window: int,
 ) -> None:
@@ -255,6 +262,7 @@ def serve_cmd(
             link_label=link_label,
             config=LinkConfig(baudrate=baud, window=window),
             console=console,
+            mode=mode,
         )
     except ValueError as exc:
         raise UsageFault(str(exc)) from None
@@ -272,6 +280,12 @@ def serve_cmd(
     help="3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["hierarchical", "split", "cloud", "edge"]),
+    default="hierarchical",
+    show_default=True,
+)
 @click.option("--data", default="synthetic:6000", show_default=True)
 @click.option(
     "--codec", type=click.Choice(["fp32", "fp16", "int8"]), default="int8", show_default=True
@@ -289,14 +303,23 @@ def serve_cmd(
     default=None,
     help="[default: <work-dir>/report.json]",
 )
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="use this bundle instead of exporting the small model",
+)
 def demo(
     link: str,
     epochs: int,
+    mode: str,
     data: str,
     codec: str,
     engine: str,
     work_dir: Path,
     report_path: Path | None,
+    bundle_dir: Path | None,
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
     from host.demo import DemoOptions, run_demo
@@ -309,11 +332,13 @@ def demo(
     opts = DemoOptions(
         link=link,
         epochs=epochs,
+        mode=mode,
         data=data,
         codec=codec,
         engine=engine,
         work_dir=work_dir,
         report=report_path,
+        bundle=bundle_dir,
     )
     try:
         run_demo(opts, stdout_console())

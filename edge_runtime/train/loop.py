@@ -25,12 +25,16 @@ import numpy as np
 from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
-from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch
+from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, RawBatch
 from edge_runtime.report import MetricsCsv
 from edge_runtime.train.sender import Sender
 
 PROGRESS = "progress.json"
 CHECKPOINT = "engine.ckpt"
+# hierarchical: ours. split: split learning (GRAD comes back, the edge waits for it).
+# cloud: the raw training set goes up once (RAW_BATCH; set 0 train, 1 test), the host trains all.
+LINK_MODES = ("hierarchical", "split", "cloud")
+RAW_TRAIN, RAW_TEST = 0, 1
 
 
 @dataclass
@@ -46,6 +50,8 @@ class EdgeRunConfig:
     queue_depth: int = 2
     work_dir: Path = Path("runs/edge")
     final_metrics_timeout: float = 30.0
+    mode: str = "hierarchical"
+    grad_timeout: float = 300.0
 
 
 @dataclass
@@ -86,7 +92,7 @@ class EdgeTrainer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | None,
         data: Dataset,
         link: EdgeLink,
         config: EdgeRunConfig,
@@ -120,6 +126,9 @@ class EdgeTrainer:
         sender = Sender(self.link, self.cfg.queue_depth)
         t0 = time.perf_counter()
         try:
+            if self.cfg.mode == "cloud":
+                self._upload_raw(sender)
+                self.progress.epoch = self.cfg.epochs
             for epoch in range(self.progress.epoch, self.cfg.epochs):
                 if not self._train_epoch(epoch, sender):
                     self.stopped_early = True
@@ -130,7 +139,11 @@ class EdgeTrainer:
             sender.drain()
         finally:
             self.csv.close()
-        final = self._await_final_metrics(sender) if not self.stopped_early else {}
+        final = (
+            {}
+            if self.stopped_early
+            else self._await_final_metrics(sender, None if self.cfg.mode != "cloud" else 3600.0)
+        )
         return self._report(sender, time.perf_counter() - t0, final)
 
     def _already_trained_by_host(self, epoch: int, index: int) -> bool:
@@ -153,33 +166,85 @@ class EdgeTrainer:
                 self.progress.epoch, self.progress.next_index = epoch, index
                 self._checkpoint()
                 return False
-            t = time.perf_counter()
-            step = self.engine.train_step(x, y)
-            step_s = time.perf_counter() - t
-            self.edge_busy_s += step_s
-            hit = int((step.logits.argmax(axis=1) == y).sum())
-            correct, seen = correct + hit, seen + len(y)
-            blocked = 0.0
-            if self._already_trained_by_host(epoch, index):
-                self.skipped += 1
+            if self.cfg.mode == "split":
+                loss, hit, step_s, blocked = self._split_step(epoch, index, x, y, sender)
             else:
-                blocked = sender.put(Batch(epoch, index, y, step.activation, self.cfg.codec))
-                self.blocked_s += blocked
+                loss, hit, step_s, blocked = self._hierarchical_step(epoch, index, x, y, sender)
+            correct, seen = correct + hit, seen + len(y)
             self.csv.row(
                 time=round(time.time(), 3),
                 phase="train",
                 epoch=epoch,
                 index=index,
-                loss=round(step.loss, 5),
+                loss=round(loss, 5),
                 exit_correct=hit,
                 n=len(y),
                 step_s=round(step_s, 5),
                 blocked_s=round(blocked, 5),
             )
-            self.on_batch("train", epoch, index + 1, total, step.loss, hit / len(y))
+            self.on_batch("train", epoch, index + 1, total, loss, hit / len(y))
         if seen:
             self.train_exit_accuracy = correct / seen
         return True
+
+    def _hierarchical_step(
+        self, epoch: int, index: int, x: np.ndarray, y: np.ndarray, sender: Sender
+    ) -> tuple[float, int, float, float]:
+        """Train front + exit, queue the activation; the next step starts while it is sent."""
+        t = time.perf_counter()
+        step = self.engine.train_step(x, y)
+        step_s = time.perf_counter() - t
+        self.edge_busy_s += step_s
+        blocked = 0.0
+        if self._already_trained_by_host(epoch, index):
+            self.skipped += 1
+        else:
+            blocked = sender.put(Batch(epoch, index, y, step.activation, self.cfg.codec))
+            self.blocked_s += blocked
+        return step.loss, int((step.logits.argmax(axis=1) == y).sum()), step_s, blocked
+
+    def _split_step(
+        self, epoch: int, index: int, x: np.ndarray, y: np.ndarray, sender: Sender
+    ) -> tuple[float, int, float, float]:
+        """Split learning: forward, send, wait for the host's gradient, backward."""
+        t = time.perf_counter()
+        activation = self.engine.split_forward(x)
+        step_s = time.perf_counter() - t
+        t = time.perf_counter()
+        sender.put(Batch(epoch, index, y, activation, self.cfg.codec))
+        grad = sender.await_grad(epoch, index, self.cfg.grad_timeout)
+        blocked = time.perf_counter() - t
+        t = time.perf_counter()
+        self.engine.split_backward(grad.tensor)
+        step_s += time.perf_counter() - t
+        self.edge_busy_s += step_s
+        self.blocked_s += blocked
+        return float("nan"), 0, step_s, blocked
+
+    def _upload_raw(self, sender: Sender) -> None:
+        """Cloud-only training: the raw data set leaves the device once, as stored (uint8)."""
+        for raw_set, x_all, y_all in (
+            (RAW_TRAIN, self.data.x_train, self.data.y_train),
+            (RAW_TEST, self.data.x_test, self.data.y_test),
+        ):
+            total = -(-len(x_all) // self.cfg.batch_size)
+            for index in range(total):
+                sl = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
+                self.blocked_s += sender.put(RawBatch(raw_set, index, y_all[sl], x_all[sl]))
+                self.on_batch("upload", raw_set, index + 1, total, 0.0, 0.0)
+        self.blocked_s += sender.put(
+            EpochEnd(
+                0,
+                {
+                    "upload_done": True,
+                    "epochs": self.cfg.epochs,
+                    "batch_size": self.cfg.batch_size,
+                    "seed": self.cfg.seed,
+                    "augment": self.cfg.augment,
+                    "num_classes": self.data.num_classes,
+                },
+            )
+        )
 
     def _evaluate(self, epoch: int, sender: Sender) -> None:
         total = num_batches(self.data, "test", self.cfg.eval_batch_size)
@@ -188,12 +253,14 @@ class EdgeTrainer:
             t = time.perf_counter()
             step = self.engine.eval_step(x, y)
             self.edge_busy_s += time.perf_counter() - t
-            confidences.append(softmax_confidence(step.logits))
-            corrects.append(step.logits.argmax(axis=1) == y)
+            if step.logits.shape[1]:  # split learning's front has no exit head
+                confidences.append(softmax_confidence(step.logits))
+                corrects.append(step.logits.argmax(axis=1) == y)
             self.blocked_s += sender.put(
                 EvalBatch(epoch, index, y, step.activation, self.cfg.codec)
             )
-            self.on_batch("eval", epoch, index + 1, total, step.loss, float(corrects[-1].mean()))
+            acc = float(corrects[-1].mean()) if corrects else 0.0
+            self.on_batch("eval", epoch, index + 1, total, step.loss, acc)
         conf = np.concatenate(confidences) if confidences else np.zeros(0)
         ok = np.concatenate(corrects) if corrects else np.zeros(0, bool)
         self.exit_accuracy = float(ok.mean()) if len(ok) else None
@@ -216,9 +283,9 @@ class EdgeTrainer:
         self.engine.save_checkpoint(self.cfg.work_dir / CHECKPOINT)
         self.progress.save(self.cfg.work_dir)
 
-    def _await_final_metrics(self, sender: Sender) -> dict[str, Any]:
+    def _await_final_metrics(self, sender: Sender, timeout: float | None = None) -> dict[str, Any]:
         """After the last EPOCH_END, the host's METRICS for it (final accuracy, early exit)."""
-        deadline = time.monotonic() + self.cfg.final_metrics_timeout
+        deadline = time.monotonic() + (timeout or self.cfg.final_metrics_timeout)
         last_epoch = self.cfg.epochs - 1
         while time.monotonic() < deadline:
             for m in sender.metrics:
@@ -230,9 +297,9 @@ class EdgeTrainer:
     def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:
         stats = self.link.stats
         return {
-            "mode": "hierarchical",
+            "mode": self.cfg.mode,
             "role": "edge",
-            "engine": self.engine.name,
+            "engine": self.engine.name if self.engine else None,
             "codec": self.cfg.codec,
             "epochs": self.cfg.epochs,
             "epochs_done": self.progress.epoch,
@@ -247,6 +314,7 @@ class EdgeTrainer:
             "edge_exit_accuracy": self.exit_accuracy,
             "edge_train_exit_accuracy": self.train_exit_accuracy,
             "final_accuracy": final.get("final_accuracy"),
+            "cloud_busy_s_reported": final.get("cloud_busy_s"),
             "early_exit": final.get("early_exit"),
             "edge_busy_s": round(self.edge_busy_s, 3),
             "edge_send_s": round(sender.send_s, 3),

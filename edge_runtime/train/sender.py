@@ -12,7 +12,7 @@ import threading
 import time
 
 from edge_runtime.link import EdgeLink, LinkError
-from edge_runtime.link.messages import Batch, Error, EvalBatch, Message, Metrics
+from edge_runtime.link.messages import Batch, Error, EvalBatch, Grad, Message, Metrics
 
 _STOP = object()
 
@@ -30,6 +30,8 @@ class Sender:
         self._error: LinkError | None = None
         self._lock = threading.Lock()
         self.metrics: list[dict] = []
+        self._grads: dict[tuple[int, int], Grad] = {}
+        self._grad_ready = threading.Condition(self._lock)
         self.batches_sent = 0
         self.eval_batches_sent = 0
         self.send_s = 0.0  # time spent inside link.send (transmit or blocked by the window)
@@ -61,8 +63,26 @@ class Sender:
             if isinstance(msg, Metrics):
                 with self._lock:
                     self.metrics.append(msg.data)
+            elif isinstance(msg, Grad):
+                with self._grad_ready:
+                    self._grads[(msg.epoch, msg.index)] = msg
+                    self._grad_ready.notify_all()
             elif isinstance(msg, Error):
                 self._fail(HostRefused(f"host error {msg.code}: {msg.message}"))
+
+    def await_grad(self, epoch: int, index: int, timeout: float) -> Grad:
+        """Split learning: block until the host's GRAD for batch (epoch, index) arrives."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._grad_ready:
+                if (grad := self._grads.pop((epoch, index), None)) is not None:
+                    return grad
+            self._raise_if_failed()
+            if time.monotonic() > deadline:
+                raise LinkError(
+                    f"no gradient from the host for batch {(epoch, index)} in {timeout} s"
+                )
+            self.poll_host(0.05)
 
     def _raise_if_failed(self) -> None:
         with self._lock:

@@ -68,6 +68,7 @@ class EdgeState:
     first_t: float | None = None
     last_t: float | None = None
     done: bool = False
+    raw: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -136,6 +137,22 @@ class EdgeState:
         self.first_t = self.first_t or now
         self.last_t = now
         return {"loss": loss, "correct": correct, "n": len(labels), "busy_s": busy}
+
+    def train_split(
+        self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray | None:
+        """Split learning: train the tail and return the activation's gradient for the edge."""
+        if self.trained is not None and (epoch, index) <= self.trained:
+            self.duplicates += 1
+            return None
+        t = time.perf_counter()
+        _, correct, grad = self.trainer.train_step_split(activation, labels)
+        self.cloud_busy_s += time.perf_counter() - t
+        self.trained = (epoch, index)
+        self.trained_ids.append((epoch, index))
+        self.train_correct += correct
+        self.train_seen += len(labels)
+        return grad
 
     def evaluate(self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray) -> None:
         """Final-exit correctness of one test batch (a re-sent batch replaces, never adds)."""

@@ -68,6 +68,7 @@ def serve(
     link_label: str | None,
     config: LinkConfig,
     console: Console,
+    mode: str = "hierarchical",
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly."""
     server = CloudServer(
@@ -78,6 +79,7 @@ def serve(
         metrics_csv=metrics_csv,
         config=config,
         on_event=console_events(console),
+        mode=mode,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())

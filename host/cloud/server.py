@@ -13,10 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge_runtime.bundle import Bundle
+from edge_runtime.data import Dataset
 from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
-from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Metrics
+from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Grad, Metrics, RawBatch
 from edge_runtime.report import MetricsCsv
+from edge_runtime.train.loop import LINK_MODES, RAW_TEST, RAW_TRAIN
+from edge_runtime.train.whole import WholeNetTrainer
 from host.cloud.edge_state import EdgeState
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
@@ -35,7 +40,11 @@ class CloudServer:
         metrics_csv: Path | None = None,
         config: LinkConfig | None = None,
         on_event: EventSink | None = None,
+        mode: str = "hierarchical",
     ) -> None:
+        if mode not in LINK_MODES:
+            raise ValueError(f"--mode {mode!r}: the host serves one of {', '.join(LINK_MODES)}")
+        self.mode = mode
         self.bundle = bundle
         self.state_dir = Path(state_dir)
         self.checkpoint_every = checkpoint_every
@@ -113,6 +122,22 @@ class CloudServer:
         if isinstance(msg, EvalBatch):
             state.evaluate(msg.epoch, msg.index, msg.tensor, msg.labels)
             state.last_seq = msg.seq
+        elif isinstance(msg, Batch) and self.mode == "split":
+            grad = state.train_split(msg.epoch, msg.index, msg.tensor, msg.labels)
+            state.last_seq = msg.seq
+            if grad is not None:
+                session.send(Grad(msg.epoch, msg.index, grad))
+                self.on_event(
+                    "batch", state, {"epoch": msg.epoch, "index": msg.index, "loss": float("nan")}
+                )
+            if state.last_seq - state.consumed_seq >= self.checkpoint_every:
+                self._commit(session, state)
+        elif isinstance(msg, RawBatch):
+            state.raw.setdefault(msg.epoch, {})[msg.index] = (msg.labels, msg.data)
+            state.last_seq = msg.seq
+        elif isinstance(msg, EpochEnd) and msg.metrics.get("upload_done"):
+            state.last_seq = msg.seq
+            self._train_whole(session, state, msg.metrics)
         elif isinstance(msg, Batch):
             figures = state.train(msg.epoch, msg.index, msg.tensor, msg.labels)
             state.last_seq = msg.seq
@@ -146,6 +171,45 @@ class CloudServer:
             self._commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)
+
+    def _train_whole(self, session: HostSession, state: EdgeState, plan: dict[str, Any]) -> None:
+        """Cloud-only mode: train the whole network on the uploaded raw data, here."""
+
+        def stack(raw_set: int) -> tuple:
+            parts = [state.raw.get(raw_set, {})[i] for i in sorted(state.raw.get(raw_set, {}))]
+            if not parts:
+                raise LinkError(f"cloud mode: no raw data of set {raw_set} was uploaded")
+            return np.concatenate([p[1] for p in parts]), np.concatenate([p[0] for p in parts])
+
+        x_train, y_train = stack(RAW_TRAIN)
+        x_test, y_test = stack(RAW_TEST)
+        data = Dataset.from_arrays(
+            "uploaded", x_train, y_train, x_test, y_test, num_classes=plan["num_classes"]
+        )
+        trainer = WholeNetTrainer(self.bundle, "cloud")
+
+        def on_epoch(epoch: int, train_acc: float, acc: float | None) -> None:
+            result = {
+                "epoch": epoch,
+                "final_accuracy": acc,
+                "train_final_accuracy": train_acc,
+                "cloud_busy_s": round(trainer.busy_s, 3),
+            }
+            state.epochs[epoch] = result
+            state.cloud_busy_s = trainer.busy_s
+            session.send(Metrics(result))
+            self.on_event("epoch", state, result)
+
+        trainer.fit(
+            data, plan["epochs"], plan["batch_size"], plan["seed"], plan["augment"], on_epoch
+        )
+        state.trained_ids = [
+            (e, i)
+            for e in range(plan["epochs"])
+            for i in range(-(-len(x_train) // plan["batch_size"]))
+        ]
+        state.raw.clear()
+        self._commit(session, state, force=True)
 
     def _commit(self, session: HostSession, state: EdgeState, force: bool = False) -> None:
         """Checkpoint if anything new was taken in, then acknowledge it as consumed."""
@@ -223,7 +287,7 @@ class CloudServer:
         stats = self.listener_stats()
         single = edges[0] if len(edges) == 1 else {}
         return {
-            "mode": "hierarchical",
+            "mode": self.mode,
             "role": "cloud",
             "model": m["model"],
             "split": m["split"],

@@ -42,6 +42,8 @@ class DemoOptions:
     work_dir: Path = Path("runs/demo")
     report: Path | None = None
     edge_log: Path | None = None  # the edge's output goes here instead of the terminal
+    mode: str = "hierarchical"
+    bundle: Path | None = None  # reuse this bundle instead of exporting one
 
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
@@ -49,30 +51,24 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
     profile = parse_link(opts.link)
     work = opts.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    console.rule("[bold]hiertrain demo")
-    with console.status("exporting the model"):
-        export_bundle(
-            ExportOptions(model=opts.model, split=opts.split, lr=opts.lr), work / "bundle"
-        )
-    bundle = load_bundle(work / "bundle")
+    console.rule(f"[bold]hiertrain demo: {opts.mode}")
+    if opts.bundle is None:
+        with console.status("exporting the model"):
+            export_bundle(
+                ExportOptions(
+                    model=opts.model,
+                    split=opts.split,
+                    lr=opts.lr,
+                    baselines=opts.mode != "hierarchical",
+                ),
+                work / "bundle",
+            )
+    bundle_dir = opts.bundle or work / "bundle"
+    bundle = load_bundle(bundle_dir)
     m = bundle.manifest
     console.print(
-        f"exported {m['model']} split {m['split']}: edge {', '.join(m['edge_blocks'])}; "
+        f"{m['model']} split {m['split']}: edge {', '.join(m['edge_blocks'])}; "
         f"activation {'x'.join(map(str, m['activation']['shape']))} per sample"
-    )
-    cloud = CloudServer(
-        bundle,
-        work / "cloud-state",
-        key=bundle.key(),
-        metrics_csv=work / "cloud-metrics.csv",
-        on_event=_epoch_lines(console),
-    )
-    host, port = cloud.serve_tcp("127.0.0.1", 0)
-    relay = ShapedRelay((host, port), profile)
-    relay.start()
-    console.print(
-        f"cloud trainer on tcp://{host}:{port}; edge link {profile.describe()} "
-        "(user-space token bucket)"
     )
     edge_report = work / "edge.json"
     cmd = [
@@ -81,9 +77,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         "edge_runtime.cli",
         "run",
         "--bundle",
-        str(work / "bundle/edge"),
-        "--connect",
-        relay.url,
+        str(bundle_dir / "edge"),
+        "--mode",
+        opts.mode,
         "--data",
         opts.data,
         "--epochs",
@@ -102,30 +98,55 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         "--report",
         str(edge_report),
     ]
-    t0 = time.perf_counter()
-    log = open(opts.edge_log, "w") if opts.edge_log else None  # noqa: SIM115 - closed below
-    try:
-        rc = subprocess.call(cmd, stdout=log, stderr=log)
-        cloud.wait(exit_when_done=True)
-    finally:
-        cloud.stop()
-        relay.stop()
-        if log is not None:
-            log.close()
-    wall = time.perf_counter() - t0
-    if rc != 0:
-        where = opts.edge_log or "its output above"
-        raise RuntimeError(f"the edge runtime exited with {rc}; see {where}")
-    report = merge_reports(
-        json.loads(edge_report.read_text()),
-        cloud.report(profile.name),
-        relay.stats,
-        profile.describe(),
-        wall,
-    )
+    if opts.mode == "edge":  # no link, no cloud: the board alone
+        rc, wall = _run_edge(cmd, opts.edge_log)
+        if rc != 0:
+            raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
+        report = merge_reports(json.loads(edge_report.read_text()), None, None, "none", wall)
+    else:
+        cloud = CloudServer(
+            bundle,
+            work / "cloud-state",
+            key=bundle.key(),
+            mode=opts.mode,
+            metrics_csv=work / "cloud-metrics.csv",
+            on_event=_epoch_lines(console),
+        )
+        host, port = cloud.serve_tcp("127.0.0.1", 0)
+        relay = ShapedRelay((host, port), profile)
+        relay.start()
+        console.print(
+            f"cloud trainer on tcp://{host}:{port}; edge link {profile.describe()} "
+            "(user-space token bucket)"
+        )
+        try:
+            rc, wall = _run_edge([*cmd, "--connect", relay.url], opts.edge_log)
+            if rc == 0:
+                cloud.wait(exit_when_done=True)
+        finally:
+            cloud.stop()
+            relay.stop()
+        if rc != 0:
+            raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
+        report = merge_reports(
+            json.loads(edge_report.read_text()),
+            cloud.report(profile.name),
+            relay.stats,
+            profile.describe(),
+            wall,
+        )
     write_report(opts.report or work / "report.json", report)
     console.print(report_table(report))
     return report
+
+
+def _run_edge(cmd: list[str], log_path: Path | None) -> tuple[int, float]:
+    """Run the edge runtime as its own process; returns (exit code, wall seconds)."""
+    t0 = time.perf_counter()
+    if log_path is None:
+        return subprocess.call(cmd), time.perf_counter() - t0
+    with open(log_path, "w") as log:
+        return subprocess.call(cmd, stdout=log, stderr=log), time.perf_counter() - t0
 
 
 def _epoch_lines(console: Console):
@@ -138,22 +159,24 @@ def _epoch_lines(console: Console):
     return on_event
 
 
-def merge_reports(edge: dict, cloud: dict, link: dict, link_desc: str, wall_s: float) -> dict:
+def merge_reports(
+    edge: dict, cloud: dict | None, link: dict | None, link_desc: str, wall_s: float
+) -> dict:
     """One report with the shared keys, from the edge's, the cloud's and the link's figures."""
     busy = {
         "edge_busy_s": edge["edge_busy_s"],
-        "link_busy_s": round(link["busy_up_s"], 3),
-        "cloud_busy_s": cloud["cloud_busy_s"],
+        "link_busy_s": round(link["busy_up_s"] + link["busy_down_s"], 3) if link else 0.0,
+        "cloud_busy_s": cloud["cloud_busy_s"] if cloud else 0.0,
     }
     bottleneck = max(busy, key=busy.get)
     early = [r for r in (edge.get("early_exit") or []) if r["threshold"] == 0.9]
     return {
-        "mode": "hierarchical",
+        "mode": edge["mode"],
         "model": edge["model"],
         "split": edge["split"],
         "link": link_desc,
-        "link_emulation": "user-space token bucket (host/linkemu/shaper.py)",
-        "codec": edge["codec"],
+        "link_emulation": "user-space token bucket (host/linkemu/shaper.py)" if link else "none",
+        "codec": edge.get("codec"),
         "engine": edge["engine"],
         "data": edge["data"],
         "epochs": edge["epochs"],
@@ -162,12 +185,12 @@ def merge_reports(edge: dict, cloud: dict, link: dict, link_desc: str, wall_s: f
         "bytes_up": edge["bytes_up"],
         "bytes_down": edge["bytes_down"],
         "batches_sent": edge["batches_sent"],
-        "batches_trained_cloud": cloud["batches_trained_cloud"],
+        "batches_trained_cloud": cloud["batches_trained_cloud"] if cloud else 0,
         "edge_exit_accuracy": edge["edge_exit_accuracy"],
-        "final_accuracy": cloud["final_accuracy"],
+        "final_accuracy": cloud["final_accuracy"] if cloud else edge["final_accuracy"],
         **busy,
         "bottleneck": bottleneck.removesuffix("_busy_s"),
-        "pipeline_efficiency": round(edge["runtime_s"] / max(busy.values()), 3),
+        "pipeline_efficiency": round(edge["runtime_s"] / max(max(busy.values()), 1e-9), 3),
         "early_exit_at_0.9": early[0] if early else None,
         "early_exit": edge.get("early_exit"),
     }

@@ -1,0 +1,72 @@
+"""Every mode completes a short run and its byte counts have the shape the mode implies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SAMPLES = 600  # synthetic:600 -> 480 train / 120 test
+RAW_BYTES = SAMPLES * 3 * 32 * 32
+
+
+@pytest.fixture(scope="module")
+def baseline_bundle(exported):
+    return exported("smallcnn", 3, lr=3e-3, baselines=True)
+
+
+def run_mode(mode: str, bundle, tmp_path) -> dict:
+    report = tmp_path / f"{mode}.json"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "host.cli",
+            "demo",
+            "--mode",
+            mode,
+            "--data",
+            f"synthetic:{SAMPLES}",
+            "--epochs",
+            "1",
+            "--link",
+            "local",
+            "--codec",
+            "fp32",
+            "--work-dir",
+            str(tmp_path / mode),
+            "--report",
+            str(report),
+            "--bundle",
+            str(bundle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(report.read_text())
+
+
+def test_modes_move_the_bytes_they_should(baseline_bundle, tmp_path) -> None:
+    r = {
+        m: run_mode(m, baseline_bundle, tmp_path)
+        for m in ("hierarchical", "split", "cloud", "edge")
+    }
+    act = r["hierarchical"]["bytes_up"]
+    # hierarchical: activations up, only acks and metrics down.
+    assert r["hierarchical"]["bytes_down"] < 0.02 * act
+    assert r["hierarchical"]["batches_trained_cloud"] == 15
+    # split learning: the same activations up, and gradients of the same size down.
+    assert abs(r["split"]["bytes_up"] - act) < 0.02 * act
+    # (up also carries the 120 test samples' activations; gradients come for the 480 train ones)
+    assert 0.75 < r["split"]["bytes_down"] / r["split"]["bytes_up"] < 0.85
+    # cloud-only: the raw set (train and test, uint8) goes up once, nothing big comes down.
+    assert RAW_BYTES <= r["cloud"]["bytes_up"] < 1.05 * RAW_BYTES
+    assert r["cloud"]["bytes_down"] < 0.01 * RAW_BYTES
+    # edge-only: no link at all.
+    assert r["edge"]["bytes_up"] == r["edge"]["bytes_down"] == 0
+    for mode, report in r.items():
+        assert report["mode"] == mode and report["final_accuracy"] is not None, mode

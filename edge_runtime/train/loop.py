@@ -275,6 +275,8 @@ class EdgeTrainer:
                     "exit_confidence": [round(float(c), 4) for c in conf],
                     "exit_correct": ok.astype(int).tolist(),
                     "eval_batch_size": self.cfg.eval_batch_size,
+                    # The run's end rides on a sequenced message: BYE is best effort.
+                    "last": epoch == self.cfg.epochs - 1,
                 },
             )
         )

@@ -159,6 +159,7 @@ class CloudServer:
         elif isinstance(msg, EpochEnd):
             state.last_seq = msg.seq
             result = state.end_epoch(msg.epoch, msg.metrics)
+            state.done = state.done or bool(msg.metrics.get("last"))
             self._commit(session, state)
             try:
                 session.send(Metrics(result))
@@ -167,7 +168,7 @@ class CloudServer:
             self.on_event("epoch", state, result)
         elif isinstance(msg, Bye):
             # "done" ends the edge's run; "stopped" means it will come back with --resume.
-            state.done = msg.reason == "done"
+            state.done = state.done or msg.reason == "done"
             self._commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)
@@ -209,6 +210,7 @@ class CloudServer:
             for i in range(-(-len(x_train) // plan["batch_size"]))
         ]
         state.raw.clear()
+        state.done = True
         self._commit(session, state, force=True)
 
     def _commit(self, session: HostSession, state: EdgeState, force: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -405,8 +406,20 @@ def deploy_cmd(board_file: Path, deploy_dir: Path, systemd: bool) -> None:
         raise RuntimeFault(str(exc)) from None
 
 
+# Commands that live with their job's subpackage: each module has COMMANDS, a list of click
+# commands. Add a line here when a job gets its own commands module.
+JOB_COMMANDS = ("host.bench.commands",)
+
+
+def _register_job_commands() -> None:
+    for name in JOB_COMMANDS:
+        for command in importlib.import_module(name).COMMANDS:
+            cli.add_command(command)
+
+
 def main() -> None:
     """Entry point: typed errors become one line and an exit code, never a traceback."""
+    _register_job_commands()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,0 +1,1 @@
+"""Benchmarks a user runs: the modes side by side (`hostctl bench`)."""

@@ -1,0 +1,3 @@
+"""`hostctl bench`: placeholder list until the command lands (see host/bench/modes.py)."""
+
+COMMANDS: list = []

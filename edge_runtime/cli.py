@@ -112,6 +112,13 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
 @click.option("--augment/--no-augment", default=False, show_default=True)
 @click.option("--limit", type=int, default=None, help="train on the first N samples only")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--slowdown",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="board profile: pace each step to this many times its compute time here",
+)
 @click.option("--edge-id", default=None, help="this board's name [default: hostname]")
 @click.option("--run-id", default=None, help="[default: random, kept across --resume]")
 @click.option(
@@ -151,6 +158,7 @@ def run(
     augment: bool,
     limit: int | None,
     seed: int,
+    slowdown: float,
     edge_id: str | None,
     run_id: str | None,
     work_dir: Path | None,
@@ -171,7 +179,9 @@ def run(
         raise UsageFault(str(exc)) from None
     _check_data_fits(data, bundle.manifest)
     if mode == "edge":
-        _run_edge_only(bundle, data, epochs, batch_size, seed, augment, threads, report_path)
+        _run_edge_only(
+            bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown
+        )
         return
     if url is None:
         raise UsageFault(f"--mode {mode} needs --connect URL (socket://HOST:PORT or a device)")
@@ -208,6 +218,7 @@ def run(
         seed=seed,
         work_dir=work_dir,
         mode=mode,
+        slowdown=slowdown,
     )
     try:
         with _progress_bars() as bars:
@@ -244,13 +255,14 @@ def _run_edge_only(
     augment: bool,
     threads: int | None,
     report_path: Path | None,
+    slowdown: float,
 ) -> None:
     """Edge-only mode: the board trains the whole network alone (torch), no link."""
     import time
 
     from edge_runtime.train.whole import WholeNetTrainer
 
-    trainer = WholeNetTrainer(bundle, "edge", threads=threads)
+    trainer = WholeNetTrainer(bundle, "edge", threads=threads, slowdown=slowdown)
     t0 = time.perf_counter()
     acc = trainer.fit(
         data,

@@ -52,6 +52,9 @@ class EdgeRunConfig:
     final_metrics_timeout: float = 30.0
     mode: str = "hierarchical"
     grad_timeout: float = 300.0
+    # Board profile: pace each step to `slowdown` times this machine's compute time, so that a
+    # virtual board computes like the slower board it stands for (0 or 1: as fast as it can).
+    slowdown: float = 1.0
 
 
 @dataclass
@@ -193,7 +196,7 @@ class EdgeTrainer:
         """Train front + exit, queue the activation; the next step starts while it is sent."""
         t = time.perf_counter()
         step = self.engine.train_step(x, y)
-        step_s = time.perf_counter() - t
+        step_s = self._pace(time.perf_counter() - t)
         self.edge_busy_s += step_s
         blocked = 0.0
         if self._already_trained_by_host(epoch, index):
@@ -216,10 +219,17 @@ class EdgeTrainer:
         blocked = time.perf_counter() - t
         t = time.perf_counter()
         self.engine.split_backward(grad.tensor)
-        step_s += time.perf_counter() - t
+        step_s = self._pace(step_s + time.perf_counter() - t)
         self.edge_busy_s += step_s
         self.blocked_s += blocked
         return float("nan"), 0, step_s, blocked
+
+    def _pace(self, seconds: float) -> float:
+        """Stretch a step to the board profile's speed; returns the paced duration."""
+        if self.cfg.slowdown > 1:
+            time.sleep((self.cfg.slowdown - 1) * seconds)
+            return seconds * self.cfg.slowdown
+        return seconds
 
     def _upload_raw(self, sender: Sender) -> None:
         """Cloud-only training: the raw data set leaves the device once, as stored (uint8)."""
@@ -303,6 +313,7 @@ class EdgeTrainer:
             "role": "edge",
             "engine": self.engine.name if self.engine else None,
             "codec": self.cfg.codec,
+            "slowdown": self.cfg.slowdown,
             "epochs": self.cfg.epochs,
             "epochs_done": self.progress.epoch,
             "stopped_early": self.stopped_early,

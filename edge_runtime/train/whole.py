@@ -21,7 +21,9 @@ EDGE_WEIGHTS, TAIL_WEIGHTS = "edge_weights.npz", "tail_weights.npz"
 class WholeNetTrainer:
     """Front + tail as one torch network; `side` says which half of the bundle holds the weights."""
 
-    def __init__(self, bundle: Bundle, side: str, threads: int | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, side: str, threads: int | None = None, slowdown: float = 1.0
+    ) -> None:
         import torch
 
         from edge_runtime.engines.torch_engine import build_optimizer, split_model_from_manifest
@@ -47,6 +49,7 @@ class WholeNetTrainer:
         self.net = torch.nn.Sequential(front, tail)
         self.optimizer = build_optimizer(self.net.parameters(), m["edge"]["optimizer"])
         self.busy_s = 0.0
+        self.slowdown = slowdown  # board profile pacing, as in the edge's training loop
 
     def train_epoch(
         self, ds: Dataset, epoch: int, batch_size: int, seed: int = 0, augment: bool = False
@@ -57,6 +60,7 @@ class WholeNetTrainer:
         correct = seen = 0
         t = time.perf_counter()
         for _, x, y in batches(ds, "train", batch_size, epoch=epoch, seed=seed, augment=augment):
+            step_t = time.perf_counter()
             logits = self.net(torch.from_numpy(x))
             target = torch.from_numpy(y)
             loss = torch.nn.functional.cross_entropy(logits, target)
@@ -65,6 +69,8 @@ class WholeNetTrainer:
             self.optimizer.step()
             correct += int((logits.argmax(1) == target).sum())
             seen += len(y)
+            if self.slowdown > 1:
+                time.sleep((self.slowdown - 1) * (time.perf_counter() - step_t))
         self.busy_s += time.perf_counter() - t
         return correct / max(seen, 1)
 

@@ -44,6 +44,7 @@ class DemoOptions:
     edge_log: Path | None = None  # the edge's output goes here instead of the terminal
     mode: str = "hierarchical"
     bundle: Path | None = None  # reuse this bundle instead of exporting one
+    slowdown: float = 1.0  # board profile: the edge computes this many times slower
 
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
@@ -97,6 +98,8 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         "--fresh",
         "--report",
         str(edge_report),
+        "--slowdown",
+        str(opts.slowdown),
     ]
     if opts.mode == "edge":  # no link, no cloud: the board alone
         rc, wall = _run_edge(cmd, opts.edge_log)

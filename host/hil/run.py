@@ -1,0 +1,188 @@
+"""A short hierarchical training run with the edge runtime on the board, the cloud here.
+
+The cloud trainer serves on 127.0.0.1; the edge reaches it over the board's link. A board whose
+`[link]` says `emulate = "3g"` (the virtual and qemu boards run on this machine) gets a shaped
+user-space relay in front of the cloud; a board with a `url` connects to the host as it says.
+The edge is `edge-runtime run` from the board's current release, started through the board's
+BoardAccess (a local process, a chroot under qemu-user, or ssh), so its step times are the
+board's own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.bundle import load_bundle
+from host.cloud.server import CloudServer
+from host.demo.run import merge_reports
+from host.deploy.access import BoardAccess, BoardAccessError
+from host.deploy.board import Board
+from host.linkemu import ShapedRelay, parse_link
+
+
+class HilError(Exception):
+    """The HIL run could not finish: which part failed and its output."""
+
+
+@dataclass(frozen=True)
+class HilRunOptions:
+    """Small enough for CI on the virtual board; the board's speed sets the rest."""
+
+    data: str = "synthetic:640"
+    epochs: int = 2
+    batch_size: int = 32
+    codec: str = "int8"
+    timeout_s: float = 900.0
+
+
+def edge_argv(board: Board, work: str, connect: str, opts: HilRunOptions) -> list[str]:
+    """`edge-runtime run` from the board's current release, writing under work/runs/hil."""
+    current, runs = f"{work}/current", f"{work}/runs/hil"
+    argv = [
+        f"{current}/venv/bin/edge-runtime",
+        "run",
+        "--bundle",
+        f"{current}/edge",
+        "--connect",
+        connect,
+        "--engine",
+        board.resolved_engine,
+        "--data",
+        opts.data,
+        "--epochs",
+        str(opts.epochs),
+        "--batch-size",
+        str(opts.batch_size),
+        "--codec",
+        opts.codec,
+        "--edge-id",
+        board.name,
+        "--work-dir",
+        runs,
+        "--fresh",
+        "--report",
+        f"{runs}/edge-report.json",
+    ]
+    # A board that runs here at this machine's speed stands in for a slower one by pacing its
+    # steps; a board under emulation (chroot) or real hardware runs at its own speed.
+    local = board.connection.access_kind == "local"
+    if local and board.profile and board.profile.slowdown and board.profile.slowdown > 1:
+        argv += ["--slowdown", str(board.profile.slowdown)]
+    return argv
+
+
+def train_on_board(
+    board: Board,
+    access: BoardAccess,
+    work: str,
+    bundle_dir: Path,
+    state_dir: Path,
+    opts: HilRunOptions | None = None,
+) -> dict[str, Any]:
+    """Train with the edge on `board` (deployed under `work`) and the cloud here; the figures.
+
+    Returns the merged run report (the demo's keys) plus the HIL figures (`hil_figures`).
+    """
+    opts = opts or HilRunOptions()
+    bundle = load_bundle(bundle_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cloud = CloudServer(
+        bundle, state_dir / "cloud-state", key=bundle.key(), metrics_csv=state_dir / "cloud.csv"
+    )
+    host, port = cloud.serve_tcp("127.0.0.1", 0)
+    relay, link_desc = None, "as the board file says"
+    if board.link.emulate:
+        profile = parse_link(board.link.emulate)
+        relay = ShapedRelay((host, port), profile)
+        relay.start()
+        connect, link_desc = relay.url, profile.describe()
+    elif board.link.connect:
+        connect = board.link.connect
+    else:
+        connect = f"socket://{host}:{port}"
+    argv = edge_argv(board, work, connect, opts)
+    t0 = time.perf_counter()
+    try:
+        try:
+            result = access.run(argv, check=False, timeout=opts.timeout_s)
+        except BoardAccessError as exc:
+            raise HilError(f"the edge runtime on {board.name}: {exc}") from None
+        wall = time.perf_counter() - t0
+        (state_dir / "edge.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+            raise HilError(f"the edge runtime on {board.name} exited {result.returncode}: {tail}")
+        cloud.wait(exit_when_done=True)
+    finally:
+        cloud.stop()
+        if relay is not None:
+            relay.stop()
+    edge_report = _fetch(access, f"{work}/runs/hil/edge-report.json", state_dir)
+    metrics = _fetch(access, f"{work}/runs/hil/edge_metrics.csv", state_dir)
+    report = merge_reports(
+        json.loads(edge_report),
+        cloud.report(link_desc),
+        relay.stats if relay else None,
+        link_desc,
+        wall,
+    )
+    report["hil_figures"] = hil_figures(report, metrics, relay.stats if relay else None)
+    return report
+
+
+def _fetch(access: BoardAccess, remote: str, state_dir: Path) -> str:
+    local = state_dir / Path(remote).name
+    try:
+        access.get(remote, local)
+    except (BoardAccessError, OSError) as exc:
+        raise HilError(f"cannot fetch {remote} from the board: {exc}") from None
+    return local.read_text()
+
+
+def hil_figures(
+    report: dict[str, Any], metrics_csv: str, link: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Edge step time, link throughput, epoch time and host/edge overlap of one run."""
+    rows = [r for r in csv.DictReader(io.StringIO(metrics_csv)) if r["phase"] == "train"]
+    steps = [float(r["step_s"]) for r in rows if r["step_s"]]
+    per_epoch: dict[str, list[float]] = {}
+    for r in rows:
+        per_epoch.setdefault(r["epoch"], []).append(float(r["time"]))
+    # An epoch's training span on the board: first batch done to last batch done, plus one step.
+    spans = [max(t) - min(t) for t in per_epoch.values()]
+    first_step = steps[0] if steps else 0.0
+    busy_up = float(link["busy_up_s"]) if link else 0.0
+    runtime = float(report["runtime_s"])
+    bytes_up = int(report["bytes_up"])
+    busiest = max(report["edge_busy_s"], report["link_busy_s"], report["cloud_busy_s"], 1e-9)
+    return {
+        "edge_step_s_median": round(statistics.median(steps), 5) if steps else None,
+        "edge_step_s_p90": round(_quantile(steps, 0.9), 5) if steps else None,
+        "edge_steps": len(steps),
+        "epoch_s": round(runtime / max(int(report["epochs"]), 1), 3),
+        "epoch_train_s_median": round(statistics.median(spans) + first_step, 3) if spans else None,
+        "link_throughput_bps": round(8 * bytes_up / busy_up) if busy_up > 0 else None,
+        "link_average_bps": round(8 * bytes_up / runtime) if runtime > 0 else None,
+        "link_utilisation": round(busy_up / runtime, 3) if busy_up and runtime > 0 else None,
+        "pipeline_efficiency": round(runtime / busiest, 3),
+        "bottleneck": report["bottleneck"],
+    }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def board_work_dir(board: Board, tmp: Path | None) -> Board:
+    """The board with its work_dir moved under `tmp` when the board is this machine."""
+    if board.connection.access_kind == "local" and tmp is not None:
+        return replace(board, work_dir=str(tmp / "board-work"))
+    return board

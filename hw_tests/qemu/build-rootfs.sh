@@ -1,0 +1,67 @@
+#!/bin/sh
+# Build the qemu-aarch64 board's root filesystem once: a Debian arm64 system run under
+# qemu-user-static, with python3 and torch 2.8.0 (the newest aarch64 CPU wheel).
+#
+#   sudo hw_tests/qemu/build-rootfs.sh [ROOTFS]     (make qemu-rootfs)
+#
+# Needs root (debootstrap, chroot, binfmt_misc) and network for the first build. A finished
+# rootfs carries a stamp file and is not built again; a half-built one is finished.
+set -eu
+
+ROOTFS=${1:-build/qemu-aarch64-rootfs}
+SUITE=${SUITE:-bookworm}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+TORCH=${TORCH:-torch==2.8.0}
+STAMP="$ROOTFS/.hiertrain-rootfs-ready"
+
+say() { printf 'qemu-rootfs: %s\n' "$*"; }
+die() { printf 'qemu-rootfs: error: %s\n' "$*" >&2; exit 1; }
+
+[ -f "$STAMP" ] && { say "$ROOTFS is built ($(cat "$STAMP"))"; exit 0; }
+[ "$(id -u)" = 0 ] || die "run as root: debootstrap, chroot and binfmt_misc need it"
+
+if ! command -v debootstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null; then
+    say "installing debootstrap qemu-user-static binfmt-support"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support
+fi
+
+# qemu-user-static registered with binfmt_misc: the kernel runs arm64 ELF files through it.
+# The F flag in the .conf opens the interpreter now, so the rootfs needs no copy of it.
+BINFMT=/proc/sys/fs/binfmt_misc
+[ -f "$BINFMT/register" ] || mount -t binfmt_misc binfmt_misc "$BINFMT" \
+    || die "cannot mount binfmt_misc on $BINFMT (a container without the privilege?)"
+if [ ! -f "$BINFMT/qemu-aarch64" ]; then
+    CONF=/usr/lib/binfmt.d/qemu-aarch64.conf
+    [ -f "$CONF" ] || die "$CONF missing: is qemu-user-static installed?"
+    cat "$CONF" > "$BINFMT/register" || die "cannot register $CONF with binfmt_misc"
+fi
+grep -q '^enabled' "$BINFMT/qemu-aarch64" || die "binfmt_misc qemu-aarch64 is not enabled"
+
+mkdir -p "$ROOTFS"
+if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
+    if [ ! -d "$ROOTFS/debootstrap" ]; then
+        say "debootstrap stage 1: $SUITE arm64 from $MIRROR"
+        debootstrap --arch=arm64 --foreign --variant=minbase \
+            --include=python3,python3-pip,python3-venv,ca-certificates \
+            "$SUITE" "$ROOTFS" "$MIRROR"
+    fi
+    # A copy inside too, for kernels whose binfmt entry lacks the F flag.
+    cp /usr/bin/qemu-aarch64-static "$ROOTFS/usr/bin/"
+    say "debootstrap stage 2 (under qemu-aarch64)"
+    chroot "$ROOTFS" /debootstrap/debootstrap --second-stage
+fi
+cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+
+say "pip install $TORCH and the edge runtime's dependencies (inside the chroot)"
+# Debian marks its Python externally managed; this rootfs is a board of its own.
+chroot "$ROOTFS" /usr/bin/env HOME=/root PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    python3 -m pip install --break-system-packages --no-cache-dir --progress-bar off \
+    "$TORCH" numpy pyserial cobs click rich
+
+ARCH=$(chroot "$ROOTFS" uname -m)
+[ "$ARCH" = aarch64 ] || die "the rootfs runs as $ARCH, expected aarch64"
+VERSIONS=$(chroot "$ROOTFS" /usr/bin/python3 -c \
+    'import platform, torch; print(platform.python_version(), "torch", torch.__version__)')
+echo "$ARCH python $VERSIONS" > "$STAMP"
+say "done: $ROOTFS ($(cat "$STAMP"))"

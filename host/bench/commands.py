@@ -1,3 +1,111 @@
-"""`hostctl bench`: placeholder list until the command lands (see host/bench/modes.py)."""
+"""`hostctl bench`: the modes side by side in one run."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+PROFILES = Path(__file__).parent / "profiles"
+
+
+def load_profile(spec: str) -> dict:
+    """A board profile by name (`rpi4`) or path to a JSON file with `slowdown` and `source`."""
+    path = PROFILES / f"{spec}.json" if (PROFILES / f"{spec}.json").is_file() else Path(spec)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.json")))
+        raise click.BadParameter(f"no profile {spec!r}: use one of {known} or a JSON file")
+    profile = json.loads(path.read_text())
+    if float(profile.get("slowdown", 0)) < 1:
+        raise click.BadParameter(f"profile {path} needs a slowdown >= 1")
+    return profile
+
+
+@click.command("bench")
+@click.option("--modes", default="hierarchical,split,cloud,edge", show_default=True)
+@click.option("--model", default="smallcnn", show_default=True)
+@click.option("--split", type=int, default=3, show_default=True)
+@click.option("--link", default="3g", show_default=True)
+@click.option("--data", default="synthetic", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--codec",
+    "codecs",
+    default="fp32",
+    show_default=True,
+    help="hierarchical mode's activation codec(s), e.g. fp32,int8 (a run each)",
+)
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option(
+    "--profile",
+    "profile_spec",
+    default=None,
+    help="edge board profile: rpi4 or a JSON file (slowdown, source)",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="also write the JSON report here",
+)
+def bench(
+    modes: str,
+    model: str,
+    split: int,
+    link: str,
+    data: str,
+    epochs: int,
+    batch_size: int,
+    codecs: str,
+    lr: float,
+    profile_spec: str | None,
+    out: Path,
+    report_path: Path | None,
+) -> None:
+    """Run the chosen modes one after the other and compare them (runtime vs split learning)."""
+    from edge_runtime.report import write_report
+    from host.bench.modes import MODES, BenchOptions, run_bench
+    from host.cli import UsageFault, stdout_console
+    from host.linkemu import LinkSpecError, parse_link
+
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in MODES]
+    if unknown or not chosen:
+        raise UsageFault(f"--modes {modes!r}: choose from {', '.join(MODES)}")
+    chosen_codecs = tuple(c.strip() for c in codecs.split(",") if c.strip())
+    if not chosen_codecs or any(c not in ("fp32", "fp16", "int8") for c in chosen_codecs):
+        raise UsageFault(f"--codec {codecs!r}: choose from fp32, fp16, int8 (comma-separated)")
+    try:
+        parse_link(link)
+    except LinkSpecError as exc:
+        raise UsageFault(str(exc)) from None
+    try:
+        profile = load_profile(profile_spec) if profile_spec else None
+    except click.BadParameter as exc:
+        raise UsageFault(str(exc.message)) from None
+    opts = BenchOptions(
+        modes=chosen,
+        model=model,
+        split=split,
+        link=link,
+        data=data,
+        epochs=epochs,
+        batch_size=batch_size,
+        codecs=chosen_codecs,
+        lr=lr,
+        out=out,
+        slowdown=float(profile["slowdown"]) if profile else 1.0,
+        profile_name=f"{profile['name']} (slowdown {profile['slowdown']}x)" if profile else None,
+    )
+    report = run_bench(opts, stdout_console())
+    if report_path:
+        write_report(report_path, report)
+
+
+COMMANDS = [bench]

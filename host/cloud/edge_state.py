@@ -146,8 +146,14 @@ class EdgeState:
             self.duplicates += 1
             return None
         t = time.perf_counter()
-        _, correct, grad = self.trainer.train_step_split(activation, labels)
-        self.cloud_busy_s += time.perf_counter() - t
+        loss, correct, grad = self.trainer.train_step_split(activation, labels)
+        self.last_split = {
+            "loss": loss,
+            "correct": correct,
+            "n": len(labels),
+            "busy_s": time.perf_counter() - t,
+        }
+        self.cloud_busy_s += self.last_split["busy_s"]
         self.trained = (epoch, index)
         self.trained_ids.append((epoch, index))
         self.train_correct += correct

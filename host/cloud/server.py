@@ -127,9 +127,7 @@ class CloudServer:
             state.last_seq = msg.seq
             if grad is not None:
                 session.send(Grad(msg.epoch, msg.index, grad))
-                self.on_event(
-                    "batch", state, {"epoch": msg.epoch, "index": msg.index, "loss": float("nan")}
-                )
+                self._batch_done(state, msg, state.last_split)
             if state.last_seq - state.consumed_seq >= self.checkpoint_every:
                 self._commit(session, state)
         elif isinstance(msg, RawBatch):
@@ -142,18 +140,7 @@ class CloudServer:
             figures = state.train(msg.epoch, msg.index, msg.tensor, msg.labels)
             state.last_seq = msg.seq
             if figures is not None:
-                self.csv.row(
-                    time=round(time.time(), 3),
-                    edge_id=state.edge_id,
-                    epoch=msg.epoch,
-                    index=msg.index,
-                    loss=round(figures["loss"], 5),
-                    correct=figures["correct"],
-                    n=figures["n"],
-                    busy_s=round(figures["busy_s"], 5),
-                    seq=msg.seq,
-                )
-                self.on_event("batch", state, {"epoch": msg.epoch, "index": msg.index, **figures})
+                self._batch_done(state, msg, figures)
             if state.last_seq - state.consumed_seq >= self.checkpoint_every:
                 self._commit(session, state)
         elif isinstance(msg, EpochEnd):
@@ -172,6 +159,20 @@ class CloudServer:
             self._commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)
+
+    def _batch_done(self, state: EdgeState, msg: Batch, figures: dict[str, Any]) -> None:
+        self.csv.row(
+            time=round(time.time(), 3),
+            edge_id=state.edge_id,
+            epoch=msg.epoch,
+            index=msg.index,
+            loss=round(figures["loss"], 5),
+            correct=figures["correct"],
+            n=figures["n"],
+            busy_s=round(figures["busy_s"], 5),
+            seq=msg.seq,
+        )
+        self.on_event("batch", state, {"epoch": msg.epoch, "index": msg.index, **figures})
 
     def _train_whole(self, session: HostSession, state: EdgeState, plan: dict[str, Any]) -> None:
         """Cloud-only mode: train the whole network on the uploaded raw data, here."""

@@ -1,0 +1,222 @@
+"""`hostctl bench`: the training modes side by side, same model, split, data, epochs and link.
+
+Each mode is a full run of the real system (edge runtime as its own process, cloud trainer,
+emulated link), one after the other. Runtimes are compared with split learning's, the scheme
+the paper improves on. Split learning sends fp32 both ways; `--codec` applies to hierarchical.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edge_runtime.report import write_report
+from host.demo import DemoOptions, run_demo
+from host.export import ExportOptions, export_bundle
+
+MODES = ("hierarchical", "split", "cloud", "edge")
+
+
+@dataclass
+class BenchOptions:
+    """What `hostctl bench` compares."""
+
+    modes: tuple[str, ...] = MODES
+    model: str = "smallcnn"
+    split: int = 3
+    link: str = "3g"
+    data: str = "synthetic"
+    epochs: int = 1
+    batch_size: int = 32
+    codecs: tuple[str, ...] = ("fp32",)  # hierarchical runs once per codec
+    lr: float = 3e-3
+    slowdown: float = 1.0
+    profile_name: str | None = None
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    num_classes: int = 10
+    out: Path = Path("runs/bench")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
+    """Run every mode; returns the report (also written to out/bench.json, with the figures)."""
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    with console.status(f"exporting {opts.model} split {opts.split} with the baselines"):
+        export_bundle(
+            ExportOptions(
+                model=opts.model,
+                split=opts.split,
+                lr=opts.lr,
+                baselines=True,
+                input_shape=opts.input_shape,
+                num_classes=opts.num_classes,
+            ),
+            out / "bundle",
+        )
+    runs: dict[str, dict[str, Any]] = {}
+    quiet = Console(quiet=True)
+    plan = [
+        (f"{m}-{c}" if m == "hierarchical" and len(opts.codecs) > 1 else m, m, c)
+        for m in opts.modes
+        for c in (opts.codecs if m == "hierarchical" else ("fp32",))
+    ]
+    for label, mode, codec in plan:
+        console.print(
+            f"[bold]{label}[/]: running ({opts.epochs} epoch(s), {opts.data}, link {opts.link})"
+        )
+        runs[label] = run_demo(
+            DemoOptions(
+                model=opts.model,
+                split=opts.split,
+                lr=opts.lr,
+                data=opts.data,
+                epochs=opts.epochs,
+                batch_size=opts.batch_size,
+                codec=codec,
+                link=opts.link,
+                mode=mode,
+                work_dir=out / label,
+                edge_log=out / f"{label}-edge.log",
+                bundle=out / "bundle",
+                slowdown=opts.slowdown,
+            ),
+            quiet,
+        )
+        r = runs[label]
+        console.print(
+            f"  {r['runtime_s']:.1f} s, final accuracy "
+            f"{_pct(r['final_accuracy'])}, {r['bytes_up'] / 1e6:.2f} MB up"
+        )
+    base = runs.get("split", {}).get("runtime_s")
+    for r in runs.values():
+        r["runtime_vs_split"] = round(r["runtime_s"] / base, 3) if base else None
+    report = {
+        "model": opts.model,
+        "split": opts.split,
+        "link": opts.link,
+        "data": opts.data,
+        "epochs": opts.epochs,
+        "batch_size": opts.batch_size,
+        "codecs": list(opts.codecs),
+        "edge_profile": opts.profile_name
+        or (f"slowdown {opts.slowdown}x" if opts.slowdown > 1 else "this machine's speed"),
+        "link_emulation": "user-space token bucket (host/linkemu/shaper.py)",
+        "modes": runs,
+    }
+    write_report(out / "bench.json", report)
+    try:
+        figures(report, out)
+        report["figures"] = [str(out / "timeline.png"), str(out / "runtime_accuracy.png")]
+    except ImportError as exc:  # matplotlib is in the host extra; say so rather than fail
+        console.print(f"[yellow]no figures: {exc}[/]")
+    write_report(out / "bench.json", report)
+    console.print(bench_table(report))
+    return report
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def bench_table(report: dict[str, Any]) -> Table:
+    """The side-by-side table."""
+    t = Table(
+        title=f"{report['model']} split {report['split']}, link {report['link']}, "
+        f"{report['epochs']} epoch(s) of {report['data']}; edge: {report['edge_profile']}"
+    )
+    for col in (
+        "mode",
+        "runtime s",
+        "vs split",
+        "MB up",
+        "MB down",
+        "edge busy s",
+        "link busy s",
+        "cloud busy s",
+        "exit acc",
+        "final acc",
+    ):
+        t.add_column(col, justify="left" if col == "mode" else "right")
+    for mode, r in report["modes"].items():
+        ratio = r.get("runtime_vs_split")
+        t.add_row(
+            mode,
+            f"{r['runtime_s']:.1f}",
+            "n/a" if ratio is None else f"{ratio:.2f}",
+            f"{r['bytes_up'] / 1e6:.2f}",
+            f"{r['bytes_down'] / 1e6:.2f}",
+            f"{r['edge_busy_s']:.1f}",
+            f"{r['link_busy_s']:.1f}",
+            f"{r['cloud_busy_s']:.1f}",
+            _pct(r["edge_exit_accuracy"]),
+            _pct(r["final_accuracy"]),
+        )
+    return t
+
+
+def _intervals(path: Path, busy_key: str) -> list[tuple[float, float]]:
+    """(start, end) of each batch's compute from a per-batch metrics CSV (end time, duration)."""
+    if not path.is_file():
+        return []
+    with open(path) as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get(busy_key)]
+    return [(float(r["time"]) - float(r[busy_key]), float(r["time"])) for r in rows]
+
+
+def figures(report: dict[str, Any], out: Path) -> None:
+    """timeline.png (edge and cloud compute per batch, link span per mode) and
+    runtime_accuracy.png (runtime and final accuracy bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(report["modes"])
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 1.1 * len(modes)))
+    for row, mode in enumerate(modes):
+        work = out / mode
+        edge = _intervals(work / "edge-work" / "edge_metrics.csv", "step_s")
+        cloud = _intervals(work / "cloud-metrics.csv", "busy_s")
+        t0 = min([s for s, _ in edge + cloud] or [0.0])
+        y = len(modes) - row
+        ax.broken_barh([(s - t0, e - s) for s, e in edge], (y + 0.22, 0.2), color="tab:blue")
+        ax.broken_barh([(s - t0, e - s) for s, e in cloud], (y - 0.42, 0.2), color="tab:green")
+        r = report["modes"][mode]
+        if r["link_busy_s"]:
+            ax.broken_barh([(0, r["runtime_s"])], (y - 0.1, 0.2), color="tab:orange", alpha=0.35)
+        ax.text(r["runtime_s"], y, f" {r['runtime_s']:.0f} s", va="center", fontsize=8)
+    ax.set_yticks(range(1, len(modes) + 1), list(reversed(modes)))
+    ax.set_xlabel(
+        "seconds (blue: edge compute per batch; orange: link in use; green: cloud compute)"
+    )
+    ax.set_title(f"{report['model']} split {report['split']} over {report['link']}")
+    fig.tight_layout()
+    fig.savefig(out / "timeline.png", dpi=110)
+    plt.close(fig)
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    runtimes = [report["modes"][m]["runtime_s"] for m in modes]
+    accs = [100 * (report["modes"][m]["final_accuracy"] or 0) for m in modes]
+    a1.bar(modes, runtimes, color="tab:blue")
+    a1.set_ylabel("runtime (s)")
+    a2.bar(modes, accs, color="tab:green")
+    a2.set_ylabel("final accuracy (%)")
+    for ax_, vals, fmt in ((a1, runtimes, "{:.0f}"), (a2, accs, "{:.1f}")):
+        for i, v in enumerate(vals):
+            ax_.text(i, v, fmt.format(v), ha="center", va="bottom", fontsize=8)
+    fig.suptitle(f"{report['model']} split {report['split']}, link {report['link']}")
+    fig.tight_layout()
+    fig.savefig(out / "runtime_accuracy.png", dpi=110)
+    plt.close(fig)
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """Read a bench.json back (for re-plotting)."""
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,130 @@
+"""Step times per split, measured by a short run of the real engines on this machine.
+
+Each split is exported once into a temporary directory; the edge engine (ORT or torch) trains
+front + exit head on random batches and the host's TailTrainer trains the tail on the
+activations it makes. The first step of each is timed apart (warm-up), then the median of a
+few more is the step time. Eval steps (inference at the eval batch size) are timed the same way.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.engines import make_engine
+from host.cloud.tail import TailTrainer
+from host.export import ExportOptions, export_bundle
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Measured seconds for one split; ``*_warmup_s`` is the first step's time beyond the median."""
+
+    split: int
+    activation_shape: tuple[int, ...]
+    edge_step_s: float
+    edge_eval_s: float
+    cloud_step_s: float
+    cloud_eval_s: float
+    edge_warmup_s: float = 0.0
+    cloud_warmup_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProfileSetup:
+    """What to profile: the model, its input, the batch sizes and how many steps to time."""
+
+    model: str
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    num_classes: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    engine: str = "ort"
+    steps: int = 3  # timed steps after the warm-up step
+    threads: int | None = None  # engine threads [default: all cores]
+
+
+def _timed(step: Callable[[], object], steps: int, budget_s: float = 0.25) -> tuple[float, float]:
+    """(median of at least ``steps`` timed calls, first call's time beyond it).
+
+    Cheap steps repeat until ``budget_s`` is spent (at most 25 calls): on shared cores a median
+    of three millisecond steps is mostly noise.
+    """
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < steps or (spent < budget_s and len(times) < 25):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        spent += times[-1]
+    median = statistics.median(times)
+    return median, max(0.0, first - median)
+
+
+def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
+    """Time one exported split's edge and cloud steps (training and eval)."""
+    manifest_split = load_bundle(bundle_dir / "edge").manifest["split"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((setup.batch_size, *setup.input_shape)).astype(np.float32)
+    y = rng.integers(0, setup.num_classes, setup.batch_size).astype(np.int64)
+    xe = rng.standard_normal((setup.eval_batch_size, *setup.input_shape)).astype(np.float32)
+    ye = rng.integers(0, setup.num_classes, setup.eval_batch_size).astype(np.int64)
+
+    engine = make_engine(setup.engine, load_bundle(bundle_dir / "edge"), threads=setup.threads)
+    activation = engine.train_step(x, y).activation
+    edge_step, edge_warm = _timed(lambda: engine.train_step(x, y), setup.steps)
+    eval_activation = engine.eval_step(xe, ye).activation
+    edge_eval, edge_eval_warm = _timed(lambda: engine.eval_step(xe, ye), max(1, setup.steps - 1))
+    # ORT's idle worker threads spin for a while: let them go before timing the host's side.
+    del engine
+    gc.collect()
+
+    tail = TailTrainer(load_bundle(bundle_dir / "cloud"))
+    cloud_step, cloud_warm = _timed(lambda: tail.train_step(activation, y), setup.steps)
+    cloud_eval, _ = _timed(lambda: tail.predict(eval_activation), max(1, setup.steps - 1))
+    return StepTimes(
+        split=manifest_split,
+        activation_shape=tuple(activation.shape[1:]),
+        edge_step_s=edge_step,
+        edge_eval_s=edge_eval,
+        cloud_step_s=cloud_step,
+        cloud_eval_s=cloud_eval,
+        edge_warmup_s=edge_warm + edge_eval_warm,
+        cloud_warmup_s=cloud_warm,
+    )
+
+
+def profile_splits(
+    setup: ProfileSetup,
+    splits: Iterable[int],
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> list[StepTimes]:
+    """Export each split once into a temporary directory and time it."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="hiertrain-plan-") as tmp:
+        for split in splits:
+            progress(f"split {split}: exporting")
+            bundle_dir = Path(tmp) / f"split{split}"
+            export_bundle(
+                ExportOptions(
+                    model=setup.model,
+                    split=split,
+                    input_shape=setup.input_shape,
+                    num_classes=setup.num_classes,
+                ),
+                bundle_dir,
+            )
+            progress(f"split {split}: timing the edge and cloud steps")
+            out.append(profile_split(setup, bundle_dir))
+    return out

@@ -1,0 +1,153 @@
+"""The runtime model of a hierarchical run: three stages in a pipeline, no gradient back.
+
+Per training batch the edge trains front + exit head (``e``), the link carries the batch's
+activation and labels up (``l``) and the host trains the tail (``c``). Nothing waits for a
+reply, so the stages overlap and, for N identical batches, a pass takes
+
+    T = (N - 1) * max(e, l, c) + e + l + c        (the pipeline fills once, then the
+                                                   slowest stage sets the pace)
+
+The model evaluates the general recurrence of a three-stage flow shop, which is that formula
+for identical batches and also covers the epoch's evaluation pass (test activations go up at
+the eval batch size) and the first steps' warm-up:
+
+    E_j = E_{j-1} + e_j;   L_j = max(E_j, L_{j-1}) + l_j;   C_j = max(L_j + rtt/2, C_{j-1}) + c_j
+
+The link's time for a message is its wire bytes at the uplink rate, unless the window is too
+small to cover the round trip: then at most ``window`` messages are in flight per RTT, and a
+message costs ``(rtt + tx) / window``. With the default window of 16 that matters only for
+small messages on long round trips. An epoch ends when the host has taken the EPOCH_END
+(exit confidences, one per test sample) and its METRICS are back: half an RTT each way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from host.linkemu.presets import LinkProfile
+
+STAGES = ("edge", "link", "cloud")
+
+
+@dataclass(frozen=True)
+class SplitCosts:
+    """What one split costs per batch: step times on each side and bytes on the wire."""
+
+    split: int
+    edge_step_s: float  # front + exit head, one training step
+    cloud_step_s: float  # tail, one training step
+    batch_wire_bytes: int  # one BATCH message as framed on the wire
+    edge_eval_s: float = 0.0  # front + exit head inference, one eval batch
+    cloud_eval_s: float = 0.0  # tail inference, one eval batch
+    eval_wire_bytes: int = 0  # one EVAL_BATCH message
+    edge_warmup_s: float = 0.0  # the first steps' extra time (sessions, allocator)
+    cloud_warmup_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """How much one run trains: samples, batch sizes, epochs, and the epoch-end message."""
+
+    train_samples: int
+    test_samples: int = 0
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    epochs: int = 1
+    epoch_end_bytes: int = 0
+
+    @property
+    def train_batches(self) -> int:
+        return -(-self.train_samples // self.batch_size)
+
+    @property
+    def eval_batches(self) -> int:
+        return -(-self.test_samples // self.eval_batch_size) if self.test_samples else 0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one split."""
+
+    split: int
+    edge_s: float  # per training batch
+    link_s: float
+    cloud_s: float
+    runtime_s: float  # the whole run (all epochs)
+    epoch_s: float
+    binds: str  # the stage with the most work: edge, link or cloud
+
+    @property
+    def bound(self) -> str:
+        """`link-bound`, or `compute-bound (edge)` / `compute-bound (cloud)`."""
+        return "link-bound" if self.binds == "link" else f"compute-bound ({self.binds})"
+
+
+def message_link_s(wire_bytes: int, link: LinkProfile, window: int = 16) -> float:
+    """Seconds the uplink is taken by one message of ``wire_bytes``, window limit included."""
+    if math.isinf(link.up_bps) or wire_bytes <= 0:
+        return 0.0
+    tx = wire_bytes * 8 / link.up_bps
+    return max(tx, (link.rtt_s + tx) / window)
+
+
+def pipeline_s(jobs: list[tuple[float, float, float]], one_way_s: float = 0.0) -> float:
+    """Completion time of the last job through edge -> link -> cloud (the flow-shop recurrence)."""
+    edge = link = cloud = 0.0
+    for e, lk, c in jobs:
+        edge += e
+        link = max(edge, link) + lk
+        cloud = max(link + one_way_s, cloud) + c
+    return cloud
+
+
+def predict(costs: SplitCosts, link: LinkProfile, run: RunShape, window: int = 16) -> Prediction:
+    """Predicted runtime of a hierarchical run at one split."""
+    e, c = costs.edge_step_s, costs.cloud_step_s
+    lk = message_link_s(costs.batch_wire_bytes, link, window)
+    eval_job = (
+        costs.edge_eval_s,
+        message_link_s(costs.eval_wire_bytes, link, window),
+        costs.cloud_eval_s,
+    )
+    end_job = (0.0, message_link_s(run.epoch_end_bytes, link, window), 0.0)
+    jobs: list[tuple[float, float, float]] = []
+    for epoch in range(run.epochs):
+        train = [(e, lk, c)] * run.train_batches
+        evals = [eval_job] * run.eval_batches
+        if epoch == 0 and train:
+            train[0] = (e + costs.edge_warmup_s, lk, c + costs.cloud_warmup_s)
+        jobs += train + evals + [end_job]
+    # The last EPOCH_END's METRICS come back down before the edge calls the run done.
+    runtime = pipeline_s(jobs, link.one_way_s) + link.one_way_s
+    work = {"edge": e, "link": lk, "cloud": c}
+    return Prediction(
+        split=costs.split,
+        edge_s=e,
+        link_s=lk,
+        cloud_s=c,
+        runtime_s=runtime,
+        epoch_s=runtime / max(run.epochs, 1),
+        binds=max(STAGES, key=work.__getitem__),
+    )
+
+
+def best(predictions: list[Prediction]) -> Prediction:
+    """The split with the shortest predicted runtime (the shallower split on a tie)."""
+    return min(predictions, key=lambda p: (round(p.runtime_s, 9), p.split))
+
+
+def why(choice: Prediction, predictions: list[Prediction]) -> str:
+    """One line: why ``choice`` wins (what binds it, and by how much the next split loses)."""
+    line = (
+        f"split {choice.split} is fastest: {choice.bound}, edge {choice.edge_s * 1e3:.1f} / "
+        f"link {choice.link_s * 1e3:.1f} / cloud {choice.cloud_s * 1e3:.1f} ms per batch"
+    )
+    others = [p for p in predictions if p is not choice]
+    if others:
+        nxt = min(others, key=lambda p: p.runtime_s)
+        line += (
+            f"; next best split {nxt.split} ({nxt.bound}) is "
+            f"{100 * (nxt.runtime_s / choice.runtime_s - 1):.0f}% slower"
+        )
+    return line

@@ -1,0 +1,74 @@
+"""`hostctl hil --board FILE [--out DIR]`: the hardware-in-the-loop suite on one board.
+
+The same thing as `pytest hw_tests --board FILE --out DIR`; hostctl checks the board file first
+(a usage error exits 2 with one line) and then exits with pytest's code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from host.deploy.board import BoardError, load_board
+
+HW_TESTS = Path(__file__).resolve().parents[2] / "hw_tests"
+
+
+class HilUsageError(click.ClickException):
+    """A bad board file or a missing suite: one line, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # one line, without click's "Error:" preamble
+        click.echo(f"hostctl hil: {self.message}", err=True)
+
+
+@click.command()
+@click.option(
+    "--board",
+    "board_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="board file (TOML): hw_tests/boards/virtual.toml, qemu-aarch64.toml, or your own",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="where hil-report.json and hil-report.md go",
+)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def hil(ctx: click.Context, board_file: Path, out: Path, pytest_args: tuple[str, ...]) -> None:
+    """Check, deploy to and train on a board; write hil-report.json and hil-report.md.
+
+    Extra arguments after `--` go to pytest, e.g. `hostctl hil --board B -- -k engine`.
+    """
+    try:
+        board = load_board(board_file)
+    except BoardError as exc:
+        raise HilUsageError(str(exc)) from None
+    if not (HW_TESTS / "conftest.py").is_file():
+        raise HilUsageError(
+            f"the HIL suite is not at {HW_TESTS}: run hostctl hil from a source checkout"
+        )
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(HW_TESTS),
+        "--board",
+        str(board_file.resolve()),
+        "--out",
+        str(out.resolve()),
+        *pytest_args,
+    ]
+    click.echo(f"hil: {board.name} ({board.arch}, engine {board.resolved_engine}) -> {out}")
+    ctx.exit(subprocess.call(argv))
+
+
+COMMANDS = [hil]

@@ -1,0 +1,117 @@
+"""The HIL suite on the virtual board, run as CI runs it: a pytest subprocess and its reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VIRTUAL = REPO / "hw_tests" / "boards" / "virtual.toml"
+FIGURES = (
+    "edge_step_s_median",
+    "epoch_s",
+    "link_throughput_bps",
+    "pipeline_efficiency",
+    "deploy_s",
+    "runtime_s",
+    "bytes_up",
+)
+
+
+@pytest.fixture(scope="module")
+def virtual_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("hil-out")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "hw_tests",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--board",
+            str(VIRTUAL),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    return result, out
+
+
+@pytest.mark.slow
+def test_virtual_board_suite_passes(virtual_run) -> None:
+    result, out = virtual_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "hil report:" in result.stdout
+
+
+@pytest.mark.slow
+def test_virtual_board_json_report(virtual_run) -> None:
+    _, out = virtual_run
+    report = json.loads((out / "hil-report.json").read_text())
+    assert report["board"]["name"] == "virtual"
+    assert report["board"]["arch"] == report["board"]["reported_arch"] == "x86_64"
+    assert report["board"]["engine"] == "ort"
+    assert report["passed"] is True and report["counts"]["failed"] == 0
+    for key in FIGURES:
+        assert report["figures"][key] is not None, key
+    f = report["figures"]
+    assert 0 < f["edge_step_s_median"] < f["epoch_s"]
+    # The 3g emulation sends at 768 kbit/s: what crossed while busy cannot beat that by much.
+    assert 100_000 < f["link_throughput_bps"] < 1_000_000
+    assert f["batches_trained_cloud"] == f["batches_sent"] > 0
+    names = {t["name"] for t in report["tests"]}
+    assert {"test_reachable", "test_architecture", "test_deploy", "test_hierarchical_run"} <= names
+
+
+@pytest.mark.slow
+def test_virtual_board_markdown_report(virtual_run) -> None:
+    _, out = virtual_run
+    md = (out / "hil-report.md").read_text()
+    assert md.startswith("# HIL report: virtual")
+    header = next(line for line in md.splitlines() if line.startswith("| board |"))
+    for column in ("arch", "engine", "edge step", "epoch", "link throughput", "overlap"):
+        assert column in header
+    assert "| virtual | x86_64 | ort |" in md
+
+
+def test_hil_missing_board_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-board.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "host.cli", "hil", "--board", str(missing), "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(missing) in lines[0] and "does not exist" in lines[0]
+    assert not (tmp_path / "hil-report.json").exists()
+
+
+def test_hil_bad_board_file_names_the_key(tmp_path: Path) -> None:
+    board = tmp_path / "bad.toml"
+    board.write_text(VIRTUAL.read_text().replace('arch = "x86_64"', 'arch = "arm64"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "host.cli", "hil", "--board", str(board)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "arch" in result.stderr and "aarch64" in result.stderr

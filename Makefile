@@ -30,3 +30,17 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache
+
+# The qemu-aarch64 board (hw_tests/boards/qemu-aarch64.toml): a Debian arm64 root filesystem
+# under qemu-user-static, built once (root, network, 10-20 min: debootstrap + torch 2.8.0).
+QEMU_ROOTFS := build/qemu-aarch64-rootfs
+
+.PHONY: qemu-rootfs hil-qemu
+
+qemu-rootfs:
+	sh hw_tests/qemu/build-rootfs.sh $(QEMU_ROOTFS)
+
+# The HIL suite on that board (slow; not part of `make test`): reports in artifacts/hil-qemu.
+hil-qemu: $(STAMP)
+	sh hw_tests/qemu/register-binfmt.sh
+	$(BIN)/hostctl hil --board hw_tests/boards/qemu-aarch64.toml --out artifacts/hil-qemu

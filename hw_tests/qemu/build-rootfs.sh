@@ -27,16 +27,7 @@ if ! command -v debootstrap >/dev/null || ! command -v qemu-aarch64-static >/dev
 fi
 
 # qemu-user-static registered with binfmt_misc: the kernel runs arm64 ELF files through it.
-# The F flag in the .conf opens the interpreter now, so the rootfs needs no copy of it.
-BINFMT=/proc/sys/fs/binfmt_misc
-[ -f "$BINFMT/register" ] || mount -t binfmt_misc binfmt_misc "$BINFMT" \
-    || die "cannot mount binfmt_misc on $BINFMT (a container without the privilege?)"
-if [ ! -f "$BINFMT/qemu-aarch64" ]; then
-    CONF=/usr/lib/binfmt.d/qemu-aarch64.conf
-    [ -f "$CONF" ] || die "$CONF missing: is qemu-user-static installed?"
-    cat "$CONF" > "$BINFMT/register" || die "cannot register $CONF with binfmt_misc"
-fi
-grep -q '^enabled' "$BINFMT/qemu-aarch64" || die "binfmt_misc qemu-aarch64 is not enabled"
+sh "$(dirname "$0")/register-binfmt.sh"
 
 mkdir -p "$ROOTFS"
 if [ ! -x "$ROOTFS/usr/bin/python3" ]; then

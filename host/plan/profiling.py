@@ -72,6 +72,27 @@ def _timed(step: Callable[[], object], steps: int, budget_s: float = 0.25) -> tu
     return median, max(0.0, first - median)
 
 
+def _time_edge(
+    setup: ProfileSetup,
+    bundle_dir: Path,
+    train: tuple[np.ndarray, np.ndarray],
+    evaluate: tuple[np.ndarray, np.ndarray],
+) -> dict:
+    """The edge engine's step and eval times, and the activations the tail is timed on."""
+    engine = make_engine(setup.engine, load_bundle(bundle_dir / "edge"), threads=setup.threads)
+    activation = engine.train_step(*train).activation
+    step, step_warm = _timed(lambda: engine.train_step(*train), setup.steps)
+    eval_activation = engine.eval_step(*evaluate).activation
+    ev, eval_warm = _timed(lambda: engine.eval_step(*evaluate), max(1, setup.steps - 1))
+    return {
+        "activation": activation,
+        "eval_activation": eval_activation,
+        "step": step,
+        "eval": ev,
+        "warmup": step_warm + eval_warm,
+    }
+
+
 def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
     """Time one exported split's edge and cloud steps (training and eval)."""
     manifest_split = load_bundle(bundle_dir / "edge").manifest["split"]
@@ -81,26 +102,21 @@ def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
     xe = rng.standard_normal((setup.eval_batch_size, *setup.input_shape)).astype(np.float32)
     ye = rng.integers(0, setup.num_classes, setup.eval_batch_size).astype(np.int64)
 
-    engine = make_engine(setup.engine, load_bundle(bundle_dir / "edge"), threads=setup.threads)
-    activation = engine.train_step(x, y).activation
-    edge_step, edge_warm = _timed(lambda: engine.train_step(x, y), setup.steps)
-    eval_activation = engine.eval_step(xe, ye).activation
-    edge_eval, edge_eval_warm = _timed(lambda: engine.eval_step(xe, ye), max(1, setup.steps - 1))
+    edge = _time_edge(setup, bundle_dir, (x, y), (xe, ye))
     # ORT's idle worker threads spin for a while: let them go before timing the host's side.
-    del engine
     gc.collect()
-
+    activation, eval_activation = edge["activation"], edge["eval_activation"]
     tail = TailTrainer(load_bundle(bundle_dir / "cloud"))
     cloud_step, cloud_warm = _timed(lambda: tail.train_step(activation, y), setup.steps)
     cloud_eval, _ = _timed(lambda: tail.predict(eval_activation), max(1, setup.steps - 1))
     return StepTimes(
         split=manifest_split,
         activation_shape=tuple(activation.shape[1:]),
-        edge_step_s=edge_step,
-        edge_eval_s=edge_eval,
+        edge_step_s=edge["step"],
+        edge_eval_s=edge["eval"],
         cloud_step_s=cloud_step,
         cloud_eval_s=cloud_eval,
-        edge_warmup_s=edge_warm + edge_eval_warm,
+        edge_warmup_s=edge["warmup"],
         cloud_warmup_s=cloud_warm,
     )
 

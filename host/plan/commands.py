@@ -1,0 +1,135 @@
+"""`hostctl plan`: predict a hierarchical run's time at every split and pick the best one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_runtime.link.codecs import CODECS
+from host.cli import UsageFault, console, parse_input_shape, stdout_console
+from host.linkemu import LinkSpecError, parse_link
+from host.plan.board_profile import ProfileError, load_profile, save_profile
+from host.plan.planner import PlanRequest, make_plan
+from host.plan.view import plan_table
+from models import ModelSpecError
+
+
+def _parse_splits(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        splits = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        splits = ()
+    if not splits:
+        raise UsageFault(f"--splits {text!r}: expected split numbers, e.g. 2,4,6")
+    return splits
+
+
+@click.command("plan")
+@click.option("--model", required=True, help="zoo name (resnet18, vgg16, smallcnn) or a user spec")
+@click.option(
+    "--link",
+    default="3g",
+    show_default=True,
+    help="3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--eval-batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--codec", type=click.Choice(CODECS), default="int8", show_default=True)
+@click.option("--input-shape", default="3x32x32", show_default=True, help="C x H x W")
+@click.option("--num-classes", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=50000,
+    show_default=True,
+    help="training samples per epoch",
+)
+@click.option("--test-samples", type=click.IntRange(min=0), default=10000, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--splits", default=None, help="only these splits, e.g. 2,4,6 [default: all]")
+@click.option(
+    "--engine",
+    type=click.Choice(["ort", "torch"]),
+    default="ort",
+    show_default=True,
+    help="edge engine to time",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="timed steps per split after one warm-up step",
+)
+@click.option("--window", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="board profile JSON: step times per split and/or a slowdown (see host/plan/board_profile.py)",
+)
+@click.option(
+    "--save-profile",
+    "save_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the step times used to this JSON file",
+)
+def plan(
+    model: str,
+    link: str,
+    batch_size: int,
+    eval_batch_size: int,
+    codec: str,
+    input_shape: str,
+    num_classes: int,
+    samples: int,
+    test_samples: int,
+    epochs: int,
+    splits: str | None,
+    engine: str,
+    steps: int,
+    window: int,
+    profile_path: Path | None,
+    save_path: Path | None,
+) -> None:
+    """Predict a hierarchical run's time per split (edge, link, cloud overlap); mark the best."""
+    try:
+        profile = parse_link(link)
+    except LinkSpecError as exc:
+        raise UsageFault(str(exc)) from None
+    req = PlanRequest(
+        model=model,
+        link=profile,
+        codec=codec,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        input_shape=parse_input_shape(input_shape),
+        num_classes=num_classes,
+        train_samples=samples,
+        test_samples=test_samples,
+        epochs=epochs,
+        splits=_parse_splits(splits),
+        engine=engine,
+        steps=steps,
+        window=window,
+    )
+    try:
+        board = load_profile(profile_path) if profile_path else None
+        with console.status("profiling") as status:
+            result = make_plan(req, board, progress=lambda msg: status.update(msg))
+    except (ModelSpecError, ProfileError) as exc:
+        raise UsageFault(str(exc)) from None
+    out = stdout_console()
+    out.print(plan_table(result))
+    out.print(result.reason)
+    if save_path is not None:
+        save_profile(result.figures, save_path)
+        click.echo(f"wrote {save_path}")
+
+
+COMMANDS = [plan]

@@ -1,0 +1,47 @@
+"""The plan as a rich table: one row per split, the best one marked."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from host.plan.planner import Plan
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def plan_table(plan: Plan) -> Table:
+    """Per split: ms per batch on each stage, predicted epoch time, what binds; best marked."""
+    req = plan.request
+    table = Table(
+        title=(
+            f"hostctl plan: {req.model}, {req.link.describe()}, {req.codec} activations, "
+            f"batch {req.batch_size}, {req.train_samples} train + {req.test_samples} test samples"
+        ),
+        caption=f"step times: {plan.figures.source} ({plan.figures.measured_on})",
+    )
+    table.add_column("split", justify="right")
+    table.add_column("edge ms/batch", justify="right")
+    table.add_column("cloud ms/batch", justify="right")
+    table.add_column("link ms/batch", justify="right")
+    table.add_column("epoch (predicted)", justify="right")
+    table.add_column("binds")
+    table.add_column("best")
+    for p in plan.predictions:
+        is_best = p is plan.choice
+        table.add_row(
+            str(p.split),
+            f"{p.edge_s * 1e3:.1f}",
+            f"{p.cloud_s * 1e3:.1f}",
+            f"{p.link_s * 1e3:.1f}",
+            _duration(p.epoch_s),
+            p.bound,
+            "<- best" if is_best else "",
+            style="bold green" if is_best else None,
+        )
+    return table

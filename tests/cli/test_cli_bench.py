@@ -1,0 +1,59 @@
+"""`hostctl bench`: modes side by side in one run, with the report and the figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def hostctl(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "host.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def test_bench_compares_modes_with_split_learning(tmp_path) -> None:
+    out = hostctl(
+        "bench",
+        "--modes",
+        "hierarchical,split",
+        "--codec",
+        "fp32,int8",
+        "--data",
+        "synthetic:300",
+        "--link",
+        "local",
+        "--profile",
+        "rpi4",
+        "--out",
+        str(tmp_path / "b"),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "b" / "bench.json").read_text())
+    modes = report["modes"]
+    assert set(modes) == {"hierarchical-fp32", "hierarchical-int8", "split"}
+    assert modes["split"]["runtime_vs_split"] == 1.0
+    assert all(0 < m["runtime_vs_split"] for m in modes.values())
+    assert modes["hierarchical-int8"]["bytes_up"] < modes["hierarchical-fp32"]["bytes_up"] / 2
+    assert modes["split"]["bytes_down"] > 10 * modes["hierarchical-fp32"]["bytes_down"]
+    assert "Raspberry Pi 4" in report["edge_profile"]
+    for png in ("timeline.png", "runtime_accuracy.png"):
+        assert (tmp_path / "b" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "vs split" in out.stdout
+
+
+def test_bench_usage_errors() -> None:
+    for args, expected in (
+        (("--modes", "fast"), "choose from hierarchical"),
+        (("--codec", "bf16"), "choose from fp32"),
+        (("--profile", "nosuchboard"), "rpi4"),
+    ):
+        out = hostctl("bench", *args)
+        assert out.returncode == 2, out.stderr
+        assert expected in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -14,7 +14,7 @@ import pytest
 from host.deploy.access import BoardAccess
 from host.deploy.board import Board
 from host.hil.report import HilReport
-from host.hil.run import HilRunOptions, train_on_board
+from host.hil.run import HilRunOptions, link_capability, train_on_board
 
 
 @pytest.mark.timeout(2400)
@@ -26,6 +26,9 @@ def test_hierarchical_run(
     hil_report: HilReport,
     tmp_path: Path,
 ) -> None:
+    why = link_capability(board)
+    if why is not None:
+        pytest.skip(why)
     opts = HilRunOptions()
     report = train_on_board(
         board, board_access, deployed.work, exported_bundle, tmp_path / "run", opts

@@ -78,6 +78,24 @@ def edge_argv(board: Board, work: str, connect: str, opts: HilRunOptions) -> lis
     return argv
 
 
+def link_capability(board: Board) -> str | None:
+    """Why the HIL run cannot reach this board's edge, or None where it can."""
+    if board.link.emulate:
+        return None
+    if board.link.url and board.link.url.startswith("socket://"):
+        return None
+    if board.link.serial or board.link.url:
+        return (
+            f"board {board.name} links over {board.link.serial or board.link.url}; the HIL run "
+            "serves the cloud over TCP only (give [link] url = socket://HOST:PORT)"
+        )
+    return f"board {board.name} has no [link] (emulate, or url = socket://HOST:PORT)"
+
+
+def _url_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].strip("/"))
+
+
 def train_on_board(
     board: Board,
     access: BoardAccess,
@@ -91,25 +109,28 @@ def train_on_board(
     Returns the merged run report (the demo's keys) plus the HIL figures (`hil_figures`).
     """
     opts = opts or HilRunOptions()
+    why = link_capability(board)
+    if why is not None:
+        raise HilError(why)
     bundle = load_bundle(bundle_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     cloud = CloudServer(
         bundle, state_dir / "cloud-state", key=bundle.key(), metrics_csv=state_dir / "cloud.csv"
     )
-    host, port = cloud.serve_tcp("127.0.0.1", 0)
-    relay, link_desc = None, "as the board file says"
-    if board.link.emulate:
-        profile = parse_link(board.link.emulate)
-        relay = ShapedRelay((host, port), profile)
-        relay.start()
-        connect, link_desc = relay.url, profile.describe()
-    elif board.link.connect:
-        connect = board.link.connect
-    else:
-        connect = f"socket://{host}:{port}"
-    argv = edge_argv(board, work, connect, opts)
-    t0 = time.perf_counter()
+    relay: ShapedRelay | None = None
     try:
+        if board.link.emulate:
+            # The board runs on this machine: the cloud on loopback, a shaped relay in front.
+            profile = parse_link(board.link.emulate)
+            relay = ShapedRelay(cloud.serve_tcp("127.0.0.1", 0), profile)
+            relay.start()
+            connect, link_desc = relay.url, profile.describe()
+        else:
+            # A real board connects to the host as its board file says: listen on that port.
+            connect = link_desc = str(board.link.url)
+            cloud.serve_tcp("0.0.0.0", _url_port(connect))
+        argv = edge_argv(board, work, connect, opts)
+        t0 = time.perf_counter()
         try:
             result = access.run(argv, check=False, timeout=opts.timeout_s)
         except BoardAccessError as exc:

@@ -115,3 +115,39 @@ def test_hil_bad_board_file_names_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "arch" in result.stderr and "aarch64" in result.stderr
+
+
+def test_board_that_cannot_be_opened_skips_with_the_reason(tmp_path: Path) -> None:
+    """The qemu board before `make qemu-rootfs`: every test skips, the report says why."""
+    qemu = (REPO / "hw_tests" / "boards" / "qemu-aarch64.toml").read_text()
+    board = tmp_path / "qemu-unbuilt.toml"
+    board.write_text(
+        qemu.replace('"../../build/qemu-aarch64-rootfs"', f'"{tmp_path / "no-rootfs"}"')
+    )
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "hw_tests",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--board",
+            str(board),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads((out / "hil-report.json").read_text())
+    assert report["board"]["name"] == "qemu-aarch64" and report["board"]["arch"] == "aarch64"
+    assert report["counts"]["passed"] == report["counts"]["failed"] == 0
+    assert report["counts"]["skipped"] == len(report["tests"]) > 0
+    assert all("make qemu-rootfs" in t["reason"] for t in report["tests"])
+    assert "| qemu-aarch64 | aarch64 | torch |" in (out / "hil-report.md").read_text()

@@ -43,10 +43,19 @@ if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
     chroot "$ROOTFS" /debootstrap/debootstrap --second-stage
 fi
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# pip inside trusts what this machine trusts: behind a TLS-inspecting proxy, Debian's own CA
+# bundle in the rootfs fails with CERTIFICATE_VERIFY_FAILED.
+HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
+[ -f "$HOST_CA" ] && cp "$HOST_CA" "$ROOTFS/etc/ssl/certs/hiertrain-host-ca.crt"
 
 say "pip install $TORCH and the edge runtime's dependencies (inside the chroot)"
+# A clean environment: this machine's PIP_*, REQUESTS_CA_BUNDLE and SSL_CERT_FILE name files
+# of this machine, not of the rootfs (and REQUESTS_CA_BUNDLE would override PIP_CERT).
 # Debian marks its Python externally managed; this rootfs is a board of its own.
-chroot "$ROOTFS" /usr/bin/env HOME=/root PIP_DISABLE_PIP_VERSION_CHECK=1 \
+CA=/etc/ssl/certs/hiertrain-host-ca.crt
+chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=$CA REQUESTS_CA_BUNDLE=$CA SSL_CERT_FILE=$CA \
+    ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
     python3 -m pip install --break-system-packages --no-cache-dir --progress-bar off \
     "$TORCH" numpy pyserial cobs click rich
 

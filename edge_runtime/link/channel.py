@@ -414,7 +414,8 @@ class Channel:
 
     def _rto(self) -> float:
         in_flight = sum(t.size for s, t in self._tx.items() if s > self.outbox.peer_received)
-        base = self.config.rto_min + 2.0 * in_flight / max(self.outbox.throughput, 1.0)
+        floor = self.config.rto_min_reliable if self.io.transport.reliable else self.config.rto_min
+        base = floor + 2.0 * in_flight / max(self.outbox.throughput, 1.0)
         return min(base * self._backoff, self.config.rto_max)
 
     def _next_job(self) -> int | Message | None:

@@ -23,6 +23,10 @@ class LinkConfig:
     spool_max_bytes: int = 256 * MiB
     spool_fsync: bool = True
     rto_min: float = 0.2
+    # Over TCP a frame is lost only with its connection (which reconnects and resends) or by a
+    # corrupting middlebox (NACK and keepalive probes recover those): a timeout there is only
+    # a guard, and a spurious one wastes a slow uplink, so it waits at least this long.
+    rto_min_reliable: float = 5.0
     rto_max: float = 600.0
     keepalive_interval: float = 1.0
     dead_timeout: float = 15.0

@@ -35,9 +35,16 @@ class Transport(Protocol):
         """Close; a blocked read or write ends with LinkClosed."""
         ...
 
+    @property
+    def reliable(self) -> bool:
+        """True over TCP: bytes are not lost while the connection lives."""
+        ...
+
 
 class SocketTransport:
     """A connected TCP socket."""
+
+    reliable = True
 
     def __init__(self, sock: socket.socket, read_timeout: float) -> None:
         sock.setblocking(True)
@@ -95,6 +102,11 @@ class SerialTransport:
     def port(self) -> serial.SerialBase:
         """The underlying pyserial port."""
         return self._port
+
+    @property
+    def reliable(self) -> bool:
+        """socket:// and rfc2217:// run over TCP; a UART or a pty line can lose bytes."""
+        return self._sock is not None
 
     def read(self) -> bytes:
         """Bytes available now or within the port timeout; b"" if none."""

@@ -42,8 +42,7 @@ class HilUsageError(click.ClickException):
     help="where hil-report.json and hil-report.md go",
 )
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
-def hil(ctx: click.Context, board_file: Path, out: Path, pytest_args: tuple[str, ...]) -> None:
+def hil(board_file: Path, out: Path, pytest_args: tuple[str, ...]) -> None:
     """Check, deploy to and train on a board; write hil-report.json and hil-report.md.
 
     Extra arguments after `--` go to pytest, e.g. `hostctl hil --board B -- -k engine`.
@@ -68,7 +67,9 @@ def hil(ctx: click.Context, board_file: Path, out: Path, pytest_args: tuple[str,
         *pytest_args,
     ]
     click.echo(f"hil: {board.name} ({board.arch}, engine {board.resolved_engine}) -> {out}")
-    ctx.exit(subprocess.call(argv))
+    # SystemExit, not ctx.exit: hostctl runs click with standalone_mode=False, where click
+    # returns ctx.exit's code instead of exiting with it.
+    raise SystemExit(subprocess.call(argv))
 
 
 COMMANDS = [hil]

@@ -151,3 +151,48 @@ def test_board_that_cannot_be_opened_skips_with_the_reason(tmp_path: Path) -> No
     assert report["counts"]["skipped"] == len(report["tests"]) > 0
     assert all("make qemu-rootfs" in t["reason"] for t in report["tests"])
     assert "| qemu-aarch64 | aarch64 | torch |" in (out / "hil-report.md").read_text()
+
+
+def test_hostctl_hil_runs_the_suite_and_exits_with_its_code(tmp_path: Path) -> None:
+    """`hostctl hil` is pytest hw_tests: extra arguments after -- reach pytest."""
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "host.cli", "hil", "--board", str(VIRTUAL), "--out", str(out)]
+    ok = subprocess.run(
+        [*base, "--", "-q", "-p", "no:cacheprovider", "-k", "reachable or architecture"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    report = json.loads((out / "hil-report.json").read_text())
+    assert [t["name"] for t in report["tests"]] == ["test_reachable", "test_architecture"]
+    # A board file that says aarch64 for this x86_64 machine: the architecture check fails.
+    wrong = tmp_path / "wrong-arch.toml"
+    wrong.write_text(VIRTUAL.read_text().replace('arch = "x86_64"', 'arch = "aarch64"'))
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "host.cli",
+            "hil",
+            "--board",
+            str(wrong),
+            "--out",
+            str(out),
+            "--",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "architecture",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 1, failed.stdout[-2000:]
+    report = json.loads((out / "hil-report.json").read_text())
+    assert report["passed"] is False
+    assert "`uname -m` says x86_64" in report["tests"][0]["reason"]

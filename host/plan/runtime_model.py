@@ -146,8 +146,7 @@ def why(choice: Prediction, predictions: list[Prediction]) -> str:
     others = [p for p in predictions if p is not choice]
     if others:
         nxt = min(others, key=lambda p: p.runtime_s)
-        line += (
-            f"; next best split {nxt.split} ({nxt.bound}) is "
-            f"{100 * (nxt.runtime_s / choice.runtime_s - 1):.0f}% slower"
-        )
+        slower = 100 * (nxt.runtime_s / choice.runtime_s - 1)
+        margin = f"{slower:.0f}% slower" if slower >= 1 else "within 1% (about a tie)"
+        line += f"; next best split {nxt.split} ({nxt.bound}) is {margin}"
     return line

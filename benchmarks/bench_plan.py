@@ -1,0 +1,143 @@
+"""Validate `hostctl plan`: predicted against measured runtime of real hierarchical runs.
+
+For each scenario: export the split once, profile it here (the same short measurement
+`hostctl plan` makes), predict the run with the runtime model, then run it for real (the demo's
+system: edge runtime as its own process, cloud trainer, user-space shaped link; one epoch) and
+compare with the edge's runtime_s. Target: within 20%.
+
+    .venv/bin/python benchmarks/bench_plan.py [--only smallcnn] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from edge_runtime.data import load_dataset
+from host.demo import DemoOptions, run_demo
+from host.export import ExportOptions, export_bundle
+from host.linkemu import parse_link
+from host.plan.board_profile import BoardProfile
+from host.plan.planner import PlanRequest, split_costs
+from host.plan.profiling import ProfileSetup, profile_split
+from host.plan.runtime_model import predict
+
+SCENARIOS = [  # (model, split, link, codec, data): each a one-epoch run of at most ~30 s
+    ("smallcnn", 1, "2mbit/40ms", "int8", "synthetic:1200"),
+    ("smallcnn", 2, "2mbit/40ms", "int8", "synthetic:1200"),
+    ("smallcnn", 3, "2mbit/40ms", "int8", "synthetic:2400"),
+    ("smallcnn", 3, "3g", "fp16", "synthetic:1200"),
+    ("smallcnn", 2, "local", "fp32", "synthetic:2400"),
+    ("resnet18", 6, "4g", "int8", "synthetic:600"),
+]
+
+
+def scenario(model: str, split: int, link: str, codec: str, data: str, work: Path) -> dict:
+    """Predict, then measure, one scenario."""
+    bundle = work / "bundle"
+    export_bundle(ExportOptions(model=model, split=split), bundle)
+    ds = load_dataset(data, seed=0)
+    req = PlanRequest(
+        model=model,
+        link=parse_link(link),
+        codec=codec,
+        train_samples=len(ds.y_train),
+        test_samples=len(ds.y_test),
+        splits=(split,),
+    )
+    times = profile_split(ProfileSetup(model=model), bundle)
+    figures = BoardProfile(
+        splits={
+            split: {
+                k: getattr(times, k)
+                for k in (
+                    "edge_step_s",
+                    "edge_eval_s",
+                    "edge_warmup_s",
+                    "cloud_step_s",
+                    "cloud_eval_s",
+                    "cloud_warmup_s",
+                )
+            }
+        }
+    )
+    (costs,) = split_costs(req, {split: times.activation_shape}, figures)
+    p = predict(costs, req.link, req.run)
+    report = run_demo(
+        DemoOptions(
+            link=link,
+            codec=codec,
+            data=data,
+            epochs=1,
+            engine="ort",
+            work_dir=work / "run",
+            edge_log=work / "edge.log",
+            bundle=bundle,
+        ),
+        Console(quiet=True),
+    )
+    measured = report["runtime_s"]
+    return {
+        "model": model,
+        "split": split,
+        "link": link,
+        "codec": codec,
+        "data": data,
+        "edge_ms": round(p.edge_s * 1e3, 1),
+        "link_ms": round(p.link_s * 1e3, 1),
+        "cloud_ms": round(p.cloud_s * 1e3, 1),
+        "binds": p.bound,
+        "predicted_s": round(p.runtime_s, 2),
+        "measured_s": measured,
+        "error_pct": round(100 * (p.runtime_s - measured) / measured, 1),
+        "busy": {k: report[k] for k in ("edge_busy_s", "link_busy_s", "cloud_busy_s")},
+        "bytes_up": report["bytes_up"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=None, help="only scenarios of this model")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    out = Console()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
+        for i, (model, split, link, codec, data) in enumerate(SCENARIOS):
+            if args.only and model != args.only:
+                continue
+            with out.status(f"{model} split {split}, {link}, {codec}, {data}"):
+                rows.append(scenario(model, split, link, codec, data, Path(tmp) / str(i)))
+    table = Table(title="hostctl plan: predicted vs measured runtime (one epoch, hierarchical)")
+    for col in ("model", "split", "link", "codec", "data", "e / l / c ms per batch", "binds"):
+        table.add_column(col)
+    for col in ("predicted s", "measured s", "error"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r["model"],
+            str(r["split"]),
+            r["link"],
+            r["codec"],
+            r["data"],
+            f"{r['edge_ms']} / {r['link_ms']} / {r['cloud_ms']}",
+            r["binds"],
+            f"{r['predicted_s']:.1f}",
+            f"{r['measured_s']:.1f}",
+            f"{r['error_pct']:+.1f}%",
+            style=None if abs(r["error_pct"]) <= 20 else "red",
+        )
+    out.print(table)
+    within = sum(abs(r["error_pct"]) <= 20 for r in rows)
+    out.print(f"{within} of {len(rows)} within 20%")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -296,14 +296,21 @@ class EdgeTrainer:
         self.progress.save(self.cfg.work_dir)
 
     def _await_final_metrics(self, sender: Sender, timeout: float | None = None) -> dict[str, Any]:
-        """After the last EPOCH_END, the host's METRICS for it (final accuracy, early exit)."""
-        deadline = time.monotonic() + (timeout or self.cfg.final_metrics_timeout)
+        """After the last EPOCH_END, the host's METRICS for it (final accuracy, early exit).
+
+        On a slow link the edge finishes long before its spool drains: wait as long as the host
+        keeps consuming, and give up only after `timeout` seconds without progress.
+        """
+        patience = timeout or self.cfg.final_metrics_timeout
         last_epoch = self.cfg.epochs - 1
-        while time.monotonic() < deadline:
+        pending, since = self.link.pending, time.monotonic()
+        while time.monotonic() - since < patience:
             for m in sender.metrics:
                 if m.get("epoch") == last_epoch:
                     return m
             sender.poll_host(0.2)
+            if self.link.pending != pending:
+                pending, since = self.link.pending, time.monotonic()
         return {}
 
     def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:

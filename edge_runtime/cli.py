@@ -343,7 +343,7 @@ def _summary(report: dict) -> None:
 def main() -> None:
     """Entry point: typed errors become one line and an exit code, never a traceback."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # ctx.exit(n) comes back as n here
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -356,6 +356,8 @@ def main() -> None:
     except (BundleError, EngineError, LinkError, OSError) as exc:
         click.echo(f"edge-runtime: failed: {exc}", err=True)
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

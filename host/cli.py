@@ -421,7 +421,7 @@ def main() -> None:
     """Entry point: typed errors become one line and an exit code, never a traceback."""
     _register_job_commands()
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # ctx.exit(n) comes back as n here
     except click.exceptions.Abort:
         click.echo("hostctl: interrupted", err=True)
         sys.exit(130)
@@ -436,6 +436,8 @@ def main() -> None:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ def load_profile(spec: str) -> dict:
     help="hierarchical mode's activation codec(s), e.g. fp32,int8 (a run each)",
 )
 @click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--input-shape", default="3x32x32", show_default=True, help="C x H x W of the data")
+@click.option("--num-classes", type=int, default=10, show_default=True)
 @click.option(
     "--profile",
     "profile_spec",
@@ -64,6 +66,8 @@ def bench(
     batch_size: int,
     codecs: str,
     lr: float,
+    input_shape: str,
+    num_classes: int,
     profile_spec: str | None,
     out: Path,
     report_path: Path | None,
@@ -71,7 +75,7 @@ def bench(
     """Run the chosen modes one after the other and compare them (runtime vs split learning)."""
     from edge_runtime.report import write_report
     from host.bench.modes import MODES, BenchOptions, run_bench
-    from host.cli import UsageFault, stdout_console
+    from host.cli import UsageFault, parse_input_shape, stdout_console
     from host.linkemu import LinkSpecError, parse_link
 
     chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
@@ -99,6 +103,8 @@ def bench(
         batch_size=batch_size,
         codecs=chosen_codecs,
         lr=lr,
+        input_shape=parse_input_shape(input_shape),
+        num_classes=num_classes,
         out=out,
         slowdown=float(profile["slowdown"]) if profile else 1.0,
         profile_name=f"{profile['name']} (slowdown {profile['slowdown']}x)" if profile else None,

@@ -24,6 +24,9 @@ from edge_runtime.engines import make_engine
 from host.cloud.tail import TailTrainer
 from host.export import ExportOptions, export_bundle
 
+_MAX_WARMUP = 6
+_SETTLED = 0.85  # a call within 15% of the one before: the pace has settled
+
 
 @dataclass(frozen=True)
 class StepTimes:
@@ -54,23 +57,31 @@ class ProfileSetup:
 
 
 def _timed(step: Callable[[], object], steps: int, budget_s: float = 0.25) -> tuple[float, float]:
-    """(median of at least ``steps`` timed calls, first call's time beyond it).
+    """(median of at least ``steps`` timed calls after warm-up, warm-up time beyond it).
 
-    Cheap steps repeat until ``budget_s`` is spent (at most 25 calls): on shared cores a median
-    of three millisecond steps is mostly noise.
+    Warm-up lasts while each call is still clearly faster than the one before (ORT takes a few
+    steps to settle its allocator: 110, 50, 26, 17, 14, 14 ms), at most ``_MAX_WARMUP`` calls.
+    Cheap steps then repeat until ``budget_s`` is spent (at most 25 calls): on shared cores a
+    median of three millisecond steps is mostly noise.
     """
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    times: list[float] = []
-    spent = 0.0
+    warm = [_once(step)]
+    while len(warm) < _MAX_WARMUP:
+        warm.append(_once(step))
+        if warm[-1] > _SETTLED * warm[-2]:
+            break
+    times = [warm.pop()]  # the call that showed the pace had settled counts
+    spent = times[0]
     while len(times) < steps or (spent < budget_s and len(times) < 25):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+        times.append(_once(step))
         spent += times[-1]
     median = statistics.median(times)
-    return median, max(0.0, first - median)
+    return median, max(0.0, sum(warm) - median * len(warm))
+
+
+def _once(step: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
 
 
 def _time_edge(
@@ -136,6 +147,7 @@ def profile_splits(
                 ),
                 bundle_dir,
             )
+            gc.collect()  # the export's garbage, collected now rather than mid-timing
             progress(f"split {split}: timing the edge and cloud steps")
             out.append(profile_split(setup, bundle_dir))
     return out

@@ -98,6 +98,11 @@ class EdgeLink:
         """Messages sent but not yet consumed by the host."""
         return self._spool.count
 
+    @property
+    def received(self) -> int:
+        """The host's received cursor: it moves with every message that arrives there."""
+        return self._outbox.peer_received
+
     def send(self, msg: Message, timeout: float | None = None) -> int:
         """Spool and transmit ``msg``; return its sequence number.
 

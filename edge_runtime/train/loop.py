@@ -49,7 +49,8 @@ class EdgeRunConfig:
     seed: int = 0
     queue_depth: int = 2
     work_dir: Path = Path("runs/edge")
-    final_metrics_timeout: float = 30.0
+    # How long the edge waits for the host without any progress at the end of a run.
+    final_metrics_timeout: float = 120.0
     mode: str = "hierarchical"
     grad_timeout: float = 300.0
     # Board profile: pace each step to `slowdown` times this machine's compute time, so that a
@@ -298,19 +299,20 @@ class EdgeTrainer:
     def _await_final_metrics(self, sender: Sender, timeout: float | None = None) -> dict[str, Any]:
         """After the last EPOCH_END, the host's METRICS for it (final accuracy, early exit).
 
-        On a slow link the edge finishes long before its spool drains: wait as long as the host
-        keeps consuming, and give up only after `timeout` seconds without progress.
+        On a slow link the edge finishes long before its spool drains: wait as long as messages
+        keep arriving at the host (its received cursor moves), and give up only after `timeout`
+        seconds without progress. (Consumption moves only at the host's checkpoints.)
         """
         patience = timeout or self.cfg.final_metrics_timeout
         last_epoch = self.cfg.epochs - 1
-        pending, since = self.link.pending, time.monotonic()
+        progress, since = (self.link.received, self.link.pending), time.monotonic()
         while time.monotonic() - since < patience:
             for m in sender.metrics:
                 if m.get("epoch") == last_epoch:
                     return m
             sender.poll_host(0.2)
-            if self.link.pending != pending:
-                pending, since = self.link.pending, time.monotonic()
+            if (self.link.received, self.link.pending) != progress:
+                progress, since = (self.link.received, self.link.pending), time.monotonic()
         return {}
 
     def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,12 @@ For each scenario: export the split once, profile it here (the same short measur
 system: edge runtime as its own process, cloud trainer, user-space shaped link; one epoch) and
 compare with the edge's runtime_s. Target: within 20%.
 
+Caveat of this machine, not of the model: the demo runs the edge and the host on the same two
+shared cores, so where both sides compute (the `local` and `wifi` rows) they slow each other
+down (and neighbours' load changes between profiling and the run); the plan models an edge
+with its own CPU. Link-bound rows, and an edge paced to a slower board, are what the plan
+is for and should land within a few percent.
+
     .venv/bin/python benchmarks/bench_plan.py [--only smallcnn] [--json PATH]
 """
 
@@ -38,6 +44,7 @@ SCENARIOS = [
     ("smallcnn", 2, "4g", "int8", "synthetic:2400", 8),  # a board 8x slower: edge-bound
     ("smallcnn", 2, "local", "fp32", "synthetic:2400", 1),  # compute-bound on shared cores
     ("resnet18", 8, "3g", "int8", "synthetic:400", 1),
+    ("resnet18", 4, "wifi", "int8", "synthetic:400", 1),  # both sides compute on 2 cores
 ]
 FIELDS = (
     "edge_step_s",
@@ -74,20 +81,28 @@ def scenario(
         req, {split: times.activation_shape}, BoardProfile(splits={split: figures})
     )
     p = predict(costs, req.link, req.run)
-    report = run_demo(
-        DemoOptions(
-            link=link,
-            codec=codec,
-            data=data,
-            epochs=1,
-            engine="ort",
-            work_dir=work / "run",
-            edge_log=work / "edge.log",
-            bundle=bundle,
-            slowdown=slowdown,
-        ),
-        Console(quiet=True),
-    )
+    report = None
+    for attempt in range(2):  # a run killed from outside (shared machine) is run once more
+        try:
+            report = run_demo(
+                DemoOptions(
+                    link=link,
+                    codec=codec,
+                    data=data,
+                    epochs=1,
+                    engine="ort",
+                    work_dir=work / f"run{attempt}",
+                    edge_log=work / f"edge{attempt}.log",
+                    bundle=bundle,
+                    slowdown=slowdown,
+                ),
+                Console(quiet=True),
+            )
+            break
+        except RuntimeError as exc:
+            Console(stderr=True).print(f"{model} split {split} {link}: {exc}")
+    if report is None:
+        raise RuntimeError(f"{model} split {split} on {link}: the run failed twice")
     measured = report["runtime_s"]
     return {
         "model": model,

@@ -130,7 +130,10 @@ def step_figures(
     elif profile is None:
         source = "measured by hostctl plan"
     else:
-        source = f"{file.source or 'profile'}; the rest measured here (edge x {file.slowdown:g})"
+        source = (
+            f"{file.source.rstrip('. ') or 'profile'}; "
+            f"the rest measured here (edge x {file.slowdown:g})"
+        )
     return BoardProfile(
         model=req.model,
         batch_size=req.batch_size,

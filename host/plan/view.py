@@ -15,6 +15,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
+def _short(text: str, limit: int = 100) -> str:
+    """A profile's source on one caption line; the JSON keeps it whole."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def plan_table(plan: Plan) -> Table:
     """Per split: ms per batch on each stage, predicted epoch time, what binds; best marked."""
     req = plan.request
@@ -23,7 +28,7 @@ def plan_table(plan: Plan) -> Table:
             f"hostctl plan: {req.model}, {req.link.describe()}, {req.codec} activations, "
             f"batch {req.batch_size}, {req.train_samples} train + {req.test_samples} test samples"
         ),
-        caption=f"step times: {plan.figures.source} ({plan.figures.measured_on})",
+        caption=f"step times: {_short(plan.figures.source)} ({plan.figures.measured_on})",
     )
     table.add_column("split", justify="right")
     table.add_column("edge ms/batch", justify="right")

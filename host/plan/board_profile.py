@@ -86,10 +86,7 @@ def this_machine() -> str:
 def save_profile(profile: BoardProfile, path: Path) -> None:
     """Write ``profile`` as JSON (see the module doc)."""
     data: dict[str, Any] = {"format": FORMAT, **asdict(profile)}
-    data["splits"] = [
-        {"split": n, **{k: round(v, 6) for k, v in figures.items()}}
-        for n, figures in sorted(profile.splits.items())
-    ]
+    data["splits"] = [{"split": n, **figures} for n, figures in sorted(profile.splits.items())]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
 

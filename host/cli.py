@@ -242,13 +242,7 @@ def serve_cmd(
     bundle = load_bundle(bundle_dir)
     if bundle.side == "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")
-    key = (
-        read_key_file(key_file)
-        if key_file
-        else bundle.key()
-        if bundle.side == "cloud"
-        else read_key_file(bundle.side_path("cloud", "link.key"))
-    )
+    key = read_key_file(key_file) if key_file else bundle.key()
     try:
         result = serve(
             bundle,

@@ -263,7 +263,7 @@ class EdgeTrainer:
         for index, x, y in batches(self.data, "test", self.cfg.eval_batch_size, epoch=epoch):
             t = time.perf_counter()
             step = self.engine.eval_step(x, y)
-            self.edge_busy_s += time.perf_counter() - t
+            self.edge_busy_s += self._pace(time.perf_counter() - t)
             if step.logits.shape[1]:  # split learning's front has no exit head
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)

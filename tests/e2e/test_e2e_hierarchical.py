@@ -122,3 +122,28 @@ def test_clean_stop_and_resume(small_bundle, tmp_path) -> None:
     run_edge(small_bundle, cloud.url, tmp_path, *RUN, "--resume", tag="edge2")
     (record,) = cloud.finish()["edges"]
     assert record["trained_ids"] == expected_ids(TRAIN, BATCH, EPOCHS)
+
+
+def test_two_edges_train_at_once_each_with_its_own_tail(small_bundle, tmp_path) -> None:
+    cloud = start_cloud(small_bundle, tmp_path)
+    args = ["--data", "synthetic:800", "--epochs", "1"]
+    edges = []
+    for name in ("board0", "board1"):
+        work = tmp_path / name
+        work.mkdir()
+        cmd = edge_cmd(small_bundle, cloud.url, work, *args)
+        cmd[cmd.index("--edge-id") + 1] = name
+        edges.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=work
+            )
+        )
+    for proc in edges:
+        assert proc.wait(240) == 0, proc.stderr.read()[-2000:]
+    report = cloud.finish()
+    by_edge = {e["edge_id"]: e for e in report["edges"]}
+    assert set(by_edge) == {"board0", "board1"}
+    for record in by_edge.values():
+        assert record["trained_ids"] == expected_ids(640, 32, 1)
+        assert record["done"] and record["duplicates_dropped"] == 0
+    assert report["batches_trained_cloud"] == 2 * 20

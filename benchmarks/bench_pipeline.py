@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller data, for a smoke run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 140)
     quiet = Console(quiet=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -246,6 +246,25 @@ def run(
         )
 
 
+def run_argv(program: list[str], **options: object) -> list[str]:
+    """The argv of `edge-runtime run`, options by parameter name (`edge_id="b0"` gives
+    `--edge-id b0`, in the order given): True gives a bare flag, None and False leave it out.
+
+    The one place other tools (demo, HIL, the systemd unit) build this command; a name that is
+    not an option of `run` raises ValueError, so they cannot drift from it.
+    """
+    params = {p.name: p for p in run.params}
+    argv = [*program, "run"]
+    for name, value in options.items():
+        if name not in params:
+            raise ValueError(f"edge-runtime run has no option for {name!r}")
+        if value is None or value is False:
+            continue
+        flag = params[name].opts[0]
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
+
+
 def _run_edge_only(
     bundle,
     data,

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_runtime.bundle import load_bundle
+from edge_runtime.cli import run_argv
 from edge_runtime.report import write_report
 from host.cloud.serve import console_events
 from host.cloud.server import CloudServer
@@ -72,35 +73,21 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         f"activation {'x'.join(map(str, m['activation']['shape']))} per sample"
     )
     edge_report = work / "edge.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "edge_runtime.cli",
-        "run",
-        "--bundle",
-        str(bundle_dir / "edge"),
-        "--mode",
-        opts.mode,
-        "--data",
-        opts.data,
-        "--epochs",
-        str(opts.epochs),
-        "--batch-size",
-        str(opts.batch_size),
-        "--codec",
-        opts.codec,
-        "--engine",
-        opts.engine,
-        "--edge-id",
-        "demo-edge",
-        "--work-dir",
-        str(work / "edge-work"),
-        "--fresh",
-        "--report",
-        str(edge_report),
-        "--slowdown",
-        str(opts.slowdown),
-    ]
+    cmd = run_argv(
+        [sys.executable, "-m", "edge_runtime.cli"],
+        bundle_dir=bundle_dir / "edge",
+        mode=opts.mode,
+        data_spec=opts.data,
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        codec=opts.codec,
+        engine=opts.engine,
+        edge_id="demo-edge",
+        work_dir=work / "edge-work",
+        fresh=True,
+        report_path=edge_report,
+        slowdown=opts.slowdown,
+    )
     if opts.mode == "edge":  # no link, no cloud: the board alone
         rc, wall = _run_edge(cmd, opts.edge_log)
         if rc != 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from edge_runtime.cli import run_argv
 from host.deploy.board import Board, BoardError
 
 
@@ -24,24 +25,16 @@ def edge_command(board: Board, work_dir: str, engine: str) -> list[str]:
             'to know where the host listens, e.g. url = "socket://192.168.1.10:5555"'
         )
     current = f"{work_dir}/current"
-    argv = [
-        f"{current}/venv/bin/edge-runtime",
-        "run",
-        "--bundle",
-        f"{current}/edge",
-        "--connect",
-        connect,
-        "--engine",
-        engine,
-        "--data",
-        board.service.data,
-        "--epochs",
-        str(board.service.epochs),
-        "--edge-id",
-        board.name,
-        "--work-dir",
-        f"{work_dir}/runs/{board.name}",
-    ]
+    argv = run_argv(
+        [f"{current}/venv/bin/edge-runtime"],
+        bundle_dir=f"{current}/edge",
+        url=connect,
+        engine=engine,
+        data_spec=board.service.data,
+        epochs=board.service.epochs,
+        edge_id=board.name,
+        work_dir=f"{work_dir}/runs/{board.name}",
+    )
     if board.link.serial and not board.link.url:
         argv += ["--baud", str(board.link.baud)]
     return [*argv, *board.service.args]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.bundle import load_bundle
+from edge_runtime.cli import run_argv
 from host.cloud.server import CloudServer
 from host.demo.run import merge_reports
 from host.deploy.access import BoardAccess, BoardAccessError
@@ -45,31 +46,20 @@ class HilRunOptions:
 def edge_argv(board: Board, work: str, connect: str, opts: HilRunOptions) -> list[str]:
     """`edge-runtime run` from the board's current release, writing under work/runs/hil."""
     current, runs = f"{work}/current", f"{work}/runs/hil"
-    argv = [
-        f"{current}/venv/bin/edge-runtime",
-        "run",
-        "--bundle",
-        f"{current}/edge",
-        "--connect",
-        connect,
-        "--engine",
-        board.resolved_engine,
-        "--data",
-        opts.data,
-        "--epochs",
-        str(opts.epochs),
-        "--batch-size",
-        str(opts.batch_size),
-        "--codec",
-        opts.codec,
-        "--edge-id",
-        board.name,
-        "--work-dir",
-        runs,
-        "--fresh",
-        "--report",
-        f"{runs}/edge-report.json",
-    ]
+    argv = run_argv(
+        [f"{current}/venv/bin/edge-runtime"],
+        bundle_dir=f"{current}/edge",
+        url=connect,
+        engine=board.resolved_engine,
+        data_spec=opts.data,
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        codec=opts.codec,
+        edge_id=board.name,
+        work_dir=runs,
+        fresh=True,
+        report_path=f"{runs}/edge-report.json",
+    )
     # A board that runs here at this machine's speed stands in for a slower one by pacing its
     # steps; a board under emulation (chroot) or real hardware runs at its own speed.
     local = board.connection.access_kind == "local"

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edge_runtime.agent import AgentError, run_agent
 from edge_runtime.bundle import BundleError, load_bundle, read_key_file
 from edge_runtime.data import DATA_SPEC_HELP, DataError, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, EngineError, make_engine
@@ -246,6 +247,62 @@ def run(
         )
 
 
+@cli.command()
+@click.option(
+    "--link",
+    "url",
+    required=True,
+    help="where the host deploys from: /dev/ttyAMA0, socket://HOST:PORT, rfc2217://HOST:PORT",
+)
+@click.option(
+    "--dir",
+    "root",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="releases/ and current/ go here; train with --bundle DIR/current/edge",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="the board's deploy key (the board file's [connection] key_file on the host)",
+)
+@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
+@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@click.option("--once", is_flag=True, help="exit after one deploy session (0: it succeeded)")
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=1.0),
+    default=120.0,
+    show_default=True,
+    help="seconds without a message from the host before a session is given up",
+)
+def agent(
+    url: str,
+    root: Path,
+    key_file: Path,
+    edge_id: str | None,
+    baud: int,
+    once: bool,
+    idle_timeout: float,
+) -> None:
+    """Wait for `hostctl deploy` over a serial line (or TCP) and install what it sends."""
+    key = read_key_file(key_file)
+    result = run_agent(
+        root,
+        url,
+        key,
+        edge_id or socket.gethostname(),
+        # A HELLO is a few bytes: retry often, so a host that starts later finds us soon.
+        LinkConfig(baudrate=baud, handshake_timeout=5.0, backoff_max=2.0),
+        once=once,
+        idle_timeout=idle_timeout,
+        log=lambda line: console.print(f"agent: {line}", highlight=False),
+    )
+    if once and not result.ok:
+        raise click.exceptions.Exit(1)
+
+
 def run_argv(program: list[str], **options: object) -> list[str]:
     """The argv of `edge-runtime run`, options by parameter name (`edge_id="b0"` gives
     `--edge-id b0`, in the order given): True gives a bare flag, None and False leave it out.
@@ -372,7 +429,7 @@ def main() -> None:
     except HandshakeRefused as exc:
         click.echo(f"edge-runtime: refused by the host: {exc}", err=True)
         sys.exit(1)
-    except (BundleError, EngineError, LinkError, OSError) as exc:
+    except (AgentError, BundleError, EngineError, LinkError, OSError) as exc:
         click.echo(f"edge-runtime: failed: {exc}", err=True)
         sys.exit(1)
     if isinstance(code, int) and code:

@@ -96,9 +96,12 @@ def check_hello_header(io: FrameIO, header: Header) -> None:
 
 
 def host_handshake(
-    io: FrameIO, hello: Hello, key: bytes, bundle_sha256: str, timeout: float
+    io: FrameIO, hello: Hello, key: bytes, bundle_sha256: str | None, timeout: float
 ) -> Hello:
     """Run the host's half up to (not including) WELCOME; return the HELLO that was accepted.
+
+    ``bundle_sha256`` None accepts any bundle (a deploy session: the board's bundle is what
+    is about to change); the key is checked all the same.
 
     A HELLO arriving instead of AUTH restarts the handshake with it. Refusals send ERROR and
     raise HandshakeRefused; anything but AUTH or HELLO is refused with code "protocol".
@@ -133,7 +136,7 @@ def host_handshake(
             raise refuse(
                 io, "auth", f"authentication failed for edge {hello.edge_id!r}: its key differs"
             )
-        if hello.bundle_sha256 != bundle_sha256:
+        if bundle_sha256 is not None and hello.bundle_sha256 != bundle_sha256:
             raise refuse(
                 io,
                 "bundle",

@@ -126,12 +126,15 @@ class HostSession:
 
 
 class HostListener:
-    """Accepts edges over TCP or a serial device and runs ``on_session`` per authenticated edge."""
+    """Accepts edges over TCP or a serial device and runs ``on_session`` per authenticated edge.
+
+    ``bundle_sha256`` is the manifest an edge must train with; None accepts any (deploys).
+    """
 
     def __init__(
         self,
         key: bytes,
-        bundle_sha256: str,
+        bundle_sha256: str | None,
         resume_for: ResumeFor | None = None,
         config: LinkConfig | None = None,
     ) -> None:

@@ -41,6 +41,7 @@ class Connection:
     # serial
     device: str | None = None
     baud: int = 115200
+    key_file: Path | None = None  # the deploy key `edge-runtime agent --key-file` holds
     # local
     rootfs: Path | None = None
     runner: str | None = None  # None: run directly on this machine; "chroot": inside rootfs
@@ -207,6 +208,7 @@ _CONNECTION_KEYS = (
     "connect_timeout_s",
     "device",
     "baud",
+    "key_file",
     "rootfs",
     "runner",
 )
@@ -278,9 +280,15 @@ def _connection(top: _Table) -> Connection:
         baud = t.get("baud", int, "a baud rate, e.g. 115200", 115200)
         if baud <= 0:
             t.fail("baud", f"{baud}: expected a positive baud rate, e.g. 115200")
-        return Connection(
-            kind, device=t.need("device", str, "a serial device, e.g. /dev/ttyUSB0"), baud=baud
-        )
+        device = t.need("device", str, "a serial device, e.g. /dev/ttyUSB0")
+        key_file = t.host_path("key_file")
+        if key_file is None:
+            t.fail(
+                "key_file",
+                "missing; serial deploy authenticates with a pre-shared key: make one with "
+                "`openssl rand -hex 32 > board.key` and give the same file to `edge-runtime agent`",
+            )
+        return Connection(kind, device=device, baud=baud, key_file=key_file)
     runner = t.get("runner", str, " | ".join(LOCAL_RUNNERS))
     if runner is not None and runner not in LOCAL_RUNNERS:
         t.fail("runner", f"{runner!r} is not valid; use one of {', '.join(LOCAL_RUNNERS)}")

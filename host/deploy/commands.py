@@ -11,8 +11,10 @@ from pathlib import Path
 from rich.console import Console
 
 from host.deploy.board import load_board
+from host.deploy.errors import BoardError
 from host.deploy.offline import DeployBundle, make_deploy_bundle
 from host.deploy.release import DeployResult, deploy
+from host.deploy.serial import deploy_serial
 
 
 def default_out_dir(board_name: str) -> Path:
@@ -60,7 +62,15 @@ def deploy_command(
 ) -> DeployResult:
     """Deploy a deploy bundle to the board of a board file and say what happened."""
     board = load_board(board_file)
-    result = deploy(board, deploy_dir, systemd=systemd, console=console)
+    if board.connection.kind == "serial":
+        if systemd:
+            raise BoardError(
+                f"board file {board_file}: --systemd needs a shell on the board (ssh or local); "
+                "over serial the agent receives artifacts only"
+            )
+        result = deploy_serial(board, deploy_dir, console)
+    else:
+        result = deploy(board, deploy_dir, systemd=systemd, console=console)
     if not result.sent and not result.installed and not result.switched:
         console.print(f"{board.name}: release {result.release} is current and up to date")
     else:

@@ -375,13 +375,18 @@ class _Deploy:
         return self.console.status(text) if self.console.is_terminal else nullcontext()
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-            disable=not self.console.is_terminal,
-        )
+        return transfer_progress(self.console)
+
+
+def transfer_progress(console: Console) -> Progress:
+    """A bytes-sent progress bar (size, speed, time left), on a terminal only."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )

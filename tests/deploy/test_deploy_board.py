@@ -115,7 +115,8 @@ def test_access_is_chosen_by_connection_kind(tmp_path) -> None:
         access.close()
     serial = board_file(
         tmp_path,
-        GOOD.split("[connection]")[0] + '[connection]\nkind = "serial"\ndevice = "/dev/ttyUSB0"\n',
+        GOOD.split("[connection]")[0]
+        + '[connection]\nkind = "serial"\ndevice = "/dev/ttyUSB0"\nkey_file = "board.key"\n',
     )
     with pytest.raises(BoardError, match="deploy works over local, chroot, ssh"):
         open_access(load_board(serial))

@@ -1,0 +1,360 @@
+"""Deploy over serial: `hostctl deploy` pushes FILE_CHUNKs to `edge-runtime agent` on a pty pair.
+
+Real parts: two pseudo-terminals wired as a null-modem cable (host/linkemu/null_modem.py), pyserial
+on both ends, the agent as its own process. Only the bit errors are injected, by a relay between
+two pty pairs that flips bits the way a noisy UART would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from deploy_support import EDGE_FILES, write_board
+from rich.console import Console
+
+from edge_runtime.agent import Releases, _safe_rel
+from edge_runtime.bundle import load_bundle, sha256_file
+from edge_runtime.link.messages import FileChunk
+from host.cli import cli
+from host.deploy import BoardError, DeployError
+from host.deploy.commands import deploy_command
+from host.linkemu.null_modem import NullModem
+
+BAUD = 1_000_000  # paced, so the line is slow enough for chunks and acks to interleave
+KEY = "5e" * 32
+
+
+class NoisyLine:
+    """Two pty pairs joined by a relay that flips one bit in every `every`th read, host -> edge."""
+
+    def __init__(self, every: int) -> None:
+        self._m1, s1 = os.openpty()
+        self._m2, s2 = os.openpty()
+        self.paths = (os.ttyname(s1), os.ttyname(s2))
+        self._slaves = (s1, s2)
+        self.flipped = 0
+        self._every = every
+        self._stop = threading.Event()
+        self._rng = random.Random(7)
+        self._threads = [
+            threading.Thread(target=self._pump, args=(a, b, noisy), daemon=True)
+            for a, b, noisy in ((self._m1, self._m2, True), (self._m2, self._m1, False))
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _pump(self, src: int, dst: int, noisy: bool) -> None:
+        reads = 0
+        while not self._stop.is_set():
+            if not select.select([src], [], [], 0.05)[0]:
+                continue
+            try:
+                data = bytearray(os.read(src, 512))
+            except OSError:
+                time.sleep(0.01)
+                continue
+            reads += 1
+            if noisy and reads % self._every == 0:
+                data[self._rng.randrange(len(data))] ^= 1 << self._rng.randrange(8)
+                self.flipped += 1
+            view = memoryview(bytes(data))
+            while view:
+                view = view[os.write(dst, view) :]
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(1.0)
+        for fd in (self._m1, self._m2, *self._slaves):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def start_agent(device: str, board_dir: Path, key_file: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_runtime.cli",
+            "agent",
+            "--link",
+            device,
+            "--dir",
+            str(board_dir),
+            "--key-file",
+            str(key_file),
+            "--edge-id",
+            "serial-board",
+            "--baud",
+            str(BAUD),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    return out
+
+
+def serial_board(tmp_path: Path, device: str, key_file: Path, name: str = "serial.toml") -> Path:
+    connection = f'kind = "serial"\ndevice = "{device}"\nbaud = {BAUD}\nkey_file = "{key_file}"'
+    return write_board(tmp_path / name, tmp_path / "board", connection)
+
+
+@pytest.fixture
+def line() -> Iterator[NullModem]:
+    with NullModem(baud=BAUD) as modem:
+        yield modem
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "board.key"
+    path.write_text(KEY + "\n")
+    return path
+
+
+def current(board_dir: Path) -> str:
+    return os.readlink(board_dir / "current")
+
+
+def test_serial_deploy_copies_then_up_to_date_then_sends_only_changes(
+    tmp_path: Path, line: NullModem, key_file: Path, edge_bundle
+) -> None:
+    board_dir = tmp_path / "board"
+    agent = start_agent(line.paths[1], board_dir, key_file)
+    board = serial_board(tmp_path, line.paths[0], key_file)
+    quiet = Console(quiet=True)
+    try:
+        first = deploy_command(board, edge_bundle("b1"), False, quiet)
+        assert first.switched and first.previous is None
+        assert sorted(first.sent) == sorted(f"edge/{n}" for n in [*EDGE_FILES, "manifest.json"])
+        assert current(board_dir) == f"releases/{first.release}"
+        deployed = load_bundle(board_dir / "current" / "edge")  # verifies every sha256
+        assert deployed.manifest_sha256 == load_bundle(tmp_path / "b1" / "edge").manifest_sha256
+        for name, data in EDGE_FILES.items():
+            assert (board_dir / "current" / "edge" / name).read_bytes() == data
+
+        again = deploy_command(board, edge_bundle("b1"), False, quiet)
+        assert again.sent == [] and not again.switched
+        assert sorted(again.up_to_date) == sorted(first.sent)
+
+        changed = deploy_command(
+            board, edge_bundle("b2", checkpoint=b"\x05new" * 9000), False, quiet
+        )
+        assert sorted(changed.sent) == ["edge/checkpoint", "edge/manifest.json"]
+        assert "edge/training_model.onnx" in changed.reused
+        assert changed.switched and changed.previous == first.release
+        assert current(board_dir) == f"releases/{changed.release}"
+        assert (board_dir / "current/edge/checkpoint").read_bytes() == b"\x05new" * 9000
+        load_bundle(board_dir / "current" / "edge")
+        # The previous release stays whole beside it, and going back sends nothing.
+        load_bundle(board_dir / "releases" / first.release / "edge")
+        back = deploy_command(board, edge_bundle("b1"), False, quiet)
+        assert back.sent == [] and back.switched
+        assert current(board_dir) == f"releases/{first.release}"
+    finally:
+        log = stop(agent)
+    assert "release" in log and "is current" in log
+
+
+def test_serial_deploy_through_bit_errors_arrives_intact(
+    tmp_path: Path, key_file: Path, edge_bundle
+) -> None:
+    noisy = NoisyLine(every=100)
+    board_dir = tmp_path / "board"
+    agent = start_agent(noisy.paths[1], board_dir, key_file, "--once")
+    try:
+        board = serial_board(tmp_path, noisy.paths[0], key_file)
+        result = deploy_command(board, edge_bundle(), False, Console(quiet=True))
+        assert agent.wait(timeout=30) == 0
+    finally:
+        log = stop(agent)
+        noisy.close()
+    assert noisy.flipped >= 5, "the relay corrupted too little to prove anything"
+    assert current(board_dir) == f"releases/{result.release}"
+    for name, data in EDGE_FILES.items():
+        assert (board_dir / "current" / "edge" / name).read_bytes() == data, log
+
+
+def test_serial_deploy_wrong_key_is_refused_and_nothing_changes(
+    tmp_path: Path, line: NullModem, key_file: Path, edge_bundle
+) -> None:
+    board_dir = tmp_path / "board"
+    wrong = tmp_path / "other.key"
+    wrong.write_text("77" * 32)
+    agent = start_agent(line.paths[1], board_dir, wrong, "--once")
+    board = serial_board(tmp_path, line.paths[0], key_file)
+    try:
+        with pytest.raises(DeployError, match=r"connect.*refused.*key"):
+            deploy_command(board, edge_bundle(), False, Console(quiet=True))
+        assert agent.wait(timeout=30) == 1
+    finally:
+        log = stop(agent)
+    assert "refused" in log and "key differs" in log
+    assert not (board_dir / "current").exists()
+
+
+def test_serial_deploy_without_agent_says_what_to_start(
+    tmp_path: Path, line: NullModem, key_file: Path, edge_bundle
+) -> None:
+    from host.deploy.serial import deploy_serial
+
+    board = serial_board(tmp_path, line.paths[0], key_file)
+    from host.deploy.board import load_board
+
+    t0 = time.monotonic()
+    with pytest.raises(DeployError, match=r"no deploy agent answered.*edge-runtime agent"):
+        deploy_serial(load_board(board), edge_bundle(), Console(quiet=True), connect_timeout=2)
+    assert time.monotonic() - t0 < 10
+
+
+def test_killed_agent_mid_upload_fails_cleanly_and_a_rerun_completes(
+    tmp_path: Path, key_file: Path, edge_bundle
+) -> None:
+    """SIGKILL the agent while a large file crosses a slow line; the old release stays current."""
+    board_dir = tmp_path / "board"
+
+    def deploy_fast(bundle: Path):
+        with NullModem(baud=BAUD) as modem:
+            agent = start_agent(modem.paths[1], board_dir, key_file, "--once")
+            try:
+                board = serial_board(tmp_path, modem.paths[0], key_file)
+                result = deploy_command(board, bundle, False, Console(quiet=True))
+                assert agent.wait(timeout=60) == 0
+            finally:
+                stop(agent)
+        return result
+
+    first = deploy_fast(edge_bundle("b1"))
+    big = edge_bundle("b2", **{"training_model.onnx": os.urandom(100_000)})
+    slow = 100_000  # 10 kB/s: the 100 kB training model takes ~10 s
+    with NullModem(baud=slow) as modem:
+        connection = (
+            f'kind = "serial"\ndevice = "{modem.paths[0]}"\nbaud = {slow}\nkey_file = "{key_file}"'
+        )
+        board = write_board(tmp_path / "slow.toml", board_dir, connection)
+        agent = start_agent(modem.paths[1], board_dir, key_file, "--baud", str(slow))
+        try:
+            killer = threading.Timer(3.0, agent.kill)
+            killer.start()
+            with pytest.raises(DeployError, match=r"step '(upload|verify|switch)' failed"):
+                deploy_command(board, big, False, Console(quiet=True))
+            killer.join()
+        finally:
+            stop(agent)
+    assert current(board_dir) == f"releases/{first.release}"
+    load_bundle(board_dir / "current" / "edge")
+    second = deploy_fast(big)
+    assert current(board_dir) == f"releases/{second.release}"
+    assert sha256_file(board_dir / "current/edge/training_model.onnx") == sha256_file(
+        big / "edge" / "training_model.onnx"
+    )
+    assert not list((board_dir / ".agent" / "staging").rglob("*.part"))
+
+
+# -- the agent's receiving end, message by message (real files, no link) -----------------------
+
+
+def chunks(rel: str, data: bytes, size: int, sha: str) -> list[FileChunk]:
+    out = []
+    for offset in range(0, max(len(data), 1), size):
+        piece = data[offset : offset + size]
+        last = offset + len(piece) >= len(data)
+        out.append(FileChunk(rel, offset, len(data), piece, sha if last else ""))
+    return out
+
+
+def test_agent_discards_a_file_whose_sha256_differs(tmp_path: Path) -> None:
+    releases = Releases(tmp_path / "board")
+    releases.begin()
+    data = b"payload" * 1000
+    verdicts = [releases.on_chunk(c) for c in chunks("edge/x.onnx", data, 1000, "ab" * 32)]
+    assert verdicts[:-1] == [None] * (len(verdicts) - 1)
+    assert verdicts[-1]["ok"] is False and "sha256 differs" in verdicts[-1]["error"]
+    assert not list(releases.staging.rglob("*"))[1:]  # only the edge/ directory, no file
+
+
+@pytest.mark.parametrize(
+    "path", ["../escape", "edge/../../escape", "/etc/passwd", "edge", "other/x", "edge//x"]
+)
+def test_agent_refuses_paths_outside_the_release(tmp_path: Path, path: str) -> None:
+    with pytest.raises(ValueError, match="refused path"):
+        _safe_rel(path)
+    releases = Releases(tmp_path / "board")
+    releases.begin()
+    verdict = releases.on_chunk(FileChunk(path, 0, 3, b"abc", "00" * 32))
+    assert verdict is not None and verdict["ok"] is False
+    assert not (tmp_path / "escape").exists()
+
+
+def test_agent_refuses_out_of_order_and_oversized_chunks(tmp_path: Path) -> None:
+    releases = Releases(tmp_path / "board")
+    releases.begin()
+    assert releases.on_chunk(FileChunk("edge/a", 0, 10, b"12345")) is None
+    gap = releases.on_chunk(FileChunk("edge/a", 7, 10, b"890"))
+    assert gap["ok"] is False and "expected edge/a at 5" in gap["error"]
+    releases.begin()
+    past = releases.on_chunk(FileChunk("edge/a", 0, 3, b"1234", "00" * 32))
+    assert past["ok"] is False and "runs past" in past["error"]
+
+
+def test_agent_commit_refuses_an_incomplete_release_and_keeps_current(
+    tmp_path: Path, edge_bundle
+) -> None:
+    src = edge_bundle()
+    bundle = load_bundle(src / "edge")
+    files = {
+        f"edge/{p.name}": sha256_file(p) for p in sorted((src / "edge").iterdir()) if p.is_file()
+    }
+    releases = Releases(tmp_path / "board")
+    releases.begin()
+    for rel in files:
+        if rel != "edge/checkpoint":
+            data = (src / rel).read_bytes()
+            for c in chunks(rel, data, 4096, files[rel]):
+                releases.on_chunk(c)
+    request = {
+        "deploy": "commit",
+        "release": bundle.manifest_sha256[:12],
+        "manifest_sha256": bundle.manifest_sha256,
+        "files": files,
+    }
+    verdict = releases.commit(request)
+    assert verdict["ok"] is False and verdict["step"] == "verify"
+    assert "edge/checkpoint was neither sent nor found" in verdict["error"]
+    assert releases.current() is None
+    # A release id that is not its manifest's is refused before anything moves.
+    forged = releases.commit({**request, "release": "0" * 12})
+    assert forged["ok"] is False and "not its manifest's" in forged["error"]
+
+
+def test_board_file_for_serial_needs_a_key_and_refuses_systemd(
+    tmp_path: Path, key_file: Path, edge_bundle
+) -> None:
+    no_key = write_board(
+        tmp_path / "nokey.toml", tmp_path / "board", 'kind = "serial"\ndevice = "/dev/ttyUSB0"'
+    )
+    result = CliRunner().invoke(cli, ["deploy", "--board", str(no_key), "--bundle", str(tmp_path)])
+    assert result.exit_code == 2 and "key_file" in result.output
+    board = serial_board(tmp_path, "/dev/ttyUSB0", key_file)
+    with pytest.raises(BoardError, match="--systemd needs a shell"):
+        deploy_command(board, edge_bundle(), True, Console(quiet=True))

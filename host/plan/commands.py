@@ -73,6 +73,11 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
     help="board profile JSON: step times per split and/or a slowdown (see host/plan/board_profile.py)",
 )
 @click.option(
+    "--colocated",
+    is_flag=True,
+    help="the edge runs on this machine beside the host (a virtual board): their compute adds up",
+)
+@click.option(
     "--save-profile",
     "save_path",
     type=click.Path(path_type=Path),
@@ -95,6 +100,7 @@ def plan(
     steps: int,
     window: int,
     profile_path: Path | None,
+    colocated: bool,
     save_path: Path | None,
 ) -> None:
     """Predict a hierarchical run's time per split (edge, link, cloud overlap); mark the best."""
@@ -117,6 +123,7 @@ def plan(
         engine=engine,
         steps=steps,
         window=window,
+        colocated=colocated,
     )
     try:
         board = load_profile(profile_path) if profile_path else None

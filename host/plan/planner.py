@@ -38,6 +38,7 @@ class PlanRequest:
     engine: str = "ort"
     steps: int = 3
     window: int = 16
+    colocated: bool = False  # edge and host on one CPU (a virtual board): compute adds up
 
     @property
     def run(self) -> RunShape:
@@ -187,6 +188,9 @@ def make_plan(
         raise ProfileError(f"the profile has none of {req.model}'s splits {sorted(shapes)}")
     figures = step_figures(req, splits, profile, progress)
     run = req.run
-    predictions = [predict(c, req.link, run, req.window) for c in split_costs(req, shapes, figures)]
+    predictions = [
+        predict(c, req.link, run, req.window, req.colocated)
+        for c in split_costs(req, shapes, figures)
+    ]
     choice = best(predictions)
     return Plan(req, predictions, choice, why(choice, predictions), figures)

@@ -18,6 +18,12 @@ small to cover the round trip: then at most ``window`` messages are in flight pe
 message costs ``(rtt + tx) / window``. With the default window of 16 that matters only for
 small messages on long round trips. An epoch ends when the host has taken the EPOCH_END
 (exit confidences, one per test sample) and its METRICS are back: half an RTT each way.
+
+Colocated (``colocated=True``): the edge and the host compute on the same CPU, as a virtual
+board on the host machine does. Their steps then take turns on the cores rather than overlap:
+while the edge trains batch j the host trains batch j-1 on the same cores, so the edge stage
+costs ``e + c`` a batch (the pace becomes ``max(e + c, l)``). Step times measured alone, each
+using every core, add up this way; a real board has a CPU of its own (the default).
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ class Prediction:
     cloud_s: float
     runtime_s: float  # the whole run (all epochs)
     epoch_s: float
-    binds: str  # the stage with the most work: edge, link or cloud
+    binds: str  # the stage with the most work: edge, link, cloud (colocated: edge+cloud)
 
     @property
     def bound(self) -> str:
@@ -101,15 +107,21 @@ def pipeline_s(jobs: list[tuple[float, float, float]], one_way_s: float = 0.0) -
     return cloud
 
 
-def predict(costs: SplitCosts, link: LinkProfile, run: RunShape, window: int = 16) -> Prediction:
-    """Predicted runtime of a hierarchical run at one split."""
-    e, c = costs.edge_step_s, costs.cloud_step_s
+def predict(
+    costs: SplitCosts,
+    link: LinkProfile,
+    run: RunShape,
+    window: int = 16,
+    colocated: bool = False,
+) -> Prediction:
+    """Predicted runtime of a hierarchical run at one split (see the module doc for colocated)."""
+    e_alone = e = costs.edge_step_s
+    c = costs.cloud_step_s
     lk = message_link_s(costs.batch_wire_bytes, link, window)
-    eval_job = (
-        costs.edge_eval_s,
-        message_link_s(costs.eval_wire_bytes, link, window),
-        costs.cloud_eval_s,
-    )
+    ee, ce = costs.edge_eval_s, costs.cloud_eval_s
+    if colocated:  # the host's step of the batch before shares the cores with the edge's
+        e, ee = e + c, ee + ce
+    eval_job = (ee, message_link_s(costs.eval_wire_bytes, link, window), ce)
     end_job = (0.0, message_link_s(run.epoch_end_bytes, link, window), 0.0)
     jobs: list[tuple[float, float, float]] = []
     for epoch in range(run.epochs):
@@ -120,15 +132,16 @@ def predict(costs: SplitCosts, link: LinkProfile, run: RunShape, window: int = 1
         jobs += train + evals + [end_job]
     # The last EPOCH_END's METRICS come back down before the edge calls the run done.
     runtime = pipeline_s(jobs, link.one_way_s) + link.one_way_s
-    work = {"edge": e, "link": lk, "cloud": c}
+    # In STAGES order: a tie goes to the earlier stage.
+    work = {"edge+cloud": e, "link": lk} if colocated else {"edge": e, "link": lk, "cloud": c}
     return Prediction(
         split=costs.split,
-        edge_s=e,
+        edge_s=e_alone,
         link_s=lk,
         cloud_s=c,
         runtime_s=runtime,
         epoch_s=runtime / max(run.epochs, 1),
-        binds=max(STAGES, key=work.__getitem__),
+        binds=max(work, key=work.__getitem__),
     )
 
 

@@ -112,3 +112,20 @@ def test_ties_go_to_the_shallower_split() -> None:
     run = RunShape(train_samples=320)
     preds = [predict(costs(n, 0.01, 0.01, 12_500), MBIT, run) for n in (4, 2, 3)]
     assert best(preds).split == 2
+
+
+def test_colocated_edge_and_host_add_their_compute() -> None:
+    """A virtual board shares the host's cores: the pace is max(e + c, l), not max(e, l, c)."""
+    run = RunShape(train_samples=32 * 20, batch_size=32)
+    split = costs(2, edge=0.1, cloud=0.08, wire=6_250)  # link 0.05 s
+    apart = predict(split, MBIT, run)
+    together = predict(split, MBIT, run, colocated=True)
+    assert apart.runtime_s == pytest.approx(19 * 0.1 + 0.1 + 0.05 + 0.08)
+    assert together.runtime_s == pytest.approx(19 * 0.18 + 0.18 + 0.05 + 0.08)
+    assert together.bound == "compute-bound (edge+cloud)" and together.edge_s == 0.1
+    # Link-bound, sharing the cores costs only the pipeline's fill.
+    slow_link = costs(2, edge=0.01, cloud=0.01, wire=12_500)
+    diff = predict(slow_link, MBIT, run, colocated=True).runtime_s
+    diff -= predict(slow_link, MBIT, run).runtime_s
+    assert diff == pytest.approx(0.01)
+    assert predict(slow_link, MBIT, run, colocated=True).bound == "link-bound"

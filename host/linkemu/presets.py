@@ -17,6 +17,11 @@ benchmarks are reproducible; they are not measurements of any particular network
 ``768kbit/150ms``, ``1.5Mbit/40ms``, ``500kbit:2mbit/100ms``. Rates are in bits per second
 (``bit``, ``kbit``, ``mbit``, ``gbit``; ``bps``, ``kbps``, ``mbps``, ``gbps`` also mean bits);
 the RTT is in ``ms`` or ``s``. One rate shapes both directions alike.
+
+``serial:<baud>`` (e.g. ``serial:115200``) is a serial line, 8N1: ten bits on the wire per data
+byte, so ``baud * 8 / 10`` bits per second of data each way and no added delay. The profile
+keeps the baud rate (``baud``) so that an emulator can pace a pty pair to it rather than shape
+a TCP link.
 """
 
 from __future__ import annotations
@@ -38,23 +43,31 @@ _UNITS = {
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _RATE = rf"({_NUMBER})\s*(bit|bps|kbit|kbps|mbit|mbps|gbit|gbps)"
 _SPEC = re.compile(rf"^{_RATE}(?:\s*:\s*{_RATE})?(?:\s*/\s*({_NUMBER})\s*(ms|s))?$")
+_SERIAL = re.compile(r"^serial\s*:\s*(\d+)$")
+_BITS_PER_BYTE_8N1 = 10  # start bit, 8 data bits, stop bit
 
 
 class LinkSpecError(ValueError):
-    """A link spec that is neither a preset nor ``<rate>[:<down rate>][/<rtt>]``."""
+    """A link spec that is not a preset, ``<rate>[:<down rate>][/<rtt>]`` or ``serial:<baud>``."""
 
 
 @dataclass(frozen=True)
 class LinkProfile:
-    """Rates (bits per second) and round-trip time of an emulated link; ``inf`` rate = unshaped."""
+    """Rates (bits per second) and round-trip time of an emulated link; ``inf`` rate = unshaped.
+
+    ``baud`` is set for a serial line (``serial:<baud>``); its rates are then the data rate.
+    """
 
     name: str
     up_bps: float  # edge -> host
     down_bps: float  # host -> edge
     rtt_s: float  # round trip, applied half each way
+    baud: int | None = None
 
     def describe(self) -> str:
         """One line for logs and reports: ``3g: up 768 kbit/s, down 1.6 Mbit/s, RTT 150 ms``."""
+        if self.baud is not None:
+            return f"{self.name}: {self.baud} baud 8N1, {_format_rate(self.up_bps)} each way"
         rtt_ms = round(self.rtt_s * 1e3, 3)
         return (
             f"{self.name}: up {_format_rate(self.up_bps)}, down {_format_rate(self.down_bps)}, "
@@ -85,17 +98,27 @@ PRESETS: dict[str, LinkProfile] = {
 }
 
 ACCEPTED_FORMS = (
-    f"a preset ({', '.join(PRESETS)}) or <rate>[:<down rate>][/<rtt>] "
+    f"a preset ({', '.join(PRESETS)}), <rate>[:<down rate>][/<rtt>] "
     "with rates in bit|kbit|mbit|gbit (kbps, mbps: bits) and rtt in ms|s, "
-    "e.g. 2mbit, 768kbit/150ms, 500kbit:2mbit/100ms"
+    "e.g. 2mbit, 768kbit/150ms, 500kbit:2mbit/100ms, or serial:<baud>, e.g. serial:115200"
 )
 
 
 def parse_link(spec: str) -> LinkProfile:
-    """Turn ``"3g"`` or ``"768kbit/150ms"`` (see the module doc) into a ``LinkProfile``."""
+    """Turn ``"3g"``, ``"768kbit/150ms"`` or ``"serial:115200"`` (see the module doc) into a
+    ``LinkProfile``."""
     text = spec.strip().lower()
     if text in PRESETS:
         return PRESETS[text]
+    serial = _SERIAL.match(text)
+    if serial is not None:
+        baud = int(serial[1])
+        if baud <= 0:
+            raise LinkSpecError(
+                f"bad link spec {spec!r}: the baud rate must be above 0; {ACCEPTED_FORMS}"
+            )
+        data_bps = baud * 8 / _BITS_PER_BYTE_8N1
+        return LinkProfile(f"serial:{baud}", data_bps, data_bps, 0.0, baud=baud)
     match = _SPEC.match(text)
     if match is None:
         raise LinkSpecError(f"bad link spec {spec!r}: expected {ACCEPTED_FORMS}")

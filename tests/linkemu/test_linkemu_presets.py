@@ -69,3 +69,17 @@ def test_bad_specs_say_what_is_accepted_in_one_line(spec: str) -> None:
     for form in ("3g", "4g", "wifi", "local", "<rate>[:<down rate>][/<rtt>]", "kbit", "ms"):
         assert form in message
     assert isinstance(info.value, ValueError)
+
+
+def test_a_serial_line_keeps_its_baud_and_carries_eight_bits_in_ten() -> None:
+    profile = parse_link("Serial:115200")
+    assert profile == LinkProfile("serial:115200", 92160.0, 92160.0, 0.0, baud=115200)
+    assert profile.describe() == "serial:115200: 115200 baud 8N1, 92.16 kbit/s each way"
+    assert parse_link("3g").baud is None
+
+
+@pytest.mark.parametrize("spec", ["serial:0", "serial:fast", "serial:", "serial:9600/10ms"])
+def test_bad_serial_specs_say_what_is_accepted(spec: str) -> None:
+    with pytest.raises(LinkSpecError) as info:
+        parse_link(spec)
+    assert "serial:<baud>" in str(info.value) and "\n" not in str(info.value)

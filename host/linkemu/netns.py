@@ -3,6 +3,8 @@
 The edge namespace holds one end of the veth (``edge_ip``), the host namespace the other
 (``host_ip``); a process started with ``run("host", ...)`` listens on ``host_ip`` and one
 started with ``run("edge", ...)`` connects to it. Traffic never leaves the two namespaces.
+``entered(side)`` moves the calling thread into a namespace for a moment instead: sockets
+opened there stay in it, so an in-process server can listen inside the host namespace.
 The veth ends are created directly inside their namespaces, so their fixed names and the
 fixed 10.200.0.0/30 addresses cannot collide between links: only the namespace names are
 unique (prefix, owner pid, counter). Needs root and iproute2 (``ip``, ``tc``).
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import itertools
 import logging
 import math
@@ -43,6 +46,7 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Literal
 
@@ -64,6 +68,8 @@ _ADDR = {"edge": "10.200.0.1", "host": "10.200.0.2"}
 _PREFIXLEN = 30
 _CMD_TIMEOUT_S = 10.0
 _STOP_S = 2.0
+_NETNS_DIR = "/var/run/netns"  # where `ip netns add` bind-mounts a namespace
+_CLONE_NEWNET = 0x40000000
 
 _counter = itertools.count()
 
@@ -234,6 +240,32 @@ class NamespaceLink:
             self._procs = [p for p in self._procs if p.poll() is None] + [proc]
         return proc
 
+    @contextlib.contextmanager
+    def entered(self, side: Side) -> Iterator[None]:
+        """Run the ``with`` body in ``side``'s network namespace; only this thread moves.
+
+        Sockets created in the body belong to that namespace for life, and threads started in
+        it are born there, so a server started here listens on ``host_ip`` (or on the
+        namespace's own loopback). The thread's namespace is restored on the way out, always.
+        """
+        ns = self.namespace(side)
+        with self._lock:
+            if ns not in self._created:
+                raise NamespaceLinkError(f"namespace link {self.name} is not up")
+        original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            target = os.open(os.path.join(_NETNS_DIR, ns), os.O_RDONLY)
+            try:
+                _setns(target, f"enter netns {ns}")
+            finally:
+                os.close(target)
+            try:
+                yield
+            finally:
+                _setns(original, "return to the original netns")
+        finally:
+            os.close(original)
+
     def describe(self) -> str:
         """One line for logs and reports: what shapes the link, at what rates."""
         return (
@@ -241,6 +273,14 @@ class NamespaceLink:
             f"up {_format_rate(self.profile.up_bps)}, down {_format_rate(self.profile.down_bps)} "
             "(delay: none in kernel)"
         )
+
+
+def _setns(fd: int, what: str) -> None:
+    """setns(2) for the calling thread only (Python 3.11 has no os.setns)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NamespaceLinkError(f"{what} failed: {os.strerror(err)}")
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:

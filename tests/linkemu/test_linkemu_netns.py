@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -232,3 +233,57 @@ class TestKernel:
         print(f"netns side by side: a {rates['a'] / 1e6:.3f}, b {rates['b'] / 1e6:.3f} Mbit/s")
         assert rates["a"] == pytest.approx(2e6, rel=0.10)
         assert rates["b"] == pytest.approx(1e6, rel=0.10)
+
+
+def _netns_of_this_thread() -> str:
+    return os.readlink("/proc/thread-self/ns/net")
+
+
+def test_entered_needs_a_link_that_is_up() -> None:
+    link = NamespaceLink(parse_link("3g"))
+    before = _netns_of_this_thread()
+    with pytest.raises(NamespaceLinkError, match="not up"), link.entered("host"):
+        pass
+    assert _netns_of_this_thread() == before
+
+
+class TestEntered:
+    """An in-process server inside the host namespace (needs root)."""
+
+    pytestmark = needs_kernel
+
+    def test_a_socket_made_inside_serves_the_edge_namespace(self) -> None:
+        before = _netns_of_this_thread()
+        born: list[str] = []
+        with NamespaceLink(parse_link("4g")) as link:
+            with link.entered("host"):
+                inside = _netns_of_this_thread()
+                server = socket.create_server((link.host_ip, 0))
+                thread = threading.Thread(target=lambda: born.append(_netns_of_this_thread()))
+                thread.start()
+                thread.join(WAIT_S)
+            assert _netns_of_this_thread() == before != inside
+            assert born == [inside]  # threads started inside are born there
+            with server:
+                server.settimeout(WAIT_S)
+                port = str(server.getsockname()[1])
+                push = _python(link, "edge", PUSH, link.host_ip, port, "1000")
+                conn, (peer, _) = server.accept()
+                with conn:
+                    conn.settimeout(WAIT_S)
+                    got = 0
+                    while data := conn.recv(65536):
+                        got += len(data)
+                _output(push)
+        assert got == 1000 and peer == link.edge_ip
+
+    def test_the_namespace_is_restored_when_the_body_raises(self) -> None:
+        before = _netns_of_this_thread()
+        with NamespaceLink(parse_link("3g")) as link:
+            with pytest.raises(RuntimeError, match="inside"), link.entered("edge"):
+                assert _netns_of_this_thread() != before
+                raise RuntimeError("inside")
+            assert _netns_of_this_thread() == before
+            # Outside, the host namespace's address is not on this machine's network.
+            with pytest.raises(OSError):
+                socket.create_server((link.host_ip, 0)).close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -50,6 +53,34 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
             f"--input-shape {text!r}: expected C x H x W with positive integers, e.g. 3x32x32"
         )
     return dims  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """A SIGTERM ends the body as Ctrl-C does, so its cleanup runs (an emulated link's network
+    namespaces are not removed at exit after a plain SIGTERM)."""
+
+    def interrupt(signum: int, frame: object) -> None:  # noqa: ARG001 - signal's signature
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_link(link: str, emulation: str, mode: str = "hierarchical") -> None:
+    """--link and --link-emulation of demo and bench: a usage error if either cannot run."""
+    from host.demo.links import EmulationUnavailable, choose_emulation
+    from host.linkemu import LinkSpecError, parse_link
+
+    try:
+        profile = parse_link(link)
+        if mode != "edge":  # the edge alone uses no link
+            choose_emulation(profile, emulation)
+    except (LinkSpecError, EmulationUnavailable) as exc:
+        raise UsageFault(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -272,7 +303,15 @@ def serve_cmd(
     "--link",
     default="3g",
     show_default=True,
-    help="3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms",
+    help="3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms | serial:<baud>",
+)
+@click.option(
+    "--link-emulation",
+    type=click.Choice(["auto", "kernel", "user"]),
+    default="auto",
+    show_default=True,
+    help="kernel: tc tbf between network namespaces (root); user: a user-space token bucket; "
+    "auto: kernel where it works here, else user",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
@@ -307,6 +346,7 @@ def serve_cmd(
 )
 def demo(
     link: str,
+    link_emulation: str,
     epochs: int,
     mode: str,
     data: str,
@@ -318,14 +358,11 @@ def demo(
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
     from host.demo import DemoOptions, run_demo
-    from host.linkemu import LinkSpecError, parse_link
 
-    try:
-        parse_link(link)
-    except LinkSpecError as exc:
-        raise UsageFault(str(exc)) from None
+    check_link(link, link_emulation, mode)
     opts = DemoOptions(
         link=link,
+        link_emulation=link_emulation,
         epochs=epochs,
         mode=mode,
         data=data,
@@ -336,7 +373,8 @@ def demo(
         bundle=bundle_dir,
     )
     try:
-        run_demo(opts, stdout_console())
+        with sigterm_as_interrupt():
+            run_demo(opts, stdout_console())
     except RuntimeError as exc:
         raise RuntimeFault(str(exc)) from None
 

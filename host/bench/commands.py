@@ -26,7 +26,19 @@ def load_profile(spec: str) -> dict:
 @click.option("--modes", default="hierarchical,split,cloud,edge", show_default=True)
 @click.option("--model", default="smallcnn", show_default=True)
 @click.option("--split", type=int, default=3, show_default=True)
-@click.option("--link", default="3g", show_default=True)
+@click.option(
+    "--link",
+    default="3g",
+    show_default=True,
+    help="3g | 4g | wifi | local | <rate>... | serial:<baud>",
+)
+@click.option(
+    "--link-emulation",
+    type=click.Choice(["auto", "kernel", "user"]),
+    default="auto",
+    show_default=True,
+    help="kernel: tc tbf between network namespaces (root); user: user-space token bucket",
+)
 @click.option("--data", default="synthetic", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -61,6 +73,7 @@ def bench(
     model: str,
     split: int,
     link: str,
+    link_emulation: str,
     data: str,
     epochs: int,
     batch_size: int,
@@ -75,8 +88,14 @@ def bench(
     """Run the chosen modes one after the other and compare them (runtime vs split learning)."""
     from edge_runtime.report import write_report
     from host.bench.modes import MODES, BenchOptions, run_bench
-    from host.cli import UsageFault, parse_input_shape, stdout_console
-    from host.linkemu import LinkSpecError, parse_link
+    from host.cli import (
+        RuntimeFault,
+        UsageFault,
+        check_link,
+        parse_input_shape,
+        sigterm_as_interrupt,
+        stdout_console,
+    )
 
     chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
     unknown = [m for m in chosen if m not in MODES]
@@ -85,10 +104,7 @@ def bench(
     chosen_codecs = tuple(c.strip() for c in codecs.split(",") if c.strip())
     if not chosen_codecs or any(c not in ("fp32", "fp16", "int8") for c in chosen_codecs):
         raise UsageFault(f"--codec {codecs!r}: choose from fp32, fp16, int8 (comma-separated)")
-    try:
-        parse_link(link)
-    except LinkSpecError as exc:
-        raise UsageFault(str(exc)) from None
+    check_link(link, link_emulation, "edge" if chosen == ("edge",) else "hierarchical")
     try:
         profile = load_profile(profile_spec) if profile_spec else None
     except click.BadParameter as exc:
@@ -98,6 +114,7 @@ def bench(
         model=model,
         split=split,
         link=link,
+        link_emulation=link_emulation,
         data=data,
         epochs=epochs,
         batch_size=batch_size,
@@ -109,7 +126,11 @@ def bench(
         slowdown=float(profile["slowdown"]) if profile else 1.0,
         profile_name=f"{profile['name']} (slowdown {profile['slowdown']}x)" if profile else None,
     )
-    report = run_bench(opts, stdout_console())
+    try:
+        with sigterm_as_interrupt():
+            report = run_bench(opts, stdout_console())
+    except RuntimeError as exc:  # a run failed (its edge, or setting up its link)
+        raise RuntimeFault(str(exc)) from None
     if report_path:
         write_report(report_path, report)
 

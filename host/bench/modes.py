@@ -31,6 +31,7 @@ class BenchOptions:
     model: str = "smallcnn"
     split: int = 3
     link: str = "3g"
+    link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
     data: str = "synthetic"
     epochs: int = 1
     batch_size: int = 32
@@ -81,6 +82,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 batch_size=opts.batch_size,
                 codec=codec,
                 link=opts.link,
+                link_emulation=opts.link_emulation,
                 mode=mode,
                 work_dir=out / label,
                 edge_log=out / f"{label}-edge.log",
@@ -107,7 +109,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
         "codecs": list(opts.codecs),
         "edge_profile": opts.profile_name
         or (f"slowdown {opts.slowdown}x" if opts.slowdown > 1 else "this machine's speed"),
-        "link_emulation": "user-space token bucket (host/linkemu/shaper.py)",
+        "link_emulation": _emulations(runs),
         "modes": runs,
     }
     write_report(out / "bench.json", report)
@@ -121,6 +123,12 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
     return report
 
 
+def _emulations(runs: dict[str, dict[str, Any]]) -> str:
+    """What emulated the link, from the runs themselves (edge-only runs use none)."""
+    used = dict.fromkeys(r["link_emulation"] for r in runs.values())
+    return "; ".join(u for u in used if u != "none") or "none"
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
@@ -129,7 +137,8 @@ def bench_table(report: dict[str, Any]) -> Table:
     """The side-by-side table."""
     t = Table(
         title=f"{report['model']} split {report['split']}, link {report['link']}, "
-        f"{report['epochs']} epoch(s) of {report['data']}; edge: {report['edge_profile']}"
+        f"{report['epochs']} epoch(s) of {report['data']}; edge: {report['edge_profile']}",
+        caption=f"link emulation: {report['link_emulation']}",
     )
     for col in (
         "mode",

@@ -1,12 +1,14 @@
 """`hostctl demo`: the whole system on one machine over an emulated slow link.
 
-Export the small model, start the cloud trainer, put a shaped link (user-space token bucket,
-3G-like by default) between it and an edge runtime started as a separate process, train on the
-embedded synthetic dataset, and print one report. Nothing here needs a download or a dataset.
+Export the small model, start the cloud trainer, put an emulated link (3G-like by default;
+kernel shaping as root, else a user-space token bucket, or a paced pty pair for a serial link:
+see host/demo/links.py) between it and an edge runtime started as a separate process, train on
+the embedded synthetic dataset, and print one report. Nothing here needs a download or a dataset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -23,8 +25,9 @@ from edge_runtime.cli import run_argv
 from edge_runtime.report import write_report
 from host.cloud.serve import console_events
 from host.cloud.server import CloudServer
+from host.demo.links import USER_SPACE, Emulation, make_emulation
 from host.export import ExportOptions, export_bundle
-from host.linkemu import ShapedRelay, parse_link
+from host.linkemu import parse_link
 
 
 @dataclass
@@ -46,11 +49,14 @@ class DemoOptions:
     mode: str = "hierarchical"
     bundle: Path | None = None  # reuse this bundle instead of exporting one
     slowdown: float = 1.0  # board profile: the edge computes this many times slower
+    link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
 
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
     """Run the demo; returns the merged report (also written to work_dir/report.json)."""
     profile = parse_link(opts.link)
+    # Chosen before anything runs, so an unavailable emulation fails fast (ValueError).
+    emulation = make_emulation(profile, opts.link_emulation) if opts.mode != "edge" else None
     work = opts.work_dir
     work.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]hiertrain demo: {opts.mode}")
@@ -73,8 +79,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         f"activation {'x'.join(map(str, m['activation']['shape']))} per sample"
     )
     edge_report = work / "edge.json"
-    cmd = run_argv(
-        [sys.executable, "-m", "edge_runtime.cli"],
+    edge_options: dict[str, Any] = dict(
         bundle_dir=bundle_dir / "edge",
         mode=opts.mode,
         data_spec=opts.data,
@@ -88,8 +93,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         report_path=edge_report,
         slowdown=opts.slowdown,
     )
-    if opts.mode == "edge":  # no link, no cloud: the board alone
-        rc, wall = _run_edge(cmd, opts.edge_log)
+    program = [sys.executable, "-m", "edge_runtime.cli"]
+    if emulation is None:  # edge mode: no link, no cloud, the board alone
+        rc, wall = _run_edge(None, run_argv(program, **edge_options), opts.edge_log)
         if rc != 0:
             raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
         report = merge_reports(json.loads(edge_report.read_text()), None, None, "none", wall)
@@ -101,42 +107,51 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             mode=opts.mode,
             metrics_csv=work / "cloud-metrics.csv",
             on_event=_epoch_lines(console),
-        )
-        host, port = cloud.serve_tcp("127.0.0.1", 0)
-        relay = ShapedRelay((host, port), profile)
-        relay.start()
-        console.print(
-            f"cloud trainer on tcp://{host}:{port}; edge link {profile.describe()} "
-            "(user-space token bucket)"
+            config=emulation.link_config(),
         )
         try:
-            rc, wall = _run_edge([*cmd, "--connect", relay.url], opts.edge_log)
+            emulation.open(cloud)
+            console.print(f"edge link {profile.describe()}; {emulation.describe()}")
+            cmd = run_argv(program, **edge_options, **emulation.edge_options())
+            rc, wall = _run_edge(emulation, cmd, opts.edge_log)
             if rc == 0:
                 cloud.wait(exit_when_done=True)
         finally:
-            cloud.stop()
-            relay.stop()
+            try:
+                cloud.stop()
+            finally:
+                emulation.close()
         if rc != 0:
             raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
         report = merge_reports(
             json.loads(edge_report.read_text()),
             cloud.report(profile.name),
-            relay.stats,
+            emulation.stats(),
             profile.describe(),
             wall,
+            emulation=emulation.describe(),
         )
     write_report(opts.report or work / "report.json", report)
     console.print(report_table(report))
     return report
 
 
-def _run_edge(cmd: list[str], log_path: Path | None) -> tuple[int, float]:
-    """Run the edge runtime as its own process; returns (exit code, wall seconds)."""
-    t0 = time.perf_counter()
-    if log_path is None:
-        return subprocess.call(cmd), time.perf_counter() - t0
-    with open(log_path, "w") as log:
-        return subprocess.call(cmd, stdout=log, stderr=log), time.perf_counter() - t0
+def _run_edge(
+    emulation: Emulation | None, cmd: list[str], log_path: Path | None
+) -> tuple[int, float]:
+    """Run the edge runtime as its own process (where the emulation puts it, e.g. in the edge
+    namespace); returns (exit code, wall seconds). An interrupt kills it, as subprocess.call."""
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(log_path, "w")) if log_path is not None else None
+        t0 = time.perf_counter()
+        start = emulation.start_edge if emulation is not None else subprocess.Popen
+        with start(cmd, stdout=log, stderr=log) as proc:
+            try:
+                rc = proc.wait()
+            except BaseException:
+                proc.kill()
+                raise
+        return rc, time.perf_counter() - t0
 
 
 def _epoch_lines(console: Console):
@@ -150,9 +165,18 @@ def _epoch_lines(console: Console):
 
 
 def merge_reports(
-    edge: dict, cloud: dict | None, link: dict | None, link_desc: str, wall_s: float
+    edge: dict,
+    cloud: dict | None,
+    link: dict | None,
+    link_desc: str,
+    wall_s: float,
+    emulation: str | None = None,
 ) -> dict:
-    """One report with the shared keys, from the edge's, the cloud's and the link's figures."""
+    """One report with the shared keys, from the edge's, the cloud's and the link's figures.
+
+    ``emulation`` says what emulated the link (default: the user-space relay, or none without
+    ``link`` figures).
+    """
     busy = {
         "edge_busy_s": edge["edge_busy_s"],
         "link_busy_s": round(link["busy_up_s"] + link["busy_down_s"], 3) if link else 0.0,
@@ -165,7 +189,7 @@ def merge_reports(
         "model": edge["model"],
         "split": edge["split"],
         "link": link_desc,
-        "link_emulation": "user-space token bucket (host/linkemu/shaper.py)" if link else "none",
+        "link_emulation": emulation or (USER_SPACE if link else "none"),
         "codec": edge.get("codec"),
         "engine": edge["engine"],
         "data": edge["data"],
@@ -203,6 +227,7 @@ def report_table(r: dict) -> Table:
         ),
         ("data", r["data"]),
         ("link", r["link"]),
+        ("link emulation", r["link_emulation"]),
         ("runtime", f"{r['runtime_s']:.1f} s for {r['epochs']} epochs"),
         (
             "bytes",

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 
-def hostctl(*args: str, cwd=None) -> subprocess.CompletedProcess:
+def hostctl(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "host.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=cwd,
+        env=env,
     )
 
 
@@ -46,14 +48,20 @@ def test_bench_compares_modes_with_split_learning(tmp_path) -> None:
     for png in ("timeline.png", "runtime_accuracy.png"):
         assert (tmp_path / "b" / png).read_bytes()[:4] == b"\x89PNG"
     assert "vs split" in out.stdout
+    # The report and the table say which emulation carried the runs (all the same here).
+    used = {m["link_emulation"] for m in modes.values()}
+    assert len(used) == 1 and report["link_emulation"] == used.pop()
+    assert f"link emulation: {report['link_emulation']}" in out.stdout
 
 
-def test_bench_usage_errors() -> None:
-    for args, expected in (
-        (("--modes", "fast"), "choose from hierarchical"),
-        (("--codec", "bf16"), "choose from fp32"),
-        (("--profile", "nosuchboard"), "rpi4"),
+def test_bench_usage_errors(tmp_path) -> None:
+    no_tools = {**os.environ, "PATH": str(tmp_path)}  # kernel shaping needs iproute2
+    for args, env, expected in (
+        (("--modes", "fast"), None, "choose from hierarchical"),
+        (("--codec", "bf16"), None, "choose from fp32"),
+        (("--profile", "nosuchboard"), None, "rpi4"),
+        (("--link-emulation", "kernel"), no_tools, "kernel shaping is unavailable here"),
     ):
-        out = hostctl("bench", *args)
+        out = hostctl("bench", *args, env=env)
         assert out.returncode == 2, out.stderr
         assert expected in out.stderr and len(out.stderr.strip().splitlines()) == 1

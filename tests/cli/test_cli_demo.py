@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+from host.demo.links import USER_SPACE
+from host.linkemu import kernel_shaping_available
 
 
 def test_demo_runs_and_reports(tmp_path) -> None:
@@ -50,6 +54,11 @@ def test_demo_runs_and_reports(tmp_path) -> None:
         assert key in report, key
     assert report["batches_sent"] == report["batches_trained_cloud"] == 20  # 640 / 32
     assert report["link"].startswith("4g")
+    # auto: kernel shaping where it works here (root, iproute2), else the user-space relay.
+    if kernel_shaping_available()[0]:
+        assert report["link_emulation"].startswith("kernel: tc tbf on a veth pair")
+    else:
+        assert report["link_emulation"] == USER_SPACE
     assert report["bytes_down"] < report["bytes_up"] / 20  # acks and metrics only come down
     assert "final accuracy" in out.stdout and "pipeline efficiency" in out.stdout
 
@@ -63,3 +72,21 @@ def test_demo_rejects_a_bad_link() -> None:
     )
     assert out.returncode == 2
     assert "3g" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_demo_refuses_an_emulation_that_cannot_run(tmp_path) -> None:
+    # Without iproute2 on PATH kernel shaping cannot run, root or not.
+    no_tools = {**os.environ, "PATH": str(tmp_path)}
+    for args, env, expected in (
+        (("--link-emulation", "kernel"), no_tools, "kernel shaping is unavailable here"),
+        (("--link", "serial:9600", "--link-emulation", "kernel"), None, "serial line"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "host.cli", "demo", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert out.returncode == 2, out.stderr
+        assert expected in out.stderr and len(out.stderr.strip().splitlines()) == 1

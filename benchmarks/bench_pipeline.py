@@ -3,7 +3,8 @@
 Efficiency = measured run time / max(edge busy, link busy, cloud busy). 1.00 means the three
 stages overlap perfectly and the slowest one sets the pace; the target is at most 1.10.
 Each scenario is a full run of the demo's system (edge runtime as its own process, cloud trainer,
-user-space shaped link), one after the other in one invocation.
+user-space shaped link, as in the published figures: `link_emulation="user"`), one after the
+other in one invocation.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--quick] [--json PATH]
 """
@@ -44,6 +45,7 @@ def main() -> None:
             work = Path(tmp) / link / codec
             opts = DemoOptions(
                 link=link,
+                link_emulation="user",
                 codec=codec,
                 data=data,
                 epochs=epochs,

@@ -89,6 +89,7 @@ def scenario(
             report = run_demo(
                 DemoOptions(
                     link=link,
+                    link_emulation="user",
                     codec=codec,
                     data=data,
                     epochs=1,

@@ -114,7 +114,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             console.print(f"edge link {profile.describe()}; {emulation.describe()}")
             cmd = run_argv(program, **edge_options, **emulation.edge_options())
             rc, wall = _run_edge(emulation, cmd, opts.edge_log)
-            if rc == 0:
+            # An edge stopped by a signal exits 0 with a partial run: the cloud would wait on.
+            stopped = rc == 0 and json.loads(edge_report.read_text()).get("stopped_early")
+            if rc == 0 and not stopped:
                 cloud.wait(exit_when_done=True)
         finally:
             try:
@@ -123,6 +125,8 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
                 emulation.close()
         if rc != 0:
             raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
+        if stopped:
+            raise RuntimeError("the edge runtime was stopped before the run's end (a signal)")
         report = merge_reports(
             json.loads(edge_report.read_text()),
             cloud.report(profile.name),

@@ -160,3 +160,27 @@ def test_auto_falls_back_to_user_space_without_kernel_shaping(small_bundle, tmp_
     report, _ = run_demo(small_bundle, tmp_path / "a", "--link", "4g", env=env)
     assert report["link_emulation"] == USER_SPACE
     check_trained(report)
+
+
+def test_an_edge_stopped_alone_ends_the_demo_instead_of_hanging(small_bundle, tmp_path) -> None:
+    """SIGTERM to the edge only: it checkpoints and exits 0; the demo must not wait on."""
+    work = tmp_path / "e"
+    cmd = demo_cmd(small_bundle, work, "--link", "3g", "--link-emulation", "user")
+    cmd[cmd.index(DATA)] = "synthetic:3000"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (work / "edge-work" / "spool").is_dir(), 60, "the edge to start")
+        edges = subprocess.run(
+            ["pgrep", "-f", f"edge_runtime.cli run .*{work / 'edge-work'}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(edges) == 1, edges
+        os.kill(int(edges[0]), signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err[-2000:]
+    assert "stopped before the run's end" in err

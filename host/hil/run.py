@@ -2,7 +2,8 @@
 
 The cloud trainer serves on 127.0.0.1; the edge reaches it over the board's link. A board whose
 `[link]` says `emulate = "3g"` (the virtual and qemu boards run on this machine) gets a shaped
-user-space relay in front of the cloud; a board with a `url` connects to the host as it says.
+user-space relay in front of the cloud (`emulate = "serial:115200"`: a pty pair paced to the
+baud rate; host/demo/links.py); a board with a `url` connects to the host as it says.
 The edge is `edge-runtime run` from the board's current release, started through the board's
 BoardAccess (a local process, a chroot under qemu-user, or ssh), so its step times are the
 board's own.
@@ -22,10 +23,11 @@ from typing import Any
 from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import run_argv
 from host.cloud.server import CloudServer
+from host.demo.links import Emulation, make_emulation
 from host.demo.run import merge_reports
 from host.deploy.access import BoardAccess, BoardAccessError
 from host.deploy.board import Board
-from host.linkemu import ShapedRelay, parse_link
+from host.linkemu import parse_link
 
 
 class HilError(Exception):
@@ -43,13 +45,17 @@ class HilRunOptions:
     timeout_s: float = 900.0
 
 
-def edge_argv(board: Board, work: str, connect: str, opts: HilRunOptions) -> list[str]:
-    """`edge-runtime run` from the board's current release, writing under work/runs/hil."""
+def edge_argv(board: Board, work: str, connect: str, opts: HilRunOptions, **link: Any) -> list[str]:
+    """`edge-runtime run` from the board's current release, writing under work/runs/hil.
+
+    ``link``: more link options of `edge-runtime run` by parameter name (``baud`` for serial).
+    """
     current, runs = f"{work}/current", f"{work}/runs/hil"
     argv = run_argv(
         [f"{current}/venv/bin/edge-runtime"],
         bundle_dir=f"{current}/edge",
         url=connect,
+        **link,
         engine=board.resolved_engine,
         data_spec=opts.data,
         epochs=opts.epochs,
@@ -104,22 +110,29 @@ def train_on_board(
         raise HilError(why)
     bundle = load_bundle(bundle_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
+    # The board runs on this machine: the cloud behind an emulated link (user-space, as the
+    # edge runs through the board's access, not in a namespace of ours).
+    emulation: Emulation | None = None
+    if board.link.emulate:
+        emulation = make_emulation(parse_link(board.link.emulate), "user")
     cloud = CloudServer(
-        bundle, state_dir / "cloud-state", key=bundle.key(), metrics_csv=state_dir / "cloud.csv"
+        bundle,
+        state_dir / "cloud-state",
+        key=bundle.key(),
+        metrics_csv=state_dir / "cloud.csv",
+        config=emulation.link_config() if emulation else None,
     )
-    relay: ShapedRelay | None = None
     try:
-        if board.link.emulate:
-            # The board runs on this machine: the cloud on loopback, a shaped relay in front.
-            profile = parse_link(board.link.emulate)
-            relay = ShapedRelay(cloud.serve_tcp("127.0.0.1", 0), profile)
-            relay.start()
-            connect, link_desc = relay.url, profile.describe()
+        link_options: dict[str, Any] = {}
+        if emulation is not None:
+            emulation.open(cloud)
+            link_options = emulation.edge_options()
+            connect, link_desc = link_options.pop("url"), emulation.profile.describe()
         else:
             # A real board connects to the host as its board file says: listen on that port.
             connect = link_desc = str(board.link.url)
             cloud.serve_tcp("0.0.0.0", _url_port(connect))
-        argv = edge_argv(board, work, connect, opts)
+        argv = edge_argv(board, work, connect, opts, **link_options)
         t0 = time.perf_counter()
         try:
             result = access.run(argv, check=False, timeout=opts.timeout_s)
@@ -133,18 +146,20 @@ def train_on_board(
         cloud.wait(exit_when_done=True)
     finally:
         cloud.stop()
-        if relay is not None:
-            relay.stop()
+        if emulation is not None:
+            emulation.close()
     edge_report = _fetch(access, f"{work}/runs/hil/edge-report.json", state_dir)
     metrics = _fetch(access, f"{work}/runs/hil/edge_metrics.csv", state_dir)
+    link_stats = emulation.stats() if emulation else None
     report = merge_reports(
         json.loads(edge_report),
         cloud.report(link_desc),
-        relay.stats if relay else None,
+        link_stats,
         link_desc,
         wall,
+        emulation=emulation.describe() if emulation else None,
     )
-    report["hil_figures"] = hil_figures(report, metrics, relay.stats if relay else None)
+    report["hil_figures"] = hil_figures(report, metrics, link_stats)
     return report
 
 

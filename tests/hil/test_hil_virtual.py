@@ -86,6 +86,32 @@ def test_virtual_board_markdown_report(virtual_run) -> None:
     assert "| virtual | x86_64 | ort |" in md
 
 
+@pytest.mark.slow
+def test_virtual_board_over_an_emulated_serial_line(tmp_path: Path) -> None:
+    """`emulate = "serial:<baud>"`: the edge trains over a pty pair paced to the baud rate."""
+    baud = 460800
+    board = tmp_path / "virtual-serial.toml"
+    text = VIRTUAL.read_text().replace('name = "virtual"', 'name = "virtual-serial"')
+    text = text.replace("boards/virtual", "boards/virtual-serial")
+    board.write_text(text.replace('emulate = "3g"', f'emulate = "serial:{baud}"'))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "hw_tests", "-q", "-p", "no:cacheprovider"]
+        + ["--board", str(board), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads((out / "hil-report.json").read_text())
+    assert report["board"]["link"] == f"serial:{baud}"
+    f = report["figures"]
+    assert f["batches_trained_cloud"] == f["batches_sent"] > 0
+    # 8N1 carries 8 data bits in 10: the line cannot beat 0.8 x baud, and it is what binds.
+    assert 0.3 * baud < f["link_throughput_bps"] <= 0.8 * baud * 1.02
+
+
 def test_hil_missing_board_file_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-board.toml"
     result = subprocess.run(

@@ -3,6 +3,10 @@
 A pty does not pace to its configured speed (writes go through at memory speed), so a serial
 link's real throughput is emulated here: each direction is limited to baud/10 bytes per second
 (8N1: ten bits on the wire per byte). Each end is a real device path that pyserial opens.
+
+A noisy line: ``bit_error_rate`` flips that fraction of the bits carried, at random positions,
+in both directions (a seeded generator, so a test sees the same noise each run for the same
+reads). A UART's framing errors and lost bytes are not emulated, only flipped bits.
 """
 
 from __future__ import annotations
@@ -13,12 +17,20 @@ import select
 import threading
 import time
 
+import numpy as np
+
 
 class NullModem:
     """`paths[0]` and `paths[1]` are the two ends; bytes written to one come out of the other."""
 
-    def __init__(self, baud: int | None = None) -> None:
+    def __init__(self, baud: int | None = None, bit_error_rate: float = 0.0, seed: int = 0) -> None:
+        if not 0.0 <= bit_error_rate < 1.0:
+            raise ValueError(f"bit_error_rate {bit_error_rate}: expected 0 <= rate < 1")
         self.baud = baud
+        self.bit_error_rate = bit_error_rate
+        self.bits_flipped = 0
+        self._rng = np.random.default_rng(seed)
+        self._rng_lock = threading.Lock()
         self._m1, s1 = os.openpty()
         self._m2, s2 = os.openpty()
         self.paths = (os.ttyname(s1), os.ttyname(s2))
@@ -51,9 +63,24 @@ class NullModem:
                 if free_at > now:
                     time.sleep(free_at - now)
             self.bytes[src] += len(data)
+            if self.bit_error_rate:
+                data = self._corrupt(data)
             view = memoryview(data)
             while view:
                 view = view[os.write(dst, view) :]
+
+    def _corrupt(self, data: bytes) -> bytes:
+        """Flip Binomial(bits, rate) random bits of ``data``."""
+        with self._rng_lock:
+            flips = int(self._rng.binomial(len(data) * 8, self.bit_error_rate))
+            if not flips:
+                return data
+            positions = self._rng.integers(0, len(data) * 8, size=flips)
+        out = bytearray(data)
+        for bit in positions:
+            out[bit // 8] ^= 1 << (bit % 8)
+        self.bits_flipped += flips
+        return bytes(out)
 
     @property
     def bytes_forwarded(self) -> tuple[int, int]:

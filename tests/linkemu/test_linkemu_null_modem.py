@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import serial
 
 from host.linkemu.null_modem import NullModem
@@ -47,3 +48,18 @@ def test_paced_null_modem_runs_at_the_baud_rate() -> None:
     assert got == payload
     rate = len(payload) / elapsed
     assert 0.85 * baud / 10 < rate < 1.10 * baud / 10, rate
+
+
+def test_a_noisy_null_modem_flips_bits_at_its_rate() -> None:
+    payload = bytes(range(256)) * 400  # 819,200 bits
+    with NullModem(bit_error_rate=1e-4, seed=1) as modem:
+        got, _ = _transfer(modem, payload)
+    assert len(got) == len(payload)  # flipped, never lost or added
+    differing = sum(bin(x ^ y).count("1") for x, y in zip(got, payload, strict=True))
+    assert 40 <= modem.bits_flipped <= 130  # expected 82
+    assert modem.bits_flipped - 2 <= differing <= modem.bits_flipped  # a bit hit twice cancels
+
+
+def test_bit_error_rate_must_be_a_fraction() -> None:
+    with pytest.raises(ValueError, match="bit_error_rate"):
+        NullModem(bit_error_rate=1.5)

@@ -53,6 +53,13 @@ def load_profile(spec: str) -> dict:
 @click.option("--input-shape", default="3x32x32", show_default=True, help="C x H x W of the data")
 @click.option("--num-classes", type=int, default=10, show_default=True)
 @click.option(
+    "--engine",
+    type=click.Choice(["auto", "ort", "torch"]),
+    default="auto",
+    show_default=True,
+    help="the edge's engine in every mode (torch: what an aarch64 board runs)",
+)
+@click.option(
     "--profile",
     "profile_spec",
     default=None,
@@ -81,6 +88,7 @@ def bench(
     lr: float,
     input_shape: str,
     num_classes: int,
+    engine: str,
     profile_spec: str | None,
     out: Path,
     report_path: Path | None,
@@ -122,6 +130,7 @@ def bench(
         lr=lr,
         input_shape=parse_input_shape(input_shape),
         num_classes=num_classes,
+        engine=engine,
         out=out,
         slowdown=float(profile["slowdown"]) if profile else 1.0,
         profile_name=f"{profile['name']} (slowdown {profile['slowdown']}x)" if profile else None,

@@ -38,6 +38,7 @@ class BenchOptions:
     codecs: tuple[str, ...] = ("fp32",)  # hierarchical runs once per codec
     lr: float = 3e-3
     slowdown: float = 1.0
+    engine: str = "auto"  # the edge's engine in every mode
     profile_name: str | None = None
     input_shape: tuple[int, int, int] = (3, 32, 32)
     num_classes: int = 10
@@ -88,6 +89,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 edge_log=out / f"{label}-edge.log",
                 bundle=out / "bundle",
                 slowdown=opts.slowdown,
+                engine=opts.engine,
             ),
             quiet,
         )
@@ -107,6 +109,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
         "epochs": opts.epochs,
         "batch_size": opts.batch_size,
         "codecs": list(opts.codecs),
+        "engine": opts.engine,
         "edge_profile": opts.profile_name
         or (f"slowdown {opts.slowdown}x" if opts.slowdown > 1 else "this machine's speed"),
         "link_emulation": _emulations(runs),

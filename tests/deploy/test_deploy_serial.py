@@ -65,8 +65,10 @@ def stop(proc: subprocess.Popen) -> str:
     return out
 
 
-def serial_board(tmp_path: Path, device: str, key_file: Path, name: str = "serial.toml") -> Path:
-    connection = f'kind = "serial"\ndevice = "{device}"\nbaud = {BAUD}\nkey_file = "{key_file}"'
+def serial_board(
+    tmp_path: Path, device: str, key_file: Path, name: str = "serial.toml", baud: int = BAUD
+) -> Path:
+    connection = f'kind = "serial"\ndevice = "{device}"\nbaud = {baud}\nkey_file = "{key_file}"'
     return write_board(tmp_path / name, tmp_path / "board", connection)
 
 
@@ -131,11 +133,13 @@ def test_serial_deploy_through_bit_errors_arrives_intact(
     tmp_path: Path, key_file: Path, edge_bundle
 ) -> None:
     board_dir = tmp_path / "board"
-    # One bit in 500,000 flipped: a third of the 25 kB chunks are hit and must be resent.
-    with NullModem(baud=BAUD, bit_error_rate=2e-6, seed=3) as noisy:
+    # 500 kbaud: 12.5 kB chunks. One bit in 250,000 flipped: about a third of the chunks are hit
+    # and must be resent; ~11 flips are expected over the ~350 kB (3 or fewer: p ~ 0.1%).
+    baud = 500_000
+    with NullModem(baud=baud, bit_error_rate=4e-6, seed=3) as noisy:
         agent = start_agent(noisy.paths[1], board_dir, key_file, "--once")
         try:
-            board = serial_board(tmp_path, noisy.paths[0], key_file)
+            board = serial_board(tmp_path, noisy.paths[0], key_file, baud=baud)
             result = deploy_command(board, edge_bundle(), False, Console(quiet=True))
             assert agent.wait(timeout=30) == 0
         finally:

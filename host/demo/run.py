@@ -114,8 +114,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             console.print(f"edge link {profile.describe()}; {emulation.describe()}")
             cmd = run_argv(program, **edge_options, **emulation.edge_options())
             rc, wall = _run_edge(emulation, cmd, opts.edge_log)
+            edge = json.loads(edge_report.read_text()) if rc == 0 else {}
             # An edge stopped by a signal exits 0 with a partial run: the cloud would wait on.
-            stopped = rc == 0 and json.loads(edge_report.read_text()).get("stopped_early")
+            stopped = bool(edge.get("stopped_early"))
             if rc == 0 and not stopped:
                 cloud.wait(exit_when_done=True)
         finally:
@@ -128,7 +129,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         if stopped:
             raise RuntimeError("the edge runtime was stopped before the run's end (a signal)")
         report = merge_reports(
-            json.loads(edge_report.read_text()),
+            edge,
             cloud.report(profile.name),
             emulation.stats(),
             profile.describe(),

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from edge_runtime.agent import RUN_PREFIX
-from edge_runtime.bundle import BundleError, load_bundle, read_key_file, sha256_file
+from edge_runtime.bundle import MANIFEST, BundleError, load_bundle, read_key_file, sha256_file
 from edge_runtime.link import HostListener, HostSession, LinkConfig, LinkError
 from edge_runtime.link.messages import Error, FileChunk, Metrics
 from host.deploy.board import Board
@@ -69,11 +69,13 @@ def edge_artifacts(bundle_dir: Path) -> tuple[EdgeArtifacts, str | None]:
     if bundle.side != "edge":
         raise BoardError(f"--bundle {bundle_dir}: no edge/ artifacts in it")
     root = edge.parent
-    files = {
-        p.relative_to(root).as_posix(): sha256_file(p)
-        for p in sorted(edge.rglob("*"))
-        if p.is_file()
-    }
+    # load_bundle has just hashed what the manifest lists: only the rest is hashed here.
+    known = {**bundle.manifest.get("files", {}), f"edge/{MANIFEST}": bundle.manifest_sha256}
+    files = {}
+    for p in sorted(edge.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(root).as_posix()
+            files[rel] = known.get(rel) or sha256_file(p)
     return EdgeArtifacts(root, files, bundle.manifest_sha256), note
 
 
@@ -160,20 +162,28 @@ class _Session:
         """The agent's next METRICS of `kind`; file verdicts on the way are recorded."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = self.session.recv(timeout=min(left, 1.0))
-            except LinkError as exc:
-                raise self.fail(step, f"the link to the agent was lost: {exc}") from exc
-            if isinstance(msg, Error):
-                raise self.fail(step, f"the agent says {msg.code}: {msg.message}")
-            if not isinstance(msg, Metrics):
-                continue
-            data = msg.data
-            if data.get("deploy") == "file":
-                self._verdict(data)
-            if data.get("deploy") == kind:
+            data = self._take(min(left, 1.0), step)
+            if data is not None and data.get("deploy") == kind:
                 return data
         raise self.fail(step, f"no {kind} from the agent within {timeout:.0f} s")
+
+    def _take(self, timeout: float, step: str) -> dict[str, Any] | None:
+        """One message from the agent: its METRICS data ({} for others), None after `timeout`.
+
+        A lost link or an ERROR fails `step`; a file verdict is recorded (a refusal fails).
+        """
+        try:
+            msg = self.session.recv(timeout=timeout)
+        except LinkError as exc:
+            raise self.fail(step, f"the link to the agent was lost: {exc}") from exc
+        if msg is None:
+            return None
+        if isinstance(msg, Error):
+            raise self.fail(step, f"the agent says {msg.code}: {msg.message}")
+        data = msg.data if isinstance(msg, Metrics) else {}
+        if data.get("deploy") == "file":
+            self._verdict(data)
+        return data
 
     def _verdict(self, data: dict[str, Any]) -> None:
         self.verdicts[data["path"]] = data
@@ -263,20 +273,8 @@ class _Session:
                     raise self.fail("upload", f"the link to the agent was lost: {exc}") from exc
                 offset += len(data)
                 advance(len(data))
-                self._drain_verdicts()
+                # Verdicts that have arrived, without waiting: a refusal stops the upload.
+                while self._take(0, "upload") is not None:
+                    continue
                 if last:
                     break
-
-    def _drain_verdicts(self) -> None:
-        """Take the verdicts that have arrived, without waiting: a refusal stops the upload."""
-        while True:
-            try:
-                msg = self.session.recv(timeout=0)
-            except LinkError as exc:
-                raise self.fail("upload", f"the link to the agent was lost: {exc}") from exc
-            if msg is None:
-                return
-            if isinstance(msg, Error):
-                raise self.fail("upload", f"the agent says {msg.code}: {msg.message}")
-            if isinstance(msg, Metrics) and msg.data.get("deploy") == "file":
-                self._verdict(msg.data)

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 
 from host.linkemu.presets import LinkProfile
 
-STAGES = ("edge", "link", "cloud")
-
 
 @dataclass(frozen=True)
 class SplitCosts:
@@ -132,7 +130,7 @@ def predict(
         jobs += train + evals + [end_job]
     # The last EPOCH_END's METRICS come back down before the edge calls the run done.
     runtime = pipeline_s(jobs, link.one_way_s) + link.one_way_s
-    # In STAGES order: a tie goes to the earlier stage.
+    # In pipeline order (edge, link, cloud): a tie goes to the earlier stage.
     work = {"edge+cloud": e, "link": lk} if colocated else {"edge": e, "link": lk, "cloud": c}
     return Prediction(
         split=costs.split,

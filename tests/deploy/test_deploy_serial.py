@@ -26,7 +26,9 @@ from edge_runtime.bundle import load_bundle, sha256_file
 from edge_runtime.link.messages import FileChunk
 from host.cli import cli
 from host.deploy import BoardError, DeployError
+from host.deploy.board import load_board
 from host.deploy.commands import deploy_command
+from host.deploy.serial import deploy_serial
 from host.linkemu.null_modem import NullModem
 
 BAUD = 1_000_000  # paced, so the line is slow enough for chunks and acks to interleave
@@ -171,11 +173,7 @@ def test_serial_deploy_wrong_key_is_refused_and_nothing_changes(
 def test_serial_deploy_without_agent_says_what_to_start(
     tmp_path: Path, line: NullModem, key_file: Path, edge_bundle
 ) -> None:
-    from host.deploy.serial import deploy_serial
-
     board = serial_board(tmp_path, line.paths[0], key_file)
-    from host.deploy.board import load_board
-
     t0 = time.monotonic()
     with pytest.raises(DeployError, match=r"no deploy agent answered.*edge-runtime agent"):
         deploy_serial(load_board(board), edge_bundle(), Console(quiet=True), connect_timeout=2)

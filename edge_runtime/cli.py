@@ -339,7 +339,7 @@ def _run_edge_only(
     from edge_runtime.train.whole import WholeNetTrainer
 
     trainer = WholeNetTrainer(bundle, "edge", threads=threads, slowdown=slowdown)
-    t0 = time.perf_counter()
+    started_at, t0 = time.time(), time.perf_counter()
     acc = trainer.fit(
         data,
         epochs,
@@ -358,6 +358,8 @@ def _run_edge_only(
         "engine": "torch",
         "epochs": epochs,
         "runtime_s": round(time.perf_counter() - t0, 3),
+        "started_at": started_at,
+        "train_done_at": trainer.train_done_at,
         "bytes_up": 0,
         "bytes_down": 0,
         "batches_sent": 0,

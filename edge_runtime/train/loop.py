@@ -122,13 +122,15 @@ class EdgeTrainer:
         self.exit_accuracy: float | None = None
         self.train_exit_accuracy: float | None = None
         self.stopped_early = False
+        self.started_at: float | None = None  # wall clock: run start, end of the last training
+        self.train_done_at: float | None = None
         resume = link.welcome_resume.get("trained")
         self._host_trained = tuple(resume) if resume else None
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
         sender = Sender(self.link, self.cfg.queue_depth)
-        t0 = time.perf_counter()
+        self.started_at, t0 = time.time(), time.perf_counter()
         try:
             if self.cfg.mode == "cloud":
                 self._upload_raw(sender)
@@ -137,6 +139,7 @@ class EdgeTrainer:
                 if not self._train_epoch(epoch, sender):
                     self.stopped_early = True
                     break
+                self.train_done_at = time.time()
                 self._evaluate(epoch, sender)
                 self.progress.epoch, self.progress.next_index = epoch + 1, 0
                 self._checkpoint()
@@ -327,6 +330,8 @@ class EdgeTrainer:
             "epochs_done": self.progress.epoch,
             "stopped_early": self.stopped_early,
             "runtime_s": round(runtime_s, 3),
+            "started_at": self.started_at,
+            "train_done_at": self.train_done_at,
             "bytes_up": stats.get("bytes_up", 0),
             "bytes_down": stats.get("bytes_down", 0),
             "link_stats": stats,

@@ -50,6 +50,7 @@ class WholeNetTrainer:
         self.optimizer = build_optimizer(self.net.parameters(), m["edge"]["optimizer"])
         self.busy_s = 0.0
         self.slowdown = slowdown  # board profile pacing, as in the edge's training loop
+        self.train_done_at: float | None = None  # wall clock when the last epoch's training ended
 
     def train_epoch(
         self, ds: Dataset, epoch: int, batch_size: int, seed: int = 0, augment: bool = False
@@ -72,6 +73,7 @@ class WholeNetTrainer:
             if self.slowdown > 1:
                 time.sleep((self.slowdown - 1) * (time.perf_counter() - step_t))
         self.busy_s += time.perf_counter() - t
+        self.train_done_at = time.time()
         return correct / max(seen, 1)
 
     def accuracy(self, ds: Dataset, batch_size: int = 256) -> float | None:
@@ -82,8 +84,11 @@ class WholeNetTrainer:
         t = time.perf_counter()
         with torch.no_grad():
             for _, x, y in batches(ds, "test", batch_size, epoch=0):
+                step_t = time.perf_counter()
                 correct += int((self.net(torch.from_numpy(x)).argmax(1).numpy() == y).sum())
                 seen += len(y)
+                if self.slowdown > 1:
+                    time.sleep((self.slowdown - 1) * (time.perf_counter() - step_t))
         self.busy_s += time.perf_counter() - t
         return correct / seen if seen else None
 

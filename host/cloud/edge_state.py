@@ -65,8 +65,7 @@ class EdgeState:
     cloud_busy_s: float = 0.0
     train_correct: int = 0
     train_seen: int = 0
-    first_t: float | None = None
-    last_t: float | None = None
+    last_trained_at: float | None = None  # wall clock when the tail last trained a batch
     done: bool = False
     raw: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -133,9 +132,7 @@ class EdgeState:
         self.trained_ids.append((epoch, index))
         self.train_correct += correct
         self.train_seen += len(labels)
-        now = time.time()
-        self.first_t = self.first_t or now
-        self.last_t = now
+        self.last_trained_at = time.time()
         return {"loss": loss, "correct": correct, "n": len(labels), "busy_s": busy}
 
     def train_split(
@@ -158,6 +155,7 @@ class EdgeState:
         self.trained_ids.append((epoch, index))
         self.train_correct += correct
         self.train_seen += len(labels)
+        self.last_trained_at = time.time()
         return grad
 
     def evaluate(self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray) -> None:

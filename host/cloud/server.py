@@ -210,6 +210,7 @@ class CloudServer:
             for e in range(plan["epochs"])
             for i in range(-(-len(x_train) // plan["batch_size"]))
         ]
+        state.last_trained_at = trainer.train_done_at
         state.raw.clear()
         state.done = True
         self._commit(session, state, force=True)
@@ -280,6 +281,7 @@ class CloudServer:
                     "unique_batches_trained": len(set(s.trained_ids)),
                     "duplicates_dropped": s.duplicates,
                     "cloud_busy_s": round(s.cloud_busy_s, 3),
+                    "last_trained_at": s.last_trained_at,
                     "final_accuracy": last.get("final_accuracy"),
                     "edge_exit_accuracy": last.get("edge_exit_accuracy"),
                     "early_exit": last.get("early_exit"),
@@ -303,6 +305,7 @@ class CloudServer:
             "final_accuracy": single.get("final_accuracy"),
             "edge_exit_accuracy": single.get("edge_exit_accuracy"),
             "cloud_busy_s": round(sum(e["cloud_busy_s"] for e in edges), 3),
+            "last_trained_at": single.get("last_trained_at"),
             "edges": edges,
             "errors": self.errors,
         }

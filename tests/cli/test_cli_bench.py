@@ -40,8 +40,11 @@ def test_bench_compares_modes_with_split_learning(tmp_path) -> None:
     report = json.loads((tmp_path / "b" / "bench.json").read_text())
     modes = report["modes"]
     assert set(modes) == {"hierarchical-fp32", "hierarchical-int8", "split"}
-    assert modes["split"]["runtime_vs_split"] == 1.0
+    assert modes["split"]["runtime_vs_split"] == modes["split"]["train_vs_split"] == 1.0
     assert all(m["runtime_vs_split"] > 0 for m in modes.values())
+    for m in modes.values():  # the training phase: the runtime less the final evaluation
+        assert 0 < m["train_s"] < m["runtime_s"]
+        assert m["train_vs_split"] == round(m["train_s"] / modes["split"]["train_s"], 3)
     assert modes["hierarchical-int8"]["bytes_up"] < modes["hierarchical-fp32"]["bytes_up"] / 2
     assert modes["split"]["bytes_down"] > 10 * modes["hierarchical-fp32"]["bytes_down"]
     assert "Raspberry Pi 4" in report["edge_profile"]

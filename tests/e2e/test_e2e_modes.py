@@ -70,3 +70,16 @@ def test_modes_move_the_bytes_they_should(baseline_bundle, tmp_path) -> None:
     assert r["edge"]["bytes_up"] == r["edge"]["bytes_down"] == 0
     for mode, report in r.items():
         assert report["mode"] == mode and report["final_accuracy"] is not None, mode
+        # The training phase ends before the run does: the final evaluation comes after it.
+        assert 0 < report["train_s"] < report["runtime_s"], (mode, report["train_s"])
+
+
+def test_training_phase_needs_both_sides_times() -> None:
+    from host.demo.run import training_s
+
+    edge = {"started_at": 100.0, "train_done_at": 130.0}
+    assert training_s(edge, {"last_trained_at": 142.5}) == 42.5  # the host trained last
+    assert training_s(edge, {"last_trained_at": 120.0}) == 30.0  # split learning: edge last
+    assert training_s(edge, None) == 30.0  # edge-only
+    assert training_s({"started_at": 100.0}, {"last_trained_at": None}) is None
+    assert training_s({"train_done_at": 130.0}, None) is None  # an older edge's report

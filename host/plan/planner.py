@@ -16,7 +16,7 @@ from host.plan.board_profile import (
 )
 from host.plan.profiling import ProfileSetup, profile_splits
 from host.plan.runtime_model import Prediction, RunShape, SplitCosts, best, predict, why
-from host.plan.wire import batch_wire_bytes, epoch_end_bytes, eval_wire_bytes
+from host.plan.wire import batch_wire_bytes, epoch_end_bytes, eval_wire_bytes, grad_wire_bytes
 from models import build_model, split_table
 
 
@@ -169,6 +169,13 @@ def split_costs(
                 ),
                 edge_warmup_s=f.get("edge_warmup_s", 0.0),
                 cloud_warmup_s=f.get("cloud_warmup_s", 0.0),
+                split_batch_wire_bytes=batch_wire_bytes(
+                    shape, req.batch_size, "fp32", req.num_classes
+                ),
+                grad_wire_bytes=grad_wire_bytes(shape, req.batch_size),
+                split_eval_wire_bytes=eval_wire_bytes(
+                    shape, req.eval_batch_size, "fp32", req.num_classes
+                ),
             )
         )
     return out

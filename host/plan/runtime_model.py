@@ -19,6 +19,16 @@ message costs ``(rtt + tx) / window``. With the default window of 16 that matter
 small messages on long round trips. An epoch ends when the host has taken the EPOCH_END
 (exit confidences, one per test sample) and its METRICS are back: half an RTT each way.
 
+Split learning, the baseline (``predict_split``): per batch the edge runs its front, the
+activation goes up (fp32), the host trains the tail and sends the activation's gradient down
+(fp32, the same size, at the downlink rate), and the edge backpropagates it before its next
+batch. Nothing overlaps, so an epoch's training costs ``N * (e + l_up + c + l_down + rtt)``, its
+evaluation is the same pipeline as above (fp32 activations up). The front's step there has no
+exit head; the model takes the hierarchical edge step for it, which overstates split learning's
+edge by the head's small share (a ratio slightly in split learning's favour, if anything).
+Each prediction carries the training phase too (``train_s``: until the host trained the last
+batch), the time the paper compares and ``hostctl bench`` measures as ``train_s``.
+
 Colocated (``colocated=True``): the edge and the host compute on the same CPU, as a virtual
 board on the host machine does. Their steps then take turns on the cores rather than overlap:
 while the edge trains batch j the host trains batch j-1 on the same cores, so the edge stage
@@ -47,6 +57,10 @@ class SplitCosts:
     eval_wire_bytes: int = 0  # one EVAL_BATCH message
     edge_warmup_s: float = 0.0  # the first steps' extra time (sessions, allocator)
     cloud_warmup_s: float = 0.0
+    # Split learning's messages: fp32 whatever the codec (0 = as the hierarchical ones).
+    split_batch_wire_bytes: int = 0  # BATCH up
+    grad_wire_bytes: int = 0  # GRAD down
+    split_eval_wire_bytes: int = 0  # EVAL_BATCH up
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,19 @@ class Prediction:
     runtime_s: float  # the whole run (all epochs)
     epoch_s: float
     binds: str  # the stage with the most work: edge, link, cloud (colocated: edge+cloud)
+    train_s: float = 0.0  # until the host trained the last training batch
+    split_runtime_s: float | None = None  # split learning, same split, link and data
+    split_train_s: float | None = None
+
+    @property
+    def vs_split(self) -> float | None:
+        """Runtime as a fraction of split learning's (the paper's comparison)."""
+        return self.runtime_s / self.split_runtime_s if self.split_runtime_s else None
+
+    @property
+    def train_vs_split(self) -> float | None:
+        """The training phase as a fraction of split learning's."""
+        return self.train_s / self.split_train_s if self.split_train_s else None
 
     @property
     def bound(self) -> str:
@@ -87,11 +114,15 @@ class Prediction:
         return "link-bound" if self.binds == "link" else f"compute-bound ({self.binds})"
 
 
-def message_link_s(wire_bytes: int, link: LinkProfile, window: int = 16) -> float:
-    """Seconds the uplink is taken by one message of ``wire_bytes``, window limit included."""
-    if math.isinf(link.up_bps) or wire_bytes <= 0:
+def message_link_s(
+    wire_bytes: int, link: LinkProfile, window: int = 16, *, down: bool = False
+) -> float:
+    """Seconds the uplink (``down``: the downlink) is taken by one message of ``wire_bytes``,
+    window limit included."""
+    rate = link.down_bps if down else link.up_bps
+    if math.isinf(rate) or wire_bytes <= 0:
         return 0.0
-    tx = wire_bytes * 8 / link.up_bps
+    tx = wire_bytes * 8 / rate
     return max(tx, (link.rtt_s + tx) / window)
 
 
@@ -122,14 +153,18 @@ def predict(
     eval_job = (ee, message_link_s(costs.eval_wire_bytes, link, window), ce)
     end_job = (0.0, message_link_s(run.epoch_end_bytes, link, window), 0.0)
     jobs: list[tuple[float, float, float]] = []
+    train_s = 0.0
     for epoch in range(run.epochs):
         train = [(e, lk, c)] * run.train_batches
         evals = [eval_job] * run.eval_batches
         if epoch == 0 and train:
             train[0] = (e + costs.edge_warmup_s, lk, c + costs.cloud_warmup_s)
-        jobs += train + evals + [end_job]
+        jobs += train
+        train_s = pipeline_s(jobs, link.one_way_s)
+        jobs += evals + [end_job]
     # The last EPOCH_END's METRICS come back down before the edge calls the run done.
     runtime = pipeline_s(jobs, link.one_way_s) + link.one_way_s
+    split_train_s, split_runtime_s = predict_split(costs, link, run, window)
     # In pipeline order (edge, link, cloud): a tie goes to the earlier stage.
     work = {"edge+cloud": e, "link": lk} if colocated else {"edge": e, "link": lk, "cloud": c}
     return Prediction(
@@ -140,7 +175,37 @@ def predict(
         runtime_s=runtime,
         epoch_s=runtime / max(run.epochs, 1),
         binds=max(work, key=work.__getitem__),
+        train_s=train_s,
+        split_runtime_s=split_runtime_s,
+        split_train_s=split_train_s,
     )
+
+
+def predict_split(
+    costs: SplitCosts, link: LinkProfile, run: RunShape, window: int = 16
+) -> tuple[float, float]:
+    """Split learning at the same split: (training phase, whole run) in seconds.
+
+    Every batch waits for its gradient, so the edge and the host take turns whether or not they
+    share a CPU; the evaluation pipelines as in a hierarchical run, at fp32.
+    """
+    e, c = costs.edge_step_s, costs.cloud_step_s
+    up = message_link_s(costs.split_batch_wire_bytes or costs.batch_wire_bytes, link, window)
+    down = message_link_s(
+        costs.grad_wire_bytes or costs.batch_wire_bytes, link, window, down=True
+    )
+    step = e + up + c + down + link.rtt_s
+    eval_up = message_link_s(costs.split_eval_wire_bytes or costs.eval_wire_bytes, link, window)
+    evals = [(costs.edge_eval_s, eval_up, costs.cloud_eval_s)] * run.eval_batches
+    end = (0.0, message_link_s(run.epoch_end_bytes, link, window), 0.0)
+    elapsed = train_end = 0.0
+    for epoch in range(run.epochs):
+        elapsed += run.train_batches * step
+        if epoch == 0 and run.train_batches:
+            elapsed += costs.edge_warmup_s + costs.cloud_warmup_s
+        train_end = elapsed
+        elapsed += pipeline_s([*evals, end], link.one_way_s)
+    return train_end, elapsed + link.one_way_s
 
 
 def best(predictions: list[Prediction]) -> Prediction:

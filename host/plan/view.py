@@ -21,7 +21,8 @@ def _short(text: str, limit: int = 100) -> str:
 
 
 def plan_table(plan: Plan) -> Table:
-    """Per split: ms per batch on each stage, predicted epoch time, what binds; best marked."""
+    """Per split: ms per batch on each stage, predicted epoch time, what binds, split learning's
+    epoch at the same split and the ratio; best marked."""
     req = plan.request
     table = Table(
         title=(
@@ -36,6 +37,8 @@ def plan_table(plan: Plan) -> Table:
     table.add_column("link ms/batch", justify="right")
     table.add_column("epoch (predicted)", justify="right")
     table.add_column("binds")
+    table.add_column("split learning", justify="right")
+    table.add_column("vs split", justify="right")
     table.add_column("best")
     for p in plan.predictions:
         is_best = p is plan.choice
@@ -46,6 +49,8 @@ def plan_table(plan: Plan) -> Table:
             f"{p.link_s * 1e3:.1f}",
             _duration(p.epoch_s),
             p.bound,
+            "" if p.split_runtime_s is None else _duration(p.split_runtime_s / req.epochs),
+            "" if p.vs_split is None else f"{p.vs_split:.2f}",
             "<- best" if is_best else "",
             style="bold green" if is_best else None,
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.link.framing import encode_frame
-from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, encode_message
+from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, Grad, encode_message
 
 
-def _framed(msg: Batch | EpochEnd) -> int:
+def _framed(msg: Batch | EpochEnd | Grad) -> int:
     # seq and ack at a mid-run size; they are fixed-width anyway.
     return len(encode_frame(encode_message(msg, seq=1000, ack=1000)))
 
@@ -32,6 +32,11 @@ def eval_wire_bytes(
     """Framed size of one full EVAL_BATCH."""
     labels = np.arange(eval_batch_size, dtype=np.int64) % num_classes
     return _framed(EvalBatch(0, 0, labels, _activation(eval_batch_size, activation_shape), codec))
+
+
+def grad_wire_bytes(activation_shape: tuple[int, ...], batch_size: int) -> int:
+    """Framed size of one GRAD (split learning): the activation's gradient, fp32."""
+    return _framed(Grad(0, 0, _activation(batch_size, activation_shape)))
 
 
 def epoch_end_bytes(test_samples: int, eval_batch_size: int = 128) -> int:

@@ -129,3 +129,30 @@ def test_colocated_edge_and_host_add_their_compute() -> None:
     diff -= predict(slow_link, MBIT, run).runtime_s
     assert diff == pytest.approx(0.01)
     assert predict(slow_link, MBIT, run, colocated=True).bound == "link-bound"
+
+
+def test_split_learning_waits_for_every_gradient() -> None:
+    """Per batch: edge + up + cloud + down + RTT, nothing overlapped; the gradient at the
+    downlink rate, which is why an asymmetric link flatters split learning."""
+    run = RunShape(train_samples=32 * 10, batch_size=32)
+    asym = LinkProfile("asym", 1e6, 2e6, 0.1)  # down twice the up, RTT 0.1 s
+    c = costs(3, edge=0.1, cloud=0.02, wire=12_500)  # 0.1 s up, 0.05 s down
+    p = predict(c, asym, run)
+    assert p.split_train_s == pytest.approx(10 * (0.1 + 0.1 + 0.02 + 0.05 + 0.1))
+    assert p.split_runtime_s == pytest.approx(p.split_train_s + 0.05 + 0.05)  # METRICS back
+    # Hierarchical: link-bound pipeline, and its training phase ends when the host trained.
+    assert p.train_s == pytest.approx(9 * 0.1 + 0.1 + 0.1 + 0.05 + 0.02)
+    assert p.vs_split == pytest.approx(p.runtime_s / p.split_runtime_s)
+    # Edge time equal to the uplink's: the best hierarchical can do is 1 / (1 + 1 + down/up).
+    assert p.train_vs_split == pytest.approx(1.17 / 3.7)
+    symmetric = predict(c, LinkProfile("sym", 1e6, 1e6, 0.1), run)
+    assert symmetric.split_train_s == pytest.approx(10 * 0.42)
+    assert symmetric.train_vs_split < p.train_vs_split
+
+
+def test_split_learning_sends_fp32_whatever_the_codec() -> None:
+    run = RunShape(train_samples=32 * 10, batch_size=32)
+    int8 = costs(3, 0.01, 0.01, wire=3_125, split_batch_wire_bytes=12_500, grad_wire_bytes=12_500)
+    p = predict(int8, MBIT, run)
+    assert p.split_train_s == pytest.approx(10 * (0.01 + 0.1 + 0.01 + 0.1))
+    assert p.link_s == pytest.approx(0.025)  # hierarchical sends the int8 activation

@@ -3,7 +3,9 @@
 For each scenario: export the split once, profile it here (the same short measurement
 `hostctl plan` makes), predict the run with the runtime model, then run it for real (the demo's
 system: edge runtime as its own process, cloud trainer, user-space shaped link; one epoch) and
-compare with the edge's runtime_s. Target: within 20%.
+compare with the edge's runtime_s. Target: within 20%. The `split` rows check the model of
+split learning, the baseline the plan's "vs split" column divides by (torch engine on the edge:
+ORT's split-learning graph runs the front's forward twice per step, which the model leaves out).
 
 The demo runs the edge and the host on the same two cores, so unpaced scenarios are predicted
 `colocated` (`hostctl plan --colocated`: the two sides' compute adds up rather than overlaps);
@@ -34,16 +36,19 @@ from host.plan.planner import PlanRequest, split_costs
 from host.plan.profiling import ProfileSetup, profile_split
 from host.plan.runtime_model import predict
 
-# (model, split, link, codec, data, slowdown): each a one-epoch run of at most ~40 s here.
+# (mode, model, split, link, codec, data, slowdown): each a one-epoch run of at most ~40 s here
+# (the resnet18 ones excepted).
 SCENARIOS = [
-    ("smallcnn", 1, "2mbit/40ms", "int8", "synthetic:1200", 1),
-    ("smallcnn", 2, "2mbit/40ms", "int8", "synthetic:1200", 1),
-    ("smallcnn", 3, "2mbit/40ms", "int8", "synthetic:2400", 1),
-    ("smallcnn", 3, "3g", "fp16", "synthetic:1200", 1),
-    ("smallcnn", 2, "4g", "int8", "synthetic:2400", 8),  # a board 8x slower: edge-bound
-    ("smallcnn", 2, "local", "fp32", "synthetic:2400", 1),  # compute-bound on shared cores
-    ("resnet18", 8, "3g", "int8", "synthetic:400", 1),
-    ("resnet18", 4, "wifi", "int8", "synthetic:400", 1),  # both sides compute on 2 cores
+    ("hierarchical", "smallcnn", 1, "2mbit/40ms", "int8", "synthetic:1200", 1),
+    ("hierarchical", "smallcnn", 2, "2mbit/40ms", "int8", "synthetic:1200", 1),
+    ("hierarchical", "smallcnn", 3, "2mbit/40ms", "int8", "synthetic:2400", 1),
+    ("hierarchical", "smallcnn", 3, "3g", "fp16", "synthetic:1200", 1),
+    ("hierarchical", "smallcnn", 2, "4g", "int8", "synthetic:2400", 8),  # board 8x slower
+    ("hierarchical", "smallcnn", 2, "local", "fp32", "synthetic:2400", 1),  # compute-bound
+    ("split", "smallcnn", 2, "2mbit/40ms", "fp32", "synthetic:600", 1),
+    ("split", "smallcnn", 3, "3g", "fp32", "synthetic:1200", 1),  # gradient at the downlink rate
+    ("hierarchical", "resnet18", 8, "3g", "int8", "synthetic:400", 1),
+    ("hierarchical", "resnet18", 4, "wifi", "int8", "synthetic:400", 1),  # 2 cores, both sides
 ]
 FIELDS = (
     "edge_step_s",
@@ -56,11 +61,19 @@ FIELDS = (
 
 
 def scenario(
-    model: str, split: int, link: str, codec: str, data: str, slowdown: float, work: Path
+    mode: str,
+    model: str,
+    split: int,
+    link: str,
+    codec: str,
+    data: str,
+    slowdown: float,
+    work: Path,
 ) -> dict:
     """Predict, then measure, one scenario."""
     bundle = work / "bundle"
-    export_bundle(ExportOptions(model=model, split=split), bundle)
+    engine = "torch" if mode == "split" else "ort"
+    export_bundle(ExportOptions(model=model, split=split, baselines=mode == "split"), bundle)
     ds = load_dataset(data, seed=0)
     req = PlanRequest(
         model=model,
@@ -71,7 +84,7 @@ def scenario(
         splits=(split,),
     )
     gc.collect()  # the export's garbage, collected now rather than mid-timing
-    times = profile_split(ProfileSetup(model=model), bundle)
+    times = profile_split(ProfileSetup(model=model, engine=engine), bundle)
     figures = {k: getattr(times, k) for k in FIELDS}
     # The edge runtime's --slowdown paces training steps (the first one too), not eval steps.
     figures["edge_step_s"] *= slowdown
@@ -83,6 +96,7 @@ def scenario(
     # slower board, the edge mostly sleeps and its CPU is nearly its own.
     colocated = slowdown == 1
     p = predict(costs, req.link, req.run, colocated=colocated)
+    predicted = p.split_runtime_s if mode == "split" else p.runtime_s
     report = None
     for attempt in range(2):  # a run killed from outside (shared machine) is run once more
         try:
@@ -90,10 +104,11 @@ def scenario(
                 DemoOptions(
                     link=link,
                     link_emulation="user",
+                    mode=mode,
                     codec=codec,
                     data=data,
                     epochs=1,
-                    engine="ort",
+                    engine=engine,
                     work_dir=work / f"run{attempt}",
                     edge_log=work / f"edge{attempt}.log",
                     bundle=bundle,
@@ -108,6 +123,7 @@ def scenario(
         raise RuntimeError(f"{model} split {split} on {link}: the run failed twice")
     measured = report["runtime_s"]
     return {
+        "mode": mode,
         "model": model,
         "split": split,
         "link": link,
@@ -118,10 +134,10 @@ def scenario(
         "edge_ms": round(p.edge_s * 1e3, 1),
         "link_ms": round(p.link_s * 1e3, 1),
         "cloud_ms": round(p.cloud_s * 1e3, 1),
-        "binds": p.bound,
-        "predicted_s": round(p.runtime_s, 2),
+        "binds": "sequential" if mode == "split" else p.bound,
+        "predicted_s": round(predicted, 2),
         "measured_s": measured,
-        "error_pct": round(100 * (p.runtime_s - measured) / measured, 1),
+        "error_pct": round(100 * (predicted - measured) / measured, 1),
         "busy": {k: report[k] for k in ("edge_busy_s", "link_busy_s", "cloud_busy_s")},
         "batches": report["batches_sent"],
         "bytes_up": report["bytes_up"],
@@ -136,18 +152,30 @@ def main() -> None:
     out = Console(width=None if sys.stdout.isatty() else 180)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
-        for i, (model, split, link, codec, data, slowdown) in enumerate(SCENARIOS):
+        for i, (mode, *spec) in enumerate(SCENARIOS):
+            model, split, link, codec, data, _ = spec
             if args.only and model != args.only:
                 continue
-            with out.status(f"{model} split {split}, {link}, {codec}, {data}"):
-                rows.append(scenario(model, split, link, codec, data, slowdown, Path(tmp) / str(i)))
-    table = Table(title="hostctl plan: predicted vs measured runtime (one epoch, hierarchical)")
-    for col in ("model", "split", "link", "codec", "data", "board", "e / l / c ms/batch", "binds"):
+            with out.status(f"{mode}: {model} split {split}, {link}, {codec}, {data}"):
+                rows.append(scenario(mode, *spec, Path(tmp) / str(i)))
+    table = Table(title="hostctl plan: predicted vs measured runtime (one epoch)")
+    for col in (
+        "mode",
+        "model",
+        "split",
+        "link",
+        "codec",
+        "data",
+        "board",
+        "e / l / c ms/batch",
+        "binds",
+    ):
         table.add_column(col)
     for col in ("predicted s", "measured s", "error"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
+            r["mode"],
             r["model"],
             str(r["split"]),
             r["link"],

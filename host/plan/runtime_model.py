@@ -191,9 +191,7 @@ def predict_split(
     """
     e, c = costs.edge_step_s, costs.cloud_step_s
     up = message_link_s(costs.split_batch_wire_bytes or costs.batch_wire_bytes, link, window)
-    down = message_link_s(
-        costs.grad_wire_bytes or costs.batch_wire_bytes, link, window, down=True
-    )
+    down = message_link_s(costs.grad_wire_bytes or costs.batch_wire_bytes, link, window, down=True)
     step = e + up + c + down + link.rtt_s
     eval_up = message_link_s(costs.split_eval_wire_bytes or costs.eval_wire_bytes, link, window)
     evals = [(costs.edge_eval_s, eval_up, costs.cloud_eval_s)] * run.eval_batches

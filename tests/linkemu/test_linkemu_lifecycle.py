@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import IO_TIMEOUT_S
+from linkemu_servers import IO_TIMEOUT_S
 
 from host.linkemu import LinkProfile, ShapedRelay, shaped
 

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import IO_TIMEOUT_S, Received, read_all
+from linkemu_servers import IO_TIMEOUT_S, Received, read_all
 
 from host.linkemu import LinkProfile, ShapedRelay, parse_link, shaped
 

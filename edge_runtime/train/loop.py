@@ -190,7 +190,7 @@ class EdgeTrainer:
                 blocked_s=round(blocked, 5),
             )
             self.on_batch("train", epoch, index + 1, total, loss, hit / len(y))
-        if seen:
+        if seen and self.cfg.mode != "split":  # split learning's front has no exit to score
             self.train_exit_accuracy = correct / seen
         return True
 
@@ -267,7 +267,8 @@ class EdgeTrainer:
             t = time.perf_counter()
             step = self.engine.eval_step(x, y)
             self.edge_busy_s += self._pace(time.perf_counter() - t)
-            if step.logits.shape[1]:  # split learning's front has no exit head
+            # Split learning's front has no exit head (ORT), or one it never trains (torch).
+            if step.logits.shape[1] and self.cfg.mode != "split":
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
             self.blocked_s += sender.put(

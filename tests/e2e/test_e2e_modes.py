@@ -17,7 +17,7 @@ def baseline_bundle(exported):
     return exported("smallcnn", 3, lr=3e-3, baselines=True)
 
 
-def run_mode(mode: str, bundle, tmp_path) -> dict:
+def run_mode(mode: str, bundle, tmp_path, *extra: str) -> dict:
     report = tmp_path / f"{mode}.json"
     out = subprocess.run(
         [
@@ -41,6 +41,7 @@ def run_mode(mode: str, bundle, tmp_path) -> dict:
             str(report),
             "--bundle",
             str(bundle),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -70,8 +71,18 @@ def test_modes_move_the_bytes_they_should(baseline_bundle, tmp_path) -> None:
     assert r["edge"]["bytes_up"] == r["edge"]["bytes_down"] == 0
     for mode, report in r.items():
         assert report["mode"] == mode and report["final_accuracy"] is not None, mode
+        # Only hierarchical training has an exit that it trains and scores.
+        assert (report["edge_exit_accuracy"] is not None) == (mode == "hierarchical"), mode
         # The training phase ends before the run does: the final evaluation comes after it.
         assert 0 < report["train_s"] < report["runtime_s"], (mode, report["train_s"])
+
+
+def test_split_learning_with_torch_scores_no_exit(baseline_bundle, tmp_path) -> None:
+    """The torch front carries the bundle's exit head, which split learning never trains."""
+    r = run_mode("split", baseline_bundle, tmp_path, "--engine", "torch")
+    assert r["engine"] == "torch" and r["batches_trained_cloud"] == 15
+    assert r["edge_exit_accuracy"] is None
+    assert r["early_exit_at_0.9"]["fraction_at_edge"] == 0.0
 
 
 def test_training_phase_needs_both_sides_times() -> None:

@@ -223,4 +223,11 @@ def why(choice: Prediction, predictions: list[Prediction]) -> str:
         slower = 100 * (nxt.runtime_s / choice.runtime_s - 1)
         margin = f"{slower:.0f}% slower" if slower >= 1 else "within 1% (about a tie)"
         line += f"; next best split {nxt.split} ({nxt.bound}) is {margin}"
+    baselines = [p for p in predictions if p.split_runtime_s]
+    if baselines:  # best against best: split learning at the split that suits it most
+        sl = min(baselines, key=lambda p: p.split_runtime_s)
+        line += (
+            f"; split learning is fastest at split {sl.split}, and this run takes "
+            f"{choice.runtime_s / sl.split_runtime_s:.2f} of its time"
+        )
     return line

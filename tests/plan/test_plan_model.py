@@ -103,6 +103,13 @@ def test_best_split_trades_bytes_against_edge_compute() -> None:
     line = why(choice, preds)
     assert "split 2 is fastest: link-bound" in line and "next best split 3" in line
     assert "\n" not in line
+    # Best against best: split learning waits on every gradient; the smallest cut suits it.
+    sl = min(preds, key=lambda p: p.split_runtime_s)
+    assert sl.split == 3
+    assert (
+        f"split learning is fastest at split 3, and this run takes {choice.runtime_s / sl.split_runtime_s:.2f}"
+        in line
+    )
     # A link ten times faster makes the edge the bottleneck: the shallowest cut wins.
     fast = LinkProfile("10mbit", 1e7, 1e7, 0.0)
     assert best([predict(c, fast, run) for c in candidates]).split == 1

@@ -8,7 +8,10 @@ benchmarks are reproducible; they are not measurements of any particular network
           uplinks deliver a few hundred kbit/s to ~1.5 Mbit/s, HSDPA downlinks 1-7 Mbit/s, with
           round trips of 100-200 ms. The uplink is the figure that matters for hierarchical
           training (activations go up) and is kept at the low end, as in the paper's
-          low-bit-rate setting.
+          low-bit-rate setting. The faster downlink carries split learning's gradients, so
+          against split learning a fp32 hierarchical run can save at most 60% here (at 0.40
+          of its time when edge and uplink take equally long); ``768kbit/150ms`` is the same
+          uplink with one rate both ways (docs/results.md measures both).
 ``4g``    up 10 Mbit/s, down 30 Mbit/s, RTT 50 ms. Typical LTE figures in a loaded cell.
 ``wifi``  up 50 Mbit/s, down 50 Mbit/s, RTT 5 ms. A good 802.11n/ac link to a nearby host.
 ``local`` (alias ``none``) unshaped: no rate limit, no added delay.

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.link import LinkError
+from host.cli_options import link_options
 
 console = Console(stderr=True)
 
@@ -299,20 +300,7 @@ def serve_cmd(
 
 
 @cli.command()
-@click.option(
-    "--link",
-    default="3g",
-    show_default=True,
-    help="3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms | serial:<baud>",
-)
-@click.option(
-    "--link-emulation",
-    type=click.Choice(["auto", "kernel", "user"]),
-    default="auto",
-    show_default=True,
-    help="kernel: tc tbf between network namespaces (root); user: a user-space token bucket; "
-    "auto: kernel where it works here, else user",
-)
+@link_options
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
     "--mode",

@@ -27,6 +27,7 @@ from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
 from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, RawBatch
 from edge_runtime.report import MetricsCsv
+from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
 
 PROGRESS = "progress.json"
@@ -190,7 +191,7 @@ class EdgeTrainer:
                 blocked_s=round(blocked, 5),
             )
             self.on_batch("train", epoch, index + 1, total, loss, hit / len(y))
-        if seen and self.cfg.mode != "split":  # split learning's front has no exit to score
+        if seen and self._scores_exit:
             self.train_exit_accuracy = correct / seen
         return True
 
@@ -230,10 +231,13 @@ class EdgeTrainer:
 
     def _pace(self, seconds: float) -> float:
         """Stretch a step to the board profile's speed; returns the paced duration."""
-        if self.cfg.slowdown > 1:
-            time.sleep((self.cfg.slowdown - 1) * seconds)
-            return seconds * self.cfg.slowdown
-        return seconds
+        return pace(seconds, self.cfg.slowdown)
+
+    @property
+    def _scores_exit(self) -> bool:
+        """Only hierarchical training trains its exit head; split learning's front has none
+        (ORT) or one it never trains (torch), so its exit is not scored."""
+        return self.cfg.mode == "hierarchical"
 
     def _upload_raw(self, sender: Sender) -> None:
         """Cloud-only training: the raw data set leaves the device once, as stored (uint8)."""
@@ -267,8 +271,7 @@ class EdgeTrainer:
             t = time.perf_counter()
             step = self.engine.eval_step(x, y)
             self.edge_busy_s += self._pace(time.perf_counter() - t)
-            # Split learning's front has no exit head (ORT), or one it never trains (torch).
-            if step.logits.shape[1] and self.cfg.mode != "split":
+            if self._scores_exit:
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
             self.blocked_s += sender.put(

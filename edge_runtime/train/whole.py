@@ -14,6 +14,7 @@ import numpy as np
 from edge_runtime.bundle import Bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines.base import EngineError
+from edge_runtime.train.pacing import pace
 
 EDGE_WEIGHTS, TAIL_WEIGHTS = "edge_weights.npz", "tail_weights.npz"
 
@@ -70,8 +71,7 @@ class WholeNetTrainer:
             self.optimizer.step()
             correct += int((logits.argmax(1) == target).sum())
             seen += len(y)
-            if self.slowdown > 1:
-                time.sleep((self.slowdown - 1) * (time.perf_counter() - step_t))
+            pace(time.perf_counter() - step_t, self.slowdown)
         self.busy_s += time.perf_counter() - t
         self.train_done_at = time.time()
         return correct / max(seen, 1)
@@ -87,8 +87,7 @@ class WholeNetTrainer:
                 step_t = time.perf_counter()
                 correct += int((self.net(torch.from_numpy(x)).argmax(1).numpy() == y).sum())
                 seen += len(y)
-                if self.slowdown > 1:
-                    time.sleep((self.slowdown - 1) * (time.perf_counter() - step_t))
+                pace(time.perf_counter() - step_t, self.slowdown)
         self.busy_s += time.perf_counter() - t
         return correct / seen if seen else None
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from host.cli_options import link_options
+
 PROFILES = Path(__file__).parent / "profiles"
 
 
@@ -26,19 +28,7 @@ def load_profile(spec: str) -> dict:
 @click.option("--modes", default="hierarchical,split,cloud,edge", show_default=True)
 @click.option("--model", default="smallcnn", show_default=True)
 @click.option("--split", type=int, default=3, show_default=True)
-@click.option(
-    "--link",
-    default="3g",
-    show_default=True,
-    help="3g | 4g | wifi | local | <rate>... | serial:<baud>",
-)
-@click.option(
-    "--link-emulation",
-    type=click.Choice(["auto", "kernel", "user"]),
-    default="auto",
-    show_default=True,
-    help="kernel: tc tbf between network namespaces (root); user: user-space token bucket",
-)
+@link_options
 @click.option("--data", default="synthetic", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)

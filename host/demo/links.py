@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from edge_runtime.link import LinkConfig
 from host.cloud.server import CloudServer
 from host.linkemu import (
+    EMULATION_CHOICES,
     LinkProfile,
     NamespaceLink,
     ShapedRelay,
@@ -34,7 +35,6 @@ from host.linkemu import (
 )
 from host.linkemu.null_modem import NullModem
 
-CHOICES = ("auto", "kernel", "user")
 USER_SPACE = "user-space token bucket (host/linkemu/shaper.py)"
 
 
@@ -229,8 +229,10 @@ def choose_emulation(profile: LinkProfile, choice: str) -> str:
     ``auto`` is ``kernel`` where kernel shaping works here (root, iproute2, a namespace could
     be made), else ``user``. Raises ``EmulationUnavailable`` with the reason.
     """
-    if choice not in CHOICES:
-        raise EmulationUnavailable(f"--link-emulation {choice!r}: choose from {', '.join(CHOICES)}")
+    if choice not in EMULATION_CHOICES:
+        raise EmulationUnavailable(
+            f"--link-emulation {choice!r}: choose from {', '.join(EMULATION_CHOICES)}"
+        )
     if profile.baud is not None:
         if choice == "kernel":
             raise EmulationUnavailable(

@@ -153,15 +153,16 @@ def predict(
     eval_job = (ee, message_link_s(costs.eval_wire_bytes, link, window), ce)
     end_job = (0.0, message_link_s(run.epoch_end_bytes, link, window), 0.0)
     jobs: list[tuple[float, float, float]] = []
-    train_s = 0.0
+    last_train = 0  # jobs up to the last epoch's training batches
     for epoch in range(run.epochs):
         train = [(e, lk, c)] * run.train_batches
         evals = [eval_job] * run.eval_batches
         if epoch == 0 and train:
             train[0] = (e + costs.edge_warmup_s, lk, c + costs.cloud_warmup_s)
         jobs += train
-        train_s = pipeline_s(jobs, link.one_way_s)
+        last_train = len(jobs)
         jobs += evals + [end_job]
+    train_s = pipeline_s(jobs[:last_train], link.one_way_s)
     # The last EPOCH_END's METRICS come back down before the edge calls the run done.
     runtime = pipeline_s(jobs, link.one_way_s) + link.one_way_s
     split_train_s, split_runtime_s = predict_split(costs, link, run, window)

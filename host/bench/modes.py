@@ -19,18 +19,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.modes import MODE_NAMES
 from edge_runtime.report import write_report
 from host.demo import DemoOptions, run_demo
 from host.export import ExportOptions, export_bundle
-
-MODES = ("hierarchical", "split", "cloud", "edge")
 
 
 @dataclass
 class BenchOptions:
     """What `hostctl bench` compares."""
 
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = MODE_NAMES
     model: str = "smallcnn"
     split: int = 3
     link: str = "3g"

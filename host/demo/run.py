@@ -22,6 +22,7 @@ from rich.table import Table
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import run_argv
+from edge_runtime.modes import mode_spec
 from edge_runtime.report import write_report
 from host.cloud.serve import console_events
 from host.cloud.server import CloudServer
@@ -56,7 +57,8 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
     """Run the demo; returns the merged report (also written to work_dir/report.json)."""
     profile = parse_link(opts.link)
     # Chosen before anything runs, so an unavailable emulation fails fast (ValueError).
-    emulation = make_emulation(profile, opts.link_emulation) if opts.mode != "edge" else None
+    spec = mode_spec(opts.mode)
+    emulation = make_emulation(profile, opts.link_emulation) if spec.needs_link else None
     work = opts.work_dir
     work.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]hiertrain demo: {opts.mode}")
@@ -67,7 +69,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
                     model=opts.model,
                     split=opts.split,
                     lr=opts.lr,
-                    baselines=opts.mode != "hierarchical",
+                    baselines=spec.needs_baselines,
                 ),
                 work / "bundle",
             )
@@ -94,7 +96,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         slowdown=opts.slowdown,
     )
     program = [sys.executable, "-m", "edge_runtime.cli"]
-    if emulation is None:  # edge mode: no link, no cloud, the board alone
+    if emulation is None:  # a mode without a link: no cloud, the board alone
         rc, wall = _run_edge(None, run_argv(program, **edge_options), opts.edge_log)
         if rc != 0:
             raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")

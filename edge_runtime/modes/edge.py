@@ -13,6 +13,7 @@ from typing import Any
 from edge_runtime.bundle import Bundle
 from edge_runtime.data import Dataset
 from edge_runtime.modes.spec import ModeSpec
+from edge_runtime.report import RunReport
 
 SPEC = ModeSpec(
     name="edge",
@@ -53,22 +54,21 @@ class EdgeAlone:
         """Train and evaluate `epochs` epochs; returns the run's report."""
         started_at, t0 = time.time(), time.perf_counter()
         acc = self.trainer.fit(data, epochs, batch_size, seed, augment, on_epoch=on_epoch)
-        return {
-            "mode": SPEC.name,
-            "role": "edge",
-            "model": self.bundle.model,
-            "split": self.bundle.split,
-            "engine": "torch",
-            "epochs": epochs,
-            "runtime_s": round(time.perf_counter() - t0, 3),
-            "started_at": started_at,
-            "train_done_at": self.trainer.train_done_at,
-            "bytes_up": 0,
-            "bytes_down": 0,
-            "batches_sent": 0,
-            "final_accuracy": acc,
-            "edge_exit_accuracy": None,
-            "edge_busy_s": round(self.trainer.busy_s, 3),
-            "data": data.describe(),
-            "stopped_early": False,
-        }
+        return RunReport(
+            mode=SPEC.name,
+            role="edge",
+            model=self.bundle.model,
+            split=self.bundle.split,
+            epochs=epochs,
+            runtime_s=round(time.perf_counter() - t0, 3),
+            batches_sent=0,
+            final_accuracy=acc,
+            edge_busy_s=round(self.trainer.busy_s, 3),
+            extra={
+                "engine": "torch",
+                "started_at": started_at,
+                "train_done_at": self.trainer.train_done_at,
+                "data": data.describe(),
+                "stopped_early": False,
+            },
+        ).as_dict()

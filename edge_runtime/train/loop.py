@@ -29,7 +29,7 @@ from edge_runtime.link import EdgeLink
 from edge_runtime.link.messages import EpochEnd, EvalBatch
 from edge_runtime.modes import mode_spec
 from edge_runtime.modes.base import EdgeMode
-from edge_runtime.report import MetricsCsv
+from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
 
@@ -262,31 +262,33 @@ class EdgeTrainer:
 
     def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:
         stats = self.link.stats
-        return {
-            "mode": self.cfg.mode,
-            "role": "edge",
-            "engine": self.engine.name if self.engine else None,
-            "codec": self.cfg.codec,
-            "slowdown": self.cfg.slowdown,
-            "epochs": self.cfg.epochs,
-            "epochs_done": self.progress.epoch,
-            "stopped_early": self.stopped_early,
-            "runtime_s": round(runtime_s, 3),
-            "started_at": self.started_at,
-            "train_done_at": self.train_done_at,
-            "bytes_up": stats.get("bytes_up", 0),
-            "bytes_down": stats.get("bytes_down", 0),
-            "link_stats": stats,
-            "batches_sent": sender.batches_sent,
-            "eval_batches_sent": sender.eval_batches_sent,
-            "batches_skipped_host_had": self.skipped,
-            "edge_exit_accuracy": self.exit_accuracy,
-            "edge_train_exit_accuracy": self.train_exit_accuracy,
-            "final_accuracy": final.get("final_accuracy"),
-            "cloud_busy_s_reported": final.get("cloud_busy_s"),
-            "early_exit": final.get("early_exit"),
-            "edge_busy_s": round(self.edge_busy_s, 3),
-            "edge_send_s": round(sender.send_s, 3),
-            "edge_blocked_s": round(self.blocked_s, 3),
-            "host_metrics": sender.metrics,
-        }
+        return RunReport(
+            mode=self.cfg.mode,
+            role="edge",
+            epochs=self.cfg.epochs,
+            runtime_s=round(runtime_s, 3),
+            bytes_up=stats.get("bytes_up", 0),
+            bytes_down=stats.get("bytes_down", 0),
+            batches_sent=sender.batches_sent,
+            edge_exit_accuracy=self.exit_accuracy,
+            final_accuracy=final.get("final_accuracy"),
+            edge_busy_s=round(self.edge_busy_s, 3),
+            extra={
+                "engine": self.engine.name if self.engine else None,
+                "codec": self.cfg.codec,
+                "slowdown": self.cfg.slowdown,
+                "epochs_done": self.progress.epoch,
+                "stopped_early": self.stopped_early,
+                "started_at": self.started_at,
+                "train_done_at": self.train_done_at,
+                "link_stats": stats,
+                "eval_batches_sent": sender.eval_batches_sent,
+                "batches_skipped_host_had": self.skipped,
+                "edge_train_exit_accuracy": self.train_exit_accuracy,
+                "cloud_busy_s_reported": final.get("cloud_busy_s"),
+                "early_exit": final.get("early_exit"),
+                "edge_send_s": round(sender.send_s, 3),
+                "edge_blocked_s": round(self.blocked_s, 3),
+                "host_metrics": sender.metrics,
+            },
+        ).as_dict()

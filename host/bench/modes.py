@@ -11,7 +11,6 @@ hierarchical.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,8 +238,3 @@ def figures(report: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "runtime_accuracy.png", dpi=110)
     plt.close(fig)
-
-
-def load_report(path: Path) -> dict[str, Any]:
-    """Read a bench.json back (for re-plotting)."""
-    return json.loads(Path(path).read_text())

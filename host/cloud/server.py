@@ -17,7 +17,7 @@ from edge_runtime.bundle import Bundle
 from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
 from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Metrics
 from edge_runtime.link.transports import Transport
-from edge_runtime.report import MetricsCsv
+from edge_runtime.report import MetricsCsv, RunReport
 from host.cloud.edge_state import EdgeState
 from host.cloud.modes import host_mode
 
@@ -239,24 +239,26 @@ class CloudServer:
             )
         stats = self.listener_stats()
         single = edges[0] if len(edges) == 1 else {}
-        return {
-            "mode": self.mode,
-            "role": "cloud",
-            "model": m["model"],
-            "split": m["split"],
-            "link": link,
-            "epochs": max((len(e["epochs"]) for e in edges), default=0),
-            "runtime_s": round(time.time() - self.started, 3),
-            "bytes_up": stats["bytes_up"],
-            "bytes_down": stats["bytes_down"],
-            "batches_trained_cloud": sum(e["batches_trained_cloud"] for e in edges),
-            "final_accuracy": single.get("final_accuracy"),
-            "edge_exit_accuracy": single.get("edge_exit_accuracy"),
-            "cloud_busy_s": round(sum(e["cloud_busy_s"] for e in edges), 3),
-            "last_trained_at": single.get("last_trained_at"),
-            "edges": edges,
-            "errors": self.errors,
-        }
+        return RunReport(
+            mode=self.mode,
+            role="cloud",
+            model=m["model"],
+            split=m["split"],
+            link=link,
+            epochs=max((len(e["epochs"]) for e in edges), default=0),
+            runtime_s=round(time.time() - self.started, 3),
+            bytes_up=stats["bytes_up"],
+            bytes_down=stats["bytes_down"],
+            batches_trained_cloud=sum(e["batches_trained_cloud"] for e in edges),
+            final_accuracy=single.get("final_accuracy"),
+            edge_exit_accuracy=single.get("edge_exit_accuracy"),
+            cloud_busy_s=round(sum(e["cloud_busy_s"] for e in edges), 3),
+            extra={
+                "last_trained_at": single.get("last_trained_at"),
+                "edges": edges,
+                "errors": self.errors,
+            },
+        ).as_dict()
 
     def listener_stats(self) -> dict[str, int]:
         """Wire bytes over every session so far (up: edge to host)."""

@@ -237,7 +237,14 @@ class HostListener:
                     hello = None
                     continue
                 io.stats = LinkStats()
-                session = self._open_session(io, hello, serial)
+                try:
+                    session = self._open_session(io, hello, serial)
+                except HandshakeRefused as exc:  # the application cannot take this edge
+                    self.refusals.append(refuse(io, exc.code, exc.message))
+                    if not serial:
+                        return
+                    hello = None
+                    continue
                 self._spawn(on_session, session, name=f"session-{session.edge_id}")
                 try:
                     hello = session._channel.run(io.take_backlog())

@@ -7,6 +7,7 @@ come every `checkpoint_every` batches, at each epoch end and when a session ends
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -14,11 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.bundle import Bundle
-from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
-from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Metrics
+from edge_runtime.link import (
+    HandshakeRefused,
+    HostListener,
+    HostSession,
+    LinkClosed,
+    LinkConfig,
+    LinkError,
+)
+from edge_runtime.link.messages import Batch, Bye, EpochEnd, Error, EvalBatch, Metrics
 from edge_runtime.link.transports import Transport
 from edge_runtime.report import MetricsCsv, RunReport
-from host.cloud.edge_state import EdgeState
+from edge_runtime.statefile import StateError
+from host.cloud.edge_state import EdgeState, check_state_dir
 from host.cloud.modes import host_mode
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
@@ -56,7 +65,9 @@ class CloudServer:
         self._stopping = threading.Event()
         self._changed = threading.Condition()
         self.errors: list[str] = []
+        self.fatal: StateError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
+        check_state_dir(self.state_dir)  # a damaged checkpoint stops us here, not mid-run
         self.listener = HostListener(
             key, bundle.manifest_sha256, resume_for=self._resume_for, config=config
         )
@@ -84,7 +95,13 @@ class CloudServer:
             return self._edges[key]
 
     def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
-        state = self.edge(edge_id, run_id)
+        try:
+            state = self.edge(edge_id, run_id)
+        except StateError as exc:
+            self.errors.append(f"{edge_id}: {exc}")
+            raise HandshakeRefused(
+                "state", f"the host cannot load this run's tail: {exc}"
+            ) from None
         with state.lock:
             return state.consumed_seq, state.resume_info()
 
@@ -110,9 +127,14 @@ class CloudServer:
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
             self.on_event("error", state, {"error": str(exc)})
+        except StateError as exc:
+            self._fail(session, state, exc)
         finally:
-            with state.lock:
-                self.commit(session, state)
+            try:
+                with state.lock:
+                    self.commit(session, state)
+            except StateError as exc:
+                self._fail(session, state, exc)
             with self._changed:
                 self._active.discard(session)
                 self._changed.notify_all()
@@ -142,6 +164,16 @@ class CloudServer:
             self.commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)
+
+    def _fail(self, session: HostSession, state: EdgeState, exc: StateError) -> None:
+        """The host cannot keep state (disk full, say): tell the edge, stop serving. What was
+        trained since the last checkpoint is not acknowledged, so the edge keeps it spooled."""
+        self.errors.append(f"{state.edge_id}: {exc}")
+        self.fatal = self.fatal or exc
+        self.on_event("error", state, {"error": str(exc)})
+        with contextlib.suppress(LinkError):
+            session.send(Error("state", f"the host stopped: {exc}"))
+        self.request_stop()
 
     def maybe_commit(self, session: HostSession, state: EdgeState) -> None:
         """Checkpoint and acknowledge once `checkpoint_every` batches are trained in memory."""
@@ -208,7 +240,11 @@ class CloudServer:
         for state in states:
             with state.lock:
                 if state.last_seq > state.consumed_seq:
-                    state.checkpoint()
+                    try:
+                        state.checkpoint()
+                    except StateError as exc:
+                        self.errors.append(f"{state.edge_id}: {exc}")
+                        self.fatal = self.fatal or exc
         self.csv.close()
 
     def report(self, link: str | None = None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
 from host.cloud.edge_state import EdgeState, check_state_dir
 from host.cloud.modes import host_mode
+from host.cloud.validate import BadMessage, check_message
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
 
@@ -122,6 +123,11 @@ class CloudServer:
                     break
                 if msg is None:
                     continue
+                try:
+                    check_message(msg, self.bundle.manifest)
+                except BadMessage as exc:
+                    self._refuse(session, state, exc)
+                    break
                 with state.lock:
                     self._dispatch(session, state, msg)
         except LinkError as exc:
@@ -164,6 +170,17 @@ class CloudServer:
             self.commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)
+
+    def _refuse(self, session: HostSession, state: EdgeState, exc: BadMessage) -> None:
+        """An unusable message: tell the edge, log it, end its session; it is not trained on
+        and not acknowledged. Other edges go on."""
+        self.errors.append(f"{state.edge_id}: refused a message: {exc}")
+        self.on_event("error", state, {"error": f"refused a message: {exc}"})
+        with contextlib.suppress(LinkError):
+            session.send(Error("message", f"the host refused a message: {exc}"))
+            session.flush(5.0)  # the ERROR first: BYE and the closed stream would overtake it
+        with contextlib.suppress(LinkError):
+            session.close("bad message")
 
     def _fail(self, session: HostSession, state: EdgeState, exc: StateError) -> None:
         """The host cannot keep state (disk full, say): tell the edge, stop serving. What was

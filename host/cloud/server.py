@@ -96,6 +96,17 @@ class CloudServer:
             return self._edges[key]
 
     def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
+        with self._changed:
+            twins = [s.run_id for s in self._active if s.edge_id == edge_id and s.run_id != run_id]
+        if twins:
+            # The same (edge, run) reconnecting takes its session over; another run under a
+            # live edge id is a second board claiming this one's name.
+            message = (
+                f"edge id {edge_id!r} is already training run {twins[0]} here; "
+                "give each board its own --edge-id"
+            )
+            self.errors.append(f"{edge_id}: refused run {run_id}: {message}")
+            raise HandshakeRefused("identity", message)
         try:
             state = self.edge(edge_id, run_id)
         except StateError as exc:

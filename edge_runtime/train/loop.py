@@ -25,8 +25,16 @@ import numpy as np
 from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
-from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, RawBatch
 from edge_runtime.report import MetricsCsv
+from edge_runtime.train.messages import (
+    RAW_TEST,
+    RAW_TRAIN,
+    Batch,
+    EpochEnd,
+    EvalBatch,
+    RawBatch,
+    UploadDone,
+)
 from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
 
@@ -35,7 +43,6 @@ CHECKPOINT = "engine.ckpt"
 # hierarchical: ours. split: split learning (GRAD comes back, the edge waits for it).
 # cloud: the raw training set goes up once (RAW_BATCH; set 0 train, 1 test), the host trains all.
 LINK_MODES = ("hierarchical", "split", "cloud")
-RAW_TRAIN, RAW_TEST = 0, 1
 
 
 @dataclass
@@ -251,16 +258,12 @@ class EdgeTrainer:
                 self.blocked_s += sender.put(RawBatch(raw_set, index, y_all[sl], x_all[sl]))
                 self.on_batch("upload", raw_set, index + 1, total, 0.0, 0.0)
         self.blocked_s += sender.put(
-            EpochEnd(
-                0,
-                {
-                    "upload_done": True,
-                    "epochs": self.cfg.epochs,
-                    "batch_size": self.cfg.batch_size,
-                    "seed": self.cfg.seed,
-                    "augment": self.cfg.augment,
-                    "num_classes": self.data.num_classes,
-                },
+            UploadDone(
+                epochs=self.cfg.epochs,
+                batch_size=self.cfg.batch_size,
+                seed=self.cfg.seed,
+                augment=self.cfg.augment,
+                num_classes=self.data.num_classes,
             )
         )
 

@@ -12,7 +12,9 @@ import threading
 import time
 
 from edge_runtime.link import EdgeLink, LinkError
-from edge_runtime.link.messages import Batch, Error, EvalBatch, Grad, Message, Metrics
+from edge_runtime.link.control import Error
+from edge_runtime.link.messages import Message
+from edge_runtime.train.messages import Batch, EvalBatch, Grad, Metrics
 
 _STOP = object()
 

@@ -18,9 +18,20 @@ import numpy as np
 from edge_runtime.bundle import Bundle
 from edge_runtime.data import Dataset
 from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
-from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Grad, Metrics, RawBatch
+from edge_runtime.link.control import Bye
 from edge_runtime.report import MetricsCsv
-from edge_runtime.train.loop import LINK_MODES, RAW_TEST, RAW_TRAIN
+from edge_runtime.train.loop import LINK_MODES
+from edge_runtime.train.messages import (
+    RAW_TEST,
+    RAW_TRAIN,
+    Batch,
+    EpochEnd,
+    EvalBatch,
+    Grad,
+    Metrics,
+    RawBatch,
+    UploadDone,
+)
 from edge_runtime.train.whole import WholeNetTrainer
 from host.cloud.edge_state import EdgeState
 
@@ -131,11 +142,11 @@ class CloudServer:
             if state.last_seq - state.consumed_seq >= self.checkpoint_every:
                 self._commit(session, state)
         elif isinstance(msg, RawBatch):
-            state.raw.setdefault(msg.epoch, {})[msg.index] = (msg.labels, msg.data)
+            state.raw.setdefault(msg.raw_set, {})[msg.index] = (msg.labels, msg.data)
             state.last_seq = msg.seq
-        elif isinstance(msg, EpochEnd) and msg.metrics.get("upload_done"):
+        elif isinstance(msg, UploadDone):
             state.last_seq = msg.seq
-            self._train_whole(session, state, msg.metrics)
+            self._train_whole(session, state, msg)
         elif isinstance(msg, Batch):
             figures = state.train(msg.epoch, msg.index, msg.tensor, msg.labels)
             state.last_seq = msg.seq
@@ -174,7 +185,7 @@ class CloudServer:
         )
         self.on_event("batch", state, {"epoch": msg.epoch, "index": msg.index, **figures})
 
-    def _train_whole(self, session: HostSession, state: EdgeState, plan: dict[str, Any]) -> None:
+    def _train_whole(self, session: HostSession, state: EdgeState, plan: UploadDone) -> None:
         """Cloud-only mode: train the whole network on the uploaded raw data, here."""
 
         def stack(raw_set: int) -> tuple:
@@ -186,7 +197,7 @@ class CloudServer:
         x_train, y_train = stack(RAW_TRAIN)
         x_test, y_test = stack(RAW_TEST)
         data = Dataset.from_arrays(
-            "uploaded", x_train, y_train, x_test, y_test, num_classes=plan["num_classes"]
+            "uploaded", x_train, y_train, x_test, y_test, num_classes=plan.num_classes
         )
         trainer = WholeNetTrainer(self.bundle, "cloud")
 
@@ -202,13 +213,9 @@ class CloudServer:
             session.send(Metrics(result))
             self.on_event("epoch", state, result)
 
-        trainer.fit(
-            data, plan["epochs"], plan["batch_size"], plan["seed"], plan["augment"], on_epoch
-        )
+        trainer.fit(data, plan.epochs, plan.batch_size, plan.seed, plan.augment, on_epoch)
         state.trained_ids = [
-            (e, i)
-            for e in range(plan["epochs"])
-            for i in range(-(-len(x_train) // plan["batch_size"]))
+            (e, i) for e in range(plan.epochs) for i in range(-(-len(x_train) // plan.batch_size))
         ]
         state.last_trained_at = trainer.train_done_at
         state.raw.clear()

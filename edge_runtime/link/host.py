@@ -4,9 +4,8 @@ The listener remembers, per (edge_id, run_id), the highest sequence number hande
 application (``delivered``) and the application's consumed cursor, so that a reconnecting edge
 neither loses nor repeats a message; after a host restart ``resume_for`` supplies the cursor.
 
-Edges arrive on lines of two kinds, behind one interface (``HostLine``): a TCP connection is one
-peer and ends with it; a serial line outlives its peers, so after a refusal, a failed handshake
-or a lost session it waits for the next HELLO.
+Edges arrive on lines (lines.py): a TCP connection, which ends with its peer, or a serial line,
+which waits for the next HELLO after a refusal, a failed handshake or a lost session.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,72 +23,14 @@ from edge_runtime.link.control import Bye, Hello, Welcome
 from edge_runtime.link.errors import HandshakeRefused, LinkClosed, LinkError, ProtocolError
 from edge_runtime.link.handshake import check_hello_header, host_handshake, refuse
 from edge_runtime.link.header import HEADER, MsgType
+from edge_runtime.link.lines import HostLine, SerialLine, TcpConnection
 from edge_runtime.link.messages import Message, decode_message
 from edge_runtime.link.spool import MemoryStore
-from edge_runtime.link.stream import FrameIO, LinkStats
-from edge_runtime.link.transports import SocketTransport, Transport, listen_tcp, open_url
+from edge_runtime.link.stream import LinkStats
+from edge_runtime.link.transports import SocketTransport, listen_tcp, open_url
 
 ResumeFor = Callable[[str, str], tuple[int, dict[str, Any]]]
 SessionHandler = Callable[["HostSession"], None]
-
-
-class HostLine(ABC):
-    """One transport the listener serves edges on, with its frame reader and writer."""
-
-    def __init__(self, transport: Transport, config: LinkConfig) -> None:
-        self.transport = transport
-        self.io = FrameIO(transport, config.max_frame, LinkStats())
-        self._hello_timeout = config.handshake_timeout
-
-    @property
-    @abstractmethod
-    def keeps_listening(self) -> bool:
-        """True if the line serves the next HELLO after a refusal or a lost session."""
-
-    @abstractmethod
-    def hello_deadline(self) -> float | None:
-        """When to stop waiting for a HELLO (time.monotonic), None to wait as long as it lives."""
-
-    @abstractmethod
-    def end_session(self) -> None:
-        """A session on this line is over: what becomes of the line."""
-
-    def close(self) -> None:
-        """Close the transport; a read or write blocked on it ends with LinkClosed."""
-        self.transport.close()
-
-
-class TcpConnection(HostLine):
-    """One edge's TCP connection: a session, or several if the edge starts over; then gone."""
-
-    @property
-    def keeps_listening(self) -> bool:
-        """A TCP peer that fails the handshake or loses its session is dropped."""
-        return False
-
-    def hello_deadline(self) -> float | None:
-        """A peer that does not say HELLO in the handshake timeout is dropped."""
-        return time.monotonic() + self._hello_timeout
-
-    def end_session(self) -> None:
-        """The connection ends with the session the host closed."""
-        self.close()
-
-
-class SerialLine(HostLine):
-    """A serial device: sessions follow one another on it; noise and refusals never close it."""
-
-    @property
-    def keeps_listening(self) -> bool:
-        """The line is there for the next edge (or the same one, restarted)."""
-        return True
-
-    def hello_deadline(self) -> float | None:
-        """An edge may come at any time."""
-        return None
-
-    def end_session(self) -> None:
-        """The port stays open for the next HELLO."""
 
 
 @dataclass

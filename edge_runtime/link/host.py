@@ -27,7 +27,7 @@ from edge_runtime.link.lines import HostLine, SerialLine, TcpConnection
 from edge_runtime.link.messages import Message, decode_message
 from edge_runtime.link.spool import MemoryStore
 from edge_runtime.link.stream import LinkStats
-from edge_runtime.link.transports import SocketTransport, listen_tcp, open_url
+from edge_runtime.link.transports import SocketTransport, Transport, listen_tcp, open_url
 
 ResumeFor = Callable[[str, str], tuple[int, dict[str, Any]]]
 SessionHandler = Callable[["HostSession"], None]
@@ -175,6 +175,12 @@ class HostListener:
         self._spawn(self._accept_loop, on_session, name="link-accept")
         return self.address
 
+    def serve_transport(self, transport: Transport, on_session: SessionHandler) -> None:
+        """Serve one already-connected stream (e.g. one end of `socket_pair`) like a TCP peer."""
+        line = TcpConnection(transport, self.config)
+        self._add(line)
+        self._spawn(self._serve_connection, line, on_session, name="link-conn")
+
     def serve_serial(self, url: str, on_session: SessionHandler) -> None:
         """Serve one edge at a time on a serial device (or any pyserial URL), in the background."""
         transport = open_url(url, self.config.baudrate, self.config.read_timeout)
@@ -223,9 +229,7 @@ class HostListener:
                 continue
             except OSError:
                 return  # the listening socket was closed
-            line = TcpConnection(SocketTransport(sock, self.config.read_timeout), self.config)
-            self._add(line)
-            self._spawn(self._serve_connection, line, on_session, name="link-conn")
+            self.serve_transport(SocketTransport(sock, self.config.read_timeout), on_session)
 
     def _serve_connection(self, line: TcpConnection, on_session: SessionHandler) -> None:
         try:

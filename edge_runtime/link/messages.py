@@ -63,7 +63,10 @@ def decode_message(header: Header, payload: memoryview | bytes) -> Message:
     """Decode the payload of a frame whose header has been checked; ProtocolError if malformed."""
     cls = _REGISTRY.get(header.type)
     if cls is None:
-        name = MsgType(header.type).name if header.type in MsgType else "unassigned"
+        try:
+            name = MsgType(header.type).name  # assigned, but its family is not loaded here
+        except ValueError:
+            name = "unassigned"
         raise ProtocolError(f"unknown message type {header.type} ({name}) on this end")
     try:
         msg = cls.decode(payload)

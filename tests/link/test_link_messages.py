@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -50,6 +52,11 @@ def test_a_taken_type_code_cannot_be_registered_again() -> None:
     with pytest.raises(ValueError, match="taken by Metrics"):
         register(Impostor)
     assert registered()[MsgType.METRICS] is Metrics
+
+
+def test_an_unassigned_type_code_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match=r"unknown message type 200 \(unassigned\)"):
+        decode_message(Header(type=200, length=0), b"")
 
 
 def test_json_bodies_are_the_same_bytes_as_before_the_registry() -> None:
@@ -124,3 +131,22 @@ def test_raw_batch_names_its_data_set() -> None:
     assert isinstance(back, RawBatch) and (back.raw_set, back.index) == (1, 2)
     # The layout did not change: u32 set | u32 index first.
     assert raw.encode()[:8] == b"\x00\x00\x00\x01\x00\x00\x00\x02"
+
+
+def test_a_process_decodes_only_the_families_it_has_imported() -> None:
+    # A deploy agent imports the link and the deploy family, never training: a BATCH is refused.
+    script = (
+        "import edge_runtime.deploy_messages\n"
+        "from edge_runtime.link.errors import ProtocolError\n"
+        "from edge_runtime.link.header import Header, MsgType\n"
+        "from edge_runtime.link.messages import decode_message, registered\n"
+        "assert MsgType.DEPLOY_COMMIT in registered() and MsgType.BATCH not in registered()\n"
+        "try:\n"
+        "    decode_message(Header(type=MsgType.BATCH, length=0), b'')\n"
+        "except ProtocolError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "unknown message type 16 (BATCH) on this end"

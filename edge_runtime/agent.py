@@ -40,7 +40,7 @@ from edge_runtime.bundle import MANIFEST, BundleError, load_bundle, sha256_file
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.control import Bye, Error
-from edge_runtime.link.messages import Message
+from edge_runtime.link.messages import Malformed, Message
 
 RELEASES = "releases"
 CURRENT = "current"
@@ -338,6 +338,9 @@ def serve_session(
             )
         elif isinstance(msg, Error):
             result.error = f"host: {msg.code}: {msg.message}"
+            return result
+        elif isinstance(msg, Malformed):
+            result.error = f"the host sent a message this agent cannot read: {msg.error}"
             return result
         elif isinstance(msg, Bye):
             if result.release is None and result.error is None:

@@ -35,7 +35,7 @@ from edge_runtime.link.errors import (
     ProtocolError,
 )
 from edge_runtime.link.header import FLAG_RETRANSMIT, Header, MsgType
-from edge_runtime.link.messages import Message, decode_message
+from edge_runtime.link.messages import Malformed, Message, decode_message
 from edge_runtime.link.spool import MemoryStore, Spool
 from edge_runtime.link.stream import FrameIO
 
@@ -77,6 +77,12 @@ class Outbox:
             seq = self.store.append(msg_type, payload)
             self.cond.notify_all()
             return seq
+
+    def first_held(self) -> int:
+        """The lowest sequence number this side can still send (all below were consumed)."""
+        with self.cond:
+            seqs = self.store.seqs()
+            return seqs[0] if seqs else self.store.next_seq
 
     def resume(self, cursor: int, received: int) -> None:
         """Start a connection: the peer consumed up to ``cursor`` and holds up to ``received``."""
@@ -143,7 +149,10 @@ class Inbox:
                 return False, self._missing(seq - 1)
             while self.received + 1 in self.pending:
                 h, p = self.pending.pop(self.received + 1)
-                msg = decode_message(h, p)
+                try:
+                    msg = decode_message(h, p)
+                except ProtocolError as exc:  # the frame is sound: its body is the app's problem
+                    msg = Malformed(h.type, str(exc), seq=h.seq)
                 self.queue.append(msg)
                 self.received = h.seq
             self.cond.notify_all()

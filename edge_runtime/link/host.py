@@ -115,6 +115,10 @@ class HostSession:
             raise LinkError(f"{type(msg).__name__} exceeds max_frame {self._io.max_send}")
         return self._outbox.put(msg.TYPE, payload, timeout)
 
+    def flush(self, timeout: float) -> None:
+        """Wait until the edge has taken everything sent to it; LinkTimeout after `timeout`."""
+        self._outbox.wait_consumed(timeout)
+
     def close(self, reason: str = "done") -> None:
         """Say BYE to the edge and end this session."""
         self._channel.send_control(Bye(reason))
@@ -267,7 +271,11 @@ class HostListener:
             self.refusals.append(exc)
             raise
         line.io.stats = LinkStats()
-        session = self._open_session(line, hello)
+        try:
+            session = self._open_session(line, hello)
+        except HandshakeRefused as exc:  # the application cannot take this edge
+            self.refusals.append(refuse(line.io, exc.code, exc.message))
+            raise
         self._spawn(on_session, session, name=f"session-{session.edge_id}")
         try:
             again = session.run_channel()

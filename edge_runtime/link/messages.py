@@ -59,6 +59,23 @@ def registered() -> dict[int, type[Message]]:
     return dict(_REGISTRY)
 
 
+@dataclass
+class Malformed(Message):
+    """A sequenced frame that arrived whole and in order but whose body does not decode.
+
+    The link hands it to the application in the message's place, as a value: the frame is
+    sound (its CRC held), so the connection goes on, and the application decides what a bad
+    message means (a host refuses it with an ERROR; an edge gives up). It is never sent.
+    """
+
+    type_code: int
+    error: str
+
+    def encode(self) -> bytes:
+        """Never: a Malformed stands for what was received."""
+        raise TypeError("a Malformed message is what was received; it cannot be sent")
+
+
 def decode_message(header: Header, payload: memoryview | bytes) -> Message:
     """Decode the payload of a frame whose header has been checked; ProtocolError if malformed."""
     cls = _REGISTRY.get(header.type)

@@ -27,7 +27,7 @@ from edge_runtime.bundle import MANIFEST, BundleError, load_bundle, read_key_fil
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
 from edge_runtime.link import HostListener, HostSession, LinkConfig, LinkError
 from edge_runtime.link.control import Error
-from edge_runtime.link.messages import Message
+from edge_runtime.link.messages import Malformed, Message
 from host.deploy.board import Board
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.offline import DEPLOY_MANIFEST
@@ -185,6 +185,8 @@ class _Session:
             return None
         if isinstance(msg, Error):
             raise self.fail(step, f"the agent says {msg.code}: {msg.message}")
+        if isinstance(msg, Malformed):
+            raise self.fail(step, f"the agent sent a message the host cannot read: {msg.error}")
         if isinstance(msg, FileVerdict):
             self._verdict(msg)
         return msg

@@ -6,24 +6,28 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
+from linktest_support import BUNDLE, KEY, Collector, fast_config
 
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileVerdict, Inventory
+from edge_runtime.link import EdgeLink, HostListener
 from edge_runtime.link.control import Error, Hello, Welcome
 from edge_runtime.link.errors import ProtocolError
 from edge_runtime.link.header import Header, MsgType
 from edge_runtime.link.messages import (
     JsonMessage,
+    Malformed,
     Message,
     decode_message,
     encode_message,
     register,
     registered,
 )
-from edge_runtime.train.messages import EpochEnd, Metrics, RawBatch, UploadDone
+from edge_runtime.train.messages import Batch, EpochEnd, Metrics, RawBatch, UploadDone
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -150,3 +154,36 @@ def test_a_process_decodes_only_the_families_it_has_imported() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout.strip() == "unknown message type 16 (BATCH) on this end"
+
+
+@dataclass(eq=False)
+class _GarbledBatch(Batch):
+    """A BATCH whose body no decoder can read (a buggy or hostile sender)."""
+
+    def encode(self) -> bytes:
+        return b"\x00\x00\x00\x01\x00\x00\x00\x02\xff"
+
+
+def test_a_body_that_does_not_decode_arrives_as_malformed_and_the_link_goes_on(
+    listener: HostListener, tmp_path: Path
+) -> None:
+    col = Collector()
+    host, port = listener.serve_tcp("127.0.0.1", 0, col)
+    link = EdgeLink.connect(
+        f"socket://{host}:{port}", key=KEY, bundle_sha256=BUNDLE, edge_id="e", run_id="r",
+        spool_dir=tmp_path, config=fast_config(),
+    )  # fmt: skip
+    x = np.zeros((2, 4), np.float32)
+    link.send(Batch(0, 0, np.arange(2), x))
+    link.send(_GarbledBatch(0, 1, np.arange(2), x))
+    link.send(Batch(0, 2, np.arange(2), x))
+    link.flush(10)
+    got = col.data()
+    assert [type(m).__name__ for m in got] == ["Batch", "Malformed", "Batch"]
+    bad = got[1]
+    assert isinstance(bad, Malformed) and bad.type_code == MsgType.BATCH and bad.seq == 2
+    assert bad.error.startswith("malformed BATCH payload")
+    assert link.stats["reconnects"] == 0  # the frame was sound: the connection stayed up
+    with pytest.raises(TypeError):
+        bad.encode()
+    link.close()

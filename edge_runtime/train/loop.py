@@ -26,11 +26,11 @@ import numpy as np
 from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
-from edge_runtime.link.messages import EpochEnd, EvalBatch
 from edge_runtime.modes import mode_spec
 from edge_runtime.modes.base import EdgeMode
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError, file_sha256, previous, read_state, write_state
+from edge_runtime.train.messages import EpochEnd, EvalBatch
 from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
 

@@ -10,8 +10,8 @@ import pytest
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig
-from edge_runtime.link.messages import Batch
 from edge_runtime.link.transports import socket_pair
+from edge_runtime.train.messages import Batch
 from host.cloud.server import CloudServer
 
 

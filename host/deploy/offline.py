@@ -27,7 +27,7 @@ from typing import Any
 
 import tomllib
 
-from edge_runtime.bundle import load_bundle, sha256_file
+from edge_runtime.bundle import load_bundle, mismatched_files, sha256_file, sha256_under
 from host.deploy.board import Board, ort_wheel_exists
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.wheels import download_for_board
@@ -228,13 +228,11 @@ def load_deploy_bundle(path: Path) -> DeployBundle:
         raise BoardError(
             f"{manifest_path} has format {manifest.get('format')!r}, expected {DEPLOY_FORMAT!r}"
         )
-    for rel, expected in sorted(manifest["files"].items()):
-        target = Path(path) / rel
-        if not target.is_file():
-            raise BoardError(f"deploy bundle {path} is incomplete: {rel} is missing")
-        if sha256_file(target) != expected:
-            raise BoardError(
-                f"deploy bundle {path} was modified: {rel} differs from {DEPLOY_MANIFEST} "
-                "(run hostctl bundle again)"
-            )
+    for bad in mismatched_files(manifest["files"], sha256_under(Path(path)), first_only=True):
+        if bad.actual is None:
+            raise BoardError(f"deploy bundle {path} is incomplete: {bad.rel} is missing")
+        raise BoardError(
+            f"deploy bundle {path} was modified: {bad.rel} differs from {DEPLOY_MANIFEST} "
+            "(run hostctl bundle again)"
+        )
     return DeployBundle(Path(path), manifest, hashlib.sha256(raw).hexdigest())

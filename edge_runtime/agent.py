@@ -41,6 +41,7 @@ from edge_runtime.bundle import (
     load_bundle,
     mismatched_files,
     sha256_file,
+    sha256_listing,
     sha256_under,
 )
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
@@ -114,11 +115,7 @@ class Releases:
         base = self.root / RELEASES / release
         if not base.is_dir():
             return {}
-        return {
-            p.relative_to(base).as_posix(): sha256_file(p)
-            for p in sorted((base / "edge").rglob("*"))
-            if p.is_file()
-        }
+        return sha256_listing(base, base / "edge")
 
     def inventory(self) -> dict[str, Any]:
         """The first message of a session: what the host need not send."""

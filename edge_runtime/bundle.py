@@ -152,6 +152,18 @@ def _verify_files(root: Path, side: str, files: dict[str, str]) -> None:
         )
 
 
+def sha256_listing(root: Path, under: Path | None = None) -> dict[str, str]:
+    """{posix path relative to `root`: hex sha256} of every file below `under` (default root).
+
+    The list a manifest carries and `mismatched_files` checks.
+    """
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(Path(under or root).rglob("*"))
+        if p.is_file()
+    }
+
+
 @dataclass(frozen=True)
 class FileMismatch:
     """A listed file whose bytes are not the ones listed."""

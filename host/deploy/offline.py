@@ -22,12 +22,12 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import tomllib
 
-from edge_runtime.bundle import load_bundle, mismatched_files, sha256_file, sha256_under
+from edge_runtime.bundle import load_bundle, mismatched_files, sha256_listing, sha256_under
 from host.deploy.board import Board, ort_wheel_exists
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.wheels import download_for_board
@@ -167,9 +167,9 @@ def make_deploy_bundle(
         on_progress(f"pip download for {board.arch}, Python {board.python}")
         download_for_board(board, requirements, wheels, on_progress)
     files = {
-        p.relative_to(out).as_posix(): sha256_file(p)
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != DEPLOY_MANIFEST
+        rel: sha
+        for rel, sha in sha256_listing(out).items()
+        if PurePosixPath(rel).name != DEPLOY_MANIFEST
     }
     manifest = {
         "format": DEPLOY_FORMAT,

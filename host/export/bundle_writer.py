@@ -23,7 +23,7 @@ from edge_runtime.bundle import (
     TAIL_MODEL,
     TAIL_WEIGHTS,
     USER_MODEL_SOURCE,
-    sha256_file,
+    sha256_listing,
 )
 from host.export.onnx_artifacts import (
     export_inference,
@@ -163,12 +163,7 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
     row = next(r for r in split_table(model) if r["split"] == opts.split)
     edge_params = sum(p.numel() for p in edge_net.parameters())
     tail_params = sum(p.numel() for p in tail.parameters())
-    files = {
-        f.relative_to(out).as_posix(): sha256_file(f)
-        for d in (edge_dir, cloud_dir)
-        for f in sorted(d.rglob("*"))
-        if f.is_file()
-    }
+    files = {**sha256_listing(out, edge_dir), **sha256_listing(out, cloud_dir)}
     optimizer = {"type": opts.optimizer, "lr": opts.lr, "weight_decay": opts.weight_decay}
     manifest = {
         "format": BUNDLE_FORMAT,

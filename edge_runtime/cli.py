@@ -20,6 +20,7 @@ from edge_runtime.data import DATA_SPEC_HELP, DataError, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, EngineError, make_engine
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.codecs import CODECS
+from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
 from edge_runtime.report import write_report
 from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunProgress
 
@@ -90,10 +91,10 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
 )
 @click.option(
     "--mode",
-    type=click.Choice(["hierarchical", "split", "cloud", "edge"]),
+    type=click.Choice(MODE_NAMES),
     default="hierarchical",
     show_default=True,
-    help="hierarchical (ours), split learning, cloud-only (raw data goes up), edge-only",
+    help="; ".join(MODES[m].summary for m in MODE_NAMES),
 )
 @click.option("--data", "data_spec", default="synthetic", show_default=True, help=DATA_SPEC_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
@@ -179,17 +180,20 @@ def run(
     except DataError as exc:
         raise UsageFault(str(exc)) from None
     _check_data_fits(data, bundle.manifest)
-    if mode == "edge":
-        _run_edge_only(
-            bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown
-        )
+    spec = mode_spec(mode)
+    if not spec.needs_link:
+        _run_alone(bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown)
         return
     if url is None:
         raise UsageFault(f"--mode {mode} needs --connect URL (socket://HOST:PORT or a device)")
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
-    eng = None if mode == "cloud" else make_engine(engine, bundle, threads=threads, mode=mode)
+    eng = (
+        make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)
+        if spec.engine_variant
+        else None
+    )
     if resume and eng is not None:
         eng.load_checkpoint(work_dir / CHECKPOINT)
     key = read_key_file(key_file) if key_file else bundle.key()
@@ -322,7 +326,7 @@ def run_argv(program: list[str], **options: object) -> list[str]:
     return argv
 
 
-def _run_edge_only(
+def _run_alone(
     bundle,
     data,
     epochs: int,
@@ -333,14 +337,10 @@ def _run_edge_only(
     report_path: Path | None,
     slowdown: float,
 ) -> None:
-    """Edge-only mode: the board trains the whole network alone (torch), no link."""
-    import time
+    """A mode without a link (edge-only): the board trains the whole network alone."""
+    from edge_runtime.modes.edge import EdgeAlone
 
-    from edge_runtime.train.whole import WholeNetTrainer
-
-    trainer = WholeNetTrainer(bundle, "edge", threads=threads, slowdown=slowdown)
-    started_at, t0 = time.time(), time.perf_counter()
-    acc = trainer.fit(
+    report = EdgeAlone(bundle, threads=threads, slowdown=slowdown).run(
         data,
         epochs,
         batch_size,
@@ -350,27 +350,9 @@ def _run_edge_only(
             f"epoch {e}: train {100 * tr:.1f}%, test {100 * (te or 0):.1f}%"
         ),
     )
-    report = {
-        "mode": "edge",
-        "role": "edge",
-        "model": bundle.model,
-        "split": bundle.split,
-        "engine": "torch",
-        "epochs": epochs,
-        "runtime_s": round(time.perf_counter() - t0, 3),
-        "started_at": started_at,
-        "train_done_at": trainer.train_done_at,
-        "bytes_up": 0,
-        "bytes_down": 0,
-        "batches_sent": 0,
-        "final_accuracy": acc,
-        "edge_exit_accuracy": None,
-        "edge_busy_s": round(trainer.busy_s, 3),
-        "data": data.describe(),
-        "stopped_early": False,
-    }
     if report_path:
         write_report(report_path, report)
+    acc = report["final_accuracy"]
     console.print(f"edge-only done: accuracy {100 * (acc or 0):.1f}%, {report['runtime_s']:.1f} s")
 
 

@@ -38,7 +38,9 @@ class OrtEngine(Engine):
 
     name = "ort"
 
-    def __init__(self, bundle: Bundle, *, threads: int | None = None, variant: str = "") -> None:
+    def __init__(
+        self, bundle: Bundle, *, threads: int | None = None, variant: str = "train"
+    ) -> None:
         """`variant="split"` opens the split-learning artifacts (edge/split/) instead.
 
         `bundle` is the edge half or the whole bundle: the artifacts are read from its edge/.
@@ -51,6 +53,7 @@ class OrtEngine(Engine):
         self._edge_dir = bundle.side_dir("edge")
         self._threads = threads
         edge = bundle.manifest["edge"]
+        variant = "" if variant == "train" else variant
         self._split = bool(variant)  # the front alone, without the exit head
         self._dir = self._edge_dir / variant if variant else self._edge_dir
         if variant and not self._dir.is_dir():

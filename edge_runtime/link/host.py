@@ -160,6 +160,12 @@ class HostListener:
         self._spawn(self._accept_loop, on_session, name="link-accept")
         return self.address
 
+    def serve_transport(self, transport: Transport, on_session: SessionHandler) -> None:
+        """Serve one already-connected stream (e.g. one end of `socket_pair`) like a TCP peer."""
+        with self._lock:
+            self._transports.append(transport)
+        self._spawn(self._serve, transport, on_session, False, name="link-conn")
+
     def serve_serial(self, url: str, on_session: SessionHandler) -> None:
         """Serve one edge at a time on a serial device (or any pyserial URL), in the background."""
         transport = open_url(url, self.config.baudrate, self.config.read_timeout)

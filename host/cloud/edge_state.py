@@ -48,6 +48,14 @@ class EvalEpoch:
 
 
 @dataclass
+class TrainedBatch:
+    """What training one batch gave: its figures, and the activation's gradient if asked."""
+
+    figures: dict[str, Any]
+    grad: np.ndarray | None = None
+
+
+@dataclass
 class EdgeState:
     """One edge's run on this host."""
 
@@ -118,14 +126,26 @@ class EdgeState:
         self.consumed_seq = self.last_seq
 
     def train(
-        self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray
-    ) -> dict | None:
-        """Train on one batch unless its id was trained already; returns the batch's figures."""
+        self,
+        epoch: int,
+        index: int,
+        activation: np.ndarray,
+        labels: np.ndarray,
+        *,
+        want_grad: bool = False,
+    ) -> TrainedBatch | None:
+        """Train the tail on one batch unless its id was trained already (then None).
+
+        `want_grad` (split learning) also returns the loss's gradient w.r.t. the activation.
+        """
         if self.trained is not None and (epoch, index) <= self.trained:
             self.duplicates += 1
             return None
         t = time.perf_counter()
-        loss, correct = self.trainer.train_step(activation, labels)
+        if want_grad:
+            loss, correct, grad = self.trainer.train_step_split(activation, labels)
+        else:
+            (loss, correct), grad = self.trainer.train_step(activation, labels), None
         busy = time.perf_counter() - t
         self.cloud_busy_s += busy
         self.trained = (epoch, index)
@@ -133,30 +153,8 @@ class EdgeState:
         self.train_correct += correct
         self.train_seen += len(labels)
         self.last_trained_at = time.time()
-        return {"loss": loss, "correct": correct, "n": len(labels), "busy_s": busy}
-
-    def train_split(
-        self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray
-    ) -> np.ndarray | None:
-        """Split learning: train the tail and return the activation's gradient for the edge."""
-        if self.trained is not None and (epoch, index) <= self.trained:
-            self.duplicates += 1
-            return None
-        t = time.perf_counter()
-        loss, correct, grad = self.trainer.train_step_split(activation, labels)
-        self.last_split = {
-            "loss": loss,
-            "correct": correct,
-            "n": len(labels),
-            "busy_s": time.perf_counter() - t,
-        }
-        self.cloud_busy_s += self.last_split["busy_s"]
-        self.trained = (epoch, index)
-        self.trained_ids.append((epoch, index))
-        self.train_correct += correct
-        self.train_seen += len(labels)
-        self.last_trained_at = time.time()
-        return grad
+        figures = {"loss": loss, "correct": correct, "n": len(labels), "busy_s": busy}
+        return TrainedBatch(figures, grad)
 
     def evaluate(self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray) -> None:
         """Final-exit correctness of one test batch (a re-sent batch replaces, never adds)."""

@@ -114,27 +114,41 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     Raises BundleError naming the file that is missing or differs from the manifest.
     """
     root = Path(path)
-    manifest_path = root / MANIFEST
     if not root.is_dir():
         raise BundleError(f"bundle {root} does not exist or is not a directory")
-    if not manifest_path.is_file():
-        raise BundleError(
-            f"{root} is not a bundle: no {MANIFEST} (make one with `hostctl export --split N`)"
-        )
-    raw = manifest_path.read_bytes()
-    try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(
-            f"{manifest_path} has format {manifest.get('format')!r}; this runtime reads "
-            f"{BUNDLE_FORMAT!r} (re-export the bundle with this version)"
-        )
+    manifest, raw = read_manifest(
+        root / MANIFEST,
+        BUNDLE_FORMAT,
+        what="a bundle",
+        make="hostctl export --split N",
+        remake="re-export the bundle with this version",
+    )
     side = root.name if root.name in SIDES and not (root / "edge").is_dir() else "all"
     if verify:
         _verify_files(root, side, manifest.get("files", {}))
     return Bundle(root, side, manifest, hashlib.sha256(raw).hexdigest())
+
+
+def read_manifest(
+    path: Path, fmt: str, *, what: str, make: str, remake: str
+) -> tuple[dict[str, Any], bytes]:
+    """A JSON manifest of format `fmt`, and its bytes (whose sha256 names what it describes).
+
+    BundleError says what is wrong: no manifest (`make` makes one), not JSON, or another
+    format (`remake` gives one of this version). `what` names the directory's kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"{path.parent} is not {what}: no {path.name} (make one with `{make}`)")
+    raw = path.read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(f"{path} has format {found!r}; this version reads {fmt!r} ({remake})")
+    return manifest, raw
 
 
 def _verify_files(root: Path, side: str, files: dict[str, str]) -> None:

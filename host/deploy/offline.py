@@ -27,7 +27,14 @@ from typing import Any
 
 import tomllib
 
-from edge_runtime.bundle import load_bundle, mismatched_files, sha256_listing, sha256_under
+from edge_runtime.bundle import (
+    BundleError,
+    load_bundle,
+    mismatched_files,
+    read_manifest,
+    sha256_listing,
+    sha256_under,
+)
 from host.deploy.board import Board, ort_wheel_exists
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.wheels import download_for_board
@@ -213,21 +220,16 @@ def _prepare_out(out: Path) -> None:
 
 def load_deploy_bundle(path: Path) -> DeployBundle:
     """Read a deploy bundle and check every file against its manifest (BoardError if not)."""
-    manifest_path = Path(path) / DEPLOY_MANIFEST
-    if not manifest_path.is_file():
-        raise BoardError(
-            f"{path} is not a deploy bundle: no {DEPLOY_MANIFEST} "
-            "(make one with `hostctl bundle --board FILE --bundle DIR`)"
-        )
-    raw = manifest_path.read_bytes()
     try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BoardError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("format") != DEPLOY_FORMAT:
-        raise BoardError(
-            f"{manifest_path} has format {manifest.get('format')!r}, expected {DEPLOY_FORMAT!r}"
+        manifest, raw = read_manifest(
+            Path(path) / DEPLOY_MANIFEST,
+            DEPLOY_FORMAT,
+            what="a deploy bundle",
+            make="hostctl bundle --board FILE --bundle DIR",
+            remake="run hostctl bundle again",
         )
+    except BundleError as exc:
+        raise BoardError(str(exc)) from None
     for bad in mismatched_files(manifest["files"], sha256_under(Path(path)), first_only=True):
         if bad.actual is None:
             raise BoardError(f"deploy bundle {path} is incomplete: {bad.rel} is missing")

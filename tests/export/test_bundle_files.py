@@ -10,6 +10,7 @@ from edge_runtime.bundle import (
     FileMismatch,
     load_bundle,
     mismatched_files,
+    read_manifest,
     sha256_listing,
     sha256_under,
 )
@@ -49,3 +50,25 @@ def test_a_half_and_the_whole_bundle_find_the_same_files(exported) -> None:
     assert whole.side_dir("edge") == root / "edge"
     with pytest.raises(BundleError, match="is the cloud half of a bundle: it has no edge files"):
         cloud.side_dir("edge")
+
+
+def test_one_manifest_reader_names_what_is_wrong(tmp_path) -> None:
+    path = tmp_path / "m.json"
+    kinds = dict(what="a thing", make="make-it", remake="remake-it")
+    with pytest.raises(
+        BundleError, match=r"is not a thing: no m\.json \(make one with `make-it`\)"
+    ):
+        read_manifest(path, "fmt/1", **kinds)
+    path.write_text("{not json")
+    with pytest.raises(BundleError, match="is not valid JSON"):
+        read_manifest(path, "fmt/1", **kinds)
+    path.write_text('{"format": "fmt/0"}')
+    with pytest.raises(
+        BundleError, match=r"has format 'fmt/0'; this version reads 'fmt/1' \(remake-it\)"
+    ):
+        read_manifest(path, "fmt/1", **kinds)
+    path.write_text('{"format": "fmt/1", "files": {}}')
+    assert read_manifest(path, "fmt/1", **kinds) == (
+        {"format": "fmt/1", "files": {}},
+        path.read_bytes(),
+    )

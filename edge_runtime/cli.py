@@ -22,7 +22,8 @@ from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
 from edge_runtime.report import write_report
-from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunProgress
+from edge_runtime.statefile import StateError
+from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
 console = Console(stderr=True)
 
@@ -57,12 +58,17 @@ def _check_data_fits(ds, manifest: dict) -> None:
 
 
 def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | None) -> RunProgress:
-    existing = RunProgress.load(work_dir)
+    existing = None if fresh else RunProgress.load(work_dir)
     if resume:
-        if existing is None or not (work_dir / CHECKPOINT).is_file():
-            raise UsageFault(f"--resume: {work_dir} holds no checkpoint to resume from")
+        if existing is None:
+            raise UsageFault(f"--resume: {work_dir} holds no run to resume")
+        existing.check_engine_checkpoint(work_dir)
         return existing
-    if existing is not None and not fresh:
+    if existing is not None and not existing.started and not _spooled(work_dir):
+        # A run that trained nothing (a failed connect, say) does not block the next one.
+        console.print(f"{work_dir}: run {existing.run_id} never started; starting a new run")
+        fresh = True
+    elif existing is not None and not fresh:
         raise UsageFault(
             f"{work_dir} holds run {existing.run_id} at epoch {existing.epoch}: "
             "pass --resume to continue it or --fresh to discard it"
@@ -73,6 +79,12 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     progress = RunProgress(run_id or secrets.token_hex(4))
     progress.save(work_dir)
     return progress
+
+
+def _spooled(work_dir: Path) -> bool:
+    """Whether the spool holds anything a previous run sent (or could not send)."""
+    spool = work_dir / "spool"
+    return spool.is_dir() and any(spool.iterdir())
 
 
 @cli.command()
@@ -189,13 +201,26 @@ def run(
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
+    if resume and progress.epoch >= epochs and not _spooled(work_dir):
+        console.print(
+            f"run {progress.run_id} in {work_dir} finished its {progress.epoch} epochs "
+            "and the host has everything: nothing to resume"
+        )
+        return
     eng = (
         make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)
         if spec.engine_variant
         else None
     )
     if resume and eng is not None:
-        eng.load_checkpoint(work_dir / CHECKPOINT)
+        checkpoint = progress.check_engine_checkpoint(work_dir)
+        if checkpoint is not None:
+            eng.load_checkpoint(checkpoint)
+        else:
+            console.print(
+                "no engine checkpoint yet: the front starts again from the bundle; "
+                "the host's record skips the batches it trained"
+            )
     key = read_key_file(key_file) if key_file else bundle.key()
     config = LinkConfig(baudrate=baud, window=window)
     console.print(
@@ -225,6 +250,7 @@ def run(
         mode=mode,
         slowdown=slowdown,
     )
+    finished = False
     try:
         with _progress_bars() as bars:
             trainer = EdgeTrainer(eng, data, link, cfg, progress, stop=stop, on_batch=bars)
@@ -232,8 +258,11 @@ def run(
         if not report["stopped_early"]:
             # A stopped run leaves what the host has not consumed in the spool for --resume.
             link.flush(timeout=cfg.final_metrics_timeout)
+            finished = True
     finally:
-        link.close("stopped" if stop.is_set() else "done")
+        # Only a finished run says "done": after a failure the host keeps the run open for
+        # --resume.
+        link.close("done" if finished and not stop.is_set() else "stopped")
     report.update(
         model=bundle.model,
         split=bundle.split,
@@ -413,7 +442,7 @@ def main() -> None:
     except HandshakeRefused as exc:
         click.echo(f"edge-runtime: refused by the host: {exc}", err=True)
         sys.exit(1)
-    except (AgentError, BundleError, EngineError, LinkError, OSError) as exc:
+    except (AgentError, BundleError, EngineError, LinkError, StateError, OSError) as exc:
         click.echo(f"edge-runtime: failed: {exc}", err=True)
         sys.exit(1)
     if isinstance(code, int) and code:

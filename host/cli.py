@@ -15,6 +15,7 @@ from rich.console import Console
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.link import LinkError
 from edge_runtime.modes import LINK_MODE_NAMES, MODE_NAMES, mode_spec
+from edge_runtime.statefile import StateError
 from host.cli_options import link_options
 
 console = Console(stderr=True)
@@ -449,7 +450,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (BundleError, LinkError, OSError) as exc:
+    except (BundleError, LinkError, StateError, OSError) as exc:
         click.echo(f"hostctl: failed: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

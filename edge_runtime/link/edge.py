@@ -208,6 +208,17 @@ class EdgeLink:
         except LinkError:
             transport.close()
             raise
+        first = self._outbox.first_held()
+        if first > welcome.cursor + 1:
+            transport.close()
+            # The host acknowledged messages up to first - 1 once, and now remembers fewer:
+            # its state was lost. Resending cannot fill that gap; the host would wait forever.
+            raise HandshakeRefused(
+                "state",
+                f"the host consumed this run's messages up to {first - 1} but now knows only "
+                f"{welcome.cursor}: its state was lost. Restore the host's state directory, "
+                "or start the run over with --fresh",
+            )
         if welcome.max_frame:
             io.max_send = min(welcome.max_frame, self.config.max_frame)
         self._max_send = io.max_send

@@ -108,6 +108,10 @@ class HostSession:
             raise LinkError(f"{type(msg).__name__} exceeds max_frame {self._io.max_send}")
         return self._outbox.put(msg.TYPE, payload, timeout)
 
+    def flush(self, timeout: float) -> None:
+        """Wait until the edge has taken everything sent to it; LinkTimeout after `timeout`."""
+        self._outbox.wait_consumed(timeout)
+
     def close(self, reason: str = "done") -> None:
         """Say BYE to the edge and end this session."""
         self._channel.send_control(Bye(reason))
@@ -237,7 +241,14 @@ class HostListener:
                     hello = None
                     continue
                 io.stats = LinkStats()
-                session = self._open_session(io, hello, serial)
+                try:
+                    session = self._open_session(io, hello, serial)
+                except HandshakeRefused as exc:  # the application cannot take this edge
+                    self.refusals.append(refuse(io, exc.code, exc.message))
+                    if not serial:
+                        return
+                    hello = None
+                    continue
                 self._spawn(on_session, session, name=f"session-{session.edge_id}")
                 try:
                     hello = session._channel.run(io.take_backlog())

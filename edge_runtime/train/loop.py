@@ -30,11 +30,16 @@ from edge_runtime.link.messages import EpochEnd, EvalBatch
 from edge_runtime.modes import mode_spec
 from edge_runtime.modes.base import EdgeMode
 from edge_runtime.report import MetricsCsv, RunReport
+from edge_runtime.statefile import StateError, file_sha256, previous, read_state, write_state
 from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
 
 PROGRESS = "progress.json"
 CHECKPOINT = "engine.ckpt"
+FRESH_OR_PREVIOUS = (
+    "start over with --fresh, or restore the previous checkpoint "
+    "(progress.json.prev and engine.ckpt.prev) and --resume"
+)
 
 
 @dataclass
@@ -60,25 +65,68 @@ class EdgeRunConfig:
 
 @dataclass
 class RunProgress:
-    """Where the run stands: the next (epoch, train batch index) to train."""
+    """Where the run stands: the next (epoch, train batch index) to train, and the sha256 of the
+    engine checkpoint that holds the front at that point (None: the bundle's initial front)."""
 
     run_id: str
     epoch: int = 0
     next_index: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    engine_sha256: str | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the run got past its first batch at its last checkpoint."""
+        return (self.epoch, self.next_index) != (0, 0)
 
     @classmethod
     def load(cls, work_dir: Path) -> RunProgress | None:
+        """The saved progress, None if there is none; StateError if it is damaged."""
         path = work_dir / PROGRESS
-        if not path.is_file():
+        if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        return cls(data["run_id"], data["epoch"], data["next_index"], data.get("extra", {}))
+        payload = read_state(path, kind="edge-progress", version=1, way_out=FRESH_OR_PREVIOUS)
+        try:
+            data = json.loads(payload)
+            progress = cls(
+                str(data["run_id"]),
+                int(data["epoch"]),
+                int(data["next_index"]),
+                dict(data.get("extra", {})),
+                data.get("engine_sha256"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                path, f"edge-progress is malformed ({exc!r})", FRESH_OR_PREVIOUS
+            ) from None
+        return progress
 
     def save(self, work_dir: Path) -> None:
-        tmp = work_dir / (PROGRESS + ".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2))
-        os.replace(tmp, work_dir / PROGRESS)
+        """Write atomically (the previous progress is kept as progress.json.prev)."""
+        payload = json.dumps(self.__dict__, indent=2).encode()
+        write_state(work_dir / PROGRESS, payload, kind="edge-progress", version=1)
+
+    def check_engine_checkpoint(self, work_dir: Path) -> Path | None:
+        """The engine checkpoint to resume from (None: start from the bundle's initial front),
+        after checking that it is the one this progress recorded."""
+        path = work_dir / CHECKPOINT
+        if self.engine_sha256 is None:
+            if self.started:
+                raise StateError(
+                    work_dir / PROGRESS,
+                    "records progress but no engine checkpoint",
+                    FRESH_OR_PREVIOUS,
+                )
+            return None
+        if not path.is_file():
+            raise StateError(path, "engine checkpoint is missing", FRESH_OR_PREVIOUS)
+        if file_sha256(path) != self.engine_sha256:
+            raise StateError(
+                path,
+                "engine checkpoint is damaged (sha256 differs from the record)",
+                FRESH_OR_PREVIOUS,
+            )
+        return path
 
 
 def softmax_confidence(logits: np.ndarray) -> np.ndarray:
@@ -238,7 +286,14 @@ class EdgeTrainer:
         )
 
     def _checkpoint(self) -> None:
-        self.engine.save_checkpoint(self.cfg.work_dir / CHECKPOINT)
+        """Engine checkpoint, then the progress that names it: a kill between the two leaves
+        the previous pair (the previous engine checkpoint is kept as engine.ckpt.prev)."""
+        if self.engine is not None:
+            path = self.cfg.work_dir / CHECKPOINT
+            if path.exists():
+                os.replace(path, previous(path))
+            self.engine.save_checkpoint(path)
+            self.progress.engine_sha256 = file_sha256(path)
         self.progress.save(self.cfg.work_dir)
 
     def _await_final_metrics(self, sender: Sender, timeout: float | None = None) -> dict[str, Any]:

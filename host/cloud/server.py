@@ -7,6 +7,7 @@ come every `checkpoint_every` batches, at each epoch end and when a session ends
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -14,12 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.bundle import Bundle
-from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
-from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Metrics
+from edge_runtime.link import (
+    HandshakeRefused,
+    HostListener,
+    HostSession,
+    LinkClosed,
+    LinkConfig,
+    LinkError,
+)
+from edge_runtime.link.messages import Batch, Bye, EpochEnd, Error, EvalBatch, Metrics
 from edge_runtime.link.transports import Transport
 from edge_runtime.report import MetricsCsv, RunReport
-from host.cloud.edge_state import EdgeState
+from edge_runtime.statefile import StateError
+from host.cloud.edge_state import EdgeState, check_state_dir
 from host.cloud.modes import host_mode
+from host.cloud.validate import BadMessage, check_message
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
 
@@ -56,7 +66,9 @@ class CloudServer:
         self._stopping = threading.Event()
         self._changed = threading.Condition()
         self.errors: list[str] = []
+        self.fatal: StateError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
+        check_state_dir(self.state_dir)  # a damaged checkpoint stops us here, not mid-run
         self.listener = HostListener(
             key, bundle.manifest_sha256, resume_for=self._resume_for, config=config
         )
@@ -84,7 +96,24 @@ class CloudServer:
             return self._edges[key]
 
     def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
-        state = self.edge(edge_id, run_id)
+        with self._changed:
+            twins = [s.run_id for s in self._active if s.edge_id == edge_id and s.run_id != run_id]
+        if twins:
+            # The same (edge, run) reconnecting takes its session over; another run under a
+            # live edge id is a second board claiming this one's name.
+            message = (
+                f"edge id {edge_id!r} is already training run {twins[0]} here; "
+                "give each board its own --edge-id"
+            )
+            self.errors.append(f"{edge_id}: refused run {run_id}: {message}")
+            raise HandshakeRefused("identity", message)
+        try:
+            state = self.edge(edge_id, run_id)
+        except StateError as exc:
+            self.errors.append(f"{edge_id}: {exc}")
+            raise HandshakeRefused(
+                "state", f"the host cannot load this run's tail: {exc}"
+            ) from None
         with state.lock:
             return state.consumed_seq, state.resume_info()
 
@@ -105,14 +134,24 @@ class CloudServer:
                     break
                 if msg is None:
                     continue
+                try:
+                    check_message(msg, self.bundle.manifest)
+                except BadMessage as exc:
+                    self._refuse(session, state, exc)
+                    break
                 with state.lock:
                     self._dispatch(session, state, msg)
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
             self.on_event("error", state, {"error": str(exc)})
+        except StateError as exc:
+            self._fail(session, state, exc)
         finally:
-            with state.lock:
-                self.commit(session, state)
+            try:
+                with state.lock:
+                    self.commit(session, state)
+            except StateError as exc:
+                self._fail(session, state, exc)
             with self._changed:
                 self._active.discard(session)
                 self._changed.notify_all()
@@ -142,6 +181,27 @@ class CloudServer:
             self.commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)
+
+    def _refuse(self, session: HostSession, state: EdgeState, exc: BadMessage) -> None:
+        """An unusable message: tell the edge, log it, end its session; it is not trained on
+        and not acknowledged. Other edges go on."""
+        self.errors.append(f"{state.edge_id}: refused a message: {exc}")
+        self.on_event("error", state, {"error": f"refused a message: {exc}"})
+        with contextlib.suppress(LinkError):
+            session.send(Error("message", f"the host refused a message: {exc}"))
+            session.flush(5.0)  # the ERROR first: BYE and the closed stream would overtake it
+        with contextlib.suppress(LinkError):
+            session.close("bad message")
+
+    def _fail(self, session: HostSession, state: EdgeState, exc: StateError) -> None:
+        """The host cannot keep state (disk full, say): tell the edge, stop serving. What was
+        trained since the last checkpoint is not acknowledged, so the edge keeps it spooled."""
+        self.errors.append(f"{state.edge_id}: {exc}")
+        self.fatal = self.fatal or exc
+        self.on_event("error", state, {"error": str(exc)})
+        with contextlib.suppress(LinkError):
+            session.send(Error("state", f"the host stopped: {exc}"))
+        self.request_stop()
 
     def maybe_commit(self, session: HostSession, state: EdgeState) -> None:
         """Checkpoint and acknowledge once `checkpoint_every` batches are trained in memory."""
@@ -208,7 +268,11 @@ class CloudServer:
         for state in states:
             with state.lock:
                 if state.last_seq > state.consumed_seq:
-                    state.checkpoint()
+                    try:
+                        state.checkpoint()
+                    except StateError as exc:
+                        self.errors.append(f"{state.edge_id}: {exc}")
+                        self.fatal = self.fatal or exc
         self.csv.close()
 
     def report(self, link: str | None = None) -> dict[str, Any]:

@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from edge_runtime.bundle import MANIFEST, BundleError, load_bundle, sha256_file
+from edge_runtime.bundle import (
+    MANIFEST,
+    BundleError,
+    load_bundle,
+    mismatched_files,
+    sha256_file,
+    sha256_listing,
+    sha256_under,
+)
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.control import Bye, Error
@@ -110,11 +118,7 @@ class Releases:
         base = self.root / RELEASES / release
         if not base.is_dir():
             return {}
-        return {
-            p.relative_to(base).as_posix(): sha256_file(p)
-            for p in sorted((base / "edge").rglob("*"))
-            if p.is_file()
-        }
+        return sha256_listing(base, base / "edge")
 
     def inventory(self) -> Inventory:
         """The first message of a session: what the host need not send."""
@@ -259,13 +263,10 @@ class Releases:
 
 def _check_release(base: Path, files: dict[str, str], manifest_sha: str) -> str | None:
     """None if `base` holds exactly these files and a bundle with this manifest, else why not."""
-    for rel, sha in files.items():
-        path = base / rel
-        if not path.is_file():
-            return f"{rel} is missing"
-        actual = sha256_file(path)
-        if actual != sha:
-            return f"{rel} has sha256 {actual[:16]}..., expected {sha[:16]}..."
+    for bad in mismatched_files(files, sha256_under(base), first_only=True):
+        if bad.actual is None:
+            return f"{bad.rel} is missing"
+        return f"{bad.rel} has sha256 {bad.actual[:16]}..., expected {bad.expected[:16]}..."
     if files.get(f"edge/{MANIFEST}") != manifest_sha:
         return f"edge/{MANIFEST} is not the manifest of release {manifest_sha[:12]}"
     try:  # every file was hashed above: the manifest need only list the same hashes

@@ -108,12 +108,3 @@ def read_state(path: Path, *, kind: str, version: int, way_out: str) -> bytes:
 def previous(path: Path) -> Path:
     """Where `write_state` kept the file that `path` replaced."""
     return Path(path).with_name(Path(path).name + PREVIOUS)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file another library wrote (an engine checkpoint), to record beside it."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

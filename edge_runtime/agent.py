@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from edge_runtime.bundle import MANIFEST, BundleError, load_bundle, sha256_file
+from edge_runtime.errors import HiertrainError
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.messages import Bye, Error, FileChunk, Message, Metrics
 
@@ -49,7 +50,7 @@ MAX_RELEASE_BYTES = 4 << 30  # a bound on what one deploy may write to the board
 Log = Callable[[str], None]
 
 
-class AgentError(Exception):
+class AgentError(HiertrainError):
     """The agent cannot run: a bad directory, a refused key."""
 
 

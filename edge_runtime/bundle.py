@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import HiertrainError
+
 MANIFEST = "manifest.json"
 KEY_FILE = "link.key"
 BUNDLE_FORMAT = "hiertrain-bundle/1"
 SIDES = ("edge", "cloud")
 
 
-class BundleError(Exception):
+class BundleError(HiertrainError):
     """A bundle is missing, incomplete, modified or of another format."""
 
 

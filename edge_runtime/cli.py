@@ -31,6 +31,14 @@ from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunP
 PROG = "edge-runtime"
 console = Console(stderr=True)
 
+# Options both commands take, declared once (click.option returns a reusable decorator).
+edge_id_option = click.option(
+    "--edge-id", default=None, help="this board's name [default: hostname]"
+)
+baud_option = click.option(
+    "--baud", type=int, default=115200, show_default=True, help="serial links only"
+)
+
 
 @click.group(cls=CommandGroup, prog=PROG)
 @version_option(PROG)
@@ -118,7 +126,7 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     show_default=True,
     help="board profile: pace each step to this many times its compute time here",
 )
-@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
+@edge_id_option
 @click.option("--run-id", default=None, help="[default: random, kept across --resume]")
 @click.option(
     "--work-dir",
@@ -134,7 +142,7 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     default=None,
     help="pre-shared link key [default: the bundle's link.key]",
 )
-@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@baud_option
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
     "--report",
@@ -272,8 +280,8 @@ def run(
     required=True,
     help="the board's deploy key (the board file's [connection] key_file on the host)",
 )
-@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
-@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@edge_id_option
+@baud_option
 @click.option("--once", is_flag=True, help="exit after one deploy session (0: it succeeded)")
 @click.option(
     "--idle-timeout",

@@ -41,6 +41,17 @@ class InputShape(click.ParamType):
         return dims
 
 
+def board_option(func: Callable) -> Callable:
+    """``--board FILE``: the board file of bundle, deploy and hil."""
+    return click.option(
+        "--board",
+        "board_file",
+        required=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="board file (TOML): hw_tests/boards/virtual.toml, qemu-aarch64.toml, or your own",
+    )(func)
+
+
 def model_option(**kwargs: Any) -> Callable:
     """``--model``: a zoo name or a user model; each command gives its default or required."""
     return click.option("--model", help=MODEL_HELP, **{"show_default": True, **kwargs})

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from host.cli_options import board_option
 from host.console import console as stderr_console
 from host.deploy.board import load_board
 from host.deploy.errors import BoardError
@@ -84,7 +85,7 @@ def deploy_command(
 
 
 @click.command("bundle")
-@click.option("--board", "board_file", required=True, type=click.Path(path_type=Path))
+@board_option
 @click.option(
     "--bundle",
     "bundle_dir",
@@ -109,7 +110,7 @@ def bundle_cmd(board_file: Path, bundle_dir: Path, out: Path | None, skip_deps: 
 
 
 @click.command("deploy")
-@click.option("--board", "board_file", required=True, type=click.Path(path_type=Path))
+@board_option
 @click.option(
     "--bundle",
     "deploy_dir",

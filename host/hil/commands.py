@@ -13,19 +13,14 @@ from pathlib import Path
 import click
 
 from edge_runtime.errors import UsageFault
+from host.cli_options import board_option
 from host.deploy.board import load_board
 
 HW_TESTS = Path(__file__).resolve().parents[2] / "hw_tests"
 
 
 @click.command()
-@click.option(
-    "--board",
-    "board_file",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="board file (TOML): hw_tests/boards/virtual.toml, qemu-aarch64.toml, or your own",
-)
+@board_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),

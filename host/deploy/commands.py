@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from edge_runtime.errors import Interrupted
 from host.cli_options import board_option
 from host.console import console as stderr_console
 from host.deploy.board import load_board
@@ -121,7 +122,11 @@ def bundle_cmd(board_file: Path, bundle_dir: Path, out: Path | None, skip_deps: 
 @click.option("--systemd", is_flag=True, help="also write a systemd unit for the edge runtime")
 def deploy_cmd(board_file: Path, deploy_dir: Path, systemd: bool) -> None:
     """Copy what changed to the board, install it offline, verify, switch `current`."""
-    deploy_command(board_file, deploy_dir, systemd, stderr_console)
+    try:
+        deploy_command(board_file, deploy_dir, systemd, stderr_console)
+    except KeyboardInterrupt:
+        # A deploy resumes by running again: files already on the board are not sent twice.
+        raise Interrupted("run the same hostctl deploy again: it sends only what changed") from None
 
 
 COMMANDS = [bundle_cmd, deploy_cmd]

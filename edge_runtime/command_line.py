@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -25,6 +25,8 @@ from edge_runtime.errors import (
 )
 
 TRACEBACK_ENV = "HIERTRAIN_TRACEBACK"
+# click >= 8.2 raises this for a group run without a command; its message is the whole help.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 DISTRIBUTION = "hiertrain"  # --version reads the installed distribution's metadata
 
 # Typed errors of packages that cannot derive from HiertrainError (models/ imports neither host
@@ -92,7 +94,7 @@ class CommandGroup(click.Group):
             raise Fault(self.prog, *classify(exc)) from None
 
 
-def version_option(prog: str):  # noqa: ANN201 - click's decorator type
+def version_option(prog: str) -> Callable[[Callable], Callable]:
     """``--version``: the installed distribution's version, read only when asked."""
     return click.version_option(
         package_name=DISTRIBUTION, prog_name=prog, message="%(prog)s %(version)s"
@@ -121,6 +123,9 @@ def run_cli(group: CommandGroup, args: Sequence[str] | None = None) -> NoReturn:
         click.echo(one_line(prog, Fault(prog, *classify(Interrupted()))), err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
-        click.echo(one_line(prog, exc), err=True)
+        if isinstance(exc, NO_ARGS_IS_HELP):  # the program alone: its help, as click shows it
+            exc.show()
+        else:
+            click.echo(one_line(prog, exc), err=True)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

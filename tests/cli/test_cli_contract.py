@@ -257,3 +257,13 @@ def test_edge_data_errors_are_usage_errors(exported, tmp_path) -> None:
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge-runtime: error: ")
     assert "absent.npz" in lines[0]
+
+
+def test_a_program_run_alone_shows_its_help(capsys) -> None:
+    from host.cli import cli
+
+    with pytest.raises(SystemExit) as ended:
+        run_cli(cli, [])
+    assert ended.value.code == 2  # as click's own standalone mode does
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: hostctl [OPTIONS] COMMAND") and "  export " in err

@@ -12,6 +12,7 @@ import click
 
 from edge_runtime.errors import UsageFault
 from edge_runtime.link.codecs import CODECS
+from edge_runtime.modes import MODE_NAMES, UnknownMode, mode_spec, parse_modes
 from host.cli_options import (
     check_link,
     engine_option,
@@ -41,7 +42,7 @@ def load_profile(spec: str) -> dict:
 
 
 @click.command("bench")
-@click.option("--modes", default="hierarchical,split,cloud,edge", show_default=True)
+@click.option("--modes", default=",".join(MODE_NAMES), show_default=True)
 @model_option(default="smallcnn")
 @click.option("--split", type=int, default=3, show_default=True)
 @link_options
@@ -89,11 +90,15 @@ def bench(
 ) -> None:
     """Run the chosen modes one after the other and compare them (runtime vs split learning)."""
     from edge_runtime.report import write_report
-    from host.bench.modes import MODES, BenchOptions, run_bench
+    from host.bench.modes import BenchOptions, run_bench
 
-    chosen = parse_csv("--modes", modes, MODES)
+    try:
+        chosen = parse_modes(modes)
+    except UnknownMode as exc:  # a usage error already; the option's name gives it context
+        raise UsageFault(f"--modes {modes!r}: {exc}") from None
     chosen_codecs = parse_csv("--codec", codecs, CODECS)
-    check_link(link, link_emulation, "edge" if chosen == ("edge",) else "hierarchical")
+    linked = [m for m in chosen if mode_spec(m).needs_link]
+    check_link(link, link_emulation, linked[0] if linked else chosen[0])
     profile = load_profile(profile_spec) if profile_spec else None
     opts = BenchOptions(
         modes=chosen,

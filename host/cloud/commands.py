@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.errors import UsageFault
+from edge_runtime.modes import LINK_MODE_NAMES
 from host.cli_options import report_option
 from host.console import console
 
@@ -55,7 +56,7 @@ from host.console import console
 @click.option("--link", "link_label", default=None, help="a label for the link, for the report")
 @click.option(
     "--mode",
-    type=click.Choice(["hierarchical", "split", "cloud"]),
+    type=click.Choice(LINK_MODE_NAMES),
     default="hierarchical",
     show_default=True,
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.modes import MODE_NAMES
 from host.cli_options import check_link, codec_option, engine_option, link_options, report_option
 from host.console import stdout_console
 
@@ -36,7 +37,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
     "--mode",
-    type=click.Choice(["hierarchical", "split", "cloud", "edge"]),
+    type=click.Choice(MODE_NAMES),
     default="hierarchical",
     show_default=True,
 )

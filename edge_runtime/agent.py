@@ -46,6 +46,7 @@ from edge_runtime.bundle import (
     sha256_under,
 )
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
+from edge_runtime.errors import HiertrainError
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.control import Bye, Error
 from edge_runtime.link.messages import Malformed, Message
@@ -60,7 +61,7 @@ MAX_RELEASE_BYTES = 4 << 30  # a bound on what one deploy may write to the board
 Log = Callable[[str], None]
 
 
-class AgentError(Exception):
+class AgentError(HiertrainError):
     """The agent cannot run: a bad directory, a refused key."""
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import HiertrainError
+
 MANIFEST = "manifest.json"
 KEY_FILE = "link.key"
 BUNDLE_FORMAT = "hiertrain-bundle/1"
@@ -42,7 +44,7 @@ TAIL_MODEL = "tail_model.onnx"
 SPLIT_ARTIFACTS = "split"  # edge/split/: the front alone, for split learning
 
 
-class BundleError(Exception):
+class BundleError(HiertrainError):
     """A bundle is missing, incomplete, modified or of another format."""
 
 

@@ -15,11 +15,13 @@ import hashlib
 import os
 from pathlib import Path
 
+from edge_runtime.errors import HiertrainError
+
 MAGIC = "hiertrain-state"
 PREVIOUS = ".prev"
 
 
-class StateError(Exception):
+class StateError(HiertrainError):
     """A state file cannot be used: missing, damaged, foreign, or not writable."""
 
     def __init__(self, path: Path, problem: str, way_out: str) -> None:

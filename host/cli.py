@@ -14,6 +14,7 @@ from rich.console import Console
 
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.link import LinkError
+from edge_runtime.link.codecs import CODECS
 from host.cli_options import link_options
 
 console = Console(stderr=True)
@@ -309,9 +310,7 @@ def serve_cmd(
     show_default=True,
 )
 @click.option("--data", default="synthetic:6000", show_default=True)
-@click.option(
-    "--codec", type=click.Choice(["fp32", "fp16", "int8"]), default="int8", show_default=True
-)
+@click.option("--codec", type=click.Choice(CODECS), default="int8", show_default=True)
 @click.option(
     "--engine", type=click.Choice(["auto", "ort", "torch"]), default="auto", show_default=True
 )

@@ -132,6 +132,8 @@ class Message:
 
     TYPE: ClassVar[MsgType]
     SEQUENCED: ClassVar[bool] = True
+    # Carries an activation tensor: decode takes ``max_inflated`` (the bound on a coded tensor).
+    TENSOR: ClassVar[bool] = False
     seq: int = field(default=0, kw_only=True, compare=False)
 
     def encode(self) -> bytes:
@@ -149,6 +151,7 @@ class Batch(Message):
     """Activations of one training batch: u32 epoch | u32 index | labels block | tensor."""
 
     TYPE: ClassVar[MsgType] = MsgType.BATCH
+    TENSOR: ClassVar[bool] = True
     epoch: int
     index: int
     labels: np.ndarray
@@ -162,12 +165,15 @@ class Batch(Message):
         return head + _pack_ints(self.labels, compact=True) + encode_tensor(self.tensor, self.codec)
 
     @classmethod
-    def decode(cls, payload: memoryview | bytes) -> Batch:
-        """Decode; labels come back int64, the tensor float32; ``wire_bytes`` is the payload size."""
+    def decode(cls, payload: memoryview | bytes, max_inflated: int | None = None) -> Batch:
+        """Decode; labels come back int64, the tensor float32; ``wire_bytes`` is the payload size.
+
+        ``max_inflated`` bounds a coded tensor's elements before coding (ProtocolError beyond).
+        """
         view = memoryview(payload)
         epoch, index = struct.unpack_from("!II", view)
         labels, offset = _unpack_ints(view, 8)
-        tensor, codec = decode_tensor_with_codec(view[offset:])
+        tensor, codec = decode_tensor_with_codec(view[offset:], max_inflated)
         return cls(epoch, index, labels.astype(np.int64), tensor, codec, wire_bytes=len(view))
 
 
@@ -183,6 +189,7 @@ class Grad(Message):
     """Gradient at the cut (split-learning baseline): u32 epoch | u32 index | tensor."""
 
     TYPE: ClassVar[MsgType] = MsgType.GRAD
+    TENSOR: ClassVar[bool] = True
     epoch: int
     index: int
     tensor: np.ndarray
@@ -193,11 +200,11 @@ class Grad(Message):
         return struct.pack("!II", self.epoch, self.index) + encode_tensor(self.tensor, self.codec)
 
     @classmethod
-    def decode(cls, payload: memoryview | bytes) -> Grad:
-        """Decode; the tensor comes back float32."""
+    def decode(cls, payload: memoryview | bytes, max_inflated: int | None = None) -> Grad:
+        """Decode; the tensor comes back float32 (``max_inflated`` as in Batch.decode)."""
         view = memoryview(payload)
         epoch, index = struct.unpack_from("!II", view)
-        tensor, codec = decode_tensor_with_codec(view[8:])
+        tensor, codec = decode_tensor_with_codec(view[8:], max_inflated)
         return cls(epoch, index, tensor, codec)
 
 
@@ -559,13 +566,19 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
 }
 
 
-def decode_message(header: Header, payload: memoryview | bytes) -> Message:
-    """Decode the payload of a frame whose header has been checked; ProtocolError if malformed."""
+def decode_message(
+    header: Header, payload: memoryview | bytes, max_inflated: int | None = None
+) -> Message:
+    """Decode the payload of a frame whose header has been checked; ProtocolError if malformed.
+
+    ``max_inflated``: the most bytes a coded tensor may inflate to (the negotiated max_frame, so
+    that a coded frame never costs more memory than an uncoded one could); None: unbounded.
+    """
     cls = MESSAGE_CLASSES.get(header.type)
     if cls is None:
         raise ProtocolError(f"unknown message type {header.type}")
     try:
-        msg = cls.decode(payload)
+        msg = cls.decode(payload, max_inflated) if cls.TENSOR else cls.decode(payload)
     except ProtocolError:
         raise
     except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:

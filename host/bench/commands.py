@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.link.codecs import parse_codecs
 from host.cli_options import link_options
 
 PROFILES = Path(__file__).parent / "profiles"
@@ -99,9 +100,10 @@ def bench(
     unknown = [m for m in chosen if m not in MODES]
     if unknown or not chosen:
         raise UsageFault(f"--modes {modes!r}: choose from {', '.join(MODES)}")
-    chosen_codecs = tuple(c.strip() for c in codecs.split(",") if c.strip())
-    if not chosen_codecs or any(c not in ("fp32", "fp16", "int8") for c in chosen_codecs):
-        raise UsageFault(f"--codec {codecs!r}: choose from fp32, fp16, int8 (comma-separated)")
+    try:
+        chosen_codecs = parse_codecs(codecs)
+    except ValueError as exc:
+        raise UsageFault(f"--{exc}") from None
     check_link(link, link_emulation, "edge" if chosen == ("edge",) else "hierarchical")
     try:
         profile = load_profile(profile_spec) if profile_spec else None

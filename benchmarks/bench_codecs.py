@@ -102,6 +102,7 @@ def compressor_rows(x: np.ndarray, reps: int) -> list[tuple[str, str, float, flo
         _, t_unform = best_of(lambda b=stored: decode_tensor(b), reps)
         head = len(stored) - _stream_len(stored, codec, x)
         stream = stored[head:]
+        size = len(stream)
         extra: list[tuple[str, Callable[[bytes], bytes], Callable[[bytes], bytes]]] = [
             ("zlib-6", lambda s: zlib.compress(s, 6), zlib.decompress)
         ]
@@ -110,11 +111,11 @@ def compressor_rows(x: np.ndarray, reps: int) -> list[tuple[str, str, float, flo
                 (
                     "lz4",
                     lambda s: lz4.compress(s, store_size=False),
-                    lambda p, n=len(stream): lz4.decompress(p, uncompressed_size=n),
+                    lambda p, n=size: lz4.decompress(p, uncompressed_size=n),
                 )
             )
         for label, comp_fn, decomp_fn in extra:
-            packed, t = best_of(lambda f=comp_fn: f(stream), reps)
+            packed, t = best_of(lambda f=comp_fn, s=stream: f(s), reps)
             _, td = best_of(lambda f=decomp_fn, p=packed: f(p), reps)
             ratio = (head + len(packed)) / fp32
             enc_rate, dec_rate = fp32 / (t_form + t) / MB, fp32 / (t_unform + td) / MB
@@ -154,9 +155,7 @@ def main() -> None:
     acts = {}
     for split in splits:
         t0 = time.perf_counter()
-        acts[split] = trained_activation(
-            args.model, split, args.steps, args.data, args.batch_size
-        )
+        acts[split] = trained_activation(args.model, split, args.steps, args.data, args.batch_size)
         x = acts[split]
         print(
             f"  split {split}: activation {tuple(x.shape)}, {x.nbytes / MB:.2f} MB fp32, "

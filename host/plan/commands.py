@@ -37,7 +37,14 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--codec", type=click.Choice(CODECS), default="int8", show_default=True)
+@click.option(
+    "--codec",
+    type=click.Choice([*CODECS, "auto"]),
+    default="int8",
+    show_default=True,
+    help="activation codec; auto: pick codec and split together",
+)
+@click.option("--lossless-only", is_flag=True, help="with --codec auto: only lossless codecs")
 @click.option("--input-shape", default="3x32x32", show_default=True, help="C x H x W")
 @click.option("--num-classes", type=click.IntRange(min=2), default=10, show_default=True)
 @click.option(
@@ -90,6 +97,7 @@ def plan(
     batch_size: int,
     eval_batch_size: int,
     codec: str,
+    lossless_only: bool,
     input_shape: str,
     num_classes: int,
     samples: int,
@@ -108,10 +116,13 @@ def plan(
         profile = parse_link(link)
     except LinkSpecError as exc:
         raise UsageFault(str(exc)) from None
+    if lossless_only and codec != "auto":
+        raise UsageFault("--lossless-only goes with --codec auto (it limits what auto may pick)")
     req = PlanRequest(
         model=model,
         link=profile,
         codec=codec,
+        lossless_only=lossless_only,
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
         input_shape=parse_input_shape(input_shape),

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge_runtime.link.codecs import decode_tensor_with_codec, encode_tensor
+from edge_runtime.link.codecs import BY_NAME, decode_tensor_with_codec, encode_tensor
 from edge_runtime.link.errors import FrameError, ProtocolError
 
 PROTOCOL_VERSION = 1
@@ -139,6 +139,16 @@ class Message:
     def encode(self) -> bytes:
         """The payload bytes of this message."""
         raise NotImplementedError
+
+    @property
+    def inflated_bytes(self) -> int:
+        """Bytes the receiver's decoded tensor elements take before coding (0: no tensor).
+
+        A sender checks it against the negotiated max_frame as the receiver will (decode_message)."""
+        tensor = getattr(self, "tensor", None) if self.TENSOR else None
+        if tensor is None:
+            return 0
+        return int(np.asarray(tensor).size) * BY_NAME[self.codec].wire.itemsize  # type: ignore[attr-defined]
 
     @classmethod
     def decode(cls, payload: memoryview | bytes) -> Message:

@@ -295,3 +295,67 @@ def test_fp32z_round_trips_any_bits(data: list[int], compressor: str) -> None:
     x = np.array(data, dtype=np.uint32).view(np.float32)
     y = decode_tensor(encode_tensor(x, "fp32+z", compressor), max_inflated=x.nbytes)
     assert np.array_equal(_bits(y), x.view(np.uint32))
+
+
+# -- over a real link ----------------------------------------------------------------------------
+
+
+def _connect(url: str, spool, **cfg: object):
+    from linktest_support import BUNDLE, KEY, fast_config
+
+    from edge_runtime.link import EdgeLink
+
+    return EdgeLink.connect(
+        url, key=KEY, bundle_sha256=BUNDLE, edge_id="edge0", run_id="run1", spool_dir=spool,
+        config=fast_config(**cfg),
+    )  # fmt: skip
+
+
+def test_coded_batches_cross_tcp_bit_exact(listener, tmp_path) -> None:
+    from linktest_support import Collector
+
+    col = Collector()
+    host, port = listener.serve_tcp("127.0.0.1", 0, col)
+    link = _connect(f"socket://{host}:{port}", tmp_path)
+    sent = {codec: TENSORS["sparse"] * (i + 1) for i, codec in enumerate(CODED)}
+    for i, (codec, x) in enumerate(sent.items()):
+        link.send(Batch(0, i, np.arange(4) % 10, x, codec))
+    link.flush(10)
+    got = [m for m in col.data() if isinstance(m, Batch)]
+    assert [m.codec for m in got] == CODED
+    assert np.array_equal(_bits(got[0].tensor), _bits(sent["fp32+z"]))
+    for m in got[1:]:
+        plain = decode_tensor(encode_tensor(sent[m.codec], BY_NAME[m.codec].base))
+        assert np.array_equal(_bits(m.tensor), _bits(plain))
+    assert got[0].wire_bytes < 0.8 * sent["fp32+z"].nbytes
+    link.close()
+
+
+def test_sender_refuses_what_would_inflate_past_max_frame(listener, tmp_path) -> None:
+    """A tensor of zeros codes to a few bytes, but the receiver would refuse it: so does the edge."""
+    from linktest_support import Collector
+
+    from edge_runtime.link import FrameError
+
+    host, port = listener.serve_tcp("127.0.0.1", 0, Collector())
+    link = _connect(f"socket://{host}:{port}", tmp_path, max_frame=65536)
+    zeros = np.zeros((4, 64, 16, 16), dtype=np.float32)  # 256 KiB inflated, ~100 B coded
+    with pytest.raises(FrameError, match="exceeds max_frame 65536"):
+        link.send(Batch(0, 0, np.arange(4), zeros, "fp32+z"))
+    assert link.pending == 0
+    link.send(Batch(0, 1, np.arange(4), zeros[:, :8], "fp32+z"))  # 32 KiB: fine
+    link.flush(5)
+    link.close()
+
+
+def test_the_channels_inbox_refuses_a_hostile_batch() -> None:
+    """What the host's reader does with a sequenced BATCH: decode bounded by its max_frame."""
+    from edge_runtime.link.channel import Inbox
+
+    zeros = np.zeros((4, 64, 16, 16), dtype=np.float32)
+    payload = Batch(0, 0, np.arange(4), zeros, "fp32+z").encode()
+    header = Header(type=MsgType.BATCH, seq=1, length=len(payload))
+    inbox = Inbox(window=4)
+    with pytest.raises(ProtocolError, match="negotiated maximum 65536"):
+        inbox.accept(header, memoryview(payload), 65536)
+    assert inbox.received == 0 and not inbox.queue

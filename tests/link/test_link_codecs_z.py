@@ -359,3 +359,38 @@ def test_the_channels_inbox_refuses_a_hostile_batch() -> None:
     with pytest.raises(ProtocolError, match="negotiated maximum 65536"):
         inbox.accept(header, memoryview(payload), 65536)
     assert inbox.received == 0 and not inbox.queue
+
+
+def test_a_board_without_zstandard_codes_with_zlib(tmp_path) -> None:
+    """A real interpreter where zstandard cannot be imported: zlib on the wire, same format; and
+    a zstd-coded tensor from a peer is refused with what to install."""
+    import subprocess
+    import sys
+
+    zstd_buf = encode_tensor(TENSORS["sparse"], "fp32+z", "zstd")
+    (tmp_path / "zstd.bin").write_bytes(zstd_buf)
+    script = f"""
+import sys
+sys.modules["zstandard"] = None  # as on a board with the base install only
+import numpy as np
+from edge_runtime.link import entropy
+from edge_runtime.link.codecs import decode_tensor, encode_tensor
+from edge_runtime.link.errors import ProtocolError
+print(entropy.compressor_name())
+x = np.maximum(np.random.default_rng(0).standard_normal((4, 8, 8, 8)), 0).astype(np.float32)
+np.save({str(tmp_path / "x.npy")!r}, x)
+open({str(tmp_path / "zlib.bin")!r}, "wb").write(encode_tensor(x, "fp32+z"))
+try:
+    decode_tensor(open({str(tmp_path / "zstd.bin")!r}, "rb").read())
+except ProtocolError as exc:
+    print(exc)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "zlib"
+    assert "lacks the zstandard package: pip install zstandard" in lines[1]
+    buf = (tmp_path / "zlib.bin").read_bytes()
+    assert buf[HEAD + 16] == entropy.ZLIB  # after the 4-d shape
+    x = np.load(tmp_path / "x.npy")
+    assert np.array_equal(_bits(decode_tensor(buf)), _bits(x))

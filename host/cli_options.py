@@ -71,14 +71,15 @@ def num_classes_option(func: Callable) -> Callable:
     )
 
 
-def codec_option(default: str) -> Callable:
-    """``--codec``: one activation encoding on the link."""
+def codec_option(default: str, auto: bool = False) -> Callable:
+    """``--codec``: one activation encoding on the link (``auto``: also let the command pick)."""
     return click.option(
         "--codec",
-        type=click.Choice(CODECS),
+        type=click.Choice([*CODECS, "auto"] if auto else CODECS),
         default=default,
         show_default=True,
-        help="activation encoding on the link",
+        help="activation encoding on the link"
+        + ("; auto: pick codec and split together" if auto else ""),
     )
 
 

@@ -134,8 +134,12 @@ class Inbox:
             self.consumed = consumed
             self.pending.clear()
 
-    def accept(self, header: Header, payload: memoryview) -> tuple[bool, list[int]]:
-        """Take a sequenced frame. Returns (ack now, missing seqs to NACK)."""
+    def accept(
+        self, header: Header, payload: memoryview, max_inflated: int | None = None
+    ) -> tuple[bool, list[int]]:
+        """Take a sequenced frame. Returns (ack now, missing seqs to NACK).
+
+        ``max_inflated`` bounds a coded tensor's inflated size (see decode_message)."""
         seq = header.seq
         with self.cond:
             if self.ended is not None:
@@ -150,7 +154,7 @@ class Inbox:
             while self.received + 1 in self.pending:
                 h, p = self.pending.pop(self.received + 1)
                 try:
-                    msg = decode_message(h, p)
+                    msg = decode_message(h, p, max_inflated)
                 except ProtocolError as exc:  # the frame is sound: its body is the app's problem
                     msg = Malformed(h.type, str(exc), seq=h.seq)
                 self.queue.append(msg)
@@ -349,7 +353,8 @@ class Channel:
         else:
             self.stats.payload_bytes_received += header.length
             before = self.inbox.received
-            ack_now, missing = self.inbox.accept(header, payload)
+            # The negotiated maximum frame bounds a coded tensor too (io.max_send, agreed at HELLO).
+            ack_now, missing = self.inbox.accept(header, payload, self.io.max_send)
             if self.inbox.received == before and ack_now:
                 self.stats.duplicates += 1
             if ack_now:

@@ -128,10 +128,10 @@ class EdgeLink:
         if not msg.SEQUENCED:
             raise ValueError(f"{type(msg).__name__} is a control message; send() takes data")
         payload = msg.encode()
-        if len(payload) + HEADER.size > self._max_send:
+        size = max(len(payload) + HEADER.size, msg.inflated_bytes)  # a coded tensor inflates
+        if size > self._max_send:
             raise FrameError(
-                f"{type(msg).__name__} of {len(payload) + HEADER.size} bytes exceeds "
-                f"max_frame {self._max_send}"
+                f"{type(msg).__name__} of {size} bytes exceeds max_frame {self._max_send}"
             )
         return self._outbox.put(msg.TYPE, payload, timeout)
 

@@ -111,7 +111,7 @@ class HostSession:
         if self._inbox.ended is not None:
             raise LinkClosed(f"session with edge {self.edge_id!r} has ended")
         payload = msg.encode()
-        if len(payload) + HEADER.size > self._io.max_send:
+        if max(len(payload) + HEADER.size, msg.inflated_bytes) > self._io.max_send:
             raise LinkError(f"{type(msg).__name__} exceeds max_frame {self._io.max_send}")
         return self._outbox.put(msg.TYPE, payload, timeout)
 

@@ -28,7 +28,15 @@ class Message:
 
     TYPE: ClassVar[MsgType]
     SEQUENCED: ClassVar[bool] = True
+    # Carries an activation tensor: decode takes ``max_inflated`` (the bound on a coded tensor).
+    TENSOR: ClassVar[bool] = False
     seq: int = field(default=0, kw_only=True, compare=False, metadata={"wire": False})
+
+    @property
+    def inflated_bytes(self) -> int:
+        """Bytes the receiver's decoded tensor takes before coding (0: no tensor). A sender
+        checks it against the negotiated max_frame as the receiver will (decode_message)."""
+        return 0
 
     def encode(self) -> bytes:
         """The payload bytes of this message."""
@@ -76,8 +84,14 @@ class Malformed(Message):
         raise TypeError("a Malformed message is what was received; it cannot be sent")
 
 
-def decode_message(header: Header, payload: memoryview | bytes) -> Message:
-    """Decode the payload of a frame whose header has been checked; ProtocolError if malformed."""
+def decode_message(
+    header: Header, payload: memoryview | bytes, max_inflated: int | None = None
+) -> Message:
+    """Decode the payload of a frame whose header has been checked; ProtocolError if malformed.
+
+    ``max_inflated``: the most bytes a coded tensor may inflate to (the negotiated max_frame, so
+    that a coded frame never costs more memory than an uncoded one could); None: unbounded.
+    """
     cls = _REGISTRY.get(header.type)
     if cls is None:
         try:
@@ -86,7 +100,7 @@ def decode_message(header: Header, payload: memoryview | bytes) -> Message:
             name = "unassigned"
         raise ProtocolError(f"unknown message type {header.type} ({name}) on this end")
     try:
-        msg = cls.decode(payload)
+        msg = cls.decode(payload, max_inflated) if cls.TENSOR else cls.decode(payload)
     except ProtocolError:
         raise
     except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edge_runtime.link.codecs import (
+    BY_NAME,
     decode_tensor_with_codec,
     encode_tensor,
     pack_ints,
@@ -33,6 +34,7 @@ class Batch(Message):
     """Activations of one training batch: u32 epoch | u32 index | labels block | tensor."""
 
     TYPE: ClassVar[MsgType] = MsgType.BATCH
+    TENSOR: ClassVar[bool] = True
     epoch: int
     index: int
     labels: np.ndarray
@@ -45,13 +47,21 @@ class Batch(Message):
         head = _IDS.pack(self.epoch, self.index)
         return head + pack_ints(self.labels, compact=True) + encode_tensor(self.tensor, self.codec)
 
+    @property
+    def inflated_bytes(self) -> int:
+        """Bytes of the tensor's elements before entropy coding, as the receiver bounds them."""
+        return int(np.asarray(self.tensor).size) * BY_NAME[self.codec].wire.itemsize
+
     @classmethod
-    def decode(cls, payload: memoryview | bytes) -> Batch:
-        """Decode; labels come back int64, the tensor float32; ``wire_bytes`` is the payload size."""
+    def decode(cls, payload: memoryview | bytes, max_inflated: int | None = None) -> Batch:
+        """Decode; labels come back int64, the tensor float32; ``wire_bytes`` is the payload size.
+
+        ``max_inflated`` bounds a coded tensor's elements before coding (ProtocolError beyond).
+        """
         view = memoryview(payload)
         epoch, index = _IDS.unpack_from(view)
         labels, offset = unpack_ints(view, _IDS.size)
-        tensor, codec = decode_tensor_with_codec(view[offset:])
+        tensor, codec = decode_tensor_with_codec(view[offset:], max_inflated)
         return cls(epoch, index, labels.astype(np.int64), tensor, codec, wire_bytes=len(view))
 
 
@@ -69,6 +79,7 @@ class Grad(Message):
     """Gradient at the cut (split-learning baseline): u32 epoch | u32 index | tensor."""
 
     TYPE: ClassVar[MsgType] = MsgType.GRAD
+    TENSOR: ClassVar[bool] = True
     epoch: int
     index: int
     tensor: np.ndarray
@@ -78,12 +89,17 @@ class Grad(Message):
         """Payload: epoch, index, encoded tensor."""
         return _IDS.pack(self.epoch, self.index) + encode_tensor(self.tensor, self.codec)
 
+    @property
+    def inflated_bytes(self) -> int:
+        """Bytes of the tensor's elements before entropy coding, as the receiver bounds them."""
+        return int(np.asarray(self.tensor).size) * BY_NAME[self.codec].wire.itemsize
+
     @classmethod
-    def decode(cls, payload: memoryview | bytes) -> Grad:
-        """Decode; the tensor comes back float32."""
+    def decode(cls, payload: memoryview | bytes, max_inflated: int | None = None) -> Grad:
+        """Decode; the tensor comes back float32 (``max_inflated`` as in Batch.decode)."""
         view = memoryview(payload)
         epoch, index = _IDS.unpack_from(view)
-        tensor, codec = decode_tensor_with_codec(view[_IDS.size :])
+        tensor, codec = decode_tensor_with_codec(view[_IDS.size :], max_inflated)
         return cls(epoch, index, tensor, codec)
 
 

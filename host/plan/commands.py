@@ -37,7 +37,8 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
 @link_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@codec_option(default="int8")
+@codec_option(default="int8", auto=True)
+@click.option("--lossless-only", is_flag=True, help="with --codec auto: only lossless codecs")
 @input_shape_option
 @num_classes_option
 @click.option(
@@ -90,6 +91,7 @@ def plan(
     batch_size: int,
     eval_batch_size: int,
     codec: str,
+    lossless_only: bool,
     input_shape: tuple[int, int, int],
     num_classes: int,
     samples: int,
@@ -109,10 +111,13 @@ def plan(
     from host.plan.planner import PlanRequest, make_plan
     from host.plan.view import plan_table
 
+    if lossless_only and codec != "auto":
+        raise UsageFault("--lossless-only goes with --codec auto (it limits what auto may pick)")
     req = PlanRequest(
         model=model,
         link=parse_link(link),
         codec=codec,
+        lossless_only=lossless_only,
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
         input_shape=input_shape,

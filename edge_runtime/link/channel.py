@@ -23,6 +23,7 @@ from edge_runtime.link.control import (
     Ack,
     Bye,
     Error,
+    FragNack,
     Hello,
     Keepalive,
     Nack,
@@ -34,13 +35,29 @@ from edge_runtime.link.errors import (
     LinkTimeout,
     ProtocolError,
 )
-from edge_runtime.link.header import FLAG_RETRANSMIT, Header, MsgType
+from edge_runtime.link.fragments import (
+    FRAGMENT,
+    FrameSizer,
+    Partial,
+    add_fragment,
+    cut,
+    fragment_count,
+    pack_fragment,
+)
+from edge_runtime.link.header import FLAG_FRAGMENT, FLAG_RETRANSMIT, Header, MsgType
 from edge_runtime.link.messages import Malformed, Message, decode_message
 from edge_runtime.link.spool import MemoryStore, Spool
 from edge_runtime.link.stream import FrameIO
 
 HANDSHAKE_CODES = ("auth", "version", "bundle")
 _TICK = 0.05
+# A receiver repeats its full list of missing fragments every this many fragments it takes, so a
+# lost resend is asked for again while data flows (the sender drops copies still in flight).
+_FULL_REPORT_EVERY = 16
+# At most this many fragment indices in one FRAG_NACK: it must fit the smallest frame.
+_REPORT_CAP = 48
+
+FragReport = tuple[int, int, list[int]]  # (seq, upto, missing fragments below upto)
 
 
 class Outbox:
@@ -125,6 +142,9 @@ class Inbox:
         self.consumed = 0
         self.queue: deque[Message] = deque()
         self.pending: dict[int, tuple[Header, memoryview]] = {}
+        self.partials: dict[int, Partial] = {}
+        self._reported: set[tuple[int, int]] = set()
+        self._fragments_taken = 0
         self.ended: LinkError | None = None
 
     def new_stream(self, received: int, consumed: int) -> None:
@@ -133,6 +153,8 @@ class Inbox:
             self.received = received
             self.consumed = consumed
             self.pending.clear()
+            self.partials.clear()
+            self._reported.clear()
 
     def accept(
         self, header: Header, payload: memoryview, max_inflated: int | None = None
@@ -151,16 +173,71 @@ class Inbox:
             self.pending[seq] = (header, payload)
             if seq != self.received + 1:
                 return False, self._missing(seq - 1)
-            while self.received + 1 in self.pending:
-                h, p = self.pending.pop(self.received + 1)
-                try:
-                    msg = decode_message(h, p, max_inflated)
-                except ProtocolError as exc:  # the frame is sound: its body is the app's problem
-                    msg = Malformed(h.type, str(exc), seq=h.seq)
-                self.queue.append(msg)
-                self.received = h.seq
-            self.cond.notify_all()
+            self._deliver(max_inflated)
             return True, []
+
+    def accept_fragment(
+        self, header: Header, payload: memoryview, max_message: int, max_inflated: int | None
+    ) -> tuple[bool, list[int], list[FragReport]]:
+        """Take one fragment. Returns (ack now, missing seqs to NACK, fragment reports).
+
+        A report names the fragments missing below this one (and all missing of earlier
+        messages); it is sent when it names a fragment not reported before, or in full every
+        ``_FULL_REPORT_EVERY`` fragments. ProtocolError if the fragment contradicts its message.
+        """
+        seq = header.seq
+        with self.cond:
+            if self.ended is not None:
+                return False, [], []
+            if seq <= self.received or seq in self.pending:
+                return True, [], []  # a duplicate: ack again so the sender stops resending
+            if seq > self.received + self.window:
+                return False, self._missing(self.received + self.window), []
+            part = add_fragment(self.partials, header, payload, max_message)
+            (index,) = FRAGMENT.unpack_from(payload)[:1]
+            self._fragments_taken += 1
+            full = self._fragments_taken % _FULL_REPORT_EVERY == 0
+            before = self.received
+            if part.complete:
+                del self.partials[seq]
+                self._reported = {k for k in self._reported if k[0] != seq}
+                self.pending[seq] = part.join(seq)
+                self._deliver(max_inflated)
+            reports = self._reports(seq, index, full)
+            return self.received > before, self._missing(seq - 1), reports
+
+    def fragment_reports(self, highest: int) -> list[FragReport]:
+        """Every message up to ``highest`` held in part: what is missing of it (a probe's answer)."""
+        with self.cond:
+            return self._reports(highest, None, True)
+
+    def _reports(self, seq: int, index: int | None, full: bool) -> list[FragReport]:
+        out = []
+        for p in sorted(self.partials):
+            if p > seq:
+                break
+            part = self.partials[p]
+            upto = index if (p == seq and index is not None) else part.count
+            missing = part.missing(upto)
+            if not missing or not (full or any((p, i) not in self._reported for i in missing)):
+                continue
+            if len(missing) > _REPORT_CAP:
+                upto, missing = missing[_REPORT_CAP], missing[:_REPORT_CAP]
+            self._reported.update((p, i) for i in missing)
+            out.append((p, upto, missing))
+        return out
+
+    def _deliver(self, max_inflated: int | None) -> None:
+        """Under the lock: hand what is contiguous from ``received + 1`` to the queue."""
+        while self.received + 1 in self.pending:
+            h, p = self.pending.pop(self.received + 1)
+            try:
+                msg = decode_message(h, p, max_inflated)
+            except ProtocolError as exc:  # the frame is sound: its body is the app's problem
+                msg = Malformed(h.type, str(exc), seq=h.seq)
+            self.queue.append(msg)
+            self.received = h.seq
+        self.cond.notify_all()
 
     def consume_upto(self, seq: int) -> None:
         """The application is done with everything up to ``seq`` (cumulative; ACKs carry it)."""
@@ -173,7 +250,8 @@ class Inbox:
             return self._missing(min(highest, self.received + self.window))
 
     def _missing(self, highest: int) -> list[int]:
-        return [s for s in range(self.received + 1, highest + 1) if s not in self.pending]
+        held = self.pending.keys() | self.partials.keys()  # a partial one is asked for by fragment
+        return [s for s in range(self.received + 1, highest + 1) if s not in held]
 
     def push(self, msg: Message) -> None:
         """Queue an unsequenced message (BYE) behind what was received in order."""
@@ -193,6 +271,7 @@ class Inbox:
             if discard:
                 self.queue = deque(m for m in self.queue if m.seq == 0)
                 self.pending.clear()
+                self.partials.clear()
             self.cond.notify_all()
 
     def take(
@@ -225,6 +304,18 @@ class _Tx:
     size: int
 
 
+@dataclass
+class _Send:
+    """One data frame to write: a whole message, or fragment ``index`` of it."""
+
+    seq: int
+    type: int
+    payload: bytes
+    flags: int
+    data: int  # message bytes it carries
+    index: int | None = None
+
+
 class Channel:
     """One connection's worth of reliable delivery in both directions."""
 
@@ -251,6 +342,15 @@ class Channel:
         self._backoff = 1.0
         self._last_write = 0.0
         self._control: deque[Message] = deque()
+        # Fragmented messages in flight, by seq: the cut they were made at (kept for every
+        # resend), their payload, the fragments due to be written, when each was last written
+        # (the writer's order) and which ones the peer said it holds.
+        self._sizer = FrameSizer(io.frame_size, config.min_frame_size)
+        self._cuts: dict[int, int] = {}
+        self._payloads: dict[int, tuple[int, bytes]] = {}
+        self._due: dict[int, set[int]] = {}
+        self._frag_order: dict[int, dict[int, int]] = {}
+        self._have: dict[int, set[int]] = {}
         self._ack_due = False
         self._stopped = False
         self._writer_error: LinkError | None = None
@@ -340,16 +440,38 @@ class Channel:
             nack = decode_message(header, payload)
             assert isinstance(nack, Nack)
             self._on_nack(nack)
+        elif mtype == MsgType.FRAG_NACK:
+            frag_nack = decode_message(header, payload)
+            assert isinstance(frag_nack, FragNack)
+            self._on_frag_nack(frag_nack)
         elif mtype == MsgType.KEEPALIVE:
             probe = decode_message(header, payload)
             assert isinstance(probe, Keepalive)
             missing = self.inbox.missing(probe.highest)
             if missing:
                 self._queue_nack(NACK_PROBE, probe.probe, missing)
+            for seq, upto, frags in self.inbox.fragment_reports(probe.highest):
+                self._queue_frag_nack(NACK_PROBE, probe.probe, 0, seq, upto, frags)
         elif mtype in (MsgType.CHALLENGE, MsgType.AUTH, MsgType.WELCOME):
             pass  # a stale handshake frame from before this connection settled
         elif header.seq == 0:
             self._on_unsequenced(decode_message(header, payload))
+        elif header.flags & FLAG_FRAGMENT:
+            self.stats.payload_bytes_received += header.length - FRAGMENT.size
+            self.stats.fragments_received += 1
+            before = self.inbox.received
+            # The negotiated maximum message bounds a message's fragments and a coded tensor.
+            limit = self.io.max_send
+            ack_now, missing, reports = self.inbox.accept_fragment(header, payload, limit, limit)
+            if self.inbox.received == before and ack_now:
+                self.stats.duplicates += 1
+            if ack_now:
+                self.request_ack()
+            if missing:
+                self._queue_nack(NACK_DATA, header.seq, missing)
+            (index,) = FRAGMENT.unpack_from(payload)[:1]
+            for seq, upto, frags in reports:
+                self._queue_frag_nack(NACK_DATA, header.seq, index, seq, upto, frags)
         else:
             self.stats.payload_bytes_received += header.length
             before = self.inbox.received
@@ -375,6 +497,12 @@ class Channel:
         self.stats.nacks_sent += 1
         self.send_control(Nack(kind, trigger, tuple(missing)))
 
+    def _queue_frag_nack(
+        self, kind: int, trigger: int, trigger_frag: int, seq: int, upto: int, missing: list[int]
+    ) -> None:
+        self.stats.frag_nacks_sent += 1
+        self.send_control(FragNack(kind, trigger, trigger_frag, seq, upto, tuple(missing)))
+
     def _on_ack(self, received: int, consumed: int | None) -> None:
         out = self.outbox
         now = time.monotonic()
@@ -387,6 +515,10 @@ class Channel:
                 self._backoff = 1.0
                 for seq in [s for s in self._tx if s <= received]:
                     del self._tx[seq]
+                for seq in [s for s in self._cuts if s <= received]:
+                    for held in (self._cuts, self._payloads, self._due, self._frag_order):
+                        held.pop(seq, None)
+                    self._have.pop(seq, None)
                 self._resend = {s for s in self._resend if s > received}
                 self._cond.notify_all()
             if consumed is not None and consumed > out.peer_consumed:
@@ -426,6 +558,36 @@ class Channel:
                 self._resend.add(seq)
             self._cond.notify_all()
 
+    def _on_frag_nack(self, nack: FragNack) -> None:
+        """Resend the fragments the peer lacks that were sent before what revealed the gap."""
+        self.stats.nacks += 1
+        with self._cond:
+            seq = nack.seq_missing
+            if seq <= self.outbox.peer_received or seq not in self._cuts:
+                return
+            count = fragment_count(len(self._payloads[seq][1]), self._cuts[seq])
+            missing = {i for i in nack.missing if i < count}
+            have = self._have.setdefault(seq, set())
+            have.update(i for i in range(min(nack.upto, count)) if i not in missing)
+            threshold: int | None = None
+            if nack.kind == NACK_DATA:
+                orders = self._frag_order.get(nack.trigger)
+                if orders is not None:
+                    threshold = orders.get(nack.trigger_frag)
+                elif nack.trigger in self._tx:
+                    threshold = self._tx[nack.trigger].order
+            elif nack.kind == NACK_PROBE:
+                threshold = self._probes.get(nack.trigger)
+            if threshold is None:
+                return
+            sent = self._frag_order.get(seq, {})
+            due = self._due.setdefault(seq, set())
+            lost = [i for i in missing if i not in due and sent.get(i, threshold) < threshold]
+            due.update(lost)
+            if lost:
+                self._sizer.lost(len(lost))
+                self._cond.notify_all()
+
     # -- writer side --------------------------------------------------------------------------
 
     def _rto(self) -> float:
@@ -434,8 +596,8 @@ class Channel:
         base = floor + 2.0 * in_flight / max(self.outbox.throughput, 1.0)
         return min(base * self._backoff, self.config.rto_max)
 
-    def _next_job(self) -> int | Message | None:
-        """Under the lock: a seq to (re)send, a control message to write, or None to wait."""
+    def _next_job(self) -> _Send | Message | None:
+        """Under the lock: a data frame to (re)send, a control message to write, or None."""
         out = self.outbox
         if self._control:
             return self._control.popleft()
@@ -445,12 +607,29 @@ class Channel:
         for seq in sorted(self._resend):
             self._resend.discard(seq)
             if seq > out.peer_received and seq in out.store:
-                return seq
+                if seq in self._cuts:  # resend what the peer is not known to hold
+                    count = fragment_count(len(self._payloads[seq][1]), self._cuts[seq])
+                    unheld = set(range(count)) - self._have.get(seq, set())
+                    self._due.setdefault(seq, set()).update(unheld)
+                    continue
+                mtype, payload = out.store.get(seq)
+                return _Send(seq, mtype, payload, FLAG_RETRANSMIT, len(payload))
+        fragment = self._next_fragment()
+        if fragment is not None:
+            return fragment
         self._sent_upto = max(self._sent_upto, out.peer_received)
         while self._sent_upto < out.last_seq:
             seq = self._sent_upto + 1
             if seq in out.store:
-                return seq
+                mtype, payload = out.store.get(seq)
+                size = self._sizer.size
+                if len(payload) <= size:
+                    return _Send(seq, mtype, payload, 0, len(payload))
+                self._cuts[seq] = size
+                self._payloads[seq] = (mtype, payload)
+                self._due[seq] = set(range(fragment_count(len(payload), size)))
+                self._sent_upto = seq
+                return self._next_fragment()
             self._sent_upto = seq  # consumed meanwhile: nothing to send
         now = time.monotonic()
         in_flight = [s for s in self._tx if s > out.peer_received]
@@ -467,6 +646,24 @@ class Channel:
             return Keepalive(self._probe, self._sent_upto)
         return None
 
+    def _next_fragment(self) -> _Send | None:
+        """Under the lock: the lowest fragment due, of the lowest message, or None."""
+        for seq in sorted(self._due):
+            due = self._due[seq]
+            if not due or seq <= self.outbox.peer_received:
+                del self._due[seq]
+                continue
+            index = min(due)
+            due.discard(index)
+            mtype, payload = self._payloads[seq]
+            size = self._cuts[seq]
+            data = cut(payload, size, index)
+            body = pack_fragment(index, fragment_count(len(payload), size), data)
+            resent = index in self._frag_order.get(seq, {})
+            flags = FLAG_FRAGMENT | (FLAG_RETRANSMIT if resent else 0)
+            return _Send(seq, mtype, body, flags, len(data), index)
+        return None
+
     def _write_loop(self) -> None:
         try:
             while True:
@@ -477,28 +674,43 @@ class Channel:
                     if job is None:
                         self._cond.wait(_TICK)
                         continue
-                    if isinstance(job, int):
-                        mtype, payload = self.outbox.store.get(job)
-                        retransmit = job in self._tx
-                if isinstance(job, int):
-                    self._write_data(job, mtype, payload, retransmit)
+                    if isinstance(job, _Send) and job.index is None and job.seq in self._tx:
+                        job.flags |= FLAG_RETRANSMIT
+                if isinstance(job, _Send):
+                    self._write_data(job)
                 else:
                     self._write_control(job)
         except LinkError as exc:
             self._writer_error = exc
             self.io.transport.close()
 
-    def _write_data(self, seq: int, mtype: int, payload: bytes, retransmit: bool) -> None:
-        flags = FLAG_RETRANSMIT if retransmit else 0
-        size = self.io.write(mtype, payload, seq=seq, ack=self.inbox.received, flags=flags)
-        self.stats.payload_bytes_sent += len(payload)
-        if retransmit:
-            self.stats.retransmits += 1
+    def _write_data(self, job: _Send) -> None:
+        seq = job.seq
+        size = self.io.write(
+            job.type, job.payload, seq=seq, ack=self.inbox.received, flags=job.flags
+        )
+        retransmit = bool(job.flags & FLAG_RETRANSMIT)
+        self.stats.payload_bytes_sent += job.data
         with self._cond:
             self._order += 1
-            self._tx[seq] = _Tx(self._order, time.monotonic(), size)
+            now = time.monotonic()
+            if job.index is None:
+                self.stats.retransmits += retransmit
+                self._tx[seq] = _Tx(self._order, now, size)
+            else:
+                self.stats.fragments_sent += 1
+                self.stats.fragment_retransmits += retransmit
+                self._sizer.sent(len(job.payload))
+                self.stats.frame_size = self._sizer.size
+                self._frag_order.setdefault(seq, {})[job.index] = self._order
+                tx = self._tx.get(seq)
+                if tx is None:
+                    self._tx[seq] = _Tx(self._order, now, size)
+                else:  # the message is in flight from its last frame on
+                    tx.time = now
+                    tx.size += 0 if retransmit else size
             self._sent_upto = max(self._sent_upto, seq)
-            self._last_write = time.monotonic()
+            self._last_write = now
             self._cond.notify_all()
 
     def _write_control(self, msg: Message) -> None:

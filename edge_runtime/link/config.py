@@ -14,11 +14,18 @@ class LinkConfig:
     Times are in seconds. ``max_frame`` bounds a frame body (header + payload); the two ends
     use the smaller of their values. ``link_bytes_per_s`` seeds the throughput estimate that
     sizes the retransmission timeout before any acknowledgement was measured (None: baudrate/10).
+    ``max_frame`` is the largest message; a message travels in frames of at most ``frame_size``
+    payload bytes (None: 4 KiB on a serial line, 256 KiB over TCP; the two ends use the smaller),
+    cut smaller down to ``min_frame_size`` while the line loses frames (fragments.py).
+    ``handshake_frame`` bounds what a host reads from a peer before it authenticated.
     """
 
     baudrate: int = 115200
     window: int = 16
     max_frame: int = 16 * MiB
+    frame_size: int | None = None
+    min_frame_size: int = 256
+    handshake_frame: int = 4096
     spool_max_messages: int = 256
     spool_max_bytes: int = 256 * MiB
     spool_fsync: bool = True

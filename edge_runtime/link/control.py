@@ -19,7 +19,12 @@ from edge_runtime.link.messages import JsonMessage, Message, register
 @register
 @dataclass
 class Hello(JsonMessage):
-    """First frame from the edge: JSON {version, edge_id, run_id, bundle_sha256, max_frame}."""
+    """First frame from the edge: JSON {version, edge_id, run_id, bundle_sha256, max_frame,
+    frame_size}.
+
+    ``max_frame``: the largest message (header + payload) the edge takes; ``frame_size``: the
+    largest frame payload it takes (larger messages come as fragments); 0: the host's choice.
+    """
 
     TYPE: ClassVar[MsgType] = MsgType.HELLO
     SEQUENCED: ClassVar[bool] = False
@@ -28,6 +33,7 @@ class Hello(JsonMessage):
     run_id: str
     bundle_sha256: str
     max_frame: int
+    frame_size: int = field(default=0, metadata={"omit_default": True})
 
 
 def _digest(payload: memoryview | bytes, what: str) -> bytes:
@@ -77,11 +83,12 @@ class Auth(Message):
 @register
 @dataclass
 class Welcome(JsonMessage):
-    """Session accepted: JSON {cursor, received, max_frame, resume}.
+    """Session accepted: JSON {cursor, received, max_frame, frame_size, resume}.
 
     ``cursor``: highest seq the host application has consumed; ``received``: highest seq the
     host has already handed to its application (>= cursor); ``max_frame``: the negotiated
-    maximum frame body; ``resume``: application resume info.
+    maximum message (header + payload); ``frame_size``: the negotiated largest frame payload
+    (fragments.py); ``resume``: application resume info.
     """
 
     TYPE: ClassVar[MsgType] = MsgType.WELCOME
@@ -90,6 +97,7 @@ class Welcome(JsonMessage):
     resume: dict[str, Any] = field(default_factory=dict)
     received: int = 0
     max_frame: int = 0
+    frame_size: int = field(default=0, metadata={"omit_default": True})
 
 
 # -- the end of a session -----------------------------------------------------------------------
@@ -209,3 +217,48 @@ class Keepalive(Message):
     def decode(cls, payload: memoryview | bytes) -> Keepalive:
         """Decode."""
         return cls(*_KEEPALIVE.unpack(bytes(payload)))
+
+
+_FRAG_NACK = struct.Struct("!BIIIIH")
+
+
+@register
+@dataclass
+class FragNack(Message):
+    """Fragments of one message missing at the receiver.
+
+    u8 kind | u32 trigger | u32 trigger_frag | u32 seq | u32 upto | u16 n | u32 missing[n]:
+    of fragments ``[0, upto)`` of message ``seq`` the receiver lacks exactly ``missing`` (and
+    holds the others). ``kind`` and ``trigger`` as in Nack; ``trigger_frag`` is the fragment
+    index of the data frame that revealed the gap (NACK_DATA), so that the sender resends only
+    copies sent before it.
+    """
+
+    TYPE: ClassVar[MsgType] = MsgType.FRAG_NACK
+    SEQUENCED: ClassVar[bool] = False
+    kind: int
+    trigger: int
+    trigger_frag: int
+    seq_missing: int
+    upto: int
+    missing: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        """Payload as in the class docstring."""
+        head = _FRAG_NACK.pack(
+            self.kind,
+            self.trigger,
+            self.trigger_frag,
+            self.seq_missing,
+            self.upto,
+            len(self.missing),
+        )
+        return head + struct.pack(f"!{len(self.missing)}I", *self.missing)
+
+    @classmethod
+    def decode(cls, payload: memoryview | bytes) -> FragNack:
+        """Decode."""
+        view = bytes(payload)
+        kind, trigger, frag, seq, upto, n = _FRAG_NACK.unpack_from(view)
+        missing = struct.unpack_from(f"!{n}I", view, _FRAG_NACK.size)
+        return cls(kind, trigger, frag, seq, upto, tuple(missing))

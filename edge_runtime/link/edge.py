@@ -198,9 +198,14 @@ class EdgeLink:
 
     def _open_once(self) -> None:
         transport = self._opener()
-        io = FrameIO(transport, self.config.max_frame, self._stats)
+        io = FrameIO(transport, self.config.max_frame, self._stats, self.config.frame_size)
         hello = Hello(
-            PROTOCOL_VERSION, self.edge_id, self.run_id, self._bundle, self.config.max_frame
+            PROTOCOL_VERSION,
+            self.edge_id,
+            self.run_id,
+            self._bundle,
+            self.config.max_frame,
+            frame_size=io.frame_size,
         )
         try:
             welcome = edge_handshake(io, hello, self._key, self.config.handshake_timeout)
@@ -220,6 +225,7 @@ class EdgeLink:
             )
         if welcome.max_frame:
             io.max_send = min(welcome.max_frame, self.config.max_frame)
+        io.use_frame_size(min(welcome.frame_size or io.frame_size, io.frame_size))
         self._max_send = io.max_send
         self._outbox.resume(welcome.cursor, welcome.received)
         self._inbox.new_stream(0, 0)

@@ -75,6 +75,13 @@ class FrameDecoder:
         self._buf = bytearray()
         self._skipping = False
 
+    def set_limit(self, max_frame: int) -> None:
+        """Take frame bodies up to ``max_frame`` from now on (e.g. larger after authentication)."""
+        if max_frame < 1:
+            raise ValueError(f"max_frame must be positive, got {max_frame}")
+        self.max_frame = max_frame
+        self.limit = max_encoded_size(max_frame)
+
     @property
     def buffered(self) -> int:
         """Bytes held for a frame not yet complete."""

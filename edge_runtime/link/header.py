@@ -13,10 +13,12 @@ from enum import IntEnum
 
 from edge_runtime.link.errors import FrameError
 
-PROTOCOL_VERSION = 1
+# 2: messages above the negotiated frame size travel as fragments (fragments.py).
+PROTOCOL_VERSION = 2
 
 HEADER = struct.Struct("!BBHIII")
 FLAG_RETRANSMIT = 0x0001
+FLAG_FRAGMENT = 0x0002  # the payload starts with u32 index | u32 count (fragments.py)
 
 
 class MsgType(IntEnum):
@@ -32,6 +34,7 @@ class MsgType(IntEnum):
     ACK = 32
     NACK = 33
     KEEPALIVE = 34
+    FRAG_NACK = 35
     # Training (edge_runtime/train/messages.py).
     BATCH = 16
     EVAL_BATCH = 17

@@ -288,6 +288,7 @@ class HostListener:
     def _await_hello(self, line: HostLine) -> Hello | None:
         """Wait for a HELLO. Anything else gets ERROR("protocol"); None if the line gives up."""
         io = line.io
+        line.await_peer()
         deadline = line.hello_deadline()
         last_error = 0.0
         while not self._closing.is_set():
@@ -330,6 +331,8 @@ class HostListener:
             cursors.consumed = max(cursors.consumed, cursor)
             cursors.delivered = max(cursors.delivered, cursors.consumed)
         line.io.max_send = min(hello.max_frame, self.config.max_frame)
+        frame_size = min(hello.frame_size or line.io.frame_size, line.io.frame_size)
+        line.io.use_frame_size(frame_size)
         session = HostSession(hello, line, cursors, self.config)
         with cursors.lock:
             cursors.session = session
@@ -338,6 +341,7 @@ class HostListener:
             resume=resume,
             received=cursors.delivered,
             max_frame=line.io.max_send,
+            frame_size=frame_size,
         )
         line.io.write_message(welcome)
         return session

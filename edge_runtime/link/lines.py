@@ -19,7 +19,16 @@ class HostLine(ABC):
 
     def __init__(self, transport: Transport, config: LinkConfig) -> None:
         self.transport = transport
-        self.io = FrameIO(transport, config.max_frame, LinkStats())
+        # Until a peer authenticates it may send only small frames (HELLO and AUTH are a few
+        # hundred bytes): an unauthenticated peer costs the host at most handshake_frame.
+        self.io = FrameIO(
+            transport,
+            config.max_frame,
+            LinkStats(),
+            config.frame_size,
+            read_limit=config.handshake_frame,
+        )
+        self._handshake_frame = config.handshake_frame
         self._hello_timeout = config.handshake_timeout
 
     @property
@@ -34,6 +43,10 @@ class HostLine(ABC):
     @abstractmethod
     def end_session(self) -> None:
         """A session on this line is over: what becomes of the line."""
+
+    def await_peer(self) -> None:
+        """Between sessions: back to the small frames a peer may send before it authenticates."""
+        self.io.decoder.set_limit(self._handshake_frame)
 
     def close(self) -> None:
         """Close the transport; a read or write blocked on it ends with LinkClosed."""

@@ -203,7 +203,13 @@ class JsonMessage(Message):
 
     def encode(self) -> bytes:
         """Payload: the wire fields as one JSON object."""
-        return dump_json({name: getattr(self, name) for name in self._wire_fields()})
+        body = {name: getattr(self, name) for name in self._wire_fields()}
+        # A field added in a later version is left out at its default: the bodies peers sent
+        # before it stay the same bytes.
+        for f in fields(self):
+            if f.metadata.get("omit_default") and body.get(f.name) == f.default:
+                del body[f.name]
+        return dump_json(body)
 
     @classmethod
     def decode(cls, payload: memoryview | bytes) -> JsonMessage:

@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from edge_runtime.link.errors import FrameError
+from edge_runtime.link.fragments import FRAGMENT, SERIAL_FRAME_SIZE, STREAM_FRAME_SIZE
 from edge_runtime.link.framing import DELIMITER, FrameDecoder, encode_frame
 from edge_runtime.link.header import HEADER, Header, decode_header
 from edge_runtime.link.messages import Message
@@ -33,6 +34,11 @@ class LinkStats:
     crc_errors: int = 0
     oversize_frames: int = 0
     reconnects: int = 0
+    fragments_sent: int = 0
+    fragments_received: int = 0
+    fragment_retransmits: int = 0
+    frag_nacks_sent: int = 0
+    frame_size: int = 0  # the size the sender cuts messages at now (adapted to the line)
 
     def as_dict(self, upward: bool) -> dict[str, int]:
         """Counters as a dict, with ``*_up``/``*_down`` names (up: edge to host).
@@ -51,11 +57,23 @@ class LinkStats:
 class FrameIO:
     """One transport with its decoder: the only place frames are written and read."""
 
-    def __init__(self, transport: Transport, max_frame: int, stats: LinkStats) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        max_frame: int,
+        stats: LinkStats,
+        frame_size: int | None = None,
+        read_limit: int | None = None,
+    ) -> None:
+        """``max_frame`` bounds a message; ``frame_size`` a frame's payload once the session
+        runs (None: by line, see fragments.py); ``read_limit`` the frames read until then."""
         self.transport = transport
         self.max_frame = max_frame
         self.max_send = max_frame  # lowered to the negotiated maximum after the handshake
-        self.decoder = FrameDecoder(max_frame)
+        if frame_size is None:
+            frame_size = STREAM_FRAME_SIZE if transport.reliable else SERIAL_FRAME_SIZE
+        self.frame_size = min(frame_size, max_frame)
+        self.decoder = FrameDecoder(read_limit or max_frame)
         self.stats = stats
         self._write_lock = threading.Lock()
         self._seen = (0, 0, 0)
@@ -82,6 +100,11 @@ class FrameIO:
         self.stats.frames_sent += 1
         return len(frame)
 
+    def use_frame_size(self, frame_size: int) -> None:
+        """The negotiated frame size: what this end cuts messages at and reads at most."""
+        self.frame_size = frame_size
+        self.decoder.set_limit(HEADER.size + FRAGMENT.size + frame_size)
+
     def write_message(self, msg: Message, seq: int = 0, ack: int = 0) -> int:
         """Frame and write ``msg``; return the bytes put on the wire."""
         return self.write(msg.TYPE, msg.encode(), seq=seq, ack=ack)
@@ -107,7 +130,7 @@ class FrameIO:
         frames = []
         for body in bodies:
             try:
-                frames.append(decode_header(body, self.max_frame))
+                frames.append(decode_header(body, self.decoder.max_frame))
             except FrameError:
                 broken += 1
                 self.stats.crc_errors += 1

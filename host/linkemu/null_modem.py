@@ -6,7 +6,8 @@ link's real throughput is emulated here: each direction is limited to baud/10 by
 
 A noisy line: ``bit_error_rate`` flips that fraction of the bits carried, at random positions,
 in both directions (a seeded generator, so a test sees the same noise each run for the same
-reads). A UART's framing errors and lost bytes are not emulated, only flipped bits.
+reads). ``byte_flip_rate`` garbles and ``byte_drop_rate`` loses that fraction of the bytes
+carried (a UART's framing errors and overruns), each byte on its own.
 """
 
 from __future__ import annotations
@@ -23,12 +24,28 @@ import numpy as np
 class NullModem:
     """`paths[0]` and `paths[1]` are the two ends; bytes written to one come out of the other."""
 
-    def __init__(self, baud: int | None = None, bit_error_rate: float = 0.0, seed: int = 0) -> None:
-        if not 0.0 <= bit_error_rate < 1.0:
-            raise ValueError(f"bit_error_rate {bit_error_rate}: expected 0 <= rate < 1")
+    def __init__(
+        self,
+        baud: int | None = None,
+        bit_error_rate: float = 0.0,
+        seed: int = 0,
+        byte_flip_rate: float = 0.0,
+        byte_drop_rate: float = 0.0,
+    ) -> None:
+        for name, rate in (
+            ("bit_error_rate", bit_error_rate),
+            ("byte_flip_rate", byte_flip_rate),
+            ("byte_drop_rate", byte_drop_rate),
+        ):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} {rate}: expected 0 <= rate < 1")
         self.baud = baud
         self.bit_error_rate = bit_error_rate
+        self.byte_flip_rate = byte_flip_rate
+        self.byte_drop_rate = byte_drop_rate
         self.bits_flipped = 0
+        self.bytes_flipped = 0
+        self.bytes_dropped = 0
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
         self._m1, s1 = os.openpty()
@@ -65,6 +82,8 @@ class NullModem:
             self.bytes[src] += len(data)
             if self.bit_error_rate:
                 data = self._corrupt(data)
+            if self.byte_flip_rate or self.byte_drop_rate:
+                data = self._garble(data)
             view = memoryview(data)
             while view:
                 view = view[os.write(dst, view) :]
@@ -80,6 +99,24 @@ class NullModem:
         for bit in positions:
             out[bit // 8] ^= 1 << (bit % 8)
         self.bits_flipped += flips
+        return bytes(out)
+
+    def _garble(self, data: bytes) -> bytes:
+        """Replace Binomial(n, flip) bytes with other values, then drop Binomial(n, drop) bytes."""
+        with self._rng_lock:
+            n = len(data)
+            flips = self._rng.integers(0, n, size=int(self._rng.binomial(n, self.byte_flip_rate)))
+            masks = self._rng.integers(1, 256, size=len(flips))
+            drops = self._rng.integers(0, n, size=int(self._rng.binomial(n, self.byte_drop_rate)))
+        if not len(flips) and not len(drops):
+            return data
+        out = bytearray(data)
+        for pos, mask in zip(flips, masks, strict=True):
+            out[pos] ^= int(mask)
+        for pos in sorted(set(int(p) for p in drops), reverse=True):
+            del out[pos]
+        self.bytes_flipped += len(flips)
+        self.bytes_dropped += len(set(int(p) for p in drops))
         return bytes(out)
 
     @property

@@ -66,7 +66,7 @@ def test_header_length_checked_before_use() -> None:
 def test_header_layout_is_network_order() -> None:
     h = Header(type=MsgType.ACK, seq=0x01020304, ack=7, flags=2, length=0).pack()
     assert HEADER.size == 16
-    assert struct.unpack("!BBHIII", h) == (1, MsgType.ACK, 2, 0x01020304, 7, 0)
+    assert struct.unpack("!BBHIII", h) == (2, MsgType.ACK, 2, 0x01020304, 7, 0)
 
 
 def test_frames_over_pyserial_loop_url() -> None:

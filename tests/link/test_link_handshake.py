@@ -87,11 +87,11 @@ def test_refused_while_a_good_edge_keeps_streaming(
 def test_wrong_version_in_header_is_refused(listener: HostListener) -> None:
     host, port = listener.serve_tcp("127.0.0.1", 0, Collector())
     payload = Hello(2, "e", "r", BUNDLE, 1 << 20).encode()
-    header = Header(type=MsgType.HELLO, length=len(payload), version=2)
+    header = Header(type=MsgType.HELLO, length=len(payload), version=3)
     with _raw(host, port) as sock:
         sock.sendall(encode_frame(header.pack() + payload))
         err = _read_error(sock)
-    assert err.code == "version" and "edge speaks 2" in err.message
+    assert err.code == "version" and "edge speaks 3" in err.message
     assert _refusal_codes(listener) == ["version"]
 
 

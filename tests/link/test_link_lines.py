@@ -13,7 +13,7 @@ from linktest_support import BUNDLE, KEY, Collector, PtyBridge, fast_config
 from edge_runtime.link import EdgeLink, HandshakeRefused, HostListener
 from edge_runtime.link.control import Error, Hello
 from edge_runtime.link.handshake import edge_handshake
-from edge_runtime.link.header import MsgType
+from edge_runtime.link.header import PROTOCOL_VERSION, MsgType
 from edge_runtime.link.messages import decode_message
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import SocketTransport, open_url
@@ -78,7 +78,7 @@ def test_a_serial_line_outlives_garbage_a_malformed_hello_and_a_wrong_key(
         io.write(MsgType.HELLO, MALFORMED_HELLO)
         err = _error(io)
         assert err is not None and err.code == "protocol" and "malformed HELLO" in err.message
-        hello = Hello(1, "bad", "r", BUNDLE, 1 << 20)
+        hello = Hello(PROTOCOL_VERSION, "bad", "r", BUNDLE, 1 << 20)
         with pytest.raises(HandshakeRefused) as info:
             edge_handshake(io, hello, b"wrong-key", 5.0)
         assert info.value.code == "auth"

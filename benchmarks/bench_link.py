@@ -20,7 +20,15 @@ import numpy as np
 
 from edge_runtime.link import EdgeLink, HostListener, HostSession, LinkClosed, LinkConfig
 from edge_runtime.link.codecs import CODECS, decode_tensor, encode_tensor
+from edge_runtime.link.fragments import (
+    SERIAL_FRAME_SIZE,
+    STREAM_FRAME_SIZE,
+    cut,
+    fragment_count,
+    pack_fragment,
+)
 from edge_runtime.link.framing import encode_frame
+from edge_runtime.link.header import FLAG_FRAGMENT, Header
 from edge_runtime.link.messages import encode_message
 from edge_runtime.train.messages import Batch
 
@@ -132,16 +140,37 @@ def throughput(quick: bool) -> None:
         )
 
 
+def _fragmented_wire_bytes(msg: Batch, frame_size: int) -> int:
+    """Bytes on the wire for ``msg`` cut in frames of ``frame_size`` (as channel.py cuts it)."""
+    payload = msg.encode()
+    if len(payload) <= frame_size:
+        return len(encode_frame(encode_message(msg, seq=1)))
+    count = fragment_count(len(payload), frame_size)
+    total = 0
+    for i in range(count):
+        body = pack_fragment(i, count, cut(payload, frame_size, i))
+        header = Header(type=msg.TYPE, seq=1, flags=FLAG_FRAGMENT, length=len(body))
+        total += len(encode_frame(header.pack() + body))
+    return total
+
+
 def efficiency() -> None:
-    print("\nWire efficiency of one BATCH frame (random fp32 tensor, 32 labels)")
-    print(f"{'tensor':>9}{'payload B':>12}{'frame B':>11}{'payload/wire':>14}{'tensor/wire':>13}")
-    for size in (4 * KiB, 64 * KiB, 1024 * KiB):
+    print("\nWire efficiency of one BATCH message (random fp32 tensor, 32 labels), payload/wire")
+    print(
+        f"{'tensor':>9}{'payload B':>12}{'frame B':>11}{'one frame':>11}"
+        f"{'tcp 256K':>10}{'serial 4K':>11}{'serial 1K':>11}"
+    )
+    for size in (4 * KiB, 64 * KiB, 1024 * KiB, 4096 * KiB):
         batch = _batch(1, size)
         payload = batch.encode()
         frame = encode_frame(encode_message(batch, seq=1))
+        cuts = [
+            len(payload) / _fragmented_wire_bytes(batch, f)
+            for f in (STREAM_FRAME_SIZE, SERIAL_FRAME_SIZE, 1024)
+        ]
         print(
             f"{size // KiB:>6} KiB{len(payload):>12}{len(frame):>11}"
-            f"{len(payload) / len(frame):>14.4f}{size / len(frame):>13.4f}"
+            f"{len(payload) / len(frame):>11.4f}{cuts[0]:>10.4f}{cuts[1]:>11.4f}{cuts[2]:>11.4f}"
         )
 
 

@@ -17,7 +17,8 @@ class LinkConfig:
     ``max_frame`` is the largest message; a message travels in frames of at most ``frame_size``
     payload bytes (None: 4 KiB on a serial line, 256 KiB over TCP; the two ends use the smaller),
     cut smaller down to ``min_frame_size`` while the line loses frames (fragments.py).
-    ``handshake_frame`` bounds what a host reads from a peer before it authenticated.
+    ``handshake_frame`` bounds what a host reads from a peer before it authenticated;
+    ``max_handshakes`` how many TCP peers may be in their handshake at once.
     """
 
     baudrate: int = 115200
@@ -26,6 +27,9 @@ class LinkConfig:
     frame_size: int | None = None
     min_frame_size: int = 256
     handshake_frame: int = 4096
+    # Connections accepted but not yet authenticated: more are closed at once (and counted).
+    max_handshakes: int = 64
+    listen_backlog: int = 64
     spool_max_messages: int = 256
     spool_max_bytes: int = 256 * MiB
     spool_fsync: bool = True

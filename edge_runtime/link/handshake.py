@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 import time
@@ -20,6 +21,19 @@ from edge_runtime.link.messages import Message, decode_message
 from edge_runtime.link.stream import FrameIO
 
 REFUSAL_CODES = ("auth", "version", "bundle", "state", "identity")
+MAX_ID = 64
+# Printable ASCII without blanks or path separators: an id names files and log lines on the host.
+_ID = re.compile(rf"[!-.0-\[\]-~]{{1,{MAX_ID}}}")
+
+
+def id_problem(what: str, value: str) -> str | None:
+    """Why ``value`` cannot be an edge or run id, or None if it can."""
+    if _ID.fullmatch(value) and value not in (".", ".."):
+        return None
+    return (
+        f"{what} {value[:MAX_ID]!r}{'...' if len(value) > MAX_ID else ''} is not a valid id: "
+        f"1 to {MAX_ID} printable ASCII characters, no blanks, no '/' or '\\'"
+    )
 
 
 def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha256: str) -> bytes:
@@ -106,6 +120,10 @@ def host_handshake(
                 f"protocol version differs: edge speaks {hello.version}, "
                 f"host speaks {PROTOCOL_VERSION}",
             )
+        for what, value in (("edge id", hello.edge_id), ("run id", hello.run_id)):
+            problem = id_problem(what, value)
+            if problem is not None:
+                raise refuse(io, "identity", problem)
         nonce = secrets.token_bytes(32)
         io.write_message(Challenge(nonce))
         frame = io.read_frame(deadline)

@@ -20,11 +20,18 @@ from typing import Any
 from edge_runtime.link.channel import Channel, Inbox, Outbox
 from edge_runtime.link.config import LinkConfig
 from edge_runtime.link.control import Bye, Hello, Welcome
-from edge_runtime.link.errors import HandshakeRefused, LinkClosed, LinkError, ProtocolError
+from edge_runtime.link.errors import (
+    HandshakeRefused,
+    LinkClosed,
+    LinkError,
+    LinkTimeout,
+    ProtocolError,
+)
 from edge_runtime.link.handshake import check_hello_header, host_handshake, refuse
 from edge_runtime.link.header import HEADER, MsgType
 from edge_runtime.link.lines import HostLine, SerialLine, TcpConnection
 from edge_runtime.link.messages import Message, decode_message
+from edge_runtime.link.refusals import BUSY, IDLE, OVERSIZE, Refusals
 from edge_runtime.link.spool import MemoryStore
 from edge_runtime.link.stream import LinkStats
 from edge_runtime.link.transports import SocketTransport, Transport, listen_tcp, open_url
@@ -168,27 +175,32 @@ class HostListener:
         self._lines: list[HostLine] = []
         self._server: socket.socket | None = None
         self.address: tuple[str, int] | None = None
-        self.refusals: list[HandshakeRefused] = []
+        self.refusals = Refusals()
+        self._handshaking = 0  # TCP peers accepted and not yet authenticated
 
     def serve_tcp(self, host: str, port: int, on_session: SessionHandler) -> tuple[str, int]:
         """Listen on (host, port) in the background; port 0 picks one. Returns the address."""
-        self._server = listen_tcp(host, port)
+        self._server = listen_tcp(host, port, self.config.listen_backlog)
         self._server.settimeout(0.2)
         addr = self._server.getsockname()
         self.address = (addr[0], addr[1])
         self._spawn(self._accept_loop, on_session, name="link-accept")
         return self.address
 
-    def serve_transport(self, transport: Transport, on_session: SessionHandler) -> None:
+    def serve_transport(
+        self, transport: Transport, on_session: SessionHandler, peer: str = "stream"
+    ) -> None:
         """Serve one already-connected stream (e.g. one end of `socket_pair`) like a TCP peer."""
-        line = TcpConnection(transport, self.config)
+        line = TcpConnection(transport, self.config, peer)
+        with self._lock:
+            self._handshaking += 1
         self._add(line)
         self._spawn(self._serve_connection, line, on_session, name="link-conn")
 
     def serve_serial(self, url: str, on_session: SessionHandler) -> None:
         """Serve one edge at a time on a serial device (or any pyserial URL), in the background."""
         transport = open_url(url, self.config.baudrate, self.config.read_timeout)
-        line = SerialLine(transport, self.config)
+        line = SerialLine(transport, self.config, url)
         self._add(line)
         self._spawn(self._serve, line, on_session, name="link-serial")
 
@@ -228,17 +240,37 @@ class HostListener:
         assert self._server is not None
         while not self._closing.is_set():
             try:
-                sock, _addr = self._server.accept()
+                sock, addr = self._server.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return  # the listening socket was closed
-            self.serve_transport(SocketTransport(sock, self.config.read_timeout), on_session)
+            peer = f"{addr[0]}:{addr[1]}"
+            with self._lock:
+                full = self._handshaking >= self.config.max_handshakes
+            if full:
+                # Each peer in its handshake holds a thread and a frame buffer: a flood of them
+                # is turned away here, before either is spent.
+                sock.close()
+                self.refusals.add(
+                    peer, BUSY, f"{self.config.max_handshakes} peers already in their handshake"
+                )
+                continue
+            transport = SocketTransport(sock, self.config.read_timeout)
+            self.serve_transport(transport, on_session, peer)
+
+    def _leave_handshake(self, line: HostLine) -> None:
+        """``line`` no longer counts against max_handshakes (authenticated, or gone)."""
+        if isinstance(line, TcpConnection) and line.in_handshake:
+            line.in_handshake = False
+            with self._lock:
+                self._handshaking -= 1
 
     def _serve_connection(self, line: TcpConnection, on_session: SessionHandler) -> None:
         try:
             self._serve(line, on_session)
         finally:
+            self._leave_handshake(line)
             line.close()
             self._forget(line)
 
@@ -268,14 +300,23 @@ class HostListener:
                 line.io, hello, self._key, self._bundle, self.config.handshake_timeout
             )
         except HandshakeRefused as exc:
-            self.refusals.append(exc)
+            self.refusals.add(line.peer, exc.code, exc.message)
+            raise
+        except LinkTimeout as exc:
+            self.refusals.add(line.peer, IDLE, str(exc))
+            raise
+        except ProtocolError as exc:  # a malformed AUTH or second HELLO
+            self.refusals.add(line.peer, "protocol", str(exc))
+            refuse(line.io, "protocol", f"malformed handshake: {exc}")
             raise
         line.io.stats = LinkStats()
         try:
             session = self._open_session(line, hello)
         except HandshakeRefused as exc:  # the application cannot take this edge
-            self.refusals.append(refuse(line.io, exc.code, exc.message))
+            self.refusals.add(line.peer, exc.code, exc.message)
+            refuse(line.io, exc.code, exc.message)
             raise
+        self._leave_handshake(line)
         self._spawn(on_session, session, name=f"session-{session.edge_id}")
         try:
             again = session.run_channel()
@@ -291,10 +332,18 @@ class HostListener:
         line.await_peer()
         deadline = line.hello_deadline()
         last_error = 0.0
+        oversize = io.decoder.stats.oversize_frames
         while not self._closing.is_set():
             if deadline is not None and time.monotonic() > deadline:
+                self.refusals.add(line.peer, IDLE, "no HELLO within the handshake timeout")
                 return None
             frame = io.read_frame(time.monotonic() + 0.2)
+            if io.decoder.stats.oversize_frames > oversize:
+                oversize = io.decoder.stats.oversize_frames
+                limit = io.decoder.max_frame
+                self.refusals.add(line.peer, OVERSIZE, f"a frame above {limit} bytes before HELLO")
+                if not line.keeps_listening:
+                    return None
             if frame is None:
                 continue
             header, payload = frame
@@ -303,8 +352,9 @@ class HostListener:
                     check_hello_header(io, header)
                     hello = decode_message(header, payload)
                 except HandshakeRefused as exc:
-                    self.refusals.append(exc)
+                    self.refusals.add(line.peer, exc.code, exc.message)
                 except ProtocolError as exc:
+                    self.refusals.add(line.peer, "protocol", f"malformed HELLO: {exc}")
                     refuse(io, "protocol", f"malformed HELLO: {exc}")
                 else:
                     assert isinstance(hello, Hello)
@@ -312,7 +362,9 @@ class HostListener:
             # Data from a peer that has not authenticated: never decoded, refused.
             elif time.monotonic() - last_error > 1.0:
                 last_error = time.monotonic()
-                refuse(io, "protocol", f"handshake first: expected HELLO, got type {header.type}")
+                message = f"handshake first: expected HELLO, got type {header.type}"
+                self.refusals.add(line.peer, "protocol", message)
+                refuse(io, "protocol", message)
             if not line.keeps_listening:
                 return None
         return None

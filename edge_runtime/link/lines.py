@@ -17,8 +17,10 @@ from edge_runtime.link.transports import Transport
 class HostLine(ABC):
     """One transport the listener serves edges on, with its frame reader and writer."""
 
-    def __init__(self, transport: Transport, config: LinkConfig) -> None:
+    def __init__(self, transport: Transport, config: LinkConfig, peer: str = "?") -> None:
         self.transport = transport
+        self.peer = peer  # where the peer is, for the log: "host:port" or the device
+        self.in_handshake = True  # counted against the listener's max_handshakes until cleared
         # Until a peer authenticates it may send only small frames (HELLO and AUTH are a few
         # hundred bytes): an unauthenticated peer costs the host at most handshake_frame.
         self.io = FrameIO(

@@ -170,10 +170,10 @@ def open_url(url: str, baudrate: int, read_timeout: float) -> SerialTransport:
     return SerialTransport(port)
 
 
-def listen_tcp(host: str, port: int) -> socket.socket:
+def listen_tcp(host: str, port: int, backlog: int = 64) -> socket.socket:
     """A listening TCP socket on (host, port); port 0 picks a free one."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(16)
+    sock.listen(backlog)
     return sock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from edge_runtime.bundle import Bundle
 from edge_runtime.errors import UsageFault
 from edge_runtime.link import LinkConfig
+from edge_runtime.link.refusals import Refusal
 from edge_runtime.report import write_report
 from host.cloud.edge_state import EdgeState
 from host.cloud.server import CloudServer
@@ -55,6 +57,19 @@ def console_events(console: Console):
     return on_event
 
 
+def console_refusals(console: Console) -> Callable[[Refusal, int], None]:
+    """A line per refused peer: the first 10 of each reason, then every 100th (a flood of
+    peers must not flood the console; the report has every count)."""
+
+    def on_refusal(refusal: Refusal, count: int) -> None:
+        if count <= 10 or count % 100 == 0:
+            console.print(
+                f"[yellow]refused[/] {refusal.peer} ({refusal.code}, #{count}): {refusal.message}"
+            )
+
+    return on_refusal
+
+
 def serve(
     bundle: Bundle,
     *,
@@ -82,6 +97,7 @@ def serve(
         on_event=console_events(console),
         mode=mode,
     )
+    server.listener.refusals.on_refusal = console_refusals(console)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())
     if listen is not None:

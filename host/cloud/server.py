@@ -322,6 +322,8 @@ class CloudServer:
                 "last_trained_at": single.get("last_trained_at"),
                 "edges": edges,
                 "errors": self.errors,
+                # Peers turned away before a session, by reason (bounded however many came).
+                "refusals": self.listener.refusals.as_dict(),
             },
         ).as_dict()
 

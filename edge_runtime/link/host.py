@@ -337,13 +337,17 @@ class HostListener:
             if deadline is not None and time.monotonic() > deadline:
                 self.refusals.add(line.peer, IDLE, "no HELLO within the handshake timeout")
                 return None
-            frame = io.read_frame(time.monotonic() + 0.2)
-            if io.decoder.stats.oversize_frames > oversize:
+            try:
+                frame = io.read_frame(time.monotonic() + 0.2)
+            finally:  # a flooding peer may be gone by now: it is counted all the same
+                flooded = io.decoder.stats.oversize_frames > oversize
                 oversize = io.decoder.stats.oversize_frames
-                limit = io.decoder.max_frame
-                self.refusals.add(line.peer, OVERSIZE, f"a frame above {limit} bytes before HELLO")
-                if not line.keeps_listening:
-                    return None
+                if flooded:
+                    limit = io.decoder.max_frame
+                    message = f"a frame above {limit} bytes before HELLO"
+                    self.refusals.add(line.peer, OVERSIZE, message)
+            if flooded and not line.keeps_listening:
+                return None
             if frame is None:
                 continue
             header, payload = frame

@@ -13,6 +13,7 @@ import re
 import secrets
 import struct
 import time
+from collections.abc import Callable
 
 from edge_runtime.link.control import Auth, Challenge, Error, Hello, Welcome
 from edge_runtime.link.errors import AuthError, HandshakeRefused, LinkClosed, LinkTimeout
@@ -44,6 +45,16 @@ def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha2
         parts += [struct.pack("!H", len(raw)), raw]
     parts.append(bundle_sha256.encode())
     return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def board_key(bundle_key: bytes, edge_id: str) -> bytes:
+    """The key of one board: HMAC-SHA256(bundle key, edge id). A host that knows the bundle's
+    key derives it from the edge id a HELLO claims; a board holding only its own key can
+    authenticate only as itself."""
+    return hmac.new(bundle_key, edge_id.encode(), hashlib.sha256).digest()
+
+
+KeyFor = Callable[[str], bytes]  # edge id -> the key that edge must prove
 
 
 def refusal(code: str, message: str) -> HandshakeRefused:
@@ -101,10 +112,11 @@ def check_hello_header(io: FrameIO, header: Header) -> None:
 
 
 def host_handshake(
-    io: FrameIO, hello: Hello, key: bytes, bundle_sha256: str | None, timeout: float
+    io: FrameIO, hello: Hello, key: bytes | KeyFor, bundle_sha256: str | None, timeout: float
 ) -> Hello:
     """Run the host's half up to (not including) WELCOME; return the HELLO that was accepted.
 
+    ``key`` is the one key every edge shares, or the key per edge id (``board_key``).
     ``bundle_sha256`` None accepts any bundle (a deploy session: the board's bundle is what
     is about to change); the key is checked all the same.
 
@@ -140,7 +152,8 @@ def host_handshake(
             raise refuse(io, "protocol", f"expected AUTH, got message type {header.type}")
         auth = decode_message(header, payload)
         assert isinstance(auth, Auth)
-        expected = auth_digest(key, nonce, hello.edge_id, hello.run_id, hello.bundle_sha256)
+        edge_key = key if isinstance(key, bytes) else key(hello.edge_id)
+        expected = auth_digest(edge_key, nonce, hello.edge_id, hello.run_id, hello.bundle_sha256)
         if not hmac.compare_digest(expected, auth.hmac):
             raise refuse(
                 io, "auth", f"authentication failed for edge {hello.edge_id!r}: its key differs"

@@ -27,7 +27,7 @@ from edge_runtime.link.errors import (
     LinkTimeout,
     ProtocolError,
 )
-from edge_runtime.link.handshake import check_hello_header, host_handshake, refuse
+from edge_runtime.link.handshake import KeyFor, check_hello_header, host_handshake, refuse
 from edge_runtime.link.header import HEADER, MsgType
 from edge_runtime.link.lines import HostLine, SerialLine, TcpConnection
 from edge_runtime.link.messages import Message, decode_message
@@ -155,17 +155,21 @@ class HostListener:
     """Accepts edges over TCP or a serial device and runs ``on_session`` per authenticated edge.
 
     ``bundle_sha256`` is the manifest an edge must train with; None accepts any (deploys).
+    ``key``: the key every edge shares, or a function of the edge id (per-board keys);
+    ``revoked``: why an authenticated edge id is refused anyway, or None.
     """
 
     def __init__(
         self,
-        key: bytes,
+        key: bytes | KeyFor,
         bundle_sha256: str | None,
         resume_for: ResumeFor | None = None,
         config: LinkConfig | None = None,
+        revoked: Callable[[str], str | None] | None = None,
     ) -> None:
         self.config = config or LinkConfig()
         self._key = key
+        self._revoked = revoked
         self._bundle = bundle_sha256
         self._resume_for = resume_for
         self._cursors: dict[tuple[str, str], _Cursors] = {}
@@ -309,6 +313,10 @@ class HostListener:
             self.refusals.add(line.peer, "protocol", str(exc))
             refuse(line.io, "protocol", f"malformed handshake: {exc}")
             raise
+        why = None if self._revoked is None else self._revoked(hello.edge_id)
+        if why is not None:  # checked after AUTH: only the board itself learns it is revoked
+            self.refusals.add(line.peer, "revoked", why)
+            raise refuse(line.io, "auth", why)
         line.io.stats = LinkStats()
         try:
             session = self._open_session(line, hello)

@@ -60,6 +60,13 @@ from host.console import console
     default="hierarchical",
     show_default=True,
 )
+@click.option(
+    "--shared-key/--board-keys",
+    default=True,
+    show_default=True,
+    help="let in the bundle's own key (one board, or boards you trust to claim any edge id), "
+    "or only per-board keys from `hostctl key issue`",
+)
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
 def serve_cmd(
@@ -74,6 +81,7 @@ def serve_cmd(
     metrics_csv: Path | None,
     link_label: str | None,
     mode: str,
+    shared_key: bool,
     baud: int,
     window: int,
 ) -> None:
@@ -104,6 +112,7 @@ def serve_cmd(
         config=LinkConfig(baudrate=baud, window=window),
         console=console,
         mode=mode,
+        shared_key=shared_key,
     )
     console.print(
         f"cloud done: {result['batches_trained_cloud']} batches trained, "

@@ -85,6 +85,7 @@ def serve(
     config: LinkConfig,
     console: Console,
     mode: str = "hierarchical",
+    shared_key: bool = True,
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly."""
     server = CloudServer(
@@ -96,6 +97,7 @@ def serve(
         config=config,
         on_event=console_events(console),
         mode=mode,
+        shared_key=shared_key,
     )
     server.listener.refusals.on_refusal = console_refusals(console)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -106,6 +108,7 @@ def serve(
     else:
         server.serve_serial(serial)
         print(f"listening on serial {serial}", flush=True)
+    console.print(server.key_mode)
     try:
         server.wait(exit_when_done=exit_when_done)
     finally:

@@ -11,6 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from edge_runtime.link import (
     LinkError,
 )
 from edge_runtime.link.control import Bye, Error
+from edge_runtime.link.handshake import board_key
 from edge_runtime.link.transports import Transport
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
@@ -31,6 +33,7 @@ from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
 from host.cloud.edge_state import EdgeState, check_state_dir
 from host.cloud.modes import host_mode
 from host.cloud.validate import BadMessage, check_message
+from host.keys.boards import Revocations
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
 
@@ -49,6 +52,7 @@ class CloudServer:
         config: LinkConfig | None = None,
         on_event: EventSink | None = None,
         mode: str = "hierarchical",
+        shared_key: bool = True,
     ) -> None:
         self.mode_half = host_mode(mode)(self)
         self.mode = mode
@@ -70,8 +74,30 @@ class CloudServer:
         self.fatal: StateError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
         check_state_dir(self.state_dir)  # a damaged checkpoint stops us here, not mid-run
+        # Per-board keys: the host derives each board's key from the edge id its HELLO claims.
+        # The shared key: every board holds the bundle's key and may claim any edge id.
+        self.shared_key = shared_key
+        listener_key = key if shared_key else partial(board_key, key)
         self.listener = HostListener(
-            key, bundle.manifest_sha256, resume_for=self._resume_for, config=config
+            listener_key,
+            bundle.manifest_sha256,
+            resume_for=self._resume_for,
+            config=config,
+            revoked=Revocations(self.state_dir),
+        )
+
+    @property
+    def key_mode(self) -> str:
+        """One line saying which boards this host lets in, for its console."""
+        if self.shared_key:
+            return (
+                "key mode: shared bundle key (--shared-key): any board holding the bundle's key "
+                "may claim any edge id; for several boards use --board-keys and "
+                "`hostctl key issue`"
+            )
+        return (
+            "key mode: per-board keys (--board-keys): each board proves the key "
+            "`hostctl key issue` derived for its edge id; the bundle's own key is refused"
         )
 
     # -- listener wiring ------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Board identity: a key per board derived from the bundle's secret, and a revocation list."""

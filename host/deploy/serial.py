@@ -84,7 +84,9 @@ def edge_artifacts(bundle_dir: Path) -> tuple[EdgeArtifacts, str | None]:
 
 
 def chunk_size(baud: int) -> int:
-    """About a quarter second of line per chunk: a corrupted frame costs little to resend."""
+    """About a quarter second of line per chunk, the unit the agent writes and verifies. The
+    link cuts a chunk into frames of its negotiated size (4 KiB on serial), each resent alone,
+    so a corrupted byte costs one frame, not the chunk."""
     return max(1024, min(64 * 1024, baud // 40))
 
 

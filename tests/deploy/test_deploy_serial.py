@@ -153,6 +153,27 @@ def test_serial_deploy_through_bit_errors_arrives_intact(
         assert (board_dir / "current" / "edge" / name).read_bytes() == data, log
 
 
+def test_serial_deploy_of_64k_chunks_through_garbled_and_dropped_bytes(
+    tmp_path: Path, key_file: Path, edge_bundle
+) -> None:
+    """At 3 Mbaud a FILE_CHUNK is 64 KiB: the link cuts it into 4 KiB frames, each resent alone
+    (issue 17), so a byte lost or garbled costs a frame, not the chunk."""
+    board_dir = tmp_path / "board"
+    baud = 3_000_000
+    with NullModem(baud=baud, byte_flip_rate=1e-5, byte_drop_rate=1e-5, seed=5) as noisy:
+        agent = start_agent(noisy.paths[1], board_dir, key_file, "--once")
+        try:
+            board = serial_board(tmp_path, noisy.paths[0], key_file, baud=baud)
+            result = deploy_command(board, edge_bundle(), False, Console(quiet=True))
+            assert agent.wait(timeout=30) == 0
+        finally:
+            log = stop(agent)
+    assert noisy.bytes_flipped + noisy.bytes_dropped >= 3, "too little noise to prove anything"
+    assert current(board_dir) == f"releases/{result.release}"
+    for name, data in EDGE_FILES.items():
+        assert (board_dir / "current" / "edge" / name).read_bytes() == data, log
+
+
 def test_serial_deploy_wrong_key_is_refused_and_nothing_changes(
     tmp_path: Path, line: NullModem, key_file: Path, edge_bundle
 ) -> None:

@@ -12,6 +12,7 @@ from edge_runtime.link.channel import Channel, Inbox, Outbox
 from edge_runtime.link.config import LinkConfig
 from edge_runtime.link.control import Bye, Hello
 from edge_runtime.link.errors import FrameError, HandshakeRefused, LinkClosed, LinkError
+from edge_runtime.link.fragments import MIN_FRAME_SIZE
 from edge_runtime.link.handshake import REFUSAL_CODES, edge_handshake
 from edge_runtime.link.header import HEADER, PROTOCOL_VERSION, Header
 from edge_runtime.link.messages import Message
@@ -224,8 +225,9 @@ class EdgeLink:
                 "or start the run over with --fresh",
             )
         if welcome.max_frame:
-            io.max_send = min(welcome.max_frame, self.config.max_frame)
-        io.use_frame_size(min(welcome.frame_size or io.frame_size, io.frame_size))
+            io.max_send = max(MIN_FRAME_SIZE, min(welcome.max_frame, self.config.max_frame))
+        proposed = welcome.frame_size or io.frame_size
+        io.use_frame_size(max(MIN_FRAME_SIZE, min(proposed, io.frame_size)))
         self._max_send = io.max_send
         self._outbox.resume(welcome.cursor, welcome.received)
         self._inbox.new_stream(0, 0)

@@ -27,6 +27,7 @@ from edge_runtime.link.errors import (
     LinkTimeout,
     ProtocolError,
 )
+from edge_runtime.link.fragments import MIN_FRAME_SIZE
 from edge_runtime.link.handshake import KeyFor, check_hello_header, host_handshake, refuse
 from edge_runtime.link.header import HEADER, MsgType
 from edge_runtime.link.lines import HostLine, SerialLine, TcpConnection
@@ -394,8 +395,10 @@ class HostListener:
         with cursors.lock:
             cursors.consumed = max(cursors.consumed, cursor)
             cursors.delivered = max(cursors.delivered, cursors.consumed)
-        line.io.max_send = min(hello.max_frame, self.config.max_frame)
-        frame_size = min(hello.frame_size or line.io.frame_size, line.io.frame_size)
+        # An edge's proposals only lower the host's own bounds, never below a usable frame.
+        line.io.max_send = max(MIN_FRAME_SIZE, min(hello.max_frame, self.config.max_frame))
+        proposed = hello.frame_size or line.io.frame_size
+        frame_size = max(MIN_FRAME_SIZE, min(proposed, line.io.frame_size))
         line.io.use_frame_size(frame_size)
         session = HostSession(hello, line, cursors, self.config)
         with cursors.lock:

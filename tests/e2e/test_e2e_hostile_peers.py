@@ -19,8 +19,10 @@ from edge_runtime.link.header import PROTOCOL_VERSION
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import SocketTransport
 
-RUN = ["--data", "synthetic:2400", "--epochs", "1", "--batch-size", "32"]
-TRAIN, BATCH, EPOCHS = 1920, 32, 1
+# 120 batches, slowed: the edge must still be training when the idle peers time out (10 s), or
+# the host, done, closes them uncounted.
+RUN = ["--data", "synthetic:4800", "--epochs", "1", "--batch-size", "32"]
+TRAIN, BATCH, EPOCHS = 3840, 32, 1
 MiB = 1 << 20
 
 
@@ -57,7 +59,7 @@ def _flood(port: int) -> None:
 def test_hostile_peers_while_an_edge_trains(small_bundle, tmp_path) -> None:
     cloud = start_cloud(small_bundle, tmp_path)
     edge = subprocess.Popen(
-        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN, "--slowdown", "3"),
+        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN, "--slowdown", "6"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=ENV,
@@ -81,7 +83,8 @@ def test_hostile_peers_while_an_edge_trains(small_bundle, tmp_path) -> None:
         assert sock.recv(1) == b""
         sock.close()
     peak = max(peak, _rss_mib(cloud.proc.pid))
-    _out, err = edge.communicate(timeout=300)
+    assert edge.poll() is None, "the edge finished before the idle peers timed out"
+    _out, err = edge.communicate(timeout=400)
     assert edge.returncode == 0, err.decode()[-3000:]
     after = _rss_mib(cloud.proc.pid)
     report = cloud.finish()

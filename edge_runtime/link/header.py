@@ -46,6 +46,8 @@ class MsgType(IntEnum):
     DEPLOY_FILE = 65
     DEPLOY_COMMIT = 66
     DEPLOY_DONE = 67
+    # The trained model out, after training (edge_runtime/model_messages.py).
+    MODEL_WEIGHTS = 80
 
 
 @dataclass(frozen=True)

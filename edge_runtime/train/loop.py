@@ -27,6 +27,7 @@ from edge_runtime.bundle import sha256_file
 from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
+from edge_runtime.model_messages import model_meta, weight_messages
 from edge_runtime.modes import mode_spec
 from edge_runtime.modes.base import EdgeMode
 from edge_runtime.report import MetricsCsv, RunReport
@@ -176,6 +177,10 @@ class EdgeTrainer:
         resume = link.welcome_resume.get("trained")
         self._host_trained = tuple(resume) if resume else None
         self.mode: EdgeMode = mode_spec(config.mode).edge_class()(self)
+        self.model_parts_sent = 0
+        # Beside the engine checkpoint, so that `hostctl model` can assemble a usable model from
+        # checkpoints alone (how inputs are normalised is the data's, not the weights').
+        self.progress.extra["model_meta"] = model_meta(data, 0)
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
@@ -190,6 +195,8 @@ class EdgeTrainer:
                     self.stopped_early = True
                     break
                 self.train_done_at = time.time()
+                if epoch == self.cfg.epochs - 1:
+                    self._send_model(epoch, sender)
                 self._evaluate(epoch, sender)
                 self.progress.epoch, self.progress.next_index = epoch + 1, 0
                 self._checkpoint()
@@ -286,6 +293,16 @@ class EdgeTrainer:
             )
         )
 
+    def _send_model(self, epoch: int, sender: Sender) -> None:
+        """The trained front + exit weights to the host, ahead of the last EPOCH_END, so that the
+        host holds the whole model when the run ends (modes whose edge trains no exit head send
+        nothing: there is no edge model to serve)."""
+        if self.engine is None or not self._scores_exit:
+            return
+        for msg in weight_messages(self.engine.export_weights(), model_meta(self.data, epoch)):
+            self.blocked_s += sender.put(msg)
+            self.model_parts_sent += 1
+
     def _checkpoint(self) -> None:
         """Engine checkpoint, then the progress that names it: a kill between the two leaves
         the previous pair (the previous engine checkpoint is kept as engine.ckpt.prev)."""
@@ -339,6 +356,7 @@ class EdgeTrainer:
                 "train_done_at": self.train_done_at,
                 "link_stats": stats,
                 "eval_batches_sent": sender.eval_batches_sent,
+                "model_parts_sent": self.model_parts_sent,
                 "batches_skipped_host_had": self.skipped,
                 "edge_train_exit_accuracy": self.train_exit_accuracy,
                 "cloud_busy_s_reported": final.get("cloud_busy_s"),

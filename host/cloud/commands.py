@@ -62,6 +62,12 @@ from host.console import console
 )
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the trained model here at the end (edge/tail/full.onnx, model.pt, model.json)",
+)
 def serve_cmd(
     bundle_dir: Path,
     listen: str | None,
@@ -76,6 +82,7 @@ def serve_cmd(
     mode: str,
     baud: int,
     window: int,
+    model_out: Path | None,
 ) -> None:
     """The cloud trainer: train each edge's tail on the activations it streams."""
     from edge_runtime.bundle import load_bundle, read_key_file
@@ -104,6 +111,7 @@ def serve_cmd(
         config=LinkConfig(baudrate=baud, window=window),
         console=console,
         mode=mode,
+        model_out=model_out,
     )
     console.print(
         f"cloud done: {result['batches_trained_cloud']} batches trained, "

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from edge_runtime.bundle import Bundle
+from edge_runtime.model_messages import ModelWeights
 from edge_runtime.statefile import read_state, write_state
 from host.cloud.tail import TailTrainer
 
@@ -95,6 +96,9 @@ class EdgeState:
     last_trained_at: float | None = None  # wall clock when the tail last trained a batch
     done: bool = False
     raw: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    # The edge's trained front + exit (MODEL_WEIGHTS parts), in memory: `--model-out` writes
+    # them at the run's end; after a crash `hostctl model` takes the edge's checkpoint instead.
+    model_parts: dict[int, ModelWeights] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -182,6 +186,22 @@ class EdgeState:
         self.cloud_busy_s += time.perf_counter() - t
         ev = self.eval.setdefault(epoch, EvalEpoch())
         ev.correct[index] = (pred == labels).astype(int).tolist()
+
+    def receive_model(self, msg: ModelWeights) -> None:
+        """Keep one part of the edge's model (a re-sent part replaces; a new count restarts)."""
+        if any(p.parts != msg.parts for p in self.model_parts.values()):
+            self.model_parts.clear()
+        self.model_parts[msg.part] = msg
+
+    def edge_model(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The edge's weights and meta once every part is in; None before."""
+        parts = self.model_parts
+        if not parts or len(parts) != next(iter(parts.values())).parts:
+            return None
+        weights: dict[str, np.ndarray] = {}
+        for i in sorted(parts):
+            weights.update(parts[i].tensors)
+        return weights, parts[max(parts)].meta
 
     def end_epoch(self, epoch: int, edge_metrics: dict[str, Any]) -> dict[str, Any]:
         """Combine the edge's exit figures with the final exit's: accuracy and early exit."""

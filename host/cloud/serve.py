@@ -70,8 +70,11 @@ def serve(
     config: LinkConfig,
     console: Console,
     mode: str = "hierarchical",
+    model_out: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly."""
+    """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
+
+    `model_out`: write the trained model there at the end (host/model), validated."""
     server = CloudServer(
         bundle,
         state_dir,
@@ -99,4 +102,8 @@ def serve(
             write_report(report, result)
     if server.fatal is not None:
         raise server.fatal
+    if model_out is not None:
+        from host.model.collect import run_models_out
+
+        run_models_out(bundle, server.states(), model_out, say=console.print)
     return result

@@ -25,6 +25,7 @@ from edge_runtime.link import (
 )
 from edge_runtime.link.control import Bye, Error
 from edge_runtime.link.transports import Transport
+from edge_runtime.model_messages import ModelWeights
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
 from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
@@ -95,6 +96,11 @@ class CloudServer:
             if key not in self._edges:
                 self._edges[key] = EdgeState.open(self.bundle, self.state_dir, edge_id, run_id)
             return self._edges[key]
+
+    def states(self) -> list[EdgeState]:
+        """Every (edge, run) served so far."""
+        with self._edges_lock:
+            return list(self._edges.values())
 
     def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
         with self._changed:
@@ -176,6 +182,9 @@ class CloudServer:
             except LinkError as exc:  # the edge is gone; its next session gets the figures again
                 self.errors.append(f"{state.edge_id}: metrics not delivered: {exc}")
             self.on_event("epoch", state, result)
+        elif isinstance(msg, ModelWeights):
+            state.receive_model(msg)
+            state.last_seq = msg.seq
         elif isinstance(msg, Bye):
             # "done" ends the edge's run; "stopped" means it will come back with --resume.
             state.done = state.done or msg.reason == "done"

@@ -55,6 +55,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     default=None,
     help="use this bundle instead of exporting the small model",
 )
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the trained model here (edge/tail/full.onnx, model.pt, model.json)",
+)
 def demo(
     link: str,
     link_emulation: str,
@@ -66,6 +72,7 @@ def demo(
     work_dir: Path,
     report_path: Path | None,
     bundle_dir: Path | None,
+    model_out: Path | None,
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
     from host.demo import DemoOptions, run_demo
@@ -82,6 +89,7 @@ def demo(
         work_dir=work_dir,
         report=report_path,
         bundle=bundle_dir,
+        model_out=model_out,
     )
     with sigterm_as_interrupt():
         run_demo(opts, stdout_console())

@@ -56,6 +56,7 @@ class DemoOptions:
     bundle: Path | None = None  # reuse this bundle instead of exporting one
     slowdown: float = 1.0  # board profile: the edge computes this many times slower
     link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
+    model_out: Path | None = None  # write the trained model here (host/model)
 
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
@@ -149,6 +150,11 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         )
     write_report(opts.report or work / "report.json", report)
     console.print(report_table(report))
+    if opts.model_out is not None and emulation is not None:
+        from host.model.collect import held_out_samples, run_models_out
+
+        samples = held_out_samples(opts.data)
+        run_models_out(bundle, cloud.states(), opts.model_out, samples, say=console.print)
     return report
 
 

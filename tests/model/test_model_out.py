@@ -1,0 +1,203 @@
+"""The trained model out: after a real run (real ONNX Runtime sessions on both the edge's engine
+and the written files, the real link protocol over a socket pair) the model directory answers
+as the run said it would, and checking catches a file that is not what model.pt holds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edge_runtime.bundle import load_bundle, sha256_file
+from edge_runtime.data import load_dataset
+from edge_runtime.engines import make_engine
+from edge_runtime.link import EdgeLink, LinkConfig
+from edge_runtime.link.transports import socket_pair
+from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunProgress
+from host.cli import cli
+from host.cloud.server import CloudServer
+from host.model import ModelCheckFailed, validate_model_dir
+from host.model.assemble import ModelParts, write_model
+from host.model.collect import (
+    held_out_samples,
+    model_out,
+    parts_from_checkpoints,
+    parts_from_state,
+)
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def trained(exported, digits_path, tmp_path_factory):
+    """A short hierarchical run on the real digits; (bundle dir, edge report, host report,
+    model dir, work dir)."""
+    tmp = tmp_path_factory.mktemp("model-out")
+    bundle_dir = exported("smallcnn", 2, input_shape=(1, 8, 8), lr=3e-3)
+    bundle = load_bundle(bundle_dir)
+    edge_bundle = load_bundle(bundle_dir / "edge")
+    data = load_dataset(str(digits_path), seed=0)
+    config = LinkConfig(read_timeout=0.05)
+    edge_end, host_end = socket_pair(config.read_timeout)
+    server = CloudServer(bundle, tmp / "host", key=bundle.key(), config=config)
+    server.serve_transport(host_end)
+    link = EdgeLink.connect(
+        "pair:",
+        key=bundle.key(),
+        bundle_sha256=edge_bundle.manifest_sha256,
+        edge_id="edge-1",
+        run_id="run-1",
+        spool_dir=tmp / "edge" / "spool",
+        config=config,
+        opener=lambda: edge_end,
+    )
+    engine = make_engine("ort", edge_bundle, threads=1)
+    cfg = EdgeRunConfig(epochs=EPOCHS, batch_size=32, work_dir=tmp / "edge")
+    try:
+        edge = EdgeTrainer(engine, data, link, cfg, RunProgress("run-1")).run()
+        link.flush(timeout=120)
+    finally:
+        link.close("done")
+    deadline = time.monotonic() + 120
+    while not all(s.done for s in server.states()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop()
+    (state,) = server.states()
+    out = tmp / "model"
+    lines: list[str] = []
+    model_out(
+        parts_from_state(bundle, state), out, held_out_samples(str(digits_path)), lines.append
+    )
+    return bundle_dir, edge, server.report(), out, tmp, lines, state
+
+
+def _run(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def test_full_and_edge_onnx_give_the_runs_accuracies(trained, digits_path) -> None:
+    _, edge, host, out, _, lines, _ = trained
+    data = load_dataset(str(digits_path), seed=0)
+    x, y = data.normalise(data.x_test), data.y_test
+    logits, exit_logits = _run(out / "full.onnx", x)
+    final = float((logits.argmax(1) == y).mean())
+    exit_acc = float((_run(out / "edge.onnx", x)[0].argmax(1) == y).mean())
+    assert host["final_accuracy"] > 0.5  # it learned: the comparison means something
+    assert abs(final - host["final_accuracy"]) <= 0.005, (final, host["final_accuracy"])
+    assert abs(exit_acc - edge["edge_exit_accuracy"]) <= 0.005
+    assert np.array_equal(exit_logits.argmax(1), _run(out / "edge.onnx", x)[0].argmax(1))
+    # tail.onnx on edge.onnx's activation is full.onnx
+    activation = _run(out / "edge.onnx", x)[1]
+    assert np.allclose(_run(out / "tail.onnx", activation)[0], logits, atol=1e-4)
+    assert [line[0] for line in lines[:3]] == ["✓", "✓", "✓"]
+    # The weights went up as messages and were counted in the bytes.
+    assert edge["model_parts_sent"] >= 1 and edge["bytes_up"] > 0
+
+
+def test_model_json_describes_the_run(trained, digits_path) -> None:
+    _, edge, host, out, _, _, _ = trained
+    data = load_dataset(str(digits_path), seed=0)
+    desc = json.loads((out / "model.json").read_text())
+    assert desc["model"] == "smallcnn" and desc["split"] == 2
+    assert desc["input_shape"] == [1, 8, 8] and len(desc["classes"]) == 10
+    assert np.allclose(desc["normalisation"]["mean"], data.mean)
+    assert np.allclose(desc["normalisation"]["std"], data.std)
+    assert desc["final_accuracy"] == host["final_accuracy"]
+    assert desc["early_exit"] and desc["early_exit"][0]["threshold"] == 0.5
+    assert desc["trained_epochs"] == EPOCHS
+    for name, digest in desc["files"].items():
+        assert sha256_file(out / name) == digest
+    saved = torch.load(out / "model.pt", weights_only=True)
+    assert (
+        saved["split"] == 2
+        and saved["model_spec"] == load_bundle(trained[0]).manifest["model_spec"]
+    )
+    assert {k.split(".")[0] for k in saved["edge"]} == {"front", "exit_head"}
+
+
+def test_checkpoints_give_the_same_model(trained) -> None:
+    bundle_dir, _, _, _, tmp, _, state = trained
+    bundle = load_bundle(bundle_dir)
+    live = parts_from_state(bundle, state)
+    saved = parts_from_checkpoints(bundle, tmp / "edge" / CHECKPOINT, tmp / "host")
+    assert set(saved.edge_weights) == set(live.edge_weights)
+    for k, v in live.edge_weights.items():
+        assert np.array_equal(np.asarray(saved.edge_weights[k]), v), k
+    for k, v in live.tail_weights.items():
+        assert torch.equal(torch.as_tensor(saved.tail_weights[k]), v), k
+    assert saved.meta["normalisation"] == live.meta["normalisation"]
+
+
+def test_validation_catches_a_mismatched_weight_file(trained, tmp_path) -> None:
+    bundle_dir, _, _, out, _, _, state = trained
+    bundle = load_bundle(bundle_dir)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    # Another tail's ONNX file under this model's name, with model.json's hash made to match:
+    # only comparing against model.pt's weights can tell.
+    fresh = bundle_dir / "cloud"
+    other = ModelParts(
+        bundle.manifest,
+        fresh,
+        parts_from_state(bundle, state).edge_weights,
+        {k: v * 0.5 for k, v in state.trainer.tail.state_dict().items()},
+    )
+    write_model(other, tmp_path / "other")
+    shutil.copy(tmp_path / "other" / "tail.onnx", copy / "tail.onnx")
+    desc = json.loads((copy / "model.json").read_text())
+    desc["files"]["tail.onnx"] = sha256_file(copy / "tail.onnx")
+    (copy / "model.json").write_text(json.dumps(desc))
+    lines: list[str] = []
+    with pytest.raises(ModelCheckFailed, match="tail.onnx disagree"):
+        validate_model_dir(copy, say=lines.append)
+    assert any(line.startswith("✗ tail.onnx") for line in lines)
+    assert any(line.startswith("✓ edge.onnx") for line in lines)
+
+
+def test_altered_or_missing_file_is_one_line(trained, tmp_path) -> None:
+    _, _, _, out, _, _, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with (copy / "edge.onnx").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelCheckFailed, match="edge.onnx was altered"):
+        validate_model_dir(copy)
+    shutil.copy(out / "edge.onnx", copy / "edge.onnx")
+    (copy / "full.onnx").unlink()
+    with pytest.raises(ModelCheckFailed, match="full.onnx is missing"):
+        validate_model_dir(copy)
+
+
+def test_hostctl_model_from_checkpoints(trained, tmp_path, digits_path) -> None:
+    bundle_dir, _, _, out, tmp, _, _ = trained
+    args = [
+        "model",
+        "--bundle",
+        str(bundle_dir),
+        "--edge-checkpoint",
+        str(tmp / "edge" / CHECKPOINT),
+        "--host-state",
+        str(tmp / "host"),
+        "--out",
+        str(tmp_path / "m"),
+        "--data",
+        str(digits_path),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("✓") == 3
+    ref = torch.load(out / "model.pt", weights_only=True)
+    got = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
+    for half in ("edge", "tail"):
+        assert all(torch.equal(ref[half][k], got[half][k]) for k in ref[half])
+    bad = CliRunner().invoke(cli, [*args[:4], str(tmp / "nope.ckpt"), *args[5:]])
+    assert bad.exit_code == 1 and "does not exist" in bad.output
+    assert "Traceback" not in bad.output

@@ -31,6 +31,7 @@ from host.export.onnx_artifacts import (
     export_training_artifacts,
 )
 from models import EdgeNet, SplitModel, build_exit_head, build_model, split_table
+from models.pretrained import load_pretrained
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -53,6 +54,8 @@ class ExportOptions:
     # network's weights on both sides (edge mode trains it all on the board, cloud mode on the host).
     baselines: bool = False
     model_kwargs: dict = field(default_factory=dict)
+    # Pretrained weights to start from (models/pretrained.py): model.pt or a state dict.
+    weights: Path | None = None
 
 
 def default_out_dir(opts: ExportOptions) -> Path:
@@ -99,7 +102,10 @@ def build_parts(opts: ExportOptions) -> tuple[SplitModel, EdgeNet, torch.nn.Modu
     model.check_split(opts.split)
     act_shape = model.activation_shape(opts.split)
     head = build_exit_head(act_shape, opts.num_classes, opts.exit_head_width)
-    return model, EdgeNet(model.front(opts.split), head), model.tail(opts.split)
+    edge, tail = EdgeNet(model.front(opts.split), head), model.tail(opts.split)
+    if opts.weights is not None:
+        load_pretrained(opts.weights, edge, tail)  # front and tail share the model's blocks
+    return model, edge, tail
 
 
 def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:

@@ -44,6 +44,12 @@ from host.console import console, stdout_console
     help="pre-shared link key to write into the bundle [default: a fresh random key]",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="start from these weights: model.pt of a run, or a whole-model state dict (.pt)",
+)
 def export(
     model: str,
     split: int,
@@ -56,6 +62,7 @@ def export(
     exit_head: int | None,
     key_file: Path | None,
     seed: int,
+    weights: Path | None,
 ) -> None:
     """Split a model and write the edge's ONNX Runtime training artifacts and the cloud's tail."""
     from edge_runtime.bundle import load_bundle
@@ -73,6 +80,7 @@ def export(
         exit_head_width=exit_head,
         seed=seed,
         key_file=key_file,
+        weights=weights,
     )
     out = out or default_out_dir(opts)
     with console.status("exporting") as status:

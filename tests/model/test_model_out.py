@@ -201,3 +201,53 @@ def test_hostctl_model_from_checkpoints(trained, tmp_path, digits_path) -> None:
     bad = CliRunner().invoke(cli, [*args[:4], str(tmp / "nope.ckpt"), *args[5:]])
     assert bad.exit_code == 1 and "does not exist" in bad.output
     assert "Traceback" not in bad.output
+
+
+def _first_batch_loss(bundle_dir: Path, digits_path: Path) -> float:
+    from edge_runtime.data import batches
+
+    data = load_dataset(str(digits_path), seed=0)
+    _, x, y = next(iter(batches(data, "train", 32, epoch=0, seed=0)))
+    engine = make_engine("ort", load_bundle(bundle_dir / "edge"), threads=1)
+    return engine.train_step(x, y).loss
+
+
+def test_export_weights_starts_from_them(trained, tmp_path, digits_path) -> None:
+    from host.cloud.tail import TailTrainer
+    from host.export import ExportOptions, export_bundle
+
+    _, _, host, out, _, _, _ = trained
+    opts = dict(model="smallcnn", split=2, input_shape=(1, 8, 8), lr=3e-3)
+    export_bundle(ExportOptions(**opts), tmp_path / "fresh")
+    export_bundle(ExportOptions(**opts, weights=out / "model.pt"), tmp_path / "warm")
+    fresh = _first_batch_loss(tmp_path / "fresh", digits_path)
+    warm = _first_batch_loss(tmp_path / "warm", digits_path)
+    assert warm < 0.5 * fresh, (warm, fresh)
+    # The tail starts trained too: the run's final accuracy on its test split, from the bundle.
+    data = load_dataset(str(digits_path), seed=0)
+    edge_out = _run(out / "edge.onnx", data.normalise(data.x_test))[1]
+    tail = TailTrainer(load_bundle(tmp_path / "warm" / "cloud"))
+    accuracy = float((tail.predict(edge_out) == data.y_test).mean())
+    assert abs(accuracy - host["final_accuracy"]) <= 0.005
+    # A whole-model state dict (block names, no exit head) loads its front and tail.
+    saved = torch.load(out / "model.pt", weights_only=True)
+    whole = {
+        k.removeprefix("front."): v for k, v in saved["edge"].items() if k.startswith("front.")
+    }
+    whole.update(saved["tail"])
+    torch.save(whole, tmp_path / "whole.pt")
+    export_bundle(ExportOptions(**opts, weights=tmp_path / "whole.pt"), tmp_path / "whole")
+    tail = TailTrainer(load_bundle(tmp_path / "whole" / "cloud"))
+    assert abs(float((tail.predict(edge_out) == data.y_test).mean()) - accuracy) <= 0.005
+
+
+def test_export_weights_bad_file_is_one_line(tmp_path) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"not a state dict")
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    for name, expected in (("junk.pt", "not a torch state dict"), ("other.pt", "do not fit")):
+        args = ["export", "--model", "smallcnn", "--split", "2", "--input-shape", "1x8x8"]
+        args += ["--out", str(tmp_path / "b"), "--weights", str(tmp_path / name)]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, result.output
+        assert expected in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1

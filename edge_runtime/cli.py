@@ -163,6 +163,12 @@ def _spooled(work_dir: Path) -> bool:
     default=None,
     help="write the run's JSON report here",
 )
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="at the end, write the trained front + exit here (edge.onnx, edge.json)",
+)
 def run(
     bundle_dir: Path,
     url: str | None,
@@ -187,6 +193,7 @@ def run(
     baud: int,
     window: int,
     report_path: Path | None,
+    model_out: Path | None,
 ) -> None:
     """Train the front + exit on local data and stream activations and labels to the host."""
     bundle = load_bundle(bundle_dir)
@@ -278,6 +285,11 @@ def run(
         run_id=progress.run_id,
         data=data.describe(),
     )
+    if model_out is not None and eng is not None and spec.scores_exit:
+        from edge_runtime.model_out import write_edge_model
+
+        write_edge_model(eng, trainer.progress.extra["model_meta"], report, model_out)
+        console.print(f"edge model written to {model_out}")
     if report_path:
         write_report(report_path, report)
     _summary(report)

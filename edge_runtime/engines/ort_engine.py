@@ -123,6 +123,17 @@ class OrtEngine(Engine):
     def export_weights(self) -> dict[str, np.ndarray]:
         return {name: np.array(param.data) for name, param in self._state.parameters}
 
+    def export_inference(self, path: Path) -> None:
+        # ORT prunes the eval graph to these outputs (the loss and the labels input go) and
+        # writes the state's current weights: no torch and no onnx on the board.
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            self._module.export_model_for_inferencing(str(tmp), ["logits", "activation"])
+        except RuntimeError as exc:
+            raise EngineError(f"onnxruntime could not export the edge model: {exc}") from exc
+        os.replace(tmp, path)
+
     def set_lr(self, lr: float) -> None:
         self._lr = lr
         self._optimizer.set_learning_rate(lr)

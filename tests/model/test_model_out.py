@@ -251,3 +251,47 @@ def test_export_weights_bad_file_is_one_line(tmp_path) -> None:
         assert result.exit_code == 1, result.output
         assert expected in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+BOARD_EXPORT = """
+import sys
+from pathlib import Path
+from edge_runtime.bundle import load_bundle
+from edge_runtime.engines.ort_engine import OrtEngine
+from edge_runtime.model_out import write_edge_model
+bundle_dir, checkpoint, out = map(Path, sys.argv[1:4])
+engine = OrtEngine(load_bundle(bundle_dir / "edge"), threads=1)
+engine.load_checkpoint(checkpoint)
+write_edge_model(engine, {"input_shape": [1, 8, 8]}, {"model": "smallcnn"}, out)
+assert "torch" not in sys.modules and "onnx" not in sys.modules, "the board imported torch/onnx"
+"""
+
+
+def test_board_exports_its_half_without_torch(trained, tmp_path, digits_path) -> None:
+    import subprocess
+    import sys
+
+    bundle_dir, _, _, out, tmp, _, _ = trained
+    board = tmp_path / "board"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BOARD_EXPORT,
+            str(bundle_dir),
+            str(tmp / "edge" / CHECKPOINT),
+            str(board),
+        ],
+        check=True,
+        timeout=300,
+    )
+    desc = json.loads((board / "edge.json").read_text())
+    assert desc["files"]["edge.onnx"] == sha256_file(board / "edge.onnx")
+    data = load_dataset(str(digits_path), seed=0)
+    x = data.normalise(data.x_test[:64])
+    session = ort.InferenceSession(str(board / "edge.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == desc["io"]["edge.onnx"]["inputs"]
+    got = session.run(desc["io"]["edge.onnx"]["outputs"], {"input": x})
+    want = _run(out / "edge.onnx", x)
+    for g, w in zip(got, want, strict=True):
+        assert np.allclose(g, w, atol=1e-4), float(np.abs(g - w).max())

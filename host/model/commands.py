@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from edge_runtime.errors import UsageFault
-from host.console import console
 
 
 @click.command("model")
@@ -58,7 +57,7 @@ def model_cmd(
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")
     parts = parts_from_checkpoints(bundle, edge_checkpoint, host_state, edge_id)
     samples = held_out_samples(data_spec) if data_spec else None
-    model_out(parts, out, samples, say=console.print)
+    model_out(parts, out, samples, say=click.echo)
 
 
 COMMANDS = [model_cmd]

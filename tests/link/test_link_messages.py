@@ -27,6 +27,7 @@ from edge_runtime.link.messages import (
     register,
     registered,
 )
+from edge_runtime.model_messages import ModelWeights  # noqa: F401 - registers its family
 from edge_runtime.train.messages import Batch, EpochEnd, Metrics, RawBatch, UploadDone
 
 pytestmark = pytest.mark.timeout(30)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_runtime.bundle import sha256_file
+from edge_runtime.bundle import USER_MODEL_SOURCE, sha256_file
 from models import EdgeNet, rebuild
 
 MODEL_FORMAT, MODEL_VERSION = "hiertrain-model", 1
@@ -118,6 +118,13 @@ def write_model(parts: ModelParts, out: Path) -> dict[str, Any]:
     buffer = io.BytesIO()
     torch.save(model_state(parts), buffer)
     _write_atomic(out / MODEL_PT, buffer.getvalue())
+    files = [EDGE_ONNX, TAIL_ONNX, FULL_ONNX, MODEL_PT]
+    source = Path(parts.source_dir) / USER_MODEL_SOURCE
+    if parts.manifest["model_spec"].get("bundled_source") and source.is_file():
+        # A user model's factory rebuilds model.pt's network: its source travels as a file
+        # (hashed like the rest), never as pickled code.
+        _write_atomic(out / USER_MODEL_SOURCE, source.read_bytes())
+        files.append(USER_MODEL_SOURCE)
     m = parts.manifest
     meta = parts.meta
     description = {
@@ -138,9 +145,7 @@ def write_model(parts: ModelParts, out: Path) -> dict[str, Any]:
         "edge_exit_accuracy": parts.results.get("edge_exit_accuracy"),
         "early_exit": parts.results.get("early_exit"),
         "trained_epochs": parts.results.get("epochs"),
-        "files": {
-            name: sha256_file(out / name) for name in (EDGE_ONNX, TAIL_ONNX, FULL_ONNX, MODEL_PT)
-        },
+        "files": {name: sha256_file(out / name) for name in files},
     }
     _write_atomic(out / MODEL_JSON, (json.dumps(description, indent=2) + "\n").encode())
     return description

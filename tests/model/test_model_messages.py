@@ -48,3 +48,38 @@ def test_a_body_that_lies_is_refused() -> None:
     payload = encode_message(bad)[16:]
     with pytest.raises(ProtocolError, match="part 2 of 1"):
         decode_message(Header(type=MsgType.MODEL_WEIGHTS, length=len(payload)), payload)
+
+
+USER_MODEL = """
+import torch.nn as nn
+
+def factory(input_shape, num_classes):
+    c = input_shape[0]
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes)),
+    )
+"""
+
+
+def test_a_user_model_goes_out_with_its_source(exported, tmp_path_factory, tmp_path) -> None:
+    """model.pt has no code: a user model's factory travels as its source file, hashed."""
+    from edge_runtime.bundle import EDGE_WEIGHTS, TAIL_WEIGHTS, load_bundle
+    from host.model.assemble import ModelParts
+    from host.model.collect import model_out
+    from models.rebuild import read_weights
+
+    src = tmp_path_factory.getbasetemp() / "user_net_out.py"
+    src.write_text(USER_MODEL)
+    root = exported(f"{src}:factory", 1, input_shape=(1, 8, 8))
+    bundle = load_bundle(root)
+    parts = ModelParts(
+        bundle.manifest,
+        root / "cloud",
+        read_weights(root / "edge" / EDGE_WEIGHTS),
+        read_weights(root / "cloud" / TAIL_WEIGHTS),
+    )
+    lines: list[str] = []
+    desc = model_out(parts, tmp_path / "m", say=lines.append)
+    assert "user_model.py" in desc["files"]
+    assert [line[0] for line in lines[:3]] == ["✓", "✓", "✓"]

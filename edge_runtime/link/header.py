@@ -48,6 +48,9 @@ class MsgType(IntEnum):
     DEPLOY_DONE = 67
     # The trained model out, after training (edge_runtime/model_messages.py).
     MODEL_WEIGHTS = 80
+    # Hierarchical inference (edge_runtime/infer/messages.py).
+    INFER_REQUEST = 81
+    INFER_ANSWER = 82
 
 
 @dataclass(frozen=True)

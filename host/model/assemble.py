@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_runtime.bundle import USER_MODEL_SOURCE, sha256_file
+from edge_runtime.bundle import KEY_FILE, USER_MODEL_SOURCE, sha256_file
+from edge_runtime.infer.model_dir import MODEL_FORMAT, MODEL_JSON
 from models import EdgeNet, rebuild
 
-MODEL_FORMAT, MODEL_VERSION = "hiertrain-model", 1
+MODEL_VERSION = 1
 EDGE_ONNX, TAIL_ONNX, FULL_ONNX = "edge.onnx", "tail.onnx", "full.onnx"
-MODEL_PT, MODEL_JSON = "model.pt", "model.json"
+MODEL_PT = "model.pt"
 OPSET = 17
 # onnxruntime-training 1.19.2 (the board's ORT) reads IR <= 10.
 MAX_IR_VERSION = 10
@@ -148,6 +149,12 @@ def write_model(parts: ModelParts, out: Path) -> dict[str, Any]:
         "files": {name: sha256_file(out / name) for name in files},
     }
     _write_atomic(out / MODEL_JSON, (json.dumps(description, indent=2) + "\n").encode())
+    key = Path(parts.source_dir) / KEY_FILE
+    if key.is_file():
+        # The bundle's link key, so that `edge-runtime infer` and `hostctl serve --infer` on this
+        # model authenticate as training did (--key-file overrides); a secret, not hashed.
+        _write_atomic(out / KEY_FILE, key.read_bytes())
+        (out / KEY_FILE).chmod(0o600)
     return description
 
 

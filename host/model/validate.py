@@ -3,7 +3,6 @@ ONNX file gives what the torch modules rebuilt from model.pt give, on the same s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_runtime.bundle import sha256_file
 from edge_runtime.errors import HiertrainError
+from edge_runtime.infer.model_dir import ModelDirError
+from edge_runtime.infer.model_dir import read_model_dir as read_checked
 from host.model.assemble import (
     EDGE_ONNX,
     FULL_ONNX,
     IO_NAMES,
     MODEL_FORMAT,
-    MODEL_JSON,
     MODEL_PT,
     TAIL_ONNX,
     ModelParts,
@@ -46,25 +45,10 @@ class Check:
 
 def read_model_dir(model_dir: Path) -> dict[str, Any]:
     """model.json, after checking every file it lists against its sha256 (one-line errors)."""
-    model_dir = Path(model_dir)
-    path = model_dir / MODEL_JSON
-    if not path.is_file():
-        raise ModelCheckFailed(f"{model_dir}: no {MODEL_JSON}; not a model directory")
     try:
-        description = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ModelCheckFailed(f"{path}: not JSON ({exc})") from None
-    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
-        raise ModelCheckFailed(f"{path}: not a {MODEL_FORMAT} description")
-    for name, digest in description.get("files", {}).items():
-        file = model_dir / name
-        if not file.is_file():
-            raise ModelCheckFailed(f"{model_dir}: {name} is missing")
-        if sha256_file(file) != digest:
-            raise ModelCheckFailed(
-                f"{model_dir}: {name} was altered (sha256 differs from {MODEL_JSON})"
-            )
-    return description
+        return read_checked(model_dir)
+    except ModelDirError as exc:
+        raise ModelCheckFailed(str(exc)) from None
 
 
 def parts_from_model_pt(path: Path, source_dir: Path | None = None) -> ModelParts:

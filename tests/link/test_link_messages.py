@@ -14,6 +14,7 @@ import pytest
 from linktest_support import BUNDLE, KEY, Collector, fast_config
 
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileVerdict, Inventory
+from edge_runtime.infer.messages import InferAnswer  # noqa: F401 - registers its family
 from edge_runtime.link import EdgeLink, HostListener
 from edge_runtime.link.control import Error, Hello, Welcome
 from edge_runtime.link.errors import ProtocolError

@@ -306,6 +306,82 @@ def run(
 
 @cli.command()
 @click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="the trained model directory (--model-out of a run)",
+)
+@click.option(
+    "--connect", "url", default=None, help="the inference host: socket://HOST:PORT, a device"
+)
+@click.option("--data", "data_spec", required=True, help=DATA_SPEC_HELP)
+@click.option(
+    "--threshold", type=float, default=None, help="exit confidence to answer at the edge [0.9]"
+)
+@click.option(
+    "--target-accuracy", type=float, default=None, help="calibrate the threshold to this accuracy"
+)
+@click.option(
+    "--max-offload", type=float, default=None, help="calibrate: offload at most this fraction"
+)
+@click.option(
+    "--latency-budget", type=float, default=None, help="ms: answer at the edge past it (adaptive)"
+)
+@click.option("--codec", type=click.Choice(list(CODECS)), default="fp32", show_default=True)
+@click.option(
+    "--key-file", type=click.Path(path_type=Path), default=None, help="[default: DIR/link.key]"
+)
+@edge_id_option
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option("--answer-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option("--limit", type=int, default=None, help="the first N samples only")
+@baud_option
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None)
+def infer(
+    model_dir: Path,
+    url: str | None,
+    data_spec: str,
+    threshold: float | None,
+    target_accuracy: float | None,
+    max_offload: float | None,
+    latency_budget: float | None,
+    codec: str,
+    key_file: Path | None,
+    edge_id: str | None,
+    connect_timeout: float,
+    answer_timeout: float,
+    limit: int | None,
+    baud: int,
+    report_path: Path | None,
+) -> None:
+    """Hierarchical inference: answer confident samples at the exit, offload the rest."""
+    from edge_runtime.infer.command import run_infer
+
+    run_infer(
+        model_dir,
+        url,
+        data_spec,
+        policy_options=dict(
+            threshold=threshold,
+            target_accuracy=target_accuracy,
+            max_offload=max_offload,
+            latency_budget_ms=latency_budget,
+        ),
+        codec=codec,
+        key_file=key_file,
+        edge_id=edge_id or socket.gethostname(),
+        connect_timeout=connect_timeout,
+        answer_timeout=answer_timeout,
+        baud=baud,
+        limit=limit,
+        report_path=report_path,
+        say=console.print,
+    )
+
+
+@cli.command()
+@click.option(
     "--link",
     "url",
     required=True,

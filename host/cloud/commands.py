@@ -19,9 +19,9 @@ from host.console import console
 @click.option(
     "--bundle",
     "bundle_dir",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="the bundle directory (DIR or DIR/cloud)",
+    help="the bundle directory (DIR or DIR/cloud); training needs it",
 )
 @click.option("--listen", default=None, help="tcp://HOST:PORT")
 @click.option("--serial", default=None, help="serial device (or pyserial URL) of one edge")
@@ -68,6 +68,18 @@ from host.console import console
     default=None,
     help="write the trained model here at the end (edge/tail/full.onnx, model.pt, model.json)",
 )
+@click.option(
+    "--infer",
+    is_flag=True,
+    help="serve hierarchical inference on a trained model (--model DIR) instead of training",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="with --infer: the model directory (--model-out of a run)",
+)
 def serve_cmd(
     bundle_dir: Path,
     listen: str | None,
@@ -83,8 +95,12 @@ def serve_cmd(
     baud: int,
     window: int,
     model_out: Path | None,
+    infer: bool,
+    model_dir: Path | None,
 ) -> None:
-    """The cloud trainer: train each edge's tail on the activations it streams."""
+    """The cloud trainer: train each edge's tail on the activations it streams.
+
+    With --infer: answer the samples edges offload, with the trained model's tail."""
     from edge_runtime.bundle import load_bundle, read_key_file
     from edge_runtime.link import LinkConfig
     from host.cloud.serve import parse_listen, serve
@@ -93,6 +109,24 @@ def serve_cmd(
         raise UsageFault("serve needs exactly one of --listen tcp://HOST:PORT or --serial DEVICE")
     if listen is not None:
         parse_listen(listen)  # a bad address is a usage error before the tail is built
+    if infer:
+        from edge_runtime.bundle import KEY_FILE
+        from host.infer.server import serve_infer
+
+        if model_dir is None or bundle_dir is not None:
+            raise UsageFault("serve --infer takes --model DIR (a model directory), not --bundle")
+        serve_infer(
+            model_dir,
+            listen=listen,
+            serial=serial,
+            key=read_key_file(key_file or model_dir / KEY_FILE),
+            config=LinkConfig(baudrate=baud, window=window),
+            exit_when_done=exit_when_done,
+            say=console.print,
+        )
+        return
+    if bundle_dir is None or model_dir is not None:
+        raise UsageFault("serve needs --bundle DIR (or --infer --model DIR to serve inference)")
     bundle = load_bundle(bundle_dir)
     if bundle.side == "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")

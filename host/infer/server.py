@@ -44,6 +44,9 @@ class InferServer:
         self.busy_s = 0.0
         self.errors: list[str] = []
         self._sessions: list[HostSession] = []
+        self._active = 0
+        self._changed = threading.Condition(self._lock)
+        self._stopping = threading.Event()
         self.listener = HostListener(key, sha256_file(self.model_dir / MODEL_JSON), config=config)
 
     def serve_tcp(self, host: str, port: int) -> tuple[str, int]:
@@ -59,8 +62,29 @@ class InferServer:
         self.listener.serve_serial(url, self._handle)
 
     def _handle(self, session: HostSession) -> None:
-        with self._lock:
+        with self._changed:
             self._sessions.append(session)
+            self._active += 1
+        try:
+            self._answer(session)
+        finally:
+            with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
+
+    def wait(self, *, exit_when_done: bool = False) -> None:
+        """Block until request_stop() (or, with exit_when_done, until every edge has left)."""
+        with self._changed:
+            while not self._stopping.is_set():
+                if exit_when_done and self._sessions and not self._active:
+                    return
+                self._changed.wait(0.2)
+
+    def request_stop(self) -> None:
+        """Ask wait() to return (safe from a signal handler)."""
+        self._stopping.set()
+
+    def _answer(self, session: HostSession) -> None:
         try:
             while True:
                 try:
@@ -107,3 +131,36 @@ class InferServer:
     def close(self) -> None:
         """Stop listening."""
         self.listener.close()
+
+
+def serve_infer(
+    model_dir: Path,
+    *,
+    listen: str | None,
+    serial: str | None,
+    key: bytes,
+    config: LinkConfig,
+    exit_when_done: bool,
+    say: Any = print,
+) -> dict[str, Any]:
+    """Run the inference host in the foreground; SIGINT/SIGTERM stop it. Returns its figures."""
+    import signal
+
+    from host.cloud.serve import parse_listen
+
+    server = InferServer(model_dir, key=key, config=config)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.request_stop())
+    if listen is not None:
+        host, port = server.serve_tcp(*parse_listen(listen))
+        print(f"listening on tcp://{host}:{port}", flush=True)
+    else:
+        server.serve_serial(serial)
+        print(f"listening on serial {serial}", flush=True)
+    try:
+        server.wait(exit_when_done=exit_when_done)
+    finally:
+        server.close()
+    figures = server.stats()
+    say(f"inference host done: {figures['answered']} samples answered")
+    return figures

@@ -41,11 +41,35 @@ def _connect(model_dir: Path, tmp: Path, edge_end) -> EdgeLink:
     )
 
 
-def _infer(model_dir: Path, tmp: Path, threshold: float, *, kill_after: int | None = None):
+class _Tap:
+    """A wiretap on the edge's end of the stream: every byte the board writes."""
+
+    def __init__(self, inner) -> None:
+        self._inner, self.sent = inner, bytearray()
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+        self._inner.write(data)
+
+
+def _infer(
+    model_dir: Path,
+    tmp: Path,
+    threshold: float,
+    *,
+    kill_after: int | None = None,
+    tap: list | None = None,
+):
     data = load_dataset_from(model_dir)
     x, y = data
     config = LinkConfig(read_timeout=0.05)
     edge_end, host_end = socket_pair(config.read_timeout)
+    if tap is not None:
+        edge_end = _Tap(edge_end)
+        tap.append(edge_end)
     server = InferServer(model_dir, key=read_key_file(model_dir / "link.key"), config=config)
     server.serve_transport(host_end)
     link = _connect(model_dir, tmp, edge_end)
@@ -109,6 +133,24 @@ def test_every_sample_answered_once_and_agrees_with_the_table(model_dir, tmp_pat
     assert abs(report["fraction_at_edge"] - row["fraction_at_edge"]) <= 0.01
     assert abs(report["accuracy"] - row["accuracy"]) <= 0.01
     assert report["bytes_up"] > 0 and report["latency_ms"]["p99"] >= report["latency_ms"]["p50"]
+
+
+def test_wiretap_finds_no_raw_input(model_dir, tmp_path) -> None:
+    from edge_runtime.link.framing import FrameDecoder
+
+    taps: list = []
+    report, _ = _infer(model_dir, tmp_path, 0.9, tap=taps)
+    bodies = FrameDecoder(1 << 24).feed(bytes(taps[0].sent))
+    assert report["answers"]["cloud"] > 0 and len(bodies) > report["answers"]["cloud"]
+    wire = b"".join(bodies)
+    data = load_dataset(str(DIGITS["path"]), seed=0)
+    x, _ = load_dataset_from(model_dir)
+    offloaded = [i for i, p in enumerate(report["paths"]) if p == "cloud"]
+    for i in offloaded:
+        # Neither the stored pixels nor the normalised input of an offloaded sample is on the
+        # wire (a 64-byte or 256-byte run would not occur by chance).
+        assert data.x_test[i].tobytes() not in wire
+        assert x[i].tobytes() not in wire
 
 
 def test_host_killed_mid_run_rest_answered_locally(model_dir, tmp_path) -> None:

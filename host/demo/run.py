@@ -57,6 +57,7 @@ class DemoOptions:
     slowdown: float = 1.0  # board profile: the edge computes this many times slower
     link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
     model_out: Path | None = None  # write the trained model here (host/model)
+    infer: bool = False  # after training, hierarchical inference with the trained model
 
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
@@ -150,11 +151,17 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         )
     write_report(opts.report or work / "report.json", report)
     console.print(report_table(report))
-    if opts.model_out is not None and emulation is not None:
+    model_dir = opts.model_out or (work / "model" if opts.infer else None)
+    if model_dir is not None and emulation is not None:
         from host.model.collect import held_out_samples, run_models_out
 
         samples = held_out_samples(opts.data)
-        run_models_out(bundle, cloud.states(), opts.model_out, samples, say=console.print)
+        run_models_out(bundle, cloud.states(), model_dir, samples, say=console.print)
+        if opts.infer:
+            from host.infer.demo import run_infer_demo
+
+            report["inference"] = run_infer_demo(model_dir, opts.data, work, console)
+            write_report(opts.report or work / "report.json", report)
     return report
 
 

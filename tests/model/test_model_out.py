@@ -19,12 +19,12 @@ from edge_runtime.data import load_dataset
 from edge_runtime.engines import make_engine
 from edge_runtime.train.loop import CHECKPOINT
 from host.cli import cli
-from host.model import ModelCheckFailed, validate_model_dir
 from host.model.assemble import ModelParts, write_model
 from host.model.collect import (
     parts_from_checkpoints,
     parts_from_state,
 )
+from host.model.validate import ModelCheckFailed, validate_model_dir
 
 EPOCHS = 2
 

@@ -44,3 +44,14 @@ def training_api() -> types.ModuleType:
     import onnxruntime.training.api as api
 
     return api
+
+
+def inference_runtime() -> types.ModuleType:
+    """`onnxruntime` for inference sessions, as light as `training_api` where the training
+    package is what is installed (its plain import pulls in torch and onnx); the inference
+    package (aarch64 wheels) imports as it is."""
+    if "onnxruntime" not in sys.modules and available():
+        training_api()
+    import onnxruntime
+
+    return onnxruntime

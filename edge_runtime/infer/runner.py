@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.engines.ort_import import inference_runtime
 from edge_runtime.infer.messages import InferAnswer, InferRequest
 from edge_runtime.infer.model_dir import ModelDirError, read_model_dir
 from edge_runtime.infer.policy import ExitPolicy
@@ -28,8 +29,7 @@ class EdgeModel:
     """edge.onnx of a checked model directory, in an onnxruntime session."""
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = inference_runtime()
         self.description = read_model_dir(model_dir)
         io = self.description["io"][EDGE_ONNX]
         self.input_name = io["inputs"][0]
@@ -107,14 +107,9 @@ class InferRun:
             else:
                 self._offload(i, activation, t0, exit_class, pending)
             self._collect(pending, 0.0)
-        deadline_progress = time.monotonic()
+        # The host's last answers: _collect gives up on it once one is owed past the timeout.
         while pending and self.host_lost is None:
-            before = len(pending)
             self._collect(pending, 0.05)
-            if len(pending) != before:
-                deadline_progress = time.monotonic()
-            elif time.monotonic() - deadline_progress > self.answer_timeout_s:
-                self._lose_host(pending, f"no answer from the host in {self.answer_timeout_s} s")
         return [self.answers[i] for i in range(len(x))]
 
     def _answer(self, i: int, cls: int, path: str, t0: float, why: str) -> None:
@@ -131,7 +126,7 @@ class InferRun:
         if self.host_lost is not None:
             self._answer(i, exit_class, "degraded", t0, self.host_lost)
             return
-        pending[i] = (t0, exit_class, len(pending), 0.0)
+        pending[i] = (t0, exit_class, len(pending))
         try:
             assert self.link is not None
             self.link.send(InferRequest(i, activation, self.codec), timeout=self.answer_timeout_s)
@@ -148,7 +143,7 @@ class InferRun:
                     for k, cls in enumerate(msg.classes):
                         sid = msg.first_id + k
                         if sid in pending:
-                            t0, _, ahead, _ = pending.pop(sid)
+                            t0, _, ahead = pending.pop(sid)
                             self._answer(sid, int(cls), "cloud", t0, "offload")
                             self.policy.observed(time.perf_counter() - t0, ahead)
                 msg = self.link.poll(0.0)
@@ -173,7 +168,7 @@ class InferRun:
                 "why": why,
             }
         )
-        for sid, (t0, exit_class, _, _) in sorted(pending.items()):
+        for sid, (t0, exit_class, _) in sorted(pending.items()):
             self._answer(sid, exit_class, "degraded", t0, why)
         pending.clear()
 

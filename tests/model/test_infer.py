@@ -200,3 +200,28 @@ def test_bad_model_dir_and_input_are_one_line(model_dir, tmp_path) -> None:
     (copy / "model.json").unlink()
     with pytest.raises(ModelDirError, match="no model.json"):
         EdgeModel(copy)
+
+
+NO_TORCH = """
+import sys
+import numpy as np
+from edge_runtime.infer.runner import EdgeModel
+model = EdgeModel(sys.argv[1], threads=1)
+logits, activation = model(np.zeros((2, 1, 8, 8), np.float32))
+assert logits.shape == (2, 10), logits.shape
+heavy = [m for m in ("torch", "onnx") if m in sys.modules]
+assert not heavy, heavy
+"""
+
+
+def test_the_board_infers_without_torch_or_onnx(model_dir) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]

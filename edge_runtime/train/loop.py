@@ -178,6 +178,7 @@ class EdgeTrainer:
         self._host_trained = tuple(resume) if resume else None
         self.mode: EdgeMode = mode_spec(config.mode).edge_class()(self)
         self.model_parts_sent = 0
+        self.model_bytes_sent = 0  # the weights' bytes (payload), counted in bytes_up
         # Beside the engine checkpoint, so that `hostctl model` can assemble a usable model from
         # checkpoints alone (how inputs are normalised is the data's, not the weights').
         self.progress.extra["model_meta"] = model_meta(data, 0)
@@ -302,6 +303,7 @@ class EdgeTrainer:
         for msg in weight_messages(self.engine.export_weights(), model_meta(self.data, epoch)):
             self.blocked_s += sender.put(msg)
             self.model_parts_sent += 1
+            self.model_bytes_sent += sum(v.nbytes for v in msg.tensors.values())
 
     def _checkpoint(self) -> None:
         """Engine checkpoint, then the progress that names it: a kill between the two leaves
@@ -357,6 +359,7 @@ class EdgeTrainer:
                 "link_stats": stats,
                 "eval_batches_sent": sender.eval_batches_sent,
                 "model_parts_sent": self.model_parts_sent,
+                "model_bytes_up": self.model_bytes_sent,
                 "batches_skipped_host_had": self.skipped,
                 "edge_train_exit_accuracy": self.train_exit_accuracy,
                 "cloud_busy_s_reported": final.get("cloud_busy_s"),

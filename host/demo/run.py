@@ -239,6 +239,8 @@ def merge_reports(
             "pipeline_efficiency": round(edge["runtime_s"] / max(max(busy.values()), 1e-9), 3),
             "early_exit_at_0.9": early[0] if early else None,
             "early_exit": edge.get("early_exit"),
+            # The trained front + exit sent at the end (hierarchical), inside bytes_up.
+            "model_bytes_up": edge.get("model_bytes_up", 0),
         },
     ).as_dict()
 

@@ -53,6 +53,12 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         raise UsageFault(
             f"--input-shape {text!r}: expected C x H x W with positive integers, e.g. 3x32x32"
         )
+    if dims[2] in (1, 3, 4) and dims[0] > 4:
+        # Channels last (H x W x C, as numpy and PIL hold images): the models take channels first.
+        raise UsageFault(
+            f"--input-shape {text!r} looks like H x W x C; give channels first (C x H x W): "
+            f"{dims[2]}x{dims[0]}x{dims[1]}"
+        )
     return dims  # type: ignore[return-value]
 
 
@@ -124,6 +130,34 @@ def cli() -> None:
     help="pre-shared link key to write into the bundle [default: a fresh random key]",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--engine",
+    "engine",
+    type=click.Choice(["ort", "torch"]),
+    default="ort",
+    show_default=True,
+    help="ort: ONNX Runtime training artifacts too (both engines train the bundle); "
+    "torch: only what the torch engine needs (for ops ORT training cannot differentiate)",
+)
+@click.option("--force", is_flag=True, help="replace the bundle at --out (its link key is kept)")
+@click.option(
+    "--new-key", is_flag=True, help="with --force: a fresh link key (re-deploy the board)"
+)
+@click.option(
+    "--include",
+    "includes",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="a module file or package directory the model's code imports (repeatable); "
+    "modules beside the factory file are found by themselves",
+)
+@click.option(
+    "--requires",
+    multiple=True,
+    help="a pip requirement the model's code needs on the board, e.g. 'timm==1.0.9' "
+    "(repeatable; `hostctl bundle` fetches its wheels)",
+)
+@click.option("--no-validate", is_flag=True, help="skip comparing the ONNX models with torch")
 def export(
     model: str,
     split: int,
@@ -136,9 +170,18 @@ def export(
     exit_head: int | None,
     key_file: Path | None,
     seed: int,
+    engine: str,
+    force: bool,
+    new_key: bool,
+    includes: tuple[Path, ...],
+    requires: tuple[str, ...],
+    no_validate: bool,
 ) -> None:
-    """Split a model and write the edge's ONNX Runtime training artifacts and the cloud's tail."""
-    from host.export import ExportOptions, default_out_dir, export_bundle
+    """Split a model, write the edge's training artifacts and the cloud's tail, and validate
+    every ONNX model against torch (exit 1, nothing written, when one disagrees)."""
+    from host.export import ExportError, ExportOptions, default_out_dir, export_bundle
+    from host.export.ort_ops import UnsupportedOpError
+    from host.export.validate import ValidationError
     from models import ModelSpecError
 
     opts = ExportOptions(
@@ -152,13 +195,30 @@ def export(
         exit_head_width=exit_head,
         seed=seed,
         key_file=key_file,
+        engine=engine,
+        force=force,
+        new_key=new_key,
+        includes=list(includes),
+        requires=list(requires),
+        validate=not no_validate,
     )
+    if new_key and not force:
+        raise UsageFault("--new-key replaces the key of an existing bundle: use it with --force")
     out = out or default_out_dir(opts)
     try:
         with console.status("exporting") as status:
-            manifest = export_bundle(opts, out, progress=lambda msg: status.update(msg))
-    except ModelSpecError as exc:
+            manifest = export_bundle(
+                opts,
+                out,
+                progress=lambda msg: status.update(msg),
+                report=lambda line: console.print(
+                    line, markup=False, highlight=False, soft_wrap=True
+                ),
+            )
+    except (ModelSpecError, UnsupportedOpError, ExportError) as exc:
         raise UsageFault(str(exc)) from None
+    except ValidationError as exc:
+        raise RuntimeFault(f"{exc}; nothing was written to {out}") from None
     bundle = load_bundle(manifest.parent)
     from host.export.inspect import bundle_view
 

@@ -162,7 +162,9 @@ def make_deploy_bundle(
     else:
         wheels.mkdir()
         wheel = Path(shutil.copy2(wheel, wheels / wheel.name))
-    requirements = [] if skip_deps else [*base_requirements(), *engine_reqs]
+    # The model's own requirements (`hostctl export --requires`): its code runs on the board.
+    model_reqs = list(bundle.manifest.get("code", {}).get("requires", []))
+    requirements = [] if skip_deps else [*base_requirements(), *engine_reqs, *model_reqs]
     if requirements:
         on_progress(f"pip download for {board.arch}, Python {board.python}")
         download_for_board(board, requirements, wheels, on_progress)

@@ -25,7 +25,8 @@ def split_model_from_manifest(bundle: Bundle):  # -> models.SplitModel
     spec = m["model_spec"]
     name = m["model"]
     if spec.get("bundled_source"):
-        name = f"{bundle.path(spec['bundled_source'])}:{spec['factory']}"
+        # Both sides carry the code; the host loads the whole bundle (side "all").
+        name = f"{bundle.side_path('cloud', spec['bundled_source'])}:{spec['factory']}"
     kwargs = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
     return build_model(
         name, input_shape=tuple(m["input_shape"]), num_classes=m["num_classes"], **kwargs

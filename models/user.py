@@ -143,6 +143,8 @@ def local_modules(source: Path) -> list[Path]:
         except ValueError:
             continue
         top = rel.parts[0]
+        if module.__name__.split(".")[0] != top.removesuffix(".py"):
+            continue  # not imported through the folder on sys.path (another user file, say)
         if top in _OWN_PACKAGES or top == Path(source).name or top.startswith("."):
             continue
         if "site-packages" in rel.parts or "dist-packages" in rel.parts:

@@ -152,6 +152,13 @@ def make_deploy_bundle(
         raise BoardError(f"--bundle {bundle_dir}: give the bundle directory or its edge/ half")
     edge_src = bundle_dir / "edge" if bundle.side == "all" else bundle_dir
     load_bundle(edge_src)  # the edge half on its own, as the board will load it
+    engines = bundle.manifest.get("engines", ["ort", "torch"])
+    if board.resolved_engine not in engines:
+        raise BoardError(
+            f"board file {board.path}: engine = {board.resolved_engine!r}, but {bundle_dir} was "
+            f'exported for {", ".join(engines)} only; set engine = "{engines[0]}" in the '
+            "board file, or re-export the bundle for this engine"
+        )
     extra, engine_reqs = engine_requirements(board) if not skip_deps else _extra_only(board)
     _prepare_out(out)
     shutil.copytree(edge_src, out / "edge")

@@ -160,3 +160,18 @@ def test_model_requirements_are_downloaded_for_the_board(
     assert "wheels/timm-1.0.9-py3-none-any.whl" in names
     assert "wheels/safetensors-0.4.5-py3-none-any.whl" in names  # timm's own dependency
     assert "wheels/torch-2.8.0-py3-none-any.whl" in names  # the aarch64 torch pin
+
+
+def test_a_torch_only_bundle_is_refused_for_an_ort_board(
+    local_board_file, edge_bundle, hiertrain_wheel, tmp_path
+) -> None:
+    src = edge_bundle()
+    manifest = json.loads((src / "manifest.json").read_text())
+    manifest["engines"] = ["torch"]  # hostctl export --engine torch
+    raw = json.dumps(manifest, indent=2).encode()
+    for path in (src / "manifest.json", src / "edge" / "manifest.json"):
+        path.write_bytes(raw)
+    board = load_board(local_board_file)  # engine = "ort"
+    with pytest.raises(BoardError, match='exported for torch only; set engine = "torch"'):
+        make_deploy_bundle(board, src, tmp_path / "d", skip_deps=True, wheel=hiertrain_wheel)
+    assert not (tmp_path / "d").exists()

@@ -22,9 +22,11 @@ def probe(bundle_dir: Path, sample: dict[str, np.ndarray], save: Callable[[dict]
 
     `save` gets what is known so far after each model, so a crash still leaves the earlier ones.
     """
-    import onnxruntime as ort
-
     from edge_runtime.bundle import load_bundle
+    from edge_runtime.engines.ort_import import training_api
+
+    training_api()  # first: the light import the board uses (no torch, no onnx; ~3 s less)
+    import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
     out: dict[str, np.ndarray] = {}

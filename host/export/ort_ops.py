@@ -1,7 +1,9 @@
 """Which ONNX ops ONNX Runtime training 1.19.2 cannot train through, found before export.
 
-The table was made by trying (tests/export/test_export_validate.py keeps it honest): a front of
-Conv2d and the op, `generate_artifacts`, then one training step in onnxruntime.training.
+The table was made by trying, with onnxruntime-training 1.19.2 on x86_64: a front of Conv2d and
+the op, `generate_artifacts`, then one training step. tests/export/test_export_validate.py checks
+that each entry's torch layer exports to that op, that HardSwish still has no gradient builder,
+and that AveragePool still fails its first step.
 
 * No gradient builder is registered for these: `generate_artifacts` fails with
   "The gradient builder has not been registered: <Op>".

@@ -240,3 +240,24 @@ def test_user_code_and_requirements_go_into_the_bundle(tmp_path) -> None:
             ExportOptions(model="smallcnn", split=1, requires=["timm=1.0"]), tmp_path / "c"
         )
     assert not (tmp_path / "c").exists()
+
+
+def test_ort_still_has_no_gradient_for_hardswish(tmp_path) -> None:
+    """The table's premise, checked against the installed onnxruntime-training; an op the table
+    does not list gets the same one line from generate_artifacts' error."""
+    import torch
+    from torch import nn
+
+    from host.export.onnx_artifacts import export_training_artifacts
+    from host.export.ort_ops import from_ort_error
+    from models import EdgeNet, build_exit_head
+
+    net = EdgeNet(
+        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Hardswish()), build_exit_head((4, 4, 4), 10)
+    )
+    with pytest.raises(RuntimeError, match="has not been registered: HardSwish") as info:
+        export_training_artifacts(
+            net, torch.randn(2, 3, 4, 4), tmp_path, optimizer="sgd", weight_decay=0.0
+        )
+    line = str(from_ort_error(info.value))
+    assert line.startswith("block '1' uses HardSwish (nn.Hardswish)") and "\n" not in line

@@ -220,7 +220,7 @@ def export(
     except (ModelSpecError, UnsupportedOpError, ExportError) as exc:
         raise UsageFault(str(exc)) from None
     except ValidationError as exc:
-        raise RuntimeFault(f"{exc}; nothing was written to {out}") from None
+        raise RuntimeFault(f"{exc}; nothing was written ({out} is as it was)") from None
     bundle = load_bundle(manifest.parent)
     from host.export.inspect import bundle_view
 

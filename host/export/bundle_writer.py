@@ -15,7 +15,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_runtime.bundle import BUNDLE_FORMAT, KEY_FILE, MANIFEST, sha256_file
+from edge_runtime.bundle import (
+    BUNDLE_FORMAT,
+    CODE_DIR,
+    EDGE_WEIGHTS,
+    INFERENCE_MODEL,
+    KEY_FILE,
+    MANIFEST,
+    SPLIT_ARTIFACTS,
+    TAIL_MODEL,
+    TAIL_WEIGHTS,
+    sha256_listing,
+)
+from edge_runtime.errors import UsageFault
 from host.export.onnx_artifacts import (
     export_inference,
     export_split_artifacts,
@@ -30,13 +42,9 @@ OPTIMIZERS = ("adamw", "sgd")
 # "ort": ONNX Runtime training artifacts as well (a bundle both engines train);
 # "torch": no training artifacts, for fronts whose ops ORT training cannot differentiate.
 EXPORT_ENGINES = ("ort", "torch")
-EDGE_WEIGHTS = "edge_weights.npz"
-TAIL_WEIGHTS = "tail_weights.npz"
-# The user's model code (factory file, its local modules, --include paths), under each side.
-CODE_DIR = "code"
 
 
-class ExportError(Exception):
+class ExportError(UsageFault):
     """Export options that cannot work (a bad --include, --requires, optimizer, engine)."""
 
 
@@ -280,10 +288,10 @@ def _write(
                 raise
             raise known from None
     step("exporting inference models")
-    export_inference(edge_net, sample, ["logits", "activation"], edge_dir / "inference_model.onnx")
+    export_inference(edge_net, sample, ["logits", "activation"], edge_dir / INFERENCE_MODEL)
     save_weights(edge_net, edge_dir / EDGE_WEIGHTS)
     act_sample = torch.randn(2, *act_shape)
-    export_inference(tail, act_sample, ["logits"], cloud_dir / "tail_model.onnx")
+    export_inference(tail, act_sample, ["logits"], cloud_dir / TAIL_MODEL)
     save_weights(tail, cloud_dir / TAIL_WEIGHTS)
 
     split_bn: list[tuple[str, str]] = []
@@ -293,7 +301,7 @@ def _write(
             split_bn = export_split_artifacts(
                 edge_net.front,
                 sample,
-                edge_dir / "split",
+                edge_dir / SPLIT_ARTIFACTS,
                 optimizer=opts.optimizer,
                 weight_decay=opts.weight_decay,
             )
@@ -316,12 +324,7 @@ def _write(
     row = next(r for r in split_table(model) if r["split"] == opts.split)
     edge_params = sum(p.numel() for p in edge_net.parameters())
     tail_params = sum(p.numel() for p in tail.parameters())
-    files = {
-        f.relative_to(root).as_posix(): sha256_file(f)
-        for d in (edge_dir, cloud_dir)
-        for f in sorted(d.rglob("*"))
-        if f.is_file()
-    }
+    files = {**sha256_listing(root, edge_dir), **sha256_listing(root, cloud_dir)}
     optimizer = {"type": opts.optimizer, "lr": opts.lr, "weight_decay": opts.weight_decay}
     manifest = {
         "format": BUNDLE_FORMAT,

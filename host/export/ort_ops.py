@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import onnx
 
+from edge_runtime.errors import UsageFault
+
 ORT_TRAINING_VERSION = "1.19.2"
 
 
@@ -65,7 +67,7 @@ UNTRAINABLE: dict[str, Untrainable] = {
 _NOT_REGISTERED = re.compile(r"gradient builder has not been registered: (\w+) for node (\S+)")
 
 
-class UnsupportedOpError(Exception):
+class UnsupportedOpError(UsageFault):
     """The front uses an op the ORT engine cannot train; the message is one line."""
 
 

@@ -23,14 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_runtime.errors import HiertrainError
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_BATCH = 4
 TRAIN_STEPS = 2  # as ort_probe.TRAIN_STEPS
 PROBE_TIMEOUT_S = 600
 
 
-class ValidationError(Exception):
-    """A model in the bundle disagrees with torch, or onnxruntime failed on it."""
+class ValidationError(HiertrainError):
+    """A model in the bundle disagrees with torch, or onnxruntime failed on it (exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def torch_reference(
 
     Works on copies: the modules passed in stay as exported.
     """
-    from edge_runtime.engines.torch_engine import build_optimizer
+    from models import build_optimizer
 
     net, tail = copy.deepcopy(edge_net).eval(), copy.deepcopy(tail).eval()
     out: dict[str, np.ndarray] = {}
@@ -204,7 +206,7 @@ def _torch_engine_check(
     from edge_runtime.bundle import load_bundle
     from edge_runtime.engines.base import EngineError
     from edge_runtime.engines.torch_engine import TorchEngine
-    from models import ModelSpecError
+    from models import ManifestError, ModelSpecError
 
     name = "torch engine (bundled code + weights)"
     try:
@@ -213,7 +215,7 @@ def _torch_engine_check(
         losses = np.array(
             [engine.train_step(sample["x"], sample["y"]).loss for _ in range(TRAIN_STEPS)]
         )
-    except (EngineError, ModelSpecError, RuntimeError) as exc:
+    except (EngineError, ManifestError, ModelSpecError, RuntimeError) as exc:
         return Check(name, False, f"cannot rebuild the model: {' '.join(str(exc).split())[:300]}")
     outputs = compare(
         name,

@@ -4,6 +4,8 @@ partial bundle: real exports, real onnxruntime sessions (in validation's child p
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -187,14 +189,17 @@ def test_refuses_to_overwrite_without_force_and_keeps_the_key(tmp_path) -> None:
 
 
 def test_hwc_input_shape_is_refused_with_the_chw_form(tmp_path) -> None:
-    result = CliRunner().invoke(
-        cli,
-        ["export", "--split", "2", "--input-shape", "32x32x3", "--out", str(tmp_path / "b")],
+    out = subprocess.run(
+        [sys.executable, "-m", "host.cli", "export", "--split", "2", "--input-shape", "32x32x3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
-    assert result.exit_code == 2
-    (line,) = [x for x in result.output.splitlines() if x.strip()]
+    assert out.returncode == 2, out.stderr
+    (line,) = [x for x in out.stderr.splitlines() if x.strip()]
     assert "H x W x C" in line and "3x32x32" in line
-    assert not (tmp_path / "b").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_user_code_and_requirements_go_into_the_bundle(tmp_path) -> None:

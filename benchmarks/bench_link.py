@@ -21,7 +21,8 @@ import numpy as np
 from edge_runtime.link import EdgeLink, HostListener, HostSession, LinkClosed, LinkConfig
 from edge_runtime.link.codecs import CODECS, decode_tensor, encode_tensor
 from edge_runtime.link.framing import encode_frame
-from edge_runtime.link.messages import Batch, encode_message
+from edge_runtime.link.messages import encode_message
+from edge_runtime.train.messages import Batch
 
 KEY = b"bench-key"
 BUNDLE = "0" * 64

@@ -16,6 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_runtime.link.config import LinkConfig
+from edge_runtime.link.control import (
+    NACK_CORRUPT,
+    NACK_DATA,
+    NACK_PROBE,
+    Ack,
+    Bye,
+    Error,
+    Hello,
+    Keepalive,
+    Nack,
+)
 from edge_runtime.link.errors import (
     HandshakeRefused,
     LinkClosed,
@@ -23,22 +34,8 @@ from edge_runtime.link.errors import (
     LinkTimeout,
     ProtocolError,
 )
-from edge_runtime.link.messages import (
-    FLAG_RETRANSMIT,
-    NACK_CORRUPT,
-    NACK_DATA,
-    NACK_PROBE,
-    Ack,
-    Bye,
-    Error,
-    Header,
-    Hello,
-    Keepalive,
-    Message,
-    MsgType,
-    Nack,
-    decode_message,
-)
+from edge_runtime.link.header import FLAG_RETRANSMIT, Header, MsgType
+from edge_runtime.link.messages import Malformed, Message, decode_message
 from edge_runtime.link.spool import MemoryStore, Spool
 from edge_runtime.link.stream import FrameIO
 
@@ -156,11 +153,19 @@ class Inbox:
                 return False, self._missing(seq - 1)
             while self.received + 1 in self.pending:
                 h, p = self.pending.pop(self.received + 1)
-                msg = decode_message(h, p, max_inflated)
+                try:
+                    msg = decode_message(h, p, max_inflated)
+                except ProtocolError as exc:  # the frame is sound: its body is the app's problem
+                    msg = Malformed(h.type, str(exc), seq=h.seq)
                 self.queue.append(msg)
                 self.received = h.seq
             self.cond.notify_all()
             return True, []
+
+    def consume_upto(self, seq: int) -> None:
+        """The application is done with everything up to ``seq`` (cumulative; ACKs carry it)."""
+        with self.cond:
+            self.consumed = max(self.consumed, seq)
 
     def missing(self, highest: int) -> list[int]:
         """Sequence numbers in (received, highest] not held (at most a window of them)."""

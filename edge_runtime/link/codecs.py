@@ -7,6 +7,10 @@ Encoded bytes describe themselves (network-order metadata, little-endian element
     | int8, int8+z: f32 scale[C] | f32 zero_point[C]
     | plain codecs: elements  |  +z codecs: coded block (see edge_runtime/link/entropy.py)
 
+Integer arrays (labels, raw uint8 inputs) travel as blocks (``pack_ints``)::
+
+    u8 dtype (0 int8, 1 int16, 2 int32, 3 int64, 4 uint8) | u8 ndim | u32 shape[ndim] | elements
+
 ``int8`` quantises each channel (axis 1 of NCHW, the last axis otherwise, the whole tensor for
 0-d and 1-d) to 256 levels between its min and max: ``x ~= q * scale + zero_point``, q in 0..255.
 A ``+z`` codec codes its base codec's elements losslessly (bit for bit), so ``fp32+z`` is
@@ -224,3 +228,44 @@ def _quantise(x: np.ndarray, axis: int | None) -> tuple[bytes, np.ndarray]:
     np.clip(q, 0, 255, out=q)
     params = np.concatenate([scale, lo]).astype("<f4")
     return params.tobytes(), q.astype(np.uint8)
+
+
+# -- integer blocks -----------------------------------------------------------------------------
+
+_INT_DTYPES = [np.dtype(t) for t in ("i1", "<i2", "<i4", "<i8", "u1")]
+_INT_HEAD = struct.Struct("!BB")
+
+
+def pack_ints(arr: np.ndarray, compact: bool) -> bytes:
+    """An integer array as a block; ``compact`` sends the smallest signed type that holds it."""
+    x = np.asarray(arr)
+    if x.dtype.kind not in "iu":
+        raise ValueError(f"expected an integer array, got dtype {x.dtype}")
+    dtype = x.dtype.newbyteorder("<") if x.dtype.itemsize > 1 else x.dtype
+    if compact:
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        dtype = next(d for d in _INT_DTYPES[:4] if np.iinfo(d).min <= lo and hi <= np.iinfo(d).max)
+    code = _INT_DTYPES.index(np.dtype(dtype))
+    head = _INT_HEAD.pack(code, x.ndim) + struct.pack(f"!{x.ndim}I", *x.shape)
+    return head + np.ascontiguousarray(x, dtype=dtype).tobytes()
+
+
+def unpack_ints(view: memoryview, offset: int) -> tuple[np.ndarray, int]:
+    """The block at ``offset`` (a read-only view) and the offset after it; sizes checked first."""
+    code, ndim = _INT_HEAD.unpack_from(view, offset)
+    if code >= len(_INT_DTYPES) or ndim > _MAX_NDIM:
+        raise ProtocolError(f"bad array block: dtype {code}, ndim {ndim}")
+    offset += _INT_HEAD.size
+    shape = struct.unpack_from(f"!{ndim}I", view, offset)
+    offset += 4 * ndim
+    dtype = _INT_DTYPES[code]
+    count = 1
+    for dim in shape:
+        count *= dim
+    end = offset + count * dtype.itemsize
+    if end > len(view):
+        raise ProtocolError(
+            f"array block {shape} needs {end - offset} bytes, {len(view) - offset} left"
+        )
+    arr = np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return arr, end

@@ -10,9 +10,11 @@ from typing import Any
 
 from edge_runtime.link.channel import Channel, Inbox, Outbox
 from edge_runtime.link.config import LinkConfig
+from edge_runtime.link.control import Bye, Hello
 from edge_runtime.link.errors import FrameError, HandshakeRefused, LinkClosed, LinkError
 from edge_runtime.link.handshake import REFUSAL_CODES, edge_handshake
-from edge_runtime.link.messages import HEADER, PROTOCOL_VERSION, Bye, Header, Hello, Message
+from edge_runtime.link.header import HEADER, PROTOCOL_VERSION, Header
+from edge_runtime.link.messages import Message
 from edge_runtime.link.spool import Spool
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import Transport, open_url
@@ -135,14 +137,11 @@ class EdgeLink:
 
     def poll(self, timeout: float = 0.0) -> Message | None:
         """Next message from the host (Metrics, Grad, Error, Bye...), or None after ``timeout``."""
-        msg = self._inbox.take(timeout, self._consume)
+        msg = self._inbox.take(timeout, lambda m: self._inbox.consume_upto(m.seq))
         channel = self._channel
         if msg is not None and msg.seq and channel is not None:
             channel.request_ack()
         return msg
-
-    def _consume(self, msg: Message) -> None:
-        self._inbox.consumed = max(self._inbox.consumed, msg.seq)
 
     def flush(self, timeout: float) -> None:
         """Wait until the host consumed everything sent; LinkTimeout after ``timeout``."""

@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import UsageFault
+
 FORMAT = "hiertrain-plan-profile/1"
 EDGE_FIELDS = ("edge_step_s", "edge_eval_s", "edge_warmup_s")
 CLOUD_FIELDS = ("cloud_step_s", "cloud_eval_s", "cloud_warmup_s")
@@ -56,7 +58,7 @@ def is_edge_figure(key: str) -> bool:
     return key in EDGE_FIELDS or key.endswith(":encode_s")
 
 
-class ProfileError(ValueError):
+class ProfileError(UsageFault, ValueError):
     """A profile file that cannot be read or does not fit the plan; says what to fix."""
 
 

@@ -22,7 +22,9 @@ from edge_runtime.link.codecs import (
     parse_codecs,
 )
 from edge_runtime.link.errors import ProtocolError
-from edge_runtime.link.messages import Batch, Header, MsgType, decode_message
+from edge_runtime.link.header import Header, MsgType
+from edge_runtime.link.messages import decode_message
+from edge_runtime.train.messages import Batch
 
 pytestmark = pytest.mark.timeout(120)
 COMPRESSORS = ("zstd", "zlib", "stored")
@@ -349,16 +351,19 @@ def test_sender_refuses_what_would_inflate_past_max_frame(listener, tmp_path) ->
 
 
 def test_the_channels_inbox_refuses_a_hostile_batch() -> None:
-    """What the host's reader does with a sequenced BATCH: decode bounded by its max_frame."""
+    """What the host's reader does with a sequenced BATCH: decode bounded by its max_frame; the
+    refused body reaches the application as a Malformed value (which the host answers with an
+    ERROR), never as an inflated tensor."""
     from edge_runtime.link.channel import Inbox
+    from edge_runtime.link.messages import Malformed
 
     zeros = np.zeros((4, 64, 16, 16), dtype=np.float32)
     payload = Batch(0, 0, np.arange(4), zeros, "fp32+z").encode()
     header = Header(type=MsgType.BATCH, seq=1, length=len(payload))
     inbox = Inbox(window=4)
-    with pytest.raises(ProtocolError, match="negotiated maximum 65536"):
-        inbox.accept(header, memoryview(payload), 65536)
-    assert inbox.received == 0 and not inbox.queue
+    inbox.accept(header, memoryview(payload), 65536)
+    (got,) = inbox.queue
+    assert isinstance(got, Malformed) and "negotiated maximum 65536" in got.error
 
 
 def test_a_board_without_zstandard_codes_with_zlib(tmp_path) -> None:

@@ -104,11 +104,11 @@ def test_damaged_progress_is_a_state_error(tmp_path: Path, how: str) -> None:
 
 
 def test_engine_checkpoint_must_be_the_recorded_one(tmp_path: Path) -> None:
-    from edge_runtime.statefile import file_sha256
+    from edge_runtime.bundle import sha256_file
 
     ckpt = tmp_path / CHECKPOINT
     ckpt.write_bytes(os.urandom(2048))
-    progress = RunProgress("r1", 1, 0, engine_sha256=file_sha256(ckpt))
+    progress = RunProgress("r1", 1, 0, engine_sha256=sha256_file(ckpt))
     assert progress.check_engine_checkpoint(tmp_path) == ckpt
     _damage(ckpt, "garbled")
     with pytest.raises(StateError, match="engine checkpoint is damaged"):
@@ -144,3 +144,19 @@ def test_edge_cli_names_a_damaged_progress_file(tmp_path: Path, exported) -> Non
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "progress.json" in lines[0] and "damaged" in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_host_refuses_to_start_when_the_tail_cannot_be_built(tmp_path: Path, exported) -> None:
+    import shutil
+
+    import numpy as np
+
+    from edge_runtime.bundle import BundleError, load_bundle
+    from host.cloud.server import CloudServer
+
+    root = tmp_path / "bundle"
+    shutil.copytree(exported("smallcnn", 3, lr=3e-3), root)
+    np.savez(root / "cloud" / "tail_weights.npz", not_a_layer=np.zeros(3))  # weights of nothing
+    bundle = load_bundle(root, verify=False)  # past the hashes: the build is what must refuse
+    with pytest.raises(BundleError, match="the tail cannot be built"):
+        CloudServer(bundle, tmp_path / "state", key=b"k" * 32)

@@ -208,6 +208,7 @@ class CloudServer:
         self.on_event("error", state, {"error": str(exc)})
         with contextlib.suppress(LinkError):
             session.send(Error("state", f"the host stopped: {exc}"))
+            session.flush(5.0)  # the ERROR must reach the edge before the host stops
         self.request_stop()
 
     def maybe_commit(self, session: HostSession, state: EdgeState) -> None:

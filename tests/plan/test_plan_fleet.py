@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
+import subprocess
+import sys
+
 import pytest
 
 from host.plan.fleet import fleet_lines, fleet_plan
@@ -50,3 +55,44 @@ def test_nonsense_is_refused() -> None:
         fleet_plan(edges=0, batch_size=32, edge_s=1, link_s=1, cloud_s=1, batch_wire_bytes=1)
     with pytest.raises(ValueError, match="positive"):
         fleet_plan(edges=1, batch_size=32, edge_s=1, link_s=1, cloud_s=0, batch_wire_bytes=1)
+
+
+def run_hostctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "host.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_plan_edges_prints_the_fleet_from_the_measured_steps() -> None:
+    """A real profiling run of one split; the fleet lines follow from the table's step times."""
+    out = run_hostctl(
+        "plan", "--model", "smallcnn", "--link", "2mbit", "--splits", "2", "--steps", "1",
+        "--edges", "1000", "--ranks", "2",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (row,) = [line for line in out.stdout.splitlines() if line.startswith("│     2 ")]
+    edge_ms, cloud_ms, link_ms = (float(c) for c in row.split("│")[2:5])
+    needed = re.search(r"ranks needed to keep up with 1000 edges: (\d+)", out.stdout)
+    assert needed is not None, out.stdout
+    # The table rounds to 0.1 ms: allow the rank count that rounding can move.
+    expect = 1000 * cloud_ms / max(edge_ms, link_ms)
+    assert abs(int(needed.group(1)) - math.ceil(expect)) <= max(1, 0.01 * expect)
+    assert "on one shared tail, 2 rank(s)" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("plan", "--model", "smallcnn", "--edges", "0"), "--edges"),
+        (
+            ("serve", "--bundle", "nowhere", "--listen", "tcp://127.0.0.1:0", "--shared-tail",
+             "--mode", "cloud"),
+            "--shared-tail: mode 'cloud' trains no tail to share",
+        ),
+    ],
+)  # fmt: skip
+def test_fleet_usage_errors_exit_2_with_one_line(args: tuple[str, ...], says: str) -> None:
+    out = run_hostctl(*args)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]

@@ -20,6 +20,12 @@ from edge_runtime.data import DATA_SPEC_HELP, DataError, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, EngineError, make_engine
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.codecs import CODECS
+from edge_runtime.privacy import (
+    ActivationNoise,
+    PrivacyOptionError,
+    check_clip,
+    check_noise_multiplier,
+)
 from edge_runtime.report import write_report
 from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunProgress
 
@@ -139,6 +145,18 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
 @click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
+    "--dp-clip",
+    type=float,
+    default=None,
+    help="privacy: clip each sample's activation to this L2 norm (> 0) before the codec",
+)
+@click.option(
+    "--dp-noise",
+    type=float,
+    default=None,
+    help="privacy: add Gaussian noise of std DP_NOISE x DP_CLIP (>= 0; needs --dp-clip)",
+)
+@click.option(
     "--report",
     "report_path",
     type=click.Path(path_type=Path),
@@ -168,9 +186,12 @@ def run(
     key_file: Path | None,
     baud: int,
     window: int,
+    dp_clip: float | None,
+    dp_noise: float | None,
     report_path: Path | None,
 ) -> None:
     """Train the front + exit on local data and stream activations and labels to the host."""
+    activation_noise = _activation_noise(dp_clip, dp_noise, mode)
     bundle = load_bundle(bundle_dir)
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
@@ -220,6 +241,7 @@ def run(
         work_dir=work_dir,
         mode=mode,
         slowdown=slowdown,
+        activation_noise=activation_noise,
     )
     try:
         with _progress_bars() as bars:
@@ -301,6 +323,27 @@ def agent(
     )
     if once and not result.ok:
         raise click.exceptions.Exit(1)
+
+
+def _activation_noise(
+    dp_clip: float | None, dp_noise: float | None, mode: str
+) -> ActivationNoise | None:
+    """--dp-clip / --dp-noise as the defence the loop applies, or a usage error."""
+    if dp_clip is None and dp_noise is None:
+        return None
+    if dp_clip is None:
+        raise UsageFault("--dp-noise needs --dp-clip: the noise's std is DP_NOISE x DP_CLIP")
+    if mode != "hierarchical":
+        raise UsageFault(f"--dp-clip/--dp-noise apply to --mode hierarchical only, not {mode}")
+    for flag, check, value in (
+        ("--dp-clip", check_clip, dp_clip),
+        ("--dp-noise", check_noise_multiplier, 0.0 if dp_noise is None else dp_noise),
+    ):
+        try:
+            check(value)
+        except PrivacyOptionError as exc:
+            raise UsageFault(f"{flag}: {exc}") from None
+    return ActivationNoise(dp_clip, 0.0 if dp_noise is None else dp_noise)
 
 
 def run_argv(program: list[str], **options: object) -> list[str]:

@@ -26,6 +26,7 @@ from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
 from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, RawBatch
+from edge_runtime.privacy import ActivationNoise, noise_rng
 from edge_runtime.report import MetricsCsv
 from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
@@ -57,6 +58,8 @@ class EdgeRunConfig:
     # Board profile: pace each step to `slowdown` times this machine's compute time, so that a
     # virtual board computes like the slower board it stands for (0 or 1: as fast as it can).
     slowdown: float = 1.0
+    # Privacy defence: clip + noise on each activation before the codec (hierarchical mode).
+    activation_noise: ActivationNoise | None = None
 
 
 @dataclass
@@ -127,6 +130,7 @@ class EdgeTrainer:
         self.train_done_at: float | None = None
         resume = link.welcome_resume.get("trained")
         self._host_trained = tuple(resume) if resume else None
+        self._noise_rng = noise_rng()
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
@@ -207,7 +211,8 @@ class EdgeTrainer:
         if self._already_trained_by_host(epoch, index):
             self.skipped += 1
         else:
-            blocked = sender.put(Batch(epoch, index, y, step.activation, self.cfg.codec))
+            released = self._released(step.activation)
+            blocked = sender.put(Batch(epoch, index, y, released, self.cfg.codec))
             self.blocked_s += blocked
         return step.loss, int((step.logits.argmax(axis=1) == y).sum()), step_s, blocked
 
@@ -228,6 +233,11 @@ class EdgeTrainer:
         self.edge_busy_s += step_s
         self.blocked_s += blocked
         return float("nan"), 0, step_s, blocked
+
+    def _released(self, activation: np.ndarray) -> np.ndarray:
+        """What crosses the link for an activation: after the privacy defence, if any."""
+        noise = self.cfg.activation_noise
+        return activation if noise is None else noise.apply(activation, self._noise_rng)
 
     def _pace(self, seconds: float) -> float:
         """Stretch a step to the board profile's speed; returns the paced duration."""
@@ -275,7 +285,7 @@ class EdgeTrainer:
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
             self.blocked_s += sender.put(
-                EvalBatch(epoch, index, y, step.activation, self.cfg.codec)
+                EvalBatch(epoch, index, y, self._released(step.activation), self.cfg.codec)
             )
             acc = float(corrects[-1].mean()) if corrects else 0.0
             self.on_batch("eval", epoch, index + 1, total, step.loss, acc)
@@ -329,6 +339,7 @@ class EdgeTrainer:
             "role": "edge",
             "engine": self.engine.name if self.engine else None,
             "codec": self.cfg.codec,
+            "privacy": self.cfg.activation_noise.describe() if self.cfg.activation_noise else None,
             "slowdown": self.cfg.slowdown,
             "epochs": self.cfg.epochs,
             "epochs_done": self.progress.epoch,

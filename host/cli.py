@@ -428,7 +428,12 @@ def deploy_cmd(board_file: Path, deploy_dir: Path, systemd: bool) -> None:
 
 # Commands that live with their job's subpackage: each module has COMMANDS, a list of click
 # commands. Add a line here when a job gets its own commands module.
-JOB_COMMANDS = ("host.bench.commands", "host.hil.commands", "host.plan.commands")
+JOB_COMMANDS = (
+    "host.bench.commands",
+    "host.hil.commands",
+    "host.plan.commands",
+    "host.privacy.commands",
+)
 
 
 def _register_job_commands() -> None:

@@ -14,10 +14,10 @@ import dp_accounting
 import numpy as np
 
 from edge_runtime.privacy import check_noise_multiplier
+from host.privacy import DEFAULT_DELTA
 
 # Two clipped activations are at most 2 x clip apart (replace one sample by another).
 SENSITIVITY_IN_CLIPS = 2.0
-DEFAULT_DELTA = 1e-5
 # Fine RDP orders: with only a handful of releases the optimal order is not an integer, and
 # dp-accounting's default grid would overstate epsilon by a few percent.
 RDP_ORDERS = tuple(

@@ -21,8 +21,8 @@ import torch
 from edge_runtime.data import Dataset, load_dataset
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.privacy import ActivationNoise
-from host.privacy import attacks, metrics
-from host.privacy.accounting import DEFAULT_DELTA, privacy_figures
+from host.privacy import DEFAULT_DELTA, attacks, metrics
+from host.privacy.accounting import privacy_figures
 from host.privacy.victim import (
     AuditError,
     edge_bundle,

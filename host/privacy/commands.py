@@ -18,7 +18,7 @@ from edge_runtime.privacy import (
     check_noise_multiplier,
 )
 from host.cli import RuntimeFault, UsageFault, console, stdout_console
-from host.privacy.accounting import DEFAULT_DELTA, privacy_figures
+from host.privacy import DEFAULT_DELTA
 
 
 def activation_noise(dp_clip: float | None, dp_noise: float | None) -> ActivationNoise | None:
@@ -227,6 +227,8 @@ def epsilon(dp_clip: float, dp_noise: float, epochs: int, delta: float) -> None:
     _check_delta(delta)
     noise = activation_noise(dp_clip, dp_noise)
     assert noise is not None  # both options are set here
+    from host.privacy.accounting import privacy_figures
+
     figures = privacy_figures(noise.clip, noise.noise_multiplier, epochs, delta)
     click.echo(json.dumps(figures, indent=2))
 

@@ -51,7 +51,7 @@ from host.privacy.audit import AuditOptions, run_audit, split_data  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digits.csv.gz"
 CODEC = "int8"
-MULTIPLIERS = (0.1, 0.5, 2.0)
+MULTIPLIERS = (0.1, 1.0)
 DELTA = 1e-5
 
 
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--splits", default="1,2,3,4")
     parser.add_argument("--decoder-epochs", type=int, default=30)
     parser.add_argument("--whitebox-steps", type=int, default=150)
+    parser.add_argument("--victims", type=int, default=256)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not args.data.is_file():
@@ -141,6 +142,7 @@ def main() -> None:
                         noise=defence,
                         checkpoint=checkpoint,
                         epochs=args.epochs,
+                        victims=args.victims,
                         decoder=attacks.DecoderTraining(epochs=args.decoder_epochs),
                         whitebox=attacks.WhiteBoxSettings(steps=args.whitebox_steps),
                     )

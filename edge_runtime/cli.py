@@ -157,6 +157,12 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     help="privacy: add Gaussian noise of std DP_NOISE x DP_CLIP (>= 0; needs --dp-clip)",
 )
 @click.option(
+    "--adv-lambda",
+    type=float,
+    default=None,
+    help="privacy: PriPHiT's adversarial exit with this weight (>= 0; torch engine)",
+)
+@click.option(
     "--report",
     "report_path",
     type=click.Path(path_type=Path),
@@ -188,10 +194,12 @@ def run(
     window: int,
     dp_clip: float | None,
     dp_noise: float | None,
+    adv_lambda: float | None,
     report_path: Path | None,
 ) -> None:
     """Train the front + exit on local data and stream activations and labels to the host."""
     activation_noise = _activation_noise(dp_clip, dp_noise, mode)
+    _check_adversarial_exit(adv_lambda, engine, mode)
     bundle = load_bundle(bundle_dir)
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
@@ -210,7 +218,12 @@ def run(
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
-    eng = None if mode == "cloud" else make_engine(engine, bundle, threads=threads, mode=mode)
+    if adv_lambda is not None:  # PriPHiT's adversarial exit: the torch engine's variant
+        from edge_runtime.engines.adversarial import AdversarialTorchEngine
+
+        eng = AdversarialTorchEngine(bundle, adv_lambda, threads=threads)
+    else:
+        eng = None if mode == "cloud" else make_engine(engine, bundle, threads=threads, mode=mode)
     if resume and eng is not None:
         eng.load_checkpoint(work_dir / CHECKPOINT)
     key = read_key_file(key_file) if key_file else bundle.key()
@@ -344,6 +357,25 @@ def _activation_noise(
         except PrivacyOptionError as exc:
             raise UsageFault(f"{flag}: {exc}") from None
     return ActivationNoise(dp_clip, 0.0 if dp_noise is None else dp_noise)
+
+
+def _check_adversarial_exit(adv_lambda: float | None, engine: str, mode: str) -> None:
+    """--adv-lambda: >= 0, hierarchical mode, and an engine that can train it (torch)."""
+    if adv_lambda is None:
+        return
+    from edge_runtime.engines.adversarial import check_lambda
+
+    try:
+        check_lambda(adv_lambda)
+    except ValueError as exc:
+        raise UsageFault(f"--adv-lambda: {exc}") from None
+    if mode != "hierarchical":
+        raise UsageFault(f"--adv-lambda applies to --mode hierarchical only, not {mode}")
+    if engine == "ort":
+        raise UsageFault(
+            "--adv-lambda needs --engine torch: the ort engine's training graph is fixed at "
+            "export with the exit's loss alone (docs/privacy.md)"
+        )
 
 
 def run_argv(program: list[str], **options: object) -> list[str]:

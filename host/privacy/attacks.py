@@ -15,7 +15,6 @@ batch size. The white-box attack optimises a whole batch at once for the same re
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from torch import nn
 
 from edge_runtime.link.codecs import decode_tensor, encode_tensor
 from edge_runtime.privacy import ActivationNoise
+from models.inversion import InversionDecoder
 
 
 @dataclass
@@ -78,43 +78,6 @@ def activations(front: nn.Module, x_norm: np.ndarray, batch_size: int) -> list[n
 def received(batches: list[np.ndarray], link: LinkView, rng: np.random.Generator) -> np.ndarray:
     """Every batch through the link, concatenated."""
     return np.concatenate([link.receive(b, rng) for b in batches])
-
-
-class InversionDecoder(nn.Module):
-    """Activation -> image in [0, 1]. Convolutional where the cut keeps a spatial map of at least
-    4x4 (upsampled to the image size), otherwise a two-layer MLP into a small conv head."""
-
-    def __init__(
-        self, activation_shape: tuple[int, ...], image_shape: tuple[int, int, int], width: int = 64
-    ) -> None:
-        super().__init__()
-        channels, height, side = image_shape
-        self.image_shape = image_shape
-        spatial = len(activation_shape) == 3 and activation_shape[1] * activation_shape[2] >= 16
-        if spatial:
-            self.body: nn.Module = nn.Sequential(
-                nn.Conv2d(activation_shape[0], width, 3, padding=1),
-                nn.ReLU(),
-                nn.Upsample(size=(height, side), mode="bilinear", align_corners=False),
-                nn.Conv2d(width, width, 3, padding=1),
-                nn.ReLU(),
-            )
-        else:
-            hidden = 8 * width
-            self.body = nn.Sequential(
-                nn.Flatten(),
-                nn.Linear(math.prod(activation_shape), hidden),
-                nn.ReLU(),
-                nn.Linear(hidden, (width // 2) * height * side),
-                nn.ReLU(),
-                nn.Unflatten(1, (width // 2, height, side)),
-            )
-            width = width // 2
-        self.head = nn.Conv2d(width, channels, 3, padding=1)
-
-    def forward(self, activation: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], (N, C, H, W)."""
-        return torch.sigmoid(self.head(self.body(activation)))
 
 
 @dataclass

@@ -44,6 +44,7 @@ class AuditOptions:
     noise: ActivationNoise | None = None
     checkpoint: Path | None = None  # an edge checkpoint; else the audit trains the front briefly
     train_epochs: int = 3
+    adv_lambda: float | None = None  # train the front with PriPHiT's adversarial exit
     epochs: int = 1  # epochs of the run whose (epsilon, delta) is reported
     delta: float = DEFAULT_DELTA
     batch_size: int = 32
@@ -72,6 +73,10 @@ class AuditOptions:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.train_epochs < 0:
             raise ValueError(f"train epochs must be >= 0, got {self.train_epochs}")
+        if self.adv_lambda is not None and not self.adv_lambda >= 0:
+            raise ValueError(f"adversarial exit lambda must be >= 0, got {self.adv_lambda}")
+        if self.adv_lambda is not None and self.checkpoint is not None:
+            raise ValueError("an adversarial exit is trained in the audit: drop the checkpoint")
 
 
 @dataclass
@@ -142,10 +147,19 @@ def run_audit(opts: AuditOptions, progress=None) -> dict[str, Any]:
         else:
             say(f"training the front for {opts.train_epochs} epochs on the victim's share")
             net, info = train_briefly(
-                bundle, split.victim_data, opts.train_epochs, opts.batch_size, opts.seed
+                bundle,
+                split.victim_data,
+                opts.train_epochs,
+                opts.batch_size,
+                opts.seed,
+                opts.adv_lambda,
             )
             fronts["trained"] = net.front
-            trained_how = {"source": "trained in the audit", **info.__dict__}
+            trained_how = {
+                "source": "trained in the audit",
+                "adv_lambda": opts.adv_lambda,
+                **info.__dict__,
+            }
     normaliser = attacks.Normaliser(split.victim_data.mean, split.victim_data.std)
     aux_mean = split.aux01.mean(axis=0)
     baseline = metrics.mean_image_baseline(split.aux01, split.victim01)

@@ -78,6 +78,12 @@ def privacy() -> None:
 )
 @click.option("--train-epochs", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option(
+    "--adv-lambda",
+    type=float,
+    default=None,
+    help="train the front in the audit with PriPHiT's adversarial exit of this weight (>= 0)",
+)
+@click.option(
     "--stages",
     default="initial,trained",
     show_default=True,
@@ -140,6 +146,7 @@ def audit(
     codecs: str,
     checkpoint: Path | None,
     train_epochs: int,
+    adv_lambda: float | None,
     stages: str,
     dp_clip: float | None,
     dp_noise: float | None,
@@ -168,6 +175,15 @@ def audit(
     from models import ModelSpecError
 
     _check_delta(delta)
+    if adv_lambda is not None:
+        from edge_runtime.engines.adversarial import check_lambda
+
+        try:
+            check_lambda(adv_lambda)
+        except ValueError as exc:
+            raise UsageFault(f"--adv-lambda: {exc}") from None
+        if checkpoint is not None:
+            raise UsageFault("--adv-lambda trains the front in the audit: drop --checkpoint")
     opts = AuditOptions(
         bundle=bundle_dir,
         data_spec=data_spec,
@@ -175,6 +191,7 @@ def audit(
         noise=activation_noise(dp_clip, dp_noise),
         checkpoint=checkpoint,
         train_epochs=train_epochs,
+        adv_lambda=adv_lambda,
         epochs=epochs,
         delta=delta,
         batch_size=batch_size,

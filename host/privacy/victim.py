@@ -83,12 +83,23 @@ class BriefTraining:
 
 
 def train_briefly(
-    bundle: Bundle, data: Dataset, epochs: int, batch_size: int, seed: int
+    bundle: Bundle,
+    data: Dataset,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    adv_lambda: float | None = None,
 ) -> tuple[nn.Module, BriefTraining]:
     """Train front + exit as the edge does (the torch engine's train step, the exit's loss, the
     manifest's optimizer) on `data`'s train split; no activation noise, which changes only what
-    is released, never what the front learns."""
-    engine: Engine = make_engine("torch", bundle, threads=torch.get_num_threads())
+    is released, never what the front learns. `adv_lambda`: with PriPHiT's adversarial exit."""
+    engine: Engine
+    if adv_lambda is None:
+        engine = make_engine("torch", bundle, threads=torch.get_num_threads())
+    else:
+        from edge_runtime.engines.adversarial import AdversarialTorchEngine
+
+        engine = AdversarialTorchEngine(bundle, adv_lambda, threads=torch.get_num_threads())
     for epoch in range(epochs):
         for _, x, y in batches(data, "train", batch_size, epoch=epoch, seed=seed):
             engine.train_step(x, y)

@@ -33,6 +33,11 @@ def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
             "--dp-noise: noise multiplier must be a finite number >= 0",
         ),
         (["--dp-noise", "1"], "--dp-noise needs --dp-clip"),
+        (
+            ["--adv-lambda", "-1"],
+            "--adv-lambda: adversarial exit weight lambda must be a finite number >= 0",
+        ),
+        (["--adv-lambda", "1", "--engine", "ort"], "--adv-lambda needs --engine torch"),
     ],
 )
 def test_edge_run_rejects_bad_privacy_options(
@@ -56,6 +61,10 @@ def test_edge_run_rejects_bad_privacy_options(
             "--dp-noise: noise multiplier must be a finite number >= 0",
         ),
         (["audit", "--bundle", "B", "--data", "synthetic", "--codec", "jpeg"], "fp32, fp16, int8"),
+        (
+            ["audit", "--bundle", "B", "--data", "synthetic", "--adv-lambda", "-0.5"],
+            "--adv-lambda: adversarial exit weight lambda must be a finite number >= 0",
+        ),
         (["epsilon", "--dp-noise", "-2", "--epochs", "3"], "finite number >= 0"),
         (
             ["epsilon", "--dp-noise", "1", "--epochs", "3", "--delta", "2"],

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_privacy.py [--data PATH] [--epochs 5] [--json PATH]
 
-For every split of smallcnn (1x8x8 digits, 10 classes) and each defence (none; activation noise
-at a few multipliers, with the clip set to the median norm of the trained front's activations):
+For every split of smallcnn (1x8x8 digits, 10 classes; exported with lr 3e-3) and each defence
+(none; activation noise at a few multipliers, with the clip set to the median norm of the trained
+front's activations; PriPHiT's adversarial exit, which trains its own front):
 
 1. Hierarchical training in one process, as the two sides do it: the torch engine trains front
    + exit on the victim's share of the train split (the audit's split: the attacker holds a
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 from edge_runtime.bundle import load_bundle  # noqa: E402
 from edge_runtime.data import batches, load_dataset  # noqa: E402
 from edge_runtime.engines import make_engine  # noqa: E402
+from edge_runtime.engines.adversarial import AdversarialTorchEngine  # noqa: E402
 from edge_runtime.link.codecs import decode_tensor, encode_tensor  # noqa: E402
 from edge_runtime.privacy import ActivationNoise, noise_rng  # noqa: E402
 from host.cloud.tail import TailTrainer  # noqa: E402
@@ -52,12 +54,21 @@ from host.privacy.audit import AuditOptions, run_audit, split_data  # noqa: E402
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digits.csv.gz"
 CODEC = "int8"
 MULTIPLIERS = (0.1, 1.0)
+ADV_LAMBDAS = (1.0,)
 DELTA = 1e-5
 
 
-def train_front(bundle_dir: Path, victim_data, epochs: int, batch_size: int, seed: int):
-    """Train front + exit; keep every batch's activation and labels for the tails."""
-    engine = make_engine("torch", load_bundle(bundle_dir / "edge"), threads=1)
+def train_front(
+    bundle_dir: Path, victim_data, epochs: int, batch_size: int, seed: int, adv_lambda=None
+):
+    """Train front + exit (with PriPHiT's adversarial exit if `adv_lambda`); keep every batch's
+    activation and labels for the tails."""
+    bundle = load_bundle(bundle_dir / "edge")
+    if adv_lambda is None:
+        engine = make_engine("torch", bundle, threads=1)
+    else:
+        torch.manual_seed(seed)
+        engine = AdversarialTorchEngine(bundle, adv_lambda, threads=1)
     steps, step_s = [], []
     for epoch in range(epochs):
         for _, x, y in batches(victim_data, "train", batch_size, epoch=epoch, seed=seed):
@@ -124,15 +135,25 @@ def main() -> None:
             )
             base_opts = AuditOptions(bundle_dir, spec, codecs=(CODEC,), epochs=args.epochs)
             victim_data = split_data(load_dataset(spec), base_opts).victim_data
-            engine, steps, test, exit_acc, step_s = train_front(
-                bundle_dir, victim_data, args.epochs, args.batch_size, 0
-            )
-            checkpoint = Path(tmp) / f"split{split}.ckpt"
-            engine.save_checkpoint(checkpoint)
-            last = np.concatenate([a for a, _ in steps[-20:]])
+            plain = train_front(bundle_dir, victim_data, args.epochs, args.batch_size, 0)
+            last = np.concatenate([a for a, _ in plain[1][-20:]])
             clip = float(np.median(np.linalg.norm(last.reshape(len(last), -1), axis=1)))
-            defences = [None, *(ActivationNoise(round(clip, 3), m) for m in MULTIPLIERS)]
-            for defence in defences:
+            runs = [("none", None, plain)]
+            runs += [
+                (f"clip {clip:.3g}, noise {m:g}", ActivationNoise(round(clip, 3), m), plain)
+                for m in MULTIPLIERS
+            ]
+            runs += [
+                (
+                    f"adversarial exit {lam:g}",
+                    None,
+                    train_front(bundle_dir, victim_data, args.epochs, args.batch_size, 0, lam),
+                )
+                for lam in ADV_LAMBDAS
+            ]
+            for name, defence, (engine, steps, test, exit_acc, step_s) in runs:
+                checkpoint = Path(tmp) / f"split{split}-{len(rows)}.ckpt"
+                engine.save_checkpoint(checkpoint)
                 final_acc = train_tail(bundle_dir, steps, test, defence)
                 audit = run_audit(
                     AuditOptions(
@@ -151,9 +172,7 @@ def main() -> None:
                 row = {
                     "split": split,
                     "activation": audit["activation_shape"],
-                    "defence": "none"
-                    if defence is None
-                    else f"clip {defence.clip:g}, noise {defence.noise_multiplier:g}",
+                    "defence": name,
                     "exit_accuracy": exit_acc,
                     "final_accuracy": final_acc,
                     "best_attack": f"{best['attack']} ({best['stage']})",

@@ -20,6 +20,7 @@ from edge_runtime.data import DATA_SPEC_HELP, DataError, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, EngineError, make_engine
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
 from edge_runtime.link.codecs import CODECS
+from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
 from edge_runtime.privacy import (
     ActivationNoise,
     PrivacyOptionError,
@@ -27,7 +28,8 @@ from edge_runtime.privacy import (
     check_noise_multiplier,
 )
 from edge_runtime.report import write_report
-from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunProgress
+from edge_runtime.statefile import StateError
+from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
 console = Console(stderr=True)
 
@@ -62,12 +64,17 @@ def _check_data_fits(ds, manifest: dict) -> None:
 
 
 def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | None) -> RunProgress:
-    existing = RunProgress.load(work_dir)
+    existing = None if fresh else RunProgress.load(work_dir)
     if resume:
-        if existing is None or not (work_dir / CHECKPOINT).is_file():
-            raise UsageFault(f"--resume: {work_dir} holds no checkpoint to resume from")
+        if existing is None:
+            raise UsageFault(f"--resume: {work_dir} holds no run to resume")
+        existing.check_engine_checkpoint(work_dir)
         return existing
-    if existing is not None and not fresh:
+    if existing is not None and not existing.started and not _spooled(work_dir):
+        # A run that trained nothing (a failed connect, say) does not block the next one.
+        console.print(f"{work_dir}: run {existing.run_id} never started; starting a new run")
+        fresh = True
+    elif existing is not None and not fresh:
         raise UsageFault(
             f"{work_dir} holds run {existing.run_id} at epoch {existing.epoch}: "
             "pass --resume to continue it or --fresh to discard it"
@@ -78,6 +85,12 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     progress = RunProgress(run_id or secrets.token_hex(4))
     progress.save(work_dir)
     return progress
+
+
+def _spooled(work_dir: Path) -> bool:
+    """Whether the spool holds anything a previous run sent (or could not send)."""
+    spool = work_dir / "spool"
+    return spool.is_dir() and any(spool.iterdir())
 
 
 @cli.command()
@@ -96,10 +109,10 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
 )
 @click.option(
     "--mode",
-    type=click.Choice(["hierarchical", "split", "cloud", "edge"]),
+    type=click.Choice(MODE_NAMES),
     default="hierarchical",
     show_default=True,
-    help="hierarchical (ours), split learning, cloud-only (raw data goes up), edge-only",
+    help="; ".join(MODES[m].summary for m in MODE_NAMES),
 )
 @click.option("--data", "data_spec", default="synthetic", show_default=True, help=DATA_SPEC_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
@@ -208,24 +221,40 @@ def run(
     except DataError as exc:
         raise UsageFault(str(exc)) from None
     _check_data_fits(data, bundle.manifest)
-    if mode == "edge":
-        _run_edge_only(
-            bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown
-        )
+    spec = mode_spec(mode)
+    if not spec.needs_link:
+        _run_alone(bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown)
         return
     if url is None:
         raise UsageFault(f"--mode {mode} needs --connect URL (socket://HOST:PORT or a device)")
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
+    if resume and progress.epoch >= epochs and not _spooled(work_dir):
+        console.print(
+            f"run {progress.run_id} in {work_dir} finished its {progress.epoch} epochs "
+            "and the host has everything: nothing to resume"
+        )
+        return
     if adv_lambda is not None:  # PriPHiT's adversarial exit: the torch engine's variant
         from edge_runtime.engines.adversarial import AdversarialTorchEngine
 
         eng = AdversarialTorchEngine(bundle, adv_lambda, threads=threads)
     else:
-        eng = None if mode == "cloud" else make_engine(engine, bundle, threads=threads, mode=mode)
+        eng = (
+            make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)
+            if spec.engine_variant
+            else None
+        )
     if resume and eng is not None:
-        eng.load_checkpoint(work_dir / CHECKPOINT)
+        checkpoint = progress.check_engine_checkpoint(work_dir)
+        if checkpoint is not None:
+            eng.load_checkpoint(checkpoint)
+        else:
+            console.print(
+                "no engine checkpoint yet: the front starts again from the bundle; "
+                "the host's record skips the batches it trained"
+            )
     key = read_key_file(key_file) if key_file else bundle.key()
     config = LinkConfig(baudrate=baud, window=window)
     console.print(
@@ -256,6 +285,7 @@ def run(
         slowdown=slowdown,
         activation_noise=activation_noise,
     )
+    finished = False
     try:
         with _progress_bars() as bars:
             trainer = EdgeTrainer(eng, data, link, cfg, progress, stop=stop, on_batch=bars)
@@ -263,8 +293,11 @@ def run(
         if not report["stopped_early"]:
             # A stopped run leaves what the host has not consumed in the spool for --resume.
             link.flush(timeout=cfg.final_metrics_timeout)
+            finished = True
     finally:
-        link.close("stopped" if stop.is_set() else "done")
+        # Only a finished run says "done": after a failure the host keeps the run open for
+        # --resume.
+        link.close("done" if finished and not stop.is_set() else "stopped")
     report.update(
         model=bundle.model,
         split=bundle.split,
@@ -397,7 +430,7 @@ def run_argv(program: list[str], **options: object) -> list[str]:
     return argv
 
 
-def _run_edge_only(
+def _run_alone(
     bundle,
     data,
     epochs: int,
@@ -408,14 +441,10 @@ def _run_edge_only(
     report_path: Path | None,
     slowdown: float,
 ) -> None:
-    """Edge-only mode: the board trains the whole network alone (torch), no link."""
-    import time
+    """A mode without a link (edge-only): the board trains the whole network alone."""
+    from edge_runtime.modes.edge import EdgeAlone
 
-    from edge_runtime.train.whole import WholeNetTrainer
-
-    trainer = WholeNetTrainer(bundle, "edge", threads=threads, slowdown=slowdown)
-    started_at, t0 = time.time(), time.perf_counter()
-    acc = trainer.fit(
+    report = EdgeAlone(bundle, threads=threads, slowdown=slowdown).run(
         data,
         epochs,
         batch_size,
@@ -425,27 +454,9 @@ def _run_edge_only(
             f"epoch {e}: train {100 * tr:.1f}%, test {100 * (te or 0):.1f}%"
         ),
     )
-    report = {
-        "mode": "edge",
-        "role": "edge",
-        "model": bundle.model,
-        "split": bundle.split,
-        "engine": "torch",
-        "epochs": epochs,
-        "runtime_s": round(time.perf_counter() - t0, 3),
-        "started_at": started_at,
-        "train_done_at": trainer.train_done_at,
-        "bytes_up": 0,
-        "bytes_down": 0,
-        "batches_sent": 0,
-        "final_accuracy": acc,
-        "edge_exit_accuracy": None,
-        "edge_busy_s": round(trainer.busy_s, 3),
-        "data": data.describe(),
-        "stopped_early": False,
-    }
     if report_path:
         write_report(report_path, report)
+    acc = report["final_accuracy"]
     console.print(f"edge-only done: accuracy {100 * (acc or 0):.1f}%, {report['runtime_s']:.1f} s")
 
 
@@ -506,7 +517,7 @@ def main() -> None:
     except HandshakeRefused as exc:
         click.echo(f"edge-runtime: refused by the host: {exc}", err=True)
         sys.exit(1)
-    except (AgentError, BundleError, EngineError, LinkError, OSError) as exc:
+    except (AgentError, BundleError, EngineError, LinkError, StateError, OSError) as exc:
         click.echo(f"edge-runtime: failed: {exc}", err=True)
         sys.exit(1)
     if isinstance(code, int) and code:

@@ -14,6 +14,8 @@ from rich.console import Console
 
 from edge_runtime.bundle import BundleError, load_bundle
 from edge_runtime.link import LinkError
+from edge_runtime.modes import LINK_MODE_NAMES, MODE_NAMES, mode_spec
+from edge_runtime.statefile import StateError
 from host.cli_options import link_options
 
 console = Console(stderr=True)
@@ -78,7 +80,7 @@ def check_link(link: str, emulation: str, mode: str = "hierarchical") -> None:
 
     try:
         profile = parse_link(link)
-        if mode != "edge":  # the edge alone uses no link
+        if mode_spec(mode).needs_link:
             choose_emulation(profile, emulation)
     except (LinkSpecError, EmulationUnavailable) as exc:
         raise UsageFault(str(exc)) from None
@@ -243,7 +245,7 @@ def inspect(bundle_dir: Path | None, model: str | None, num_classes: int, input_
 @click.option("--link", "link_label", default=None, help="a label for the link, for the report")
 @click.option(
     "--mode",
-    type=click.Choice(["hierarchical", "split", "cloud"]),
+    type=click.Choice(LINK_MODE_NAMES),
     default="hierarchical",
     show_default=True,
 )
@@ -304,7 +306,7 @@ def serve_cmd(
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
     "--mode",
-    type=click.Choice(["hierarchical", "split", "cloud", "edge"]),
+    type=click.Choice(MODE_NAMES),
     default="hierarchical",
     show_default=True,
 )
@@ -453,7 +455,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (BundleError, LinkError, OSError) as exc:
+    except (BundleError, LinkError, StateError, OSError) as exc:
         click.echo(f"hostctl: failed: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -32,7 +32,9 @@ class OrtEngine(Engine):
 
     name = "ort"
 
-    def __init__(self, bundle: Bundle, *, threads: int | None = None, variant: str = "") -> None:
+    def __init__(
+        self, bundle: Bundle, *, threads: int | None = None, variant: str = "train"
+    ) -> None:
         """`variant="split"` opens the split-learning artifacts (edge/split/) instead."""
         api = training_api()
         import onnxruntime as ort
@@ -42,6 +44,7 @@ class OrtEngine(Engine):
         self._bundle = bundle
         self._threads = threads
         edge = bundle.manifest["edge"]
+        variant = "" if variant == "train" else variant
         self._dir = variant + "/" if variant else ""
         if variant and not bundle.path(variant).is_dir():
             raise EngineError(f"the bundle has no {variant} artifacts: export with --baselines")

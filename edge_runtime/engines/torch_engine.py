@@ -104,7 +104,12 @@ class TorchEngine(Engine):
 
     name = "torch"
 
-    def __init__(self, bundle: Bundle, *, threads: int | None = None) -> None:
+    def __init__(
+        self, bundle: Bundle, *, threads: int | None = None, variant: str = "train"
+    ) -> None:
+        # One torch network serves both variants: split learning uses split_forward/backward.
+        if variant not in ("train", "split"):
+            raise EngineError(f"the torch engine has no {variant!r} variant")
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self._net = build_edge_net(bundle)
         self._optimizer = build_optimizer(

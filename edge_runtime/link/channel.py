@@ -81,6 +81,12 @@ class Outbox:
             self.cond.notify_all()
             return seq
 
+    def first_held(self) -> int:
+        """The lowest sequence number this side can still send (all below were consumed)."""
+        with self.cond:
+            seqs = self.store.seqs()
+            return seqs[0] if seqs else self.store.next_seq
+
     def resume(self, cursor: int, received: int) -> None:
         """Start a connection: the peer consumed up to ``cursor`` and holds up to ``received``."""
         with self.cond:

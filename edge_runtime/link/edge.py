@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ class EdgeLink:
         run_id: str,
         spool_dir: Path,
         config: LinkConfig,
+        opener: Callable[[], Transport] | None = None,
     ) -> None:
         self.url = url
+        self._opener = opener or (lambda: open_url(url, config.baudrate, config.read_timeout))
         self.config = config
         self.edge_id = edge_id
         self.run_id = run_id
@@ -63,14 +66,23 @@ class EdgeLink:
         run_id: str,
         spool_dir: Path,
         config: LinkConfig | None = None,
+        opener: Callable[[], Transport] | None = None,
     ) -> EdgeLink:
         """Open ``url`` (any pyserial URL), handshake, and resume from the host's cursor.
 
         Retries with exponential backoff for up to ``config.reconnect_timeout``; raises
-        HandshakeRefused at once if the host refuses (key, version, bundle).
+        HandshakeRefused at once if the host refuses (key, version, bundle). `opener` replaces
+        opening `url` (an in-process stream, e.g. one end of `socket_pair`).
         """
         link = cls(
-            url, key, bundle_sha256, edge_id, run_id, Path(spool_dir), config or LinkConfig()
+            url,
+            key,
+            bundle_sha256,
+            edge_id,
+            run_id,
+            Path(spool_dir),
+            config or LinkConfig(),
+            opener,
         )
         link._establish()
         link._thread = threading.Thread(target=link._supervise, name="edge-link", daemon=True)
@@ -186,7 +198,7 @@ class EdgeLink:
             delay = min(delay * 2.0, self.config.backoff_max)
 
     def _open_once(self) -> None:
-        transport = open_url(self.url, self.config.baudrate, self.config.read_timeout)
+        transport = self._opener()
         io = FrameIO(transport, self.config.max_frame, self._stats)
         hello = Hello(
             PROTOCOL_VERSION, self.edge_id, self.run_id, self._bundle, self.config.max_frame
@@ -196,6 +208,17 @@ class EdgeLink:
         except LinkError:
             transport.close()
             raise
+        first = self._outbox.first_held()
+        if first > welcome.cursor + 1:
+            transport.close()
+            # The host acknowledged messages up to first - 1 once, and now remembers fewer:
+            # its state was lost. Resending cannot fill that gap; the host would wait forever.
+            raise HandshakeRefused(
+                "state",
+                f"the host consumed this run's messages up to {first - 1} but now knows only "
+                f"{welcome.cursor}: its state was lost. Restore the host's state directory, "
+                "or start the run over with --fresh",
+            )
         if welcome.max_frame:
             io.max_send = min(welcome.max_frame, self.config.max_frame)
         self._max_send = io.max_send

@@ -28,7 +28,7 @@ from edge_runtime.link.messages import (
 )
 from edge_runtime.link.stream import FrameIO
 
-REFUSAL_CODES = ("auth", "version", "bundle")
+REFUSAL_CODES = ("auth", "version", "bundle", "state", "identity")
 
 
 def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha256: str) -> bytes:

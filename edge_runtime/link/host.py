@@ -108,6 +108,10 @@ class HostSession:
             raise LinkError(f"{type(msg).__name__} exceeds max_frame {self._io.max_send}")
         return self._outbox.put(msg.TYPE, payload, timeout)
 
+    def flush(self, timeout: float) -> None:
+        """Wait until the edge has taken everything sent to it; LinkTimeout after `timeout`."""
+        self._outbox.wait_consumed(timeout)
+
     def close(self, reason: str = "done") -> None:
         """Say BYE to the edge and end this session."""
         self._channel.send_control(Bye(reason))
@@ -159,6 +163,12 @@ class HostListener:
         self.address = (addr[0], addr[1])
         self._spawn(self._accept_loop, on_session, name="link-accept")
         return self.address
+
+    def serve_transport(self, transport: Transport, on_session: SessionHandler) -> None:
+        """Serve one already-connected stream (e.g. one end of `socket_pair`) like a TCP peer."""
+        with self._lock:
+            self._transports.append(transport)
+        self._spawn(self._serve, transport, on_session, False, name="link-conn")
 
     def serve_serial(self, url: str, on_session: SessionHandler) -> None:
         """Serve one edge at a time on a serial device (or any pyserial URL), in the background."""
@@ -231,7 +241,14 @@ class HostListener:
                     hello = None
                     continue
                 io.stats = LinkStats()
-                session = self._open_session(io, hello, serial)
+                try:
+                    session = self._open_session(io, hello, serial)
+                except HandshakeRefused as exc:  # the application cannot take this edge
+                    self.refusals.append(refuse(io, exc.code, exc.message))
+                    if not serial:
+                        return
+                    hello = None
+                    continue
                 self._spawn(on_session, session, name=f"session-{session.edge_id}")
                 try:
                     hello = session._channel.run(io.take_backlog())

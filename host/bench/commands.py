@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.modes import MODE_NAMES, UnknownMode, mode_spec, parse_modes
 from host.cli_options import link_options
 
 PROFILES = Path(__file__).parent / "profiles"
@@ -25,7 +26,7 @@ def load_profile(spec: str) -> dict:
 
 
 @click.command("bench")
-@click.option("--modes", default="hierarchical,split,cloud,edge", show_default=True)
+@click.option("--modes", default=",".join(MODE_NAMES), show_default=True)
 @click.option("--model", default="smallcnn", show_default=True)
 @click.option("--split", type=int, default=3, show_default=True)
 @link_options
@@ -85,7 +86,7 @@ def bench(
 ) -> None:
     """Run the chosen modes one after the other and compare them (runtime vs split learning)."""
     from edge_runtime.report import write_report
-    from host.bench.modes import MODES, BenchOptions, run_bench
+    from host.bench.modes import BenchOptions, run_bench
     from host.cli import (
         RuntimeFault,
         UsageFault,
@@ -95,14 +96,15 @@ def bench(
         stdout_console,
     )
 
-    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-    unknown = [m for m in chosen if m not in MODES]
-    if unknown or not chosen:
-        raise UsageFault(f"--modes {modes!r}: choose from {', '.join(MODES)}")
+    try:
+        chosen = parse_modes(modes)
+    except UnknownMode as exc:
+        raise UsageFault(f"--modes {modes!r}: {exc}") from None
     chosen_codecs = tuple(c.strip() for c in codecs.split(",") if c.strip())
     if not chosen_codecs or any(c not in ("fp32", "fp16", "int8") for c in chosen_codecs):
         raise UsageFault(f"--codec {codecs!r}: choose from fp32, fp16, int8 (comma-separated)")
-    check_link(link, link_emulation, "edge" if chosen == ("edge",) else "hierarchical")
+    linked = [m for m in chosen if mode_spec(m).needs_link]
+    check_link(link, link_emulation, linked[0] if linked else chosen[0])
     try:
         profile = load_profile(profile_spec) if profile_spec else None
     except click.BadParameter as exc:

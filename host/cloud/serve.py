@@ -96,4 +96,6 @@ def serve(
         result = server.report(link_label)
         if report is not None:
             write_report(report, result)
+    if server.fatal is not None:
+        raise server.fatal
     return result

@@ -18,6 +18,9 @@ front's activations; PriPHiT's adversarial exit, which trains its own front):
    the mean-image baseline.
 3. epsilon at delta 1e-5 for the run's epochs (dp-accounting RDP), and the extra edge time per
    step: the defence's apply() against the engine's train step, medians over the run.
+4. The edge step's cost of each edge-side defence, interleaved step by step on random batches
+   (plain step, noise on its activation, adversarial step), medians: on a shared machine the
+   per-row times of 1-3 are taken at different moments, these are not (`--only-step-times`).
 
 Everything runs with one torch thread (a shared machine); figures are printed side by side.
 """
@@ -110,6 +113,49 @@ def apply_time(defence: ActivationNoise, steps) -> float:
     return statistics.median(times)
 
 
+def step_overhead(splits: list[int], tmp: Path, steps: int = 60) -> list[dict]:
+    """Edge train-step time with and without each edge-side defence, interleaved step by step
+    (plain, noise, adversarial, plain, ...) so that a shared machine's load hits all alike."""
+    rng = np.random.default_rng(0)
+    out = []
+    for split in splits:
+        bundle_dir = tmp / f"steps{split}"
+        export_bundle(
+            ExportOptions(model="smallcnn", split=split, input_shape=(1, 8, 8)), bundle_dir
+        )
+        bundle = load_bundle(bundle_dir / "edge")
+        plain = make_engine("torch", bundle, threads=1)
+        adversarial = AdversarialTorchEngine(bundle, 1.0, threads=1)
+        noise = ActivationNoise(1.0, 1.0)
+        times: dict[str, list[float]] = {"plain": [], "noise": [], "adversarial": []}
+        for _ in range(steps):
+            x = rng.normal(size=(32, 1, 8, 8)).astype(np.float32)
+            y = rng.integers(0, 10, 32)
+            t = time.perf_counter()
+            step = plain.train_step(x, y)
+            times["plain"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            noise.apply(step.activation, rng)
+            times["noise"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            adversarial.train_step(x, y)
+            times["adversarial"].append(time.perf_counter() - t)
+        med = {k: statistics.median(v[5:]) for k, v in times.items()}  # after warm-up
+        row = {
+            "split": split,
+            "step_ms": 1e3 * med["plain"],
+            "noise_extra_ms": 1e3 * med["noise"],
+            "adversarial_extra_ms": 1e3 * (med["adversarial"] - med["plain"]),
+        }
+        print(
+            f"split {split}: edge step {row['step_ms']:.2f} ms; noise +{row['noise_extra_ms']:.3f}"
+            f" ms; adversarial exit +{row['adversarial_extra_ms']:.2f} ms (medians, interleaved)",
+            flush=True,
+        )
+        out.append(row)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -120,12 +166,20 @@ def main() -> None:
     parser.add_argument("--whitebox-steps", type=int, default=150)
     parser.add_argument("--victims", type=int, default=256)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--only-step-times", action="store_true", help="only the interleaved edge step times"
+    )
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"bench_privacy: {args.data} is absent (the real digits live in ../shared/data)")
     torch.set_num_threads(1)
     spec = f"digits:{args.data}"
-    rows = []
+    rows: list[dict] = []
+    splits = [int(s) for s in args.splits.split(",")]
+    if args.only_step_times:
+        with tempfile.TemporaryDirectory() as tmp:
+            step_overhead(splits, Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for split in (int(s) for s in args.splits.split(",")):
             bundle_dir = Path(tmp) / f"split{split}"
@@ -188,8 +242,11 @@ def main() -> None:
                 }
                 rows.append(row)
                 print_row(row)
+        step_times = step_overhead(splits, Path(tmp))
     if args.json:
-        args.json.write_text(json.dumps({"epochs": args.epochs, "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps({"epochs": args.epochs, "rows": rows, "step_times": step_times}, indent=2)
+        )
 
 
 def print_row(r: dict) -> None:

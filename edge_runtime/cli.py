@@ -1,4 +1,8 @@
-"""edge-runtime: what runs on the board. `edge-runtime run --bundle DIR/edge --connect URL ...`"""
+"""edge-runtime: what runs on the board. `edge-runtime run --bundle DIR/edge --connect URL ...`
+
+Commands raise typed errors (edge_runtime.errors); the group maps every one to a line and an
+exit code (edge_runtime/command_line.py), as hostctl's does.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sys
 import threading
 from pathlib import Path
 
@@ -14,11 +17,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edge_runtime.agent import AgentError, run_agent
-from edge_runtime.bundle import BundleError, load_bundle, read_key_file
-from edge_runtime.data import DATA_SPEC_HELP, DataError, load_dataset
-from edge_runtime.engines import ENGINE_CHOICES, EngineError, make_engine
-from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
+from edge_runtime.agent import run_agent
+from edge_runtime.bundle import load_bundle, read_key_file
+from edge_runtime.command_line import CommandGroup, run_cli, version_option
+from edge_runtime.data import DATA_SPEC_HELP, load_dataset
+from edge_runtime.engines import ENGINE_CHOICES, make_engine
+from edge_runtime.errors import Interrupted, UsageFault
+from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
 from edge_runtime.privacy import (
@@ -28,22 +33,22 @@ from edge_runtime.privacy import (
     check_noise_multiplier,
 )
 from edge_runtime.report import write_report
-from edge_runtime.statefile import StateError
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
+PROG = "edge-runtime"
 console = Console(stderr=True)
 
+# Options both commands take, declared once (click.option returns a reusable decorator).
+edge_id_option = click.option(
+    "--edge-id", default=None, help="this board's name [default: hostname]"
+)
+baud_option = click.option(
+    "--baud", type=int, default=115200, show_default=True, help="serial links only"
+)
 
-class UsageFault(click.ClickException):
-    """One line naming what is wrong and what is valid; exit 2."""
 
-    exit_code = 2
-
-    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
-        click.echo(f"edge-runtime: error: {self.message}", err=True)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, prog=PROG)
+@version_option(PROG)
 def cli() -> None:
     """The edge side of hierarchical training: trains the front, streams activations."""
 
@@ -139,7 +144,7 @@ def _spooled(work_dir: Path) -> bool:
     show_default=True,
     help="board profile: pace each step to this many times its compute time here",
 )
-@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
+@edge_id_option
 @click.option("--run-id", default=None, help="[default: random, kept across --resume]")
 @click.option(
     "--work-dir",
@@ -155,7 +160,7 @@ def _spooled(work_dir: Path) -> bool:
     default=None,
     help="pre-shared link key [default: the bundle's link.key]",
 )
-@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@baud_option
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
     "--dp-clip",
@@ -216,10 +221,7 @@ def run(
     bundle = load_bundle(bundle_dir)
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
-    try:
-        data = load_dataset(data_spec, seed=seed, limit=limit)
-    except DataError as exc:
-        raise UsageFault(str(exc)) from None
+    data = load_dataset(data_spec, seed=seed, limit=limit)  # a DataError is a usage error
     _check_data_fits(data, bundle.manifest)
     spec = mode_spec(mode)
     if not spec.needs_link:
@@ -262,8 +264,14 @@ def run(
         f"{bundle.split}, engine {eng.name if eng else 'none'}, {data.describe()}"
     )
     stop = threading.Event()
+    stopped_by: list[int] = []  # SIGINT (Ctrl-C) ends the run as interrupted; SIGTERM as done
+
+    def on_signal(signum: int, frame: object) -> None:  # noqa: ARG001 - signal's signature
+        stopped_by.append(signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     link = EdgeLink.connect(
         url,
         key=key,
@@ -309,10 +317,14 @@ def run(
         write_report(report_path, report)
     _summary(report)
     if report["stopped_early"]:
-        console.print(
+        resume = (
             f"stopped at epoch {progress.epoch} batch {progress.next_index}; "
             f"continue with --resume --work-dir {work_dir}"
         )
+        if signal.SIGINT in stopped_by:
+            raise Interrupted(resume)
+        # A service stop (SIGTERM, as systemd sends) is a clean end: exit 0.
+        console.print(resume)
 
 
 @cli.command()
@@ -335,8 +347,8 @@ def run(
     required=True,
     help="the board's deploy key (the board file's [connection] key_file on the host)",
 )
-@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
-@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@edge_id_option
+@baud_option
 @click.option("--once", is_flag=True, help="exit after one deploy session (0: it succeeded)")
 @click.option(
     "--idle-timeout",
@@ -506,22 +518,7 @@ def _summary(report: dict) -> None:
 
 def main() -> None:
     """Entry point: typed errors become one line and an exit code, never a traceback."""
-    try:
-        code = cli.main(standalone_mode=False)  # ctx.exit(n) comes back as n here
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("edge-runtime: interrupted", err=True)
-        sys.exit(130)
-    except HandshakeRefused as exc:
-        click.echo(f"edge-runtime: refused by the host: {exc}", err=True)
-        sys.exit(1)
-    except (AgentError, BundleError, EngineError, LinkError, StateError, OSError) as exc:
-        click.echo(f"edge-runtime: failed: {exc}", err=True)
-        sys.exit(1)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    run_cli(cli)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ import hashlib
 import os
 from pathlib import Path
 
+from edge_runtime.errors import HiertrainError
+
 MAGIC = "hiertrain-state"
 PREVIOUS = ".prev"
 
 
-class StateError(Exception):
+class StateError(HiertrainError):
     """A state file cannot be used: missing, damaged, foreign, or not writable."""
 
     def __init__(self, path: Path, problem: str, way_out: str) -> None:
@@ -108,12 +110,3 @@ def read_state(path: Path, *, kind: str, version: int, way_out: str) -> bytes:
 def previous(path: Path) -> Path:
     """Where `write_state` kept the file that `path` replaced."""
     return Path(path).with_name(Path(path).name + PREVIOUS)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file another library wrote (an engine checkpoint), to record beside it."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -10,9 +10,11 @@ from typing import Any
 
 from edge_runtime.link.channel import Channel, Inbox, Outbox
 from edge_runtime.link.config import LinkConfig
+from edge_runtime.link.control import Bye, Hello
 from edge_runtime.link.errors import FrameError, HandshakeRefused, LinkClosed, LinkError
 from edge_runtime.link.handshake import REFUSAL_CODES, edge_handshake
-from edge_runtime.link.messages import HEADER, PROTOCOL_VERSION, Bye, Header, Hello, Message
+from edge_runtime.link.header import HEADER, PROTOCOL_VERSION, Header
+from edge_runtime.link.messages import Message
 from edge_runtime.link.spool import Spool
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import Transport, open_url
@@ -126,23 +128,20 @@ class EdgeLink:
         if not msg.SEQUENCED:
             raise ValueError(f"{type(msg).__name__} is a control message; send() takes data")
         payload = msg.encode()
-        if len(payload) + HEADER.size > self._max_send:
+        size = max(len(payload) + HEADER.size, msg.inflated_bytes)  # a coded tensor inflates
+        if size > self._max_send:
             raise FrameError(
-                f"{type(msg).__name__} of {len(payload) + HEADER.size} bytes exceeds "
-                f"max_frame {self._max_send}"
+                f"{type(msg).__name__} of {size} bytes exceeds max_frame {self._max_send}"
             )
         return self._outbox.put(msg.TYPE, payload, timeout)
 
     def poll(self, timeout: float = 0.0) -> Message | None:
         """Next message from the host (Metrics, Grad, Error, Bye...), or None after ``timeout``."""
-        msg = self._inbox.take(timeout, self._consume)
+        msg = self._inbox.take(timeout, lambda m: self._inbox.consume_upto(m.seq))
         channel = self._channel
         if msg is not None and msg.seq and channel is not None:
             channel.request_ack()
         return msg
-
-    def _consume(self, msg: Message) -> None:
-        self._inbox.consumed = max(self._inbox.consumed, msg.seq)
 
     def flush(self, timeout: float) -> None:
         """Wait until the host consumed everything sent; LinkTimeout after ``timeout``."""

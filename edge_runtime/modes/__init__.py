@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 
+from edge_runtime.errors import UsageFault
 from edge_runtime.modes.spec import ModeSpec
 
 # Import paths, not modules: listing the modes imports nothing of what they run.
@@ -31,7 +32,7 @@ MODE_NAMES: tuple[str, ...] = tuple(MODES)
 LINK_MODE_NAMES: tuple[str, ...] = tuple(n for n, s in MODES.items() if s.needs_link)
 
 
-class UnknownMode(ValueError):
+class UnknownMode(UsageFault, ValueError):
     """A mode name that is not registered."""
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.link.messages import EpochEnd, RawBatch
 from edge_runtime.modes.base import BatchOutcome, EdgeMode
 from edge_runtime.modes.spec import ModeSpec
+from edge_runtime.train.messages import RAW_TEST, RAW_TRAIN, RawBatch, UploadDone
 from edge_runtime.train.sender import Sender
 
 SPEC = ModeSpec(
@@ -22,8 +22,6 @@ SPEC = ModeSpec(
     trains_on_edge=False,
     edge_half="edge_runtime.modes.cloud:CloudEdge",
 )
-# RAW_BATCH's data-set field: which split of the data set a raw batch belongs to.
-RAW_TRAIN, RAW_TEST = 0, 1
 
 
 class CloudEdge(EdgeMode):
@@ -42,16 +40,12 @@ class CloudEdge(EdgeMode):
                 t.blocked_s += sender.put(RawBatch(raw_set, index, y_all[sl], x_all[sl]))
                 t.on_batch("upload", raw_set, index + 1, total, 0.0, 0.0)
         t.blocked_s += sender.put(
-            EpochEnd(
-                0,
-                {
-                    "upload_done": True,
-                    "epochs": cfg.epochs,
-                    "batch_size": cfg.batch_size,
-                    "seed": cfg.seed,
-                    "augment": cfg.augment,
-                    "num_classes": data.num_classes,
-                },
+            UploadDone(
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                seed=cfg.seed,
+                augment=cfg.augment,
+                num_classes=data.num_classes,
             )
         )
 

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from edge_runtime.link.messages import Batch
 from edge_runtime.modes.base import BatchOutcome, EdgeMode
 from edge_runtime.modes.spec import ModeSpec
+from edge_runtime.train.messages import Batch
 from edge_runtime.train.sender import Sender
 
 SPEC = ModeSpec(

@@ -23,15 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.bundle import sha256_file
 from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
-from edge_runtime.link.messages import EpochEnd, EvalBatch
 from edge_runtime.modes import mode_spec
 from edge_runtime.modes.base import EdgeMode
 from edge_runtime.privacy import ActivationNoise, noise_rng
 from edge_runtime.report import MetricsCsv, RunReport
-from edge_runtime.statefile import StateError, file_sha256, previous, read_state, write_state
+from edge_runtime.statefile import StateError, previous, read_state, write_state
+from edge_runtime.train.messages import EpochEnd, EvalBatch
 from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
 
@@ -123,7 +124,7 @@ class RunProgress:
             return None
         if not path.is_file():
             raise StateError(path, "engine checkpoint is missing", FRESH_OR_PREVIOUS)
-        if file_sha256(path) != self.engine_sha256:
+        if sha256_file(path) != self.engine_sha256:
             raise StateError(
                 path,
                 "engine checkpoint is damaged (sha256 differs from the record)",
@@ -302,7 +303,7 @@ class EdgeTrainer:
             if path.exists():
                 os.replace(path, previous(path))
             self.engine.save_checkpoint(path)
-            self.progress.engine_sha256 = file_sha256(path)
+            self.progress.engine_sha256 = sha256_file(path)
         self.progress.save(self.cfg.work_dir)
 
     def _await_final_metrics(self, sender: Sender, timeout: float | None = None) -> dict[str, Any]:

@@ -23,10 +23,11 @@ from edge_runtime.link import (
     LinkConfig,
     LinkError,
 )
-from edge_runtime.link.messages import Batch, Bye, EpochEnd, Error, EvalBatch, Metrics
+from edge_runtime.link.control import Bye, Error
 from edge_runtime.link.transports import Transport
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
+from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
 from host.cloud.edge_state import EdgeState, check_state_dir
 from host.cloud.modes import host_mode
 from host.cloud.validate import BadMessage, check_message

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.link.messages import Batch, EpochEnd, RawBatch
+from edge_runtime.link.messages import Malformed
+from edge_runtime.train.messages import Batch, EpochEnd, RawBatch, UploadDone
 
 
 class BadMessage(ValueError):
@@ -21,6 +22,8 @@ class BadMessage(ValueError):
 def check_message(msg: Any, manifest: dict[str, Any]) -> None:
     """Raise BadMessage unless `msg` fits the bundle (shapes, dtypes, label range, body types)."""
     classes = int(manifest["num_classes"])
+    if isinstance(msg, Malformed):  # the link could not decode it: the body is not its type's
+        raise BadMessage(msg.error)
     if isinstance(msg, Batch):  # and EVAL_BATCH
         what = f"{type(msg).__name__} ({msg.epoch}, {msg.index})"
         _check_labels(msg.labels, len(msg.tensor), classes, what)
@@ -33,7 +36,7 @@ def check_message(msg: Any, manifest: dict[str, Any]) -> None:
         if not np.isfinite(msg.tensor).all():
             raise BadMessage(f"{what}: the activation holds NaN or Inf")
     elif isinstance(msg, RawBatch):
-        what = f"RawBatch ({msg.epoch}, {msg.index})"
+        what = f"RawBatch ({msg.raw_set}, {msg.index})"
         _check_labels(msg.labels, len(msg.data), classes, what)
         expected = tuple(manifest["input_shape"])
         if msg.data.ndim != 4 or tuple(msg.data.shape[1:]) != expected:
@@ -42,6 +45,10 @@ def check_message(msg: Any, manifest: dict[str, Any]) -> None:
             )
     elif isinstance(msg, EpochEnd):
         _check_epoch_end(msg)
+    elif isinstance(msg, UploadDone):
+        for key in ("epochs", "batch_size", "num_classes"):  # the types were checked on decode
+            if getattr(msg, key) < 1:
+                raise BadMessage(f"UploadDone: {key} must be a positive integer")
 
 
 def _check_labels(labels: np.ndarray, n: int, classes: int, what: str) -> None:
@@ -53,10 +60,8 @@ def _check_labels(labels: np.ndarray, n: int, classes: int, what: str) -> None:
 
 
 def _check_epoch_end(msg: EpochEnd) -> None:
-    body = msg.metrics
+    body = msg.metrics  # a JSON object: the link checked that on decode
     what = f"EpochEnd {msg.epoch}"
-    if not isinstance(body, dict):
-        raise BadMessage(f"{what}: body is a {type(body).__name__}, not an object")
     for key in ("exit_confidence", "exit_correct"):
         values = body.get(key, [])
         if not isinstance(values, list) or not all(
@@ -67,10 +72,9 @@ def _check_epoch_end(msg: EpochEnd) -> None:
         value = body.get(key)
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
             raise BadMessage(f"{what}: {key} must be a fraction in 0..1 or null")
-    for key in ("last", "upload_done"):
-        if not isinstance(body.get(key, False), bool):
-            raise BadMessage(f"{what}: {key} must be true or false")
-    for key in ("epochs", "batch_size", "num_classes", "eval_batch_size"):
+    if not isinstance(body.get("last", False), bool):
+        raise BadMessage(f"{what}: last must be true or false")
+    for key in ("eval_batch_size",):
         value = body.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise BadMessage(f"{what}: {key} must be a positive integer")

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import run_argv
+from edge_runtime.errors import HiertrainError
 from edge_runtime.modes import mode_spec
 from edge_runtime.report import RunReport, write_report
 from host.cloud.serve import console_events
@@ -29,6 +30,10 @@ from host.cloud.server import CloudServer
 from host.demo.links import USER_SPACE, Emulation, make_emulation
 from host.export import ExportOptions, export_bundle
 from host.linkemu import parse_link
+
+
+class EdgeRunFailed(HiertrainError, RuntimeError):
+    """The edge runtime's process failed, or stopped before the run's end; hostctl exits 1."""
 
 
 @dataclass
@@ -99,7 +104,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
     if emulation is None:  # a mode without a link: no cloud, the board alone
         rc, wall = _run_edge(None, run_argv(program, **edge_options), opts.edge_log)
         if rc != 0:
-            raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
+            raise EdgeRunFailed(
+                f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}"
+            )
         report = merge_reports(json.loads(edge_report.read_text()), None, None, "none", wall)
     else:
         cloud = CloudServer(
@@ -127,9 +134,11 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             finally:
                 emulation.close()
         if rc != 0:
-            raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
+            raise EdgeRunFailed(
+                f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}"
+            )
         if stopped:
-            raise RuntimeError("the edge runtime was stopped before the run's end (a signal)")
+            raise EdgeRunFailed("the edge runtime was stopped before the run's end (a signal)")
         report = merge_reports(
             edge,
             cloud.report(profile.name),

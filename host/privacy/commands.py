@@ -1,4 +1,7 @@
-"""`hostctl privacy audit` and `hostctl privacy epsilon`."""
+"""`hostctl privacy audit` and `hostctl privacy epsilon`.
+
+Imports torch and the accountant only inside the commands: `hostctl --help` loads this module.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.data import DataError
-from edge_runtime.engines import EngineError
+from edge_runtime.errors import UsageFault
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.privacy import (
     ActivationNoise,
@@ -17,7 +19,7 @@ from edge_runtime.privacy import (
     check_clip,
     check_noise_multiplier,
 )
-from host.cli import RuntimeFault, UsageFault, console, stdout_console
+from host.console import console, stdout_console
 from host.privacy import DEFAULT_DELTA
 
 
@@ -171,7 +173,6 @@ def audit(
     from host.privacy import attacks
     from host.privacy.audit import STAGES, AuditOptions, run_audit
     from host.privacy.report import audit_table
-    from host.privacy.victim import AuditError
     from models import ModelSpecError
 
     _check_delta(delta)
@@ -209,10 +210,10 @@ def audit(
     try:
         with console.status("auditing") as status:
             report = run_audit(opts, progress=lambda msg: status.update(msg))
-    except (DataError, ModelSpecError, ValueError) as exc:
+    except (ModelSpecError, ValueError) as exc:  # bad options or data (DataError is a usage fault)
+        if isinstance(exc, UsageFault):
+            raise
         raise UsageFault(str(exc)) from None
-    except (AuditError, EngineError) as exc:
-        raise RuntimeFault(str(exc)) from None
     stdout_console().print(audit_table(report))
     for stage, row in report["best"].items():
         click.echo(

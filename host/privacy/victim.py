@@ -17,9 +17,10 @@ from torch import nn
 from edge_runtime.bundle import Bundle, BundleError, load_bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines import Engine, make_engine
+from edge_runtime.errors import HiertrainError
 
 
-class AuditError(Exception):
+class AuditError(HiertrainError):
     """An audit cannot run on what it was given (a runtime failure, exit 1)."""
 
 

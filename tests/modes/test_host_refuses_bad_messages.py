@@ -13,8 +13,9 @@ from test_modes_inprocess import run_in_process
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.link import EdgeLink, LinkConfig
-from edge_runtime.link.messages import Batch, EpochEnd, Error
+from edge_runtime.link.control import Error
 from edge_runtime.link.transports import socket_pair
+from edge_runtime.train.messages import Batch, EpochEnd
 from host.cloud.server import CloudServer
 
 

@@ -104,11 +104,11 @@ def test_damaged_progress_is_a_state_error(tmp_path: Path, how: str) -> None:
 
 
 def test_engine_checkpoint_must_be_the_recorded_one(tmp_path: Path) -> None:
-    from edge_runtime.statefile import file_sha256
+    from edge_runtime.bundle import sha256_file
 
     ckpt = tmp_path / CHECKPOINT
     ckpt.write_bytes(os.urandom(2048))
-    progress = RunProgress("r1", 1, 0, engine_sha256=file_sha256(ckpt))
+    progress = RunProgress("r1", 1, 0, engine_sha256=sha256_file(ckpt))
     assert progress.check_engine_checkpoint(tmp_path) == ckpt
     _damage(ckpt, "garbled")
     with pytest.raises(StateError, match="engine checkpoint is damaged"):

@@ -8,9 +8,8 @@ import numpy as np
 
 from edge_runtime.data import Dataset
 from edge_runtime.link import HostSession, LinkError
-from edge_runtime.link.messages import EpochEnd, Metrics, RawBatch
 from edge_runtime.modes import cloud
-from edge_runtime.modes.cloud import RAW_TEST, RAW_TRAIN
+from edge_runtime.train.messages import RAW_TEST, RAW_TRAIN, Metrics, RawBatch, UploadDone
 from edge_runtime.train.whole import WholeNetTrainer
 from host.cloud.edge_state import EdgeState
 from host.cloud.modes.base import HostMode
@@ -18,20 +17,20 @@ from host.cloud.modes.base import HostMode
 
 class CloudHost(HostMode):
     spec = cloud.SPEC
-    handles = (RawBatch, EpochEnd)
+    handles = (RawBatch, UploadDone)
 
     def handle(self, session: HostSession, state: EdgeState, msg: Any) -> bool:
         if isinstance(msg, RawBatch):
-            state.raw.setdefault(msg.epoch, {})[msg.index] = (msg.labels, msg.data)
+            state.raw.setdefault(msg.raw_set, {})[msg.index] = (msg.labels, msg.data)
             state.last_seq = msg.seq
             return True
-        if msg.metrics.get("upload_done"):  # an EPOCH_END
+        if isinstance(msg, UploadDone):
             state.last_seq = msg.seq
-            self._train_whole(session, state, msg.metrics)
+            self._train_whole(session, state, msg)
             return True
         return False
 
-    def _train_whole(self, session: HostSession, state: EdgeState, plan: dict[str, Any]) -> None:
+    def _train_whole(self, session: HostSession, state: EdgeState, plan: UploadDone) -> None:
         """Train the whole network on the uploaded raw data, here."""
 
         def stack(raw_set: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +42,7 @@ class CloudHost(HostMode):
         x_train, y_train = stack(RAW_TRAIN)
         x_test, y_test = stack(RAW_TEST)
         data = Dataset.from_arrays(
-            "uploaded", x_train, y_train, x_test, y_test, num_classes=plan["num_classes"]
+            "uploaded", x_train, y_train, x_test, y_test, num_classes=plan.num_classes
         )
         trainer = WholeNetTrainer(self.server.bundle, "cloud")
 
@@ -59,13 +58,9 @@ class CloudHost(HostMode):
             session.send(Metrics(result))
             self.server.on_event("epoch", state, result)
 
-        trainer.fit(
-            data, plan["epochs"], plan["batch_size"], plan["seed"], plan["augment"], on_epoch
-        )
+        trainer.fit(data, plan.epochs, plan.batch_size, plan.seed, plan.augment, on_epoch)
         state.trained_ids = [
-            (e, i)
-            for e in range(plan["epochs"])
-            for i in range(-(-len(x_train) // plan["batch_size"]))
+            (e, i) for e in range(plan.epochs) for i in range(-(-len(x_train) // plan.batch_size))
         ]
         state.last_trained_at = trainer.train_done_at
         state.raw.clear()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from edge_runtime.link import HostSession
-from edge_runtime.link.messages import Batch
 from edge_runtime.modes import hierarchical
+from edge_runtime.train.messages import Batch
 from host.cloud.edge_state import EdgeState
 from host.cloud.modes.base import HostMode
 

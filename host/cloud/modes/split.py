@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from edge_runtime.link import HostSession
-from edge_runtime.link.messages import Batch, Grad
 from edge_runtime.modes import split
+from edge_runtime.train.messages import Batch, Grad
 from host.cloud.edge_state import EdgeState
 from host.cloud.modes.base import HostMode
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from e2e_harness import run_edge, start_cloud
 
-from edge_runtime.link.faults import FaultPlan, FaultyRelay
 from edge_runtime.link.framing import FrameDecoder
-from edge_runtime.link.messages import Batch, EvalBatch, MsgType, decode_header
+from edge_runtime.link.header import MsgType, decode_header
+from edge_runtime.train.messages import Batch, EvalBatch
+from host.linkemu import Relay, Tap
 
 HOSTCTL = [sys.executable, "-m", "host.cli"]
 EDGE = [sys.executable, "-m", "edge_runtime.cli"]
@@ -143,7 +144,9 @@ def test_clipped_activations_are_what_crosses_the_link(
     """A wiretap between edge and host: every activation on the wire has the clipped norm."""
     clip = 1e-3  # far below any real activation's norm (~18 at this split): clipping shows
     cloud = start_cloud(digits_bundle, tmp_path)
-    relay = FaultyRelay(("127.0.0.1", cloud.port), FaultPlan(), record=True)
+    tap = Tap()
+    relay = Relay(("127.0.0.1", cloud.port), [tap])
+    relay.start()
     try:
         edge = run_edge(
             digits_bundle, relay.url, tmp_path, "--data", f"digits:{digits_path}", "--limit", "128", "--epochs", "1",
@@ -151,9 +154,9 @@ def test_clipped_activations_are_what_crosses_the_link(
         )  # fmt: skip
         cloud.finish()
     finally:
-        relay.close()
+        relay.stop()
     assert edge["privacy"] == {"dp_clip": clip, "dp_noise": 0.0}
-    tensors = released_activations(bytes(relay.captured["up"]))
+    tensors = released_activations(bytes(tap.captured["up"]))
     assert len(tensors) >= edge["batches_sent"] > 0
     norms = np.concatenate([np.linalg.norm(t.reshape(len(t), -1), axis=1) for t in tensors])
     assert norms.max() <= clip * (1 + 1e-4)

@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_runtime.bundle import Bundle
 from edge_runtime.engines.base import Engine, EngineError, StepResult
-from edge_runtime.engines.ort_import import training_api
+from edge_runtime.engines.ort_import import describe, training_api
 
 
 def session_options(threads: int | None):  # -> onnxruntime.SessionOptions
@@ -35,6 +35,8 @@ class OrtEngine(Engine):
     def __init__(self, bundle: Bundle, *, threads: int | None = None, variant: str = "") -> None:
         """`variant="split"` opens the split-learning artifacts (edge/split/) instead."""
         api = training_api()
+        # Which ORT this is (1.19.2 from PyPI, 1.21.0 from the aarch64 wheel): for reports.
+        self.runtime = describe()
         import onnxruntime as ort
 
         ort.set_default_logger_severity(3)

@@ -101,8 +101,8 @@ EOF
     done
     # Header-only pieces not reachable as sources here: SafeInt (trixie, arch all),
     # Boost.Mp11 (bookworm's boost headers), CPython 3.11 arm64 headers (bookworm).
-    apt_priv trixie download libsafeint-dev=3.0.28a+dfsg-4 2>/dev/null
-    apt_priv bookworm download libboost1.81-dev=1.81.0-5+deb12u1 \
+    apt_priv trixie download -qq libsafeint-dev=3.0.28a+dfsg-4 2>/dev/null
+    apt_priv bookworm download -qq libboost1.81-dev=1.81.0-5+deb12u1 \
         libpython3.11-dev:arm64=3.11.2-6+deb12u9 2>/dev/null
     [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV"
     "$VENV/bin/pip" install -q 'cmake==3.31.10' 'numpy==2.4.6' 'wheel==0.48.0' 'setuptools==65.5.0' 'packaging==26.4'
@@ -184,6 +184,10 @@ PYB
         'target_include_directories(boost_mp11 INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/include)' \
         'add_library(Boost::mp11 ALIAS boost_mp11)' >"$DEPS/mp11/CMakeLists.txt"
     dpkg-deb -x "$SRC/libpython3.11-dev_3.11.2-6+deb12u9_arm64.deb" "$SYSROOT"
+    # Debian's python3.11/pyconfig.h includes <aarch64-linux-gnu/python3.11/pyconfig.h>, which
+    # a native compiler finds under /usr/include; here only python3.11/ is on the include
+    # path (Python_INCLUDE_DIR), so make the multiarch header reachable from there.
+    ln -s ../aarch64-linux-gnu "$SYSROOT/usr/include/python3.11/aarch64-linux-gnu"
     rm -rf "$t"
     cat >"$B/aarch64-linux-gnu.cmake" <<EOF
 set(CMAKE_SYSTEM_NAME Linux)
@@ -220,6 +224,8 @@ configure() {
         -DPython_EXECUTABLE="$VENV/bin/python" \
         -DPython_INCLUDE_DIR="$SYSROOT/usr/include/python3.11" \
         -DPython_NumPy_INCLUDE_DIR="$numpy_inc" \
+        `# Redundant since the symlink above (Python.h finds its own pyconfig.h first);` \
+        `# kept because the measured build was configured with it.` \
         -DCMAKE_CXX_FLAGS="-I$SYSROOT/usr/include/aarch64-linux-gnu/python3.11" \
         -DCMAKE_C_FLAGS="-I$SYSROOT/usr/include/aarch64-linux-gnu/python3.11" \
         -DTENSORBOARD_DESCRIPTOR_SET="$B/tensorboard.pb" \

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.link import EdgeLink, HostListener, HostSession, LinkClosed, LinkConfig
-from edge_runtime.link.codecs import decode_tensor, encode_tensor
+from edge_runtime.link.codecs import CODECS, decode_tensor, encode_tensor
 from edge_runtime.link.framing import encode_frame
-from edge_runtime.link.messages import Batch, encode_message
+from edge_runtime.link.messages import encode_message
+from edge_runtime.train.messages import Batch
 
 KEY = b"bench-key"
 BUNDLE = "0" * 64
@@ -150,7 +151,7 @@ def codecs(quick: bool) -> None:
     reps = 20 if quick else 100
     print(f"\nCodecs on a {x.nbytes // KiB} KiB fp32 NCHW activation (ReLU of N(0,1)), {reps} reps")
     print(f"{'codec':<7}{'bytes':>9}{'ratio':>8}{'enc+dec ms':>12}{'rel. error':>12}")
-    for codec in ("fp32", "fp16", "int8"):
+    for codec in CODECS:
         start = time.perf_counter()
         for _ in range(reps):
             buf = encode_tensor(x, codec)

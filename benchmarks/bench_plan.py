@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_runtime.data import load_dataset
+from edge_runtime.modes import mode_spec
 from host.demo import DemoOptions, run_demo
 from host.export import ExportOptions, export_bundle
 from host.linkemu import parse_link
@@ -73,7 +74,9 @@ def scenario(
     """Predict, then measure, one scenario."""
     bundle = work / "bundle"
     engine = "torch" if mode == "split" else "ort"
-    export_bundle(ExportOptions(model=model, split=split, baselines=mode == "split"), bundle)
+    export_bundle(
+        ExportOptions(model=model, split=split, baselines=mode_spec(mode).needs_baselines), bundle
+    )
     ds = load_dataset(data, seed=0)
     req = PlanRequest(
         model=model,

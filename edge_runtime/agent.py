@@ -10,13 +10,14 @@ bundle to train with either way:
     current -> releases/<id>  switched atomically (rename of a symlink)
     .agent/                   the link's spool and the release being received
 
-One deploy session (run id ``deploy-<random>``; messages in order, each way):
+One deploy session (run id ``deploy-<random>``; messages in order, each way; the classes are
+in edge_runtime/deploy_messages.py):
 
-    edge -> METRICS {"deploy": "inventory", "current", "releases", "files": {path: sha256}}
-    host -> FILE_CHUNK ... for each file the board lacks ("edge/<name>"); sha256 on the last
-    edge -> METRICS {"deploy": "file", "path", "ok", "sha256" | "error"} per finished file
-    host -> METRICS {"deploy": "commit", "release", "manifest_sha256", "files": {path: sha256}}
-    edge -> METRICS {"deploy": "done", "ok", "release", "switched" | "step", "error"}
+    edge -> Inventory      current, releases, files: {path: sha256} of the current release
+    host -> FileChunk ...  for each file the board lacks ("edge/<name>"); sha256 on the last
+    edge -> FileVerdict    path, ok, sha256 | error; per finished file
+    host -> Commit         release, manifest_sha256, files: {path: sha256}
+    edge -> CommitVerdict  release, ok, switched | step and error
 
 A file whose bytes do not hash to the sha256 its last chunk names is deleted and reported; the
 commit checks every file of the release (sent now, or already on the board) and loads the
@@ -35,9 +36,20 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from edge_runtime.bundle import MANIFEST, BundleError, load_bundle, sha256_file
+from edge_runtime.bundle import (
+    MANIFEST,
+    BundleError,
+    load_bundle,
+    mismatched_files,
+    sha256_file,
+    sha256_listing,
+    sha256_under,
+)
+from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
+from edge_runtime.errors import HiertrainError
 from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
-from edge_runtime.link.messages import Bye, Error, FileChunk, Message, Metrics
+from edge_runtime.link.control import Bye, Error
+from edge_runtime.link.messages import Malformed, Message
 
 RELEASES = "releases"
 CURRENT = "current"
@@ -49,7 +61,7 @@ MAX_RELEASE_BYTES = 4 << 30  # a bound on what one deploy may write to the board
 Log = Callable[[str], None]
 
 
-class AgentError(Exception):
+class AgentError(HiertrainError):
     """The agent cannot run: a bad directory, a refused key."""
 
 
@@ -107,22 +119,13 @@ class Releases:
         base = self.root / RELEASES / release
         if not base.is_dir():
             return {}
-        return {
-            p.relative_to(base).as_posix(): sha256_file(p)
-            for p in sorted((base / "edge").rglob("*"))
-            if p.is_file()
-        }
+        return sha256_listing(base, base / "edge")
 
-    def inventory(self) -> dict[str, Any]:
+    def inventory(self) -> Inventory:
         """The first message of a session: what the host need not send."""
         cur = self.current()
         releases = sorted(p.name for p in (self.root / RELEASES).iterdir() if p.is_dir())
-        return {
-            "deploy": "inventory",
-            "current": cur,
-            "releases": releases,
-            "files": self.release_files(cur) if cur else {},
-        }
+        return Inventory(cur, releases, self.release_files(cur) if cur else {})
 
     # -- receiving --------------------------------------------------------------------------------
 
@@ -134,7 +137,7 @@ class Releases:
         self._received.clear()
         self._bytes = 0
 
-    def on_chunk(self, chunk: FileChunk) -> dict[str, Any] | None:
+    def on_chunk(self, chunk: FileChunk) -> FileVerdict | None:
         """Write one chunk; returns the file's verdict once its last chunk is in, else None."""
         try:
             rel = _safe_rel(chunk.path)
@@ -166,9 +169,9 @@ class Releases:
             return self._finish(inc, chunk.sha256)
         except (ValueError, OSError) as exc:
             self._abort_incoming()
-            return {"deploy": "file", "path": chunk.path, "ok": False, "error": str(exc)}
+            return FileVerdict(chunk.path, ok=False, error=str(exc))
 
-    def _finish(self, inc: _Incoming, expected: str) -> dict[str, Any]:
+    def _finish(self, inc: _Incoming, expected: str) -> FileVerdict:
         inc.fh.flush()
         os.fsync(inc.fh.fileno())
         inc.fh.close()
@@ -176,16 +179,15 @@ class Releases:
         actual = inc.digest.hexdigest()
         if actual != expected:
             inc.part.unlink()
-            return {
-                "deploy": "file",
-                "path": inc.rel,
-                "ok": False,
-                "error": f"sha256 differs: received {actual[:16]}..., expected "
+            return FileVerdict(
+                inc.rel,
+                ok=False,
+                error=f"sha256 differs: received {actual[:16]}..., expected "
                 f"{(expected or 'none')[:16]}...; the file was discarded",
-            }
+            )
         os.replace(inc.part, self.staging / inc.rel)
         self._received[inc.rel] = actual
-        return {"deploy": "file", "path": inc.rel, "ok": True, "sha256": actual}
+        return FileVerdict(inc.rel, ok=True, sha256=actual)
 
     def _abort_incoming(self) -> None:
         inc, self._incoming = self._incoming, None
@@ -195,13 +197,13 @@ class Releases:
 
     # -- commit -----------------------------------------------------------------------------------
 
-    def commit(self, request: dict[str, Any]) -> dict[str, Any]:
+    def commit(self, request: Commit) -> CommitVerdict:
         """Assemble, verify and switch to the release the host names; the verdict to send back."""
-        release = str(request.get("release", ""))
+        release = request.release
+        manifest_sha = request.manifest_sha256
         try:
-            files = {_safe_rel(rel): str(sha) for rel, sha in dict(request["files"]).items()}
-            manifest_sha = str(request["manifest_sha256"])
-        except (KeyError, TypeError, ValueError) as exc:
+            files = {_safe_rel(rel): sha for rel, sha in request.files.items()}
+        except ValueError as exc:
             return _failed(release, "commit", f"malformed commit request: {exc}")
         if self._incoming is not None:
             inc = self._incoming
@@ -250,25 +252,22 @@ class Releases:
                 return candidate
         return None
 
-    def _switch(self, release: str) -> dict[str, Any]:
+    def _switch(self, release: str) -> CommitVerdict:
         if self.current() == release:
-            return {"deploy": "done", "ok": True, "release": release, "switched": False}
+            return CommitVerdict(release, ok=True, switched=False)
         tmp = self.root / f".{CURRENT}.{secrets.token_hex(4)}"
         os.symlink(f"{RELEASES}/{release}", tmp)
         os.replace(tmp, self.root / CURRENT)
         _fsync_dir(self.root)
-        return {"deploy": "done", "ok": True, "release": release, "switched": True}
+        return CommitVerdict(release, ok=True, switched=True)
 
 
 def _check_release(base: Path, files: dict[str, str], manifest_sha: str) -> str | None:
     """None if `base` holds exactly these files and a bundle with this manifest, else why not."""
-    for rel, sha in files.items():
-        path = base / rel
-        if not path.is_file():
-            return f"{rel} is missing"
-        actual = sha256_file(path)
-        if actual != sha:
-            return f"{rel} has sha256 {actual[:16]}..., expected {sha[:16]}..."
+    for bad in mismatched_files(files, sha256_under(base), first_only=True):
+        if bad.actual is None:
+            return f"{bad.rel} is missing"
+        return f"{bad.rel} has sha256 {bad.actual[:16]}..., expected {bad.expected[:16]}..."
     if files.get(f"edge/{MANIFEST}") != manifest_sha:
         return f"edge/{MANIFEST} is not the manifest of release {manifest_sha[:12]}"
     try:  # every file was hashed above: the manifest need only list the same hashes
@@ -281,8 +280,8 @@ def _check_release(base: Path, files: dict[str, str], manifest_sha: str) -> str 
     return None
 
 
-def _failed(release: str, step: str, error: str) -> dict[str, Any]:
-    return {"deploy": "done", "ok": False, "release": release, "step": step, "error": error}
+def _failed(release: str, step: str, error: str) -> CommitVerdict:
+    return CommitVerdict(release, ok=False, step=step, error=error)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -309,7 +308,7 @@ def serve_session(
 ) -> SessionResult:
     """Run one deploy session on an established link until the host says BYE."""
     releases.begin()
-    link.send(Metrics(releases.inventory()))
+    link.send(releases.inventory())
     result = SessionResult()
     idle = 0.0
     while True:
@@ -321,19 +320,19 @@ def serve_session(
                 return result
             continue
         idle = 0.0
-        reply: dict[str, Any] | None = None
+        reply: FileVerdict | CommitVerdict | None = None
         if isinstance(msg, FileChunk):
             reply = releases.on_chunk(msg)
             if reply is not None:
                 result.files += 1
-                if not reply["ok"]:
-                    result.error = f"{reply['path']}: {reply['error']}"
-                log(f"{reply['path']}: {'ok' if reply['ok'] else reply['error']}")
-        elif isinstance(msg, Metrics) and msg.data.get("deploy") == "commit":
-            reply = releases.commit(msg.data)
-            result.release, result.ok = reply["release"], reply["ok"]
-            result.switched = bool(reply.get("switched"))
-            result.error = None if reply["ok"] else f"{reply['step']}: {reply['error']}"
+                if not reply.ok:
+                    result.error = f"{reply.path}: {reply.error}"
+                log(f"{reply.path}: {'ok' if reply.ok else reply.error}")
+        elif isinstance(msg, Commit):
+            reply = releases.commit(msg)
+            result.release, result.ok = reply.release, reply.ok
+            result.switched = reply.switched
+            result.error = None if reply.ok else f"{reply.step}: {reply.error}"
             log(
                 f"release {result.release} is current"
                 if result.ok
@@ -342,12 +341,15 @@ def serve_session(
         elif isinstance(msg, Error):
             result.error = f"host: {msg.code}: {msg.message}"
             return result
+        elif isinstance(msg, Malformed):
+            result.error = f"the host sent a message this agent cannot read: {msg.error}"
+            return result
         elif isinstance(msg, Bye):
             if result.release is None and result.error is None:
                 result.ok = True  # nothing to do: the board was up to date
             return result
         if reply is not None:
-            link.send(Metrics(reply))
+            link.send(reply)
 
 
 def run_agent(

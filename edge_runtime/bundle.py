@@ -9,23 +9,42 @@
 Either side can be loaded on its own: `load_bundle(DIR/edge)` verifies only the files under
 `edge/`. Paths in the manifest are relative to DIR. Both copies of the manifest are the same
 bytes, so its sha256 (sent in HELLO) agrees on both ends.
+
+The names of a bundle's files are defined here, once, for the exporter that writes them and
+the board and host that read them; so is the one check of a directory against a list of
+sha256s, which bundles, deploy bundles and releases on a board all use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from edge_runtime.errors import HiertrainError
 
 MANIFEST = "manifest.json"
 KEY_FILE = "link.key"
 BUNDLE_FORMAT = "hiertrain-bundle/1"
 SIDES = ("edge", "cloud")
 
+# Files of a bundle half (the ONNX Runtime training artifacts keep the names ORT gives them).
+EDGE_WEIGHTS = "edge_weights.npz"  # front + exit head, a plain .npz state dict
+TAIL_WEIGHTS = "tail_weights.npz"  # the tail, likewise
+USER_MODEL_SOURCE = "user_model.py"  # a user model's source, copied so the torch side rebuilds it
+TRAINING_MODEL = "training_model.onnx"
+EVAL_MODEL = "eval_model.onnx"
+OPTIMIZER_MODEL = "optimizer_model.onnx"
+CHECKPOINT = "checkpoint"
+INFERENCE_MODEL = "inference_model.onnx"  # front + exit head, for inference
+TAIL_MODEL = "tail_model.onnx"
+SPLIT_ARTIFACTS = "split"  # edge/split/: the front alone, for split learning
 
-class BundleError(Exception):
+
+class BundleError(HiertrainError):
     """A bundle is missing, incomplete, modified or of another format."""
 
 
@@ -47,15 +66,19 @@ class Bundle:
     manifest: dict[str, Any]
     manifest_sha256: str
 
-    def path(self, name: str) -> Path:
-        """Path of a file of this side, e.g. `bundle.path("training_model.onnx")`."""
+    def side_dir(self, side: str) -> Path:
+        """The directory of `side` ("edge" or "cloud"): DIR/side for a whole bundle, else root."""
         if self.side == "all":
-            raise BundleError("path() needs a side: load DIR/edge or DIR/cloud, or use side_path()")
-        return self.root / name
+            return self.root / side
+        if side != self.side:
+            raise BundleError(
+                f"{self.root} is the {self.side} half of a bundle: it has no {side} files"
+            )
+        return self.root
 
     def side_path(self, side: str, name: str) -> Path:
-        """Path of `name` under `side` for a whole-bundle load."""
-        return (self.root / side / name) if self.side == "all" else self.root / name
+        """Path of `name` under `side`, whether the whole bundle or that half was loaded."""
+        return self.side_dir(side) / name
 
     def key(self) -> bytes:
         """The pre-shared link key that export wrote into this side of the bundle."""
@@ -93,40 +116,106 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     Raises BundleError naming the file that is missing or differs from the manifest.
     """
     root = Path(path)
-    manifest_path = root / MANIFEST
     if not root.is_dir():
         raise BundleError(f"bundle {root} does not exist or is not a directory")
-    if not manifest_path.is_file():
-        raise BundleError(
-            f"{root} is not a bundle: no {MANIFEST} (make one with `hostctl export --split N`)"
-        )
-    raw = manifest_path.read_bytes()
-    try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(
-            f"{manifest_path} has format {manifest.get('format')!r}; this runtime reads "
-            f"{BUNDLE_FORMAT!r} (re-export the bundle with this version)"
-        )
+    manifest, raw = read_manifest(
+        root / MANIFEST,
+        BUNDLE_FORMAT,
+        what="a bundle",
+        make="hostctl export --split N",
+        remake="re-export the bundle with this version",
+    )
     side = root.name if root.name in SIDES and not (root / "edge").is_dir() else "all"
     if verify:
         _verify_files(root, side, manifest.get("files", {}))
     return Bundle(root, side, manifest, hashlib.sha256(raw).hexdigest())
 
 
+def read_manifest(
+    path: Path, fmt: str, *, what: str, make: str, remake: str
+) -> tuple[dict[str, Any], bytes]:
+    """A JSON manifest of format `fmt`, and its bytes (whose sha256 names what it describes).
+
+    BundleError says what is wrong: no manifest (`make` makes one), not JSON, or another
+    format (`remake` gives one of this version). `what` names the directory's kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"{path.parent} is not {what}: no {path.name} (make one with `{make}`)")
+    raw = path.read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BundleError(f"{path} has format {found!r}; this version reads {fmt!r} ({remake})")
+    return manifest, raw
+
+
 def _verify_files(root: Path, side: str, files: dict[str, str]) -> None:
-    for rel, expected in sorted(files.items()):
-        top, _, rest = rel.partition("/")
-        if side != "all" and top != side:
-            continue
-        target = root / (rest if side != "all" else rel)
-        if not target.is_file():
+    if side != "all":  # a half: its files sit at the root, without the side/ prefix
+        prefix = side + "/"
+        files = {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)}
+    bad = mismatched_files(files, sha256_under(root), first_only=True)
+    if bad:
+        rel = f"{side}/{bad[0].rel}" if side != "all" else bad[0].rel
+        if bad[0].actual is None:
             raise BundleError(f"bundle {root} is incomplete: {rel} is missing")
-        actual = sha256_file(target)
+        raise BundleError(
+            f"bundle {root} was modified: {rel} has sha256 {bad[0].actual[:12]}..., "
+            f"the manifest says {bad[0].expected[:12]}... (re-export or re-deploy it)"
+        )
+
+
+def sha256_listing(root: Path, under: Path | None = None) -> dict[str, str]:
+    """{posix path relative to `root`: hex sha256} of every file below `under` (default root).
+
+    The list a manifest carries and `mismatched_files` checks.
+    """
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(Path(under or root).rglob("*"))
+        if p.is_file()
+    }
+
+
+@dataclass(frozen=True)
+class FileMismatch:
+    """A listed file whose bytes are not the ones listed."""
+
+    rel: str
+    expected: str  # hex sha256 the list gives
+    actual: str | None  # hex sha256 found; None: the file is missing
+
+
+def mismatched_files(
+    listed: Mapping[str, str],
+    sha256_of: Callable[[str], str | None],
+    *,
+    first_only: bool = False,
+) -> list[FileMismatch]:
+    """The files of `listed` ({relative path: hex sha256}) that are missing or differ.
+
+    `sha256_of(rel)` hashes one file wherever the files are (`sha256_under(root)` for a local
+    directory, a dict's `get` for hashes a board reported), None for a missing one. Paths are
+    checked in sorted order; `first_only` stops at the first mismatch (hashing is the cost).
+    """
+    bad = []
+    for rel, expected in sorted(listed.items()):
+        actual = sha256_of(rel)
         if actual != expected:
-            raise BundleError(
-                f"bundle {root} was modified: {rel} has sha256 {actual[:12]}..., "
-                f"the manifest says {expected[:12]}... (re-export or re-deploy it)"
-            )
+            bad.append(FileMismatch(rel, expected, actual))
+            if first_only:
+                break
+    return bad
+
+
+def sha256_under(root: Path) -> Callable[[str], str | None]:
+    """`sha256_of` for files under a local directory: None for a path that is not a file."""
+
+    def sha256_of(rel: str) -> str | None:
+        path = Path(root) / rel
+        return sha256_file(path) if path.is_file() else None
+
+    return sha256_of

@@ -1,4 +1,8 @@
-"""edge-runtime: what runs on the board. `edge-runtime run --bundle DIR/edge --connect URL ...`"""
+"""edge-runtime: what runs on the board. `edge-runtime run --bundle DIR/edge --connect URL ...`
+
+Commands raise typed errors (edge_runtime.errors); the group maps every one to a line and an
+exit code (edge_runtime/command_line.py), as hostctl's does.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import secrets
 import shutil
 import signal
 import socket
-import sys
 import threading
 from pathlib import Path
 
@@ -14,28 +17,32 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edge_runtime.agent import AgentError, run_agent
-from edge_runtime.bundle import BundleError, load_bundle, read_key_file
-from edge_runtime.data import DATA_SPEC_HELP, DataError, load_dataset
-from edge_runtime.engines import ENGINE_CHOICES, EngineError, make_engine
-from edge_runtime.link import EdgeLink, HandshakeRefused, LinkConfig, LinkError
+from edge_runtime.agent import run_agent
+from edge_runtime.bundle import load_bundle, read_key_file
+from edge_runtime.command_line import CommandGroup, run_cli, version_option
+from edge_runtime.data import DATA_SPEC_HELP, load_dataset
+from edge_runtime.engines import ENGINE_CHOICES, make_engine
+from edge_runtime.errors import Interrupted, UsageFault
+from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.link.codecs import CODECS
+from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
 from edge_runtime.report import write_report
-from edge_runtime.train.loop import CHECKPOINT, EdgeRunConfig, EdgeTrainer, RunProgress
+from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
+PROG = "edge-runtime"
 console = Console(stderr=True)
 
+# Options both commands take, declared once (click.option returns a reusable decorator).
+edge_id_option = click.option(
+    "--edge-id", default=None, help="this board's name [default: hostname]"
+)
+baud_option = click.option(
+    "--baud", type=int, default=115200, show_default=True, help="serial links only"
+)
 
-class UsageFault(click.ClickException):
-    """One line naming what is wrong and what is valid; exit 2."""
 
-    exit_code = 2
-
-    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
-        click.echo(f"edge-runtime: error: {self.message}", err=True)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, prog=PROG)
+@version_option(PROG)
 def cli() -> None:
     """The edge side of hierarchical training: trains the front, streams activations."""
 
@@ -56,12 +63,17 @@ def _check_data_fits(ds, manifest: dict) -> None:
 
 
 def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | None) -> RunProgress:
-    existing = RunProgress.load(work_dir)
+    existing = None if fresh else RunProgress.load(work_dir)
     if resume:
-        if existing is None or not (work_dir / CHECKPOINT).is_file():
-            raise UsageFault(f"--resume: {work_dir} holds no checkpoint to resume from")
+        if existing is None:
+            raise UsageFault(f"--resume: {work_dir} holds no run to resume")
+        existing.check_engine_checkpoint(work_dir)
         return existing
-    if existing is not None and not fresh:
+    if existing is not None and not existing.started and not _spooled(work_dir):
+        # A run that trained nothing (a failed connect, say) does not block the next one.
+        console.print(f"{work_dir}: run {existing.run_id} never started; starting a new run")
+        fresh = True
+    elif existing is not None and not fresh:
         raise UsageFault(
             f"{work_dir} holds run {existing.run_id} at epoch {existing.epoch}: "
             "pass --resume to continue it or --fresh to discard it"
@@ -72,6 +84,12 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     progress = RunProgress(run_id or secrets.token_hex(4))
     progress.save(work_dir)
     return progress
+
+
+def _spooled(work_dir: Path) -> bool:
+    """Whether the spool holds anything a previous run sent (or could not send)."""
+    spool = work_dir / "spool"
+    return spool.is_dir() and any(spool.iterdir())
 
 
 @cli.command()
@@ -90,10 +108,10 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
 )
 @click.option(
     "--mode",
-    type=click.Choice(["hierarchical", "split", "cloud", "edge"]),
+    type=click.Choice(MODE_NAMES),
     default="hierarchical",
     show_default=True,
-    help="hierarchical (ours), split learning, cloud-only (raw data goes up), edge-only",
+    help="; ".join(MODES[m].summary for m in MODE_NAMES),
 )
 @click.option("--data", "data_spec", default="synthetic", show_default=True, help=DATA_SPEC_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
@@ -120,7 +138,7 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     show_default=True,
     help="board profile: pace each step to this many times its compute time here",
 )
-@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
+@edge_id_option
 @click.option("--run-id", default=None, help="[default: random, kept across --resume]")
 @click.option(
     "--work-dir",
@@ -136,7 +154,7 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     default=None,
     help="pre-shared link key [default: the bundle's link.key]",
 )
-@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@baud_option
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
     "--report",
@@ -174,24 +192,37 @@ def run(
     bundle = load_bundle(bundle_dir)
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
-    try:
-        data = load_dataset(data_spec, seed=seed, limit=limit)
-    except DataError as exc:
-        raise UsageFault(str(exc)) from None
+    data = load_dataset(data_spec, seed=seed, limit=limit)  # a DataError is a usage error
     _check_data_fits(data, bundle.manifest)
-    if mode == "edge":
-        _run_edge_only(
-            bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown
-        )
+    spec = mode_spec(mode)
+    if not spec.needs_link:
+        _run_alone(bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown)
         return
     if url is None:
         raise UsageFault(f"--mode {mode} needs --connect URL (socket://HOST:PORT or a device)")
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
-    eng = None if mode == "cloud" else make_engine(engine, bundle, threads=threads, mode=mode)
+    if resume and progress.epoch >= epochs and not _spooled(work_dir):
+        console.print(
+            f"run {progress.run_id} in {work_dir} finished its {progress.epoch} epochs "
+            "and the host has everything: nothing to resume"
+        )
+        return
+    eng = (
+        make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)
+        if spec.engine_variant
+        else None
+    )
     if resume and eng is not None:
-        eng.load_checkpoint(work_dir / CHECKPOINT)
+        checkpoint = progress.check_engine_checkpoint(work_dir)
+        if checkpoint is not None:
+            eng.load_checkpoint(checkpoint)
+        else:
+            console.print(
+                "no engine checkpoint yet: the front starts again from the bundle; "
+                "the host's record skips the batches it trained"
+            )
     key = read_key_file(key_file) if key_file else bundle.key()
     config = LinkConfig(baudrate=baud, window=window)
     console.print(
@@ -199,8 +230,14 @@ def run(
         f"{bundle.split}, engine {eng.name if eng else 'none'}, {data.describe()}"
     )
     stop = threading.Event()
+    stopped_by: list[int] = []  # SIGINT (Ctrl-C) ends the run as interrupted; SIGTERM as done
+
+    def on_signal(signum: int, frame: object) -> None:  # noqa: ARG001 - signal's signature
+        stopped_by.append(signum)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     link = EdgeLink.connect(
         url,
         key=key,
@@ -221,6 +258,7 @@ def run(
         mode=mode,
         slowdown=slowdown,
     )
+    finished = False
     try:
         with _progress_bars() as bars:
             trainer = EdgeTrainer(eng, data, link, cfg, progress, stop=stop, on_batch=bars)
@@ -228,8 +266,11 @@ def run(
         if not report["stopped_early"]:
             # A stopped run leaves what the host has not consumed in the spool for --resume.
             link.flush(timeout=cfg.final_metrics_timeout)
+            finished = True
     finally:
-        link.close("stopped" if stop.is_set() else "done")
+        # Only a finished run says "done": after a failure the host keeps the run open for
+        # --resume.
+        link.close("done" if finished and not stop.is_set() else "stopped")
     report.update(
         model=bundle.model,
         split=bundle.split,
@@ -241,10 +282,14 @@ def run(
         write_report(report_path, report)
     _summary(report)
     if report["stopped_early"]:
-        console.print(
+        resume = (
             f"stopped at epoch {progress.epoch} batch {progress.next_index}; "
             f"continue with --resume --work-dir {work_dir}"
         )
+        if signal.SIGINT in stopped_by:
+            raise Interrupted(resume)
+        # A service stop (SIGTERM, as systemd sends) is a clean end: exit 0.
+        console.print(resume)
 
 
 @cli.command()
@@ -267,8 +312,8 @@ def run(
     required=True,
     help="the board's deploy key (the board file's [connection] key_file on the host)",
 )
-@click.option("--edge-id", default=None, help="this board's name [default: hostname]")
-@click.option("--baud", type=int, default=115200, show_default=True, help="serial links only")
+@edge_id_option
+@baud_option
 @click.option("--once", is_flag=True, help="exit after one deploy session (0: it succeeded)")
 @click.option(
     "--idle-timeout",
@@ -322,7 +367,7 @@ def run_argv(program: list[str], **options: object) -> list[str]:
     return argv
 
 
-def _run_edge_only(
+def _run_alone(
     bundle,
     data,
     epochs: int,
@@ -333,14 +378,10 @@ def _run_edge_only(
     report_path: Path | None,
     slowdown: float,
 ) -> None:
-    """Edge-only mode: the board trains the whole network alone (torch), no link."""
-    import time
+    """A mode without a link (edge-only): the board trains the whole network alone."""
+    from edge_runtime.modes.edge import EdgeAlone
 
-    from edge_runtime.train.whole import WholeNetTrainer
-
-    trainer = WholeNetTrainer(bundle, "edge", threads=threads, slowdown=slowdown)
-    started_at, t0 = time.time(), time.perf_counter()
-    acc = trainer.fit(
+    report = EdgeAlone(bundle, threads=threads, slowdown=slowdown).run(
         data,
         epochs,
         batch_size,
@@ -350,27 +391,9 @@ def _run_edge_only(
             f"epoch {e}: train {100 * tr:.1f}%, test {100 * (te or 0):.1f}%"
         ),
     )
-    report = {
-        "mode": "edge",
-        "role": "edge",
-        "model": bundle.model,
-        "split": bundle.split,
-        "engine": "torch",
-        "epochs": epochs,
-        "runtime_s": round(time.perf_counter() - t0, 3),
-        "started_at": started_at,
-        "train_done_at": trainer.train_done_at,
-        "bytes_up": 0,
-        "bytes_down": 0,
-        "batches_sent": 0,
-        "final_accuracy": acc,
-        "edge_exit_accuracy": None,
-        "edge_busy_s": round(trainer.busy_s, 3),
-        "data": data.describe(),
-        "stopped_early": False,
-    }
     if report_path:
         write_report(report_path, report)
+    acc = report["final_accuracy"]
     console.print(f"edge-only done: accuracy {100 * (acc or 0):.1f}%, {report['runtime_s']:.1f} s")
 
 
@@ -420,22 +443,7 @@ def _summary(report: dict) -> None:
 
 def main() -> None:
     """Entry point: typed errors become one line and an exit code, never a traceback."""
-    try:
-        code = cli.main(standalone_mode=False)  # ctx.exit(n) comes back as n here
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("edge-runtime: interrupted", err=True)
-        sys.exit(130)
-    except HandshakeRefused as exc:
-        click.echo(f"edge-runtime: refused by the host: {exc}", err=True)
-        sys.exit(1)
-    except (AgentError, BundleError, EngineError, LinkError, OSError) as exc:
-        click.echo(f"edge-runtime: failed: {exc}", err=True)
-        sys.exit(1)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    run_cli(cli)
 
 
 if __name__ == "__main__":

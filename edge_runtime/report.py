@@ -1,6 +1,6 @@
-"""Run reports: one JSON writer and one per-batch CSV writer, used by both ends.
+"""Run reports: the typed report, one JSON writer and one per-batch CSV writer, for both ends.
 
-The JSON keys shared across tools are in REPORT_KEYS (see docs/architecture.md).
+The JSON keys shared across tools are the fields of RunReport (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -9,14 +9,43 @@ import csv
 import json
 import os
 import threading
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPORT_KEYS = (
-    "mode", "model", "split", "link", "epochs", "runtime_s", "bytes_up", "bytes_down",
-    "batches_sent", "batches_trained_cloud", "edge_exit_accuracy", "final_accuracy",
-    "edge_busy_s", "link_busy_s", "cloud_busy_s",
-)  # fmt: skip
+
+@dataclass
+class RunReport:
+    """What every run report says, whichever side or tool wrote it; `extra` holds the keys of
+    one role only (the edge's link statistics, the host's per-edge records, ...)."""
+
+    mode: str
+    role: str  # edge, cloud, or run (demo and bench: both sides merged)
+    model: str | None = None
+    split: int | None = None
+    link: str | None = None
+    epochs: int = 0
+    runtime_s: float = 0.0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    # None: not something this role measures (the edge does not time the cloud).
+    batches_sent: int | None = None
+    batches_trained_cloud: int | None = None
+    edge_exit_accuracy: float | None = None
+    final_accuracy: float | None = None
+    edge_busy_s: float | None = None
+    link_busy_s: float | None = None
+    cloud_busy_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object: the shared keys, then the role's own."""
+        shared = asdict(self)
+        extra = shared.pop("extra")
+        clash = set(shared) & set(extra)
+        if clash:
+            raise ValueError(f"report extras repeat shared keys: {', '.join(sorted(clash))}")
+        return {**shared, **extra}
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from models.errors import ModelSpecError
@@ -11,6 +12,8 @@ from models.user import USER_FORMS, build_user_model, is_user_spec
 from models.zoo import KNOWN_MODELS
 
 _ZOO_OPTIONS = ("width",)
+# Keys of a spec that say where the model comes from rather than how to build it.
+_ORIGIN_KEYS = ("model", "source", "bundled_source", "factory")
 
 
 def build_model(
@@ -26,7 +29,7 @@ def build_model(
     arguments are then ignored). Zoo models take the option `width` (base channel count).
     """
     if isinstance(name_or_spec, dict):
-        return _from_spec(name_or_spec)
+        return model_from_spec(name_or_spec)
     if not isinstance(name_or_spec, str) or not name_or_spec:
         raise ModelSpecError(f"model must be a name or spec string, got {name_or_spec!r}")
     shape = _check_input_shape(input_shape)
@@ -50,11 +53,25 @@ def build_model(
     return factory(input_shape=shape, num_classes=num_classes, **kwargs)
 
 
-def _from_spec(spec: dict) -> SplitModel:
+def model_from_spec(spec: Mapping[str, Any], source_dir: Path | None = None) -> SplitModel:
+    """Rebuild the model a SplitModel.spec, or a bundle manifest's `model_spec`, describes.
+
+    An export bundles a user model's file and notes it as `bundled_source` and `factory`: that
+    copy, in `source_dir` (the directory of the bundle half being loaded), is what is built,
+    since the path the model was exported from need not exist where the bundle is loaded.
+    """
     if "model" not in spec:
-        raise ModelSpecError(f"model spec has no 'model' key: {spec!r:.200}")
-    options = {k: v for k, v in spec.items() if k not in ("model", "source")}
-    return build_model(spec["model"], **options)
+        raise ModelSpecError(f"model spec has no 'model' key: {dict(spec)!r:.200}")
+    options = {k: v for k, v in spec.items() if k not in _ORIGIN_KEYS}
+    name = spec["model"]
+    bundled = spec.get("bundled_source")
+    if bundled:
+        if source_dir is None:
+            raise ModelSpecError(
+                f"model {name} was bundled as {bundled}: rebuilding it needs the bundle directory"
+            )
+        name = f"{Path(source_dir) / bundled}:{spec['factory']}"
+    return build_model(name, **options)
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:

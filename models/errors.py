@@ -1,4 +1,4 @@
-"""The one error type of the model zoo."""
+"""The error types of the model zoo."""
 
 
 class ModelSpecError(ValueError):
@@ -7,3 +7,7 @@ class ModelSpecError(ValueError):
     The message is one line saying what is wrong and what is valid, so a CLI can print it
     as a usage error (exit 2) without a traceback.
     """
+
+
+class ManifestError(ValueError):
+    """Manifest data or saved weights that do not describe a network this code can rebuild."""

@@ -61,6 +61,12 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.
         )
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: give both x_test and y_test, or neither")
+    for images, labels in (("x", "y"), ("x_test", "y_test")):
+        if images in arrays and len(arrays[images]) != len(arrays[labels]):
+            raise DataError(
+                f"{path}: {images} holds {len(arrays[images])} images but {labels} "
+                f"{len(arrays[labels])} labels; they must match one to one"
+            )
     x = to_nchw_uint8(arrays["x"], f"{path}: x")
     x_test = arrays.get("x_test")
     if x_test is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from edge_runtime.errors import UsageFault
 
-class DataError(ValueError):
+
+class DataError(UsageFault, ValueError):
     """A dataset spec, file or request the edge cannot use.
 
     The message always says what the user must change: the path, the accepted spec forms,

@@ -47,20 +47,19 @@ def resolve_engine_name(kind: str) -> str:
 
 
 def make_engine(
-    kind: str, bundle: Bundle, *, threads: int | None = None, mode: str = "hierarchical"
+    kind: str, bundle: Bundle, *, threads: int | None = None, variant: str = "train"
 ) -> Engine:
     """Create the engine `kind` (auto, ort, torch) over the edge side of `bundle`.
 
-    `mode="split"` gives an engine for split learning (ort: the edge/split/ artifacts).
+    `variant` is the mode's (`ModeSpec.engine_variant`): "train" trains front + exit on the
+    exit's loss; "split" runs the front for split learning (ort: the edge/split/ artifacts).
     """
     name = resolve_engine_name(kind)
     module_name, cls_name, needs, is_available = ENGINES[name]
     if not is_available():
         raise EngineError(f"engine {name!r} needs {needs}, which is not installed on this board")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    if mode == "split" and name == "ort":
-        return cls(bundle, threads=threads, variant="split")
-    return cls(bundle, threads=threads)
+    return cls(bundle, threads=threads, variant=variant)
 
 
 __all__ = [

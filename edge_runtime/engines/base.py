@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.errors import HiertrainError
 
-class EngineError(Exception):
+
+class EngineError(HiertrainError):
     """An engine cannot be created or cannot run on this board."""
 
 

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle import (
+    CHECKPOINT,
+    EVAL_MODEL,
+    OPTIMIZER_MODEL,
+    TRAINING_MODEL,
+    Bundle,
+)
 from edge_runtime.engines.base import Engine, EngineError, StepResult
 from edge_runtime.engines.ort_import import describe, training_api
 
@@ -32,8 +38,13 @@ class OrtEngine(Engine):
 
     name = "ort"
 
-    def __init__(self, bundle: Bundle, *, threads: int | None = None, variant: str = "") -> None:
-        """`variant="split"` opens the split-learning artifacts (edge/split/) instead."""
+    def __init__(
+        self, bundle: Bundle, *, threads: int | None = None, variant: str = "train"
+    ) -> None:
+        """`variant="split"` opens the split-learning artifacts (edge/split/) instead.
+
+        `bundle` is the edge half or the whole bundle: the artifacts are read from its edge/.
+        """
         api = training_api()
         # Which ORT this is (1.19.2 from PyPI, 1.21.0 from the aarch64 wheel): for reports.
         self.runtime = describe()
@@ -41,17 +52,19 @@ class OrtEngine(Engine):
 
         ort.set_default_logger_severity(3)
         self._api = api
-        self._bundle = bundle
+        self._edge_dir = bundle.side_dir("edge")
         self._threads = threads
         edge = bundle.manifest["edge"]
-        self._dir = variant + "/" if variant else ""
-        if variant and not bundle.path(variant).is_dir():
+        variant = "" if variant == "train" else variant
+        self._split = bool(variant)  # the front alone, without the exit head
+        self._dir = self._edge_dir / variant if variant else self._edge_dir
+        if variant and not self._dir.is_dir():
             raise EngineError(f"the bundle has no {variant} artifacts: export with --baselines")
         key = f"{variant}_bn_updates" if variant else "bn_updates"
         self._bn_updates = [tuple(p) for p in edge.get(key, [])]
         self._act_shape = tuple(bundle.manifest["activation"]["shape"])
         self._lr = float(edge["optimizer"]["lr"])
-        self._open(bundle.path(self._dir + "checkpoint"))
+        self._open(self._dir / CHECKPOINT)
 
     def _open(self, checkpoint: Path) -> None:
         CheckpointState, Module, Optimizer = (  # noqa: N806 - ORT's class names
@@ -62,15 +75,13 @@ class OrtEngine(Engine):
         try:
             self._state = CheckpointState.load_checkpoint(str(checkpoint))
             self._module = Module(
-                str(self._bundle.path(self._dir + "training_model.onnx")),
+                str(self._dir / TRAINING_MODEL),
                 self._state,
-                str(self._bundle.path(self._dir + "eval_model.onnx")),
+                str(self._dir / EVAL_MODEL),
                 device="cpu",
                 session_options=session_options(self._threads),
             )
-            self._optimizer = Optimizer(
-                str(self._bundle.path("optimizer_model.onnx")), self._module
-            )
+            self._optimizer = Optimizer(str(self._edge_dir / OPTIMIZER_MODEL), self._module)
         except RuntimeError as exc:  # ORT raises RuntimeError subclasses for bad files
             raise EngineError(f"onnxruntime could not load the edge artifacts: {exc}") from exc
         self._optimizer.set_learning_rate(self._lr)
@@ -90,7 +101,7 @@ class OrtEngine(Engine):
     def eval_step(self, x: np.ndarray, y: np.ndarray | None = None) -> StepResult:
         self._module.eval()
         x = np.ascontiguousarray(x, np.float32)
-        if self._dir:  # split learning: the front alone, no exit head
+        if self._split:  # split learning: the front alone, no exit head
             zeros = np.zeros((len(x), *self._act_shape), np.float32)
             activation = self._module(x, zeros)[1]
             return StepResult(float("nan"), np.zeros((len(x), 0), np.float32), activation)
@@ -122,7 +133,7 @@ class OrtEngine(Engine):
         # The on-device API runs forward and backward in one call, so split learning costs two
         # forward passes here: this one (with a zero upstream gradient, which adds nothing to
         # the accumulated gradients) yields the activation to send.
-        if not self._dir:
+        if not self._split:
             raise EngineError("this engine was opened for hierarchical training, not split")
         self._module.train()
         self._x = np.ascontiguousarray(x, np.float32)

@@ -15,8 +15,8 @@ from edge_runtime.link.errors import (
     ProtocolError,
     SpoolError,
 )
+from edge_runtime.link.header import PROTOCOL_VERSION
 from edge_runtime.link.host import HostListener, HostSession
-from edge_runtime.link.messages import PROTOCOL_VERSION
 
 __all__ = [
     "PROTOCOL_VERSION",

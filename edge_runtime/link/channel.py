@@ -16,6 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_runtime.link.config import LinkConfig
+from edge_runtime.link.control import (
+    NACK_CORRUPT,
+    NACK_DATA,
+    NACK_PROBE,
+    Ack,
+    Bye,
+    Error,
+    Hello,
+    Keepalive,
+    Nack,
+)
 from edge_runtime.link.errors import (
     HandshakeRefused,
     LinkClosed,
@@ -23,22 +34,8 @@ from edge_runtime.link.errors import (
     LinkTimeout,
     ProtocolError,
 )
-from edge_runtime.link.messages import (
-    FLAG_RETRANSMIT,
-    NACK_CORRUPT,
-    NACK_DATA,
-    NACK_PROBE,
-    Ack,
-    Bye,
-    Error,
-    Header,
-    Hello,
-    Keepalive,
-    Message,
-    MsgType,
-    Nack,
-    decode_message,
-)
+from edge_runtime.link.header import FLAG_RETRANSMIT, Header, MsgType
+from edge_runtime.link.messages import Malformed, Message, decode_message
 from edge_runtime.link.spool import MemoryStore, Spool
 from edge_runtime.link.stream import FrameIO
 
@@ -80,6 +77,12 @@ class Outbox:
             seq = self.store.append(msg_type, payload)
             self.cond.notify_all()
             return seq
+
+    def first_held(self) -> int:
+        """The lowest sequence number this side can still send (all below were consumed)."""
+        with self.cond:
+            seqs = self.store.seqs()
+            return seqs[0] if seqs else self.store.next_seq
 
     def resume(self, cursor: int, received: int) -> None:
         """Start a connection: the peer consumed up to ``cursor`` and holds up to ``received``."""
@@ -131,8 +134,12 @@ class Inbox:
             self.consumed = consumed
             self.pending.clear()
 
-    def accept(self, header: Header, payload: memoryview) -> tuple[bool, list[int]]:
-        """Take a sequenced frame. Returns (ack now, missing seqs to NACK)."""
+    def accept(
+        self, header: Header, payload: memoryview, max_inflated: int | None = None
+    ) -> tuple[bool, list[int]]:
+        """Take a sequenced frame. Returns (ack now, missing seqs to NACK).
+
+        ``max_inflated`` bounds a coded tensor's inflated size (see decode_message)."""
         seq = header.seq
         with self.cond:
             if self.ended is not None:
@@ -146,11 +153,19 @@ class Inbox:
                 return False, self._missing(seq - 1)
             while self.received + 1 in self.pending:
                 h, p = self.pending.pop(self.received + 1)
-                msg = decode_message(h, p)
+                try:
+                    msg = decode_message(h, p, max_inflated)
+                except ProtocolError as exc:  # the frame is sound: its body is the app's problem
+                    msg = Malformed(h.type, str(exc), seq=h.seq)
                 self.queue.append(msg)
                 self.received = h.seq
             self.cond.notify_all()
             return True, []
+
+    def consume_upto(self, seq: int) -> None:
+        """The application is done with everything up to ``seq`` (cumulative; ACKs carry it)."""
+        with self.cond:
+            self.consumed = max(self.consumed, seq)
 
     def missing(self, highest: int) -> list[int]:
         """Sequence numbers in (received, highest] not held (at most a window of them)."""
@@ -338,7 +353,8 @@ class Channel:
         else:
             self.stats.payload_bytes_received += header.length
             before = self.inbox.received
-            ack_now, missing = self.inbox.accept(header, payload)
+            # The negotiated maximum frame bounds a coded tensor too (io.max_send, agreed at HELLO).
+            ack_now, missing = self.inbox.accept(header, payload, self.io.max_send)
             if self.inbox.received == before and ack_now:
                 self.stats.duplicates += 1
             if ack_now:

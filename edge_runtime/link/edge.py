@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.link.channel import Channel, Inbox, Outbox
 from edge_runtime.link.config import LinkConfig
+from edge_runtime.link.control import Bye, Hello
 from edge_runtime.link.errors import FrameError, HandshakeRefused, LinkClosed, LinkError
 from edge_runtime.link.handshake import REFUSAL_CODES, edge_handshake
-from edge_runtime.link.messages import HEADER, PROTOCOL_VERSION, Bye, Header, Hello, Message
+from edge_runtime.link.header import HEADER, PROTOCOL_VERSION, Header
+from edge_runtime.link.messages import Message
 from edge_runtime.link.spool import Spool
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import Transport, open_url
@@ -29,8 +32,10 @@ class EdgeLink:
         run_id: str,
         spool_dir: Path,
         config: LinkConfig,
+        opener: Callable[[], Transport] | None = None,
     ) -> None:
         self.url = url
+        self._opener = opener or (lambda: open_url(url, config.baudrate, config.read_timeout))
         self.config = config
         self.edge_id = edge_id
         self.run_id = run_id
@@ -63,14 +68,23 @@ class EdgeLink:
         run_id: str,
         spool_dir: Path,
         config: LinkConfig | None = None,
+        opener: Callable[[], Transport] | None = None,
     ) -> EdgeLink:
         """Open ``url`` (any pyserial URL), handshake, and resume from the host's cursor.
 
         Retries with exponential backoff for up to ``config.reconnect_timeout``; raises
-        HandshakeRefused at once if the host refuses (key, version, bundle).
+        HandshakeRefused at once if the host refuses (key, version, bundle). `opener` replaces
+        opening `url` (an in-process stream, e.g. one end of `socket_pair`).
         """
         link = cls(
-            url, key, bundle_sha256, edge_id, run_id, Path(spool_dir), config or LinkConfig()
+            url,
+            key,
+            bundle_sha256,
+            edge_id,
+            run_id,
+            Path(spool_dir),
+            config or LinkConfig(),
+            opener,
         )
         link._establish()
         link._thread = threading.Thread(target=link._supervise, name="edge-link", daemon=True)
@@ -114,23 +128,20 @@ class EdgeLink:
         if not msg.SEQUENCED:
             raise ValueError(f"{type(msg).__name__} is a control message; send() takes data")
         payload = msg.encode()
-        if len(payload) + HEADER.size > self._max_send:
+        size = max(len(payload) + HEADER.size, msg.inflated_bytes)  # a coded tensor inflates
+        if size > self._max_send:
             raise FrameError(
-                f"{type(msg).__name__} of {len(payload) + HEADER.size} bytes exceeds "
-                f"max_frame {self._max_send}"
+                f"{type(msg).__name__} of {size} bytes exceeds max_frame {self._max_send}"
             )
         return self._outbox.put(msg.TYPE, payload, timeout)
 
     def poll(self, timeout: float = 0.0) -> Message | None:
         """Next message from the host (Metrics, Grad, Error, Bye...), or None after ``timeout``."""
-        msg = self._inbox.take(timeout, self._consume)
+        msg = self._inbox.take(timeout, lambda m: self._inbox.consume_upto(m.seq))
         channel = self._channel
         if msg is not None and msg.seq and channel is not None:
             channel.request_ack()
         return msg
-
-    def _consume(self, msg: Message) -> None:
-        self._inbox.consumed = max(self._inbox.consumed, msg.seq)
 
     def flush(self, timeout: float) -> None:
         """Wait until the host consumed everything sent; LinkTimeout after ``timeout``."""
@@ -186,7 +197,7 @@ class EdgeLink:
             delay = min(delay * 2.0, self.config.backoff_max)
 
     def _open_once(self) -> None:
-        transport = open_url(self.url, self.config.baudrate, self.config.read_timeout)
+        transport = self._opener()
         io = FrameIO(transport, self.config.max_frame, self._stats)
         hello = Hello(
             PROTOCOL_VERSION, self.edge_id, self.run_id, self._bundle, self.config.max_frame
@@ -196,6 +207,17 @@ class EdgeLink:
         except LinkError:
             transport.close()
             raise
+        first = self._outbox.first_held()
+        if first > welcome.cursor + 1:
+            transport.close()
+            # The host acknowledged messages up to first - 1 once, and now remembers fewer:
+            # its state was lost. Resending cannot fill that gap; the host would wait forever.
+            raise HandshakeRefused(
+                "state",
+                f"the host consumed this run's messages up to {first - 1} but now knows only "
+                f"{welcome.cursor}: its state was lost. Restore the host's state directory, "
+                "or start the run over with --fresh",
+            )
         if welcome.max_frame:
             io.max_send = min(welcome.max_frame, self.config.max_frame)
         self._max_send = io.max_send

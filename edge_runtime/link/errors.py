@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
 
-class LinkError(Exception):
+from edge_runtime.errors import HiertrainError
+
+
+class LinkError(HiertrainError):
     """Base of every error the link raises."""
 
 
@@ -29,6 +33,8 @@ class SpoolError(LinkError):
 
 class HandshakeRefused(LinkError):
     """The host refused the session; ``code`` says why ("auth", "version", "bundle", ...)."""
+
+    label: ClassVar[str] = "refused by the host"
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"handshake refused ({code}): {message}")

@@ -13,22 +13,13 @@ import secrets
 import struct
 import time
 
+from edge_runtime.link.control import Auth, Challenge, Error, Hello, Welcome
 from edge_runtime.link.errors import AuthError, HandshakeRefused, LinkClosed, LinkTimeout
-from edge_runtime.link.messages import (
-    PROTOCOL_VERSION,
-    Auth,
-    Challenge,
-    Error,
-    Header,
-    Hello,
-    Message,
-    MsgType,
-    Welcome,
-    decode_message,
-)
+from edge_runtime.link.header import PROTOCOL_VERSION, Header, MsgType
+from edge_runtime.link.messages import Message, decode_message
 from edge_runtime.link.stream import FrameIO
 
-REFUSAL_CODES = ("auth", "version", "bundle")
+REFUSAL_CODES = ("auth", "version", "bundle", "state", "identity")
 
 
 def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha256: str) -> bytes:

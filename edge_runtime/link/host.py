@@ -3,6 +3,9 @@
 The listener remembers, per (edge_id, run_id), the highest sequence number handed to the
 application (``delivered``) and the application's consumed cursor, so that a reconnecting edge
 neither loses nor repeats a message; after a host restart ``resume_for`` supplies the cursor.
+
+Edges arrive on lines (lines.py): a TCP connection, which ends with its peer, or a serial line,
+which waits for the next HELLO after a refusal, a failed handshake or a lost session.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from typing import Any
 
 from edge_runtime.link.channel import Channel, Inbox, Outbox
 from edge_runtime.link.config import LinkConfig
-from edge_runtime.link.errors import HandshakeRefused, LinkClosed, LinkError
+from edge_runtime.link.control import Bye, Hello, Welcome
+from edge_runtime.link.errors import HandshakeRefused, LinkClosed, LinkError, ProtocolError
 from edge_runtime.link.handshake import check_hello_header, host_handshake, refuse
-from edge_runtime.link.messages import HEADER, Bye, Hello, Message, MsgType, Welcome, decode_message
+from edge_runtime.link.header import HEADER, MsgType
+from edge_runtime.link.lines import HostLine, SerialLine, TcpConnection
+from edge_runtime.link.messages import Message, decode_message
 from edge_runtime.link.spool import MemoryStore
-from edge_runtime.link.stream import FrameIO, LinkStats
+from edge_runtime.link.stream import LinkStats
 from edge_runtime.link.transports import SocketTransport, Transport, listen_tcp, open_url
 
 ResumeFor = Callable[[str, str], tuple[int, dict[str, Any]]]
@@ -38,23 +44,21 @@ class _Cursors:
 
 
 class HostSession:
-    """One authenticated edge on one connection."""
+    """One authenticated edge on one line."""
 
-    def __init__(
-        self, hello: Hello, io: FrameIO, cursors: _Cursors, config: LinkConfig, serial: bool
-    ) -> None:
+    def __init__(self, hello: Hello, line: HostLine, cursors: _Cursors, config: LinkConfig) -> None:
         self.edge_id = hello.edge_id
-        self._serial = serial
         self.run_id = hello.run_id
         self.hello = hello
-        self._io = io
+        self.line = line
+        self._io = line.io
         self._cursors = cursors
-        self._stats = io.stats
+        self._stats = line.io.stats
         self._inbox = Inbox(config.window)
         self._inbox.new_stream(cursors.delivered, cursors.consumed)
         store = MemoryStore(config.spool_max_messages, config.spool_max_bytes)
         self._outbox = Outbox(store, config)
-        self._channel = Channel(io, self._outbox, self._inbox, config)
+        self._channel = Channel(line.io, self._outbox, self._inbox, config)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -91,10 +95,13 @@ class HostSession:
             self._cursors.consumed = max(self._cursors.consumed, seq)
             current = self._cursors.session
             consumed = self._cursors.consumed
+        # The edge may have reconnected meanwhile: the session that acks is the current one.
         if current is not None:
-            with current._inbox.cond:
-                current._inbox.consumed = max(current._inbox.consumed, consumed)
-            current._channel.request_ack()
+            current._acknowledge(consumed)
+
+    def _acknowledge(self, consumed: int) -> None:
+        self._inbox.consume_upto(consumed)
+        self._channel.request_ack()
 
     def send(self, msg: Message, timeout: float | None = None) -> int:
         """Send ``msg`` to the edge (Metrics, Grad, Error...); return its sequence number.
@@ -104,25 +111,37 @@ class HostSession:
         if self._inbox.ended is not None:
             raise LinkClosed(f"session with edge {self.edge_id!r} has ended")
         payload = msg.encode()
-        if len(payload) + HEADER.size > self._io.max_send:
+        if max(len(payload) + HEADER.size, msg.inflated_bytes) > self._io.max_send:
             raise LinkError(f"{type(msg).__name__} exceeds max_frame {self._io.max_send}")
         return self._outbox.put(msg.TYPE, payload, timeout)
+
+    def flush(self, timeout: float) -> None:
+        """Wait until the edge has taken everything sent to it; LinkTimeout after `timeout`."""
+        self._outbox.wait_consumed(timeout)
 
     def close(self, reason: str = "done") -> None:
         """Say BYE to the edge and end this session."""
         self._channel.send_control(Bye(reason))
         self._channel.drain_control(2.0)
-        self._end(LinkClosed("session closed by the host"))
-        if not self._serial:  # a serial port stays open for the next HELLO
-            self._io.transport.close()
+        self.end(LinkClosed("session closed by the host"))
+        self.line.end_session()
 
-    def _end(self, error: LinkError) -> None:
+    def end(self, error: LinkError) -> None:
+        """End this session without a word to the edge; ``recv`` raises ``error`` once drained."""
         self._inbox.end(error, discard=True)
         self._outbox.fail(error)
         self._channel.stop()
         with self._cursors.lock:
             if self._cursors.session is self:
                 self._cursors.session = None
+
+    def run_channel(self) -> Hello | None:
+        """Read and deliver frames until the connection ends (the listener's thread runs this).
+
+        Returns a HELLO the edge started over with, or None once the session was ended;
+        raises LinkError when the line fails.
+        """
+        return self._channel.run(self._io.take_backlog())
 
 
 class HostListener:
@@ -146,7 +165,7 @@ class HostListener:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._transports: list[Transport] = []
+        self._lines: list[HostLine] = []
         self._server: socket.socket | None = None
         self.address: tuple[str, int] | None = None
         self.refusals: list[HandshakeRefused] = []
@@ -160,24 +179,31 @@ class HostListener:
         self._spawn(self._accept_loop, on_session, name="link-accept")
         return self.address
 
+    def serve_transport(self, transport: Transport, on_session: SessionHandler) -> None:
+        """Serve one already-connected stream (e.g. one end of `socket_pair`) like a TCP peer."""
+        line = TcpConnection(transport, self.config)
+        self._add(line)
+        self._spawn(self._serve_connection, line, on_session, name="link-conn")
+
     def serve_serial(self, url: str, on_session: SessionHandler) -> None:
         """Serve one edge at a time on a serial device (or any pyserial URL), in the background."""
         transport = open_url(url, self.config.baudrate, self.config.read_timeout)
-        self._transports.append(transport)
-        self._spawn(self._serve, transport, on_session, True, name="link-serial")
+        line = SerialLine(transport, self.config)
+        self._add(line)
+        self._spawn(self._serve, line, on_session, name="link-serial")
 
     def close(self) -> None:
-        """Stop accepting, end every session, close every transport."""
+        """Stop accepting, end every session, close every line."""
         self._closing.set()
         if self._server is not None:
             self._server.close()
         with self._lock:
             sessions = [c.session for c in self._cursors.values() if c.session is not None]
-            transports = list(self._transports)
+            lines = list(self._lines)
         for session in sessions:
-            session._end(LinkClosed("host listener closed"))
-        for transport in transports:
-            transport.close()
+            session.end(LinkClosed("host listener closed"))
+        for line in lines:
+            line.close()
         for thread in list(self._threads):
             if thread is not threading.current_thread():
                 thread.join(2.0)
@@ -189,6 +215,15 @@ class HostListener:
             self._threads.append(thread)
         thread.start()
 
+    def _add(self, line: HostLine) -> None:
+        with self._lock:
+            self._lines.append(line)
+
+    def _forget(self, line: HostLine) -> None:
+        with self._lock:
+            if line in self._lines:
+                self._lines.remove(line)
+
     def _accept_loop(self, on_session: SessionHandler) -> None:
         assert self._server is not None
         while not self._closing.is_set():
@@ -198,62 +233,62 @@ class HostListener:
                 continue
             except OSError:
                 return  # the listening socket was closed
-            transport = SocketTransport(sock, self.config.read_timeout)
-            with self._lock:
-                self._transports.append(transport)
-            self._spawn(self._serve, transport, on_session, False, name="link-conn")
+            self.serve_transport(SocketTransport(sock, self.config.read_timeout), on_session)
 
-    def _serve(self, transport: Transport, on_session: SessionHandler, serial: bool) -> None:
-        """Handshake and run sessions on one transport until it dies (TCP) or the listener closes."""
-        io = FrameIO(transport, self.config.max_frame, LinkStats())
+    def _serve_connection(self, line: TcpConnection, on_session: SessionHandler) -> None:
+        try:
+            self._serve(line, on_session)
+        finally:
+            line.close()
+            self._forget(line)
+
+    def _serve(self, line: HostLine, on_session: SessionHandler) -> None:
+        """Handshake and run sessions on one line until it is done with (or the listener closes)."""
         hello: Hello | None = None
         try:
             while not self._closing.is_set():
+                hello = hello or self._await_hello(line)
                 if hello is None:
-                    hello = self._await_hello(io, serial)
-                    if hello is None:
-                        if serial:
-                            continue
-                        return
+                    return  # no usable HELLO: the line is done with
                 try:
-                    hello = host_handshake(
-                        io, hello, self._key, self._bundle, self.config.handshake_timeout
-                    )
-                except HandshakeRefused as exc:
-                    self.refusals.append(exc)
-                    if not serial:
-                        return
-                    hello = None
-                    continue
+                    hello = self._run_session(line, hello, on_session)
                 except LinkError:
-                    if not serial:
+                    if not line.keeps_listening:
                         return
                     hello = None
-                    continue
-                io.stats = LinkStats()
-                session = self._open_session(io, hello, serial)
-                self._spawn(on_session, session, name=f"session-{session.edge_id}")
-                try:
-                    hello = session._channel.run(io.take_backlog())
-                except LinkError as exc:
-                    session._end(exc)
-                    if not serial:
-                        return
-                    hello = None
-                    continue
-                session._end(LinkClosed(f"edge {session.edge_id!r} started a new session"))
         except LinkClosed:
             return  # the transport is gone
-        finally:
-            if not serial:
-                transport.close()
-                with self._lock:
-                    if transport in self._transports:
-                        self._transports.remove(transport)
 
-    def _await_hello(self, io: FrameIO, serial: bool) -> Hello | None:
-        """Wait for a HELLO. Anything else gets ERROR("protocol"); a TCP peer is then dropped."""
-        deadline = None if serial else time.monotonic() + self.config.handshake_timeout
+    def _run_session(
+        self, line: HostLine, hello: Hello, on_session: SessionHandler
+    ) -> Hello | None:
+        """Handshake, then one session until it ends; returns the HELLO of an edge starting over."""
+        try:
+            hello = host_handshake(
+                line.io, hello, self._key, self._bundle, self.config.handshake_timeout
+            )
+        except HandshakeRefused as exc:
+            self.refusals.append(exc)
+            raise
+        line.io.stats = LinkStats()
+        try:
+            session = self._open_session(line, hello)
+        except HandshakeRefused as exc:  # the application cannot take this edge
+            self.refusals.append(refuse(line.io, exc.code, exc.message))
+            raise
+        self._spawn(on_session, session, name=f"session-{session.edge_id}")
+        try:
+            again = session.run_channel()
+        except LinkError as exc:
+            session.end(exc)
+            raise
+        session.end(LinkClosed(f"edge {session.edge_id!r} started a new session"))
+        return again
+
+    def _await_hello(self, line: HostLine) -> Hello | None:
+        """Wait for a HELLO. Anything else gets ERROR("protocol"); None if the line gives up."""
+        io = line.io
+        deadline = line.hello_deadline()
         last_error = 0.0
         while not self._closing.is_set():
             if deadline is not None and time.monotonic() > deadline:
@@ -265,44 +300,44 @@ class HostListener:
             if header.type == MsgType.HELLO:
                 try:
                     check_hello_header(io, header)
+                    hello = decode_message(header, payload)
                 except HandshakeRefused as exc:
                     self.refusals.append(exc)
-                    if serial:
-                        continue
-                    return None
-                hello = decode_message(header, payload)
-                assert isinstance(hello, Hello)
-                return hello
+                except ProtocolError as exc:
+                    refuse(io, "protocol", f"malformed HELLO: {exc}")
+                else:
+                    assert isinstance(hello, Hello)
+                    return hello
             # Data from a peer that has not authenticated: never decoded, refused.
-            if time.monotonic() - last_error > 1.0:
+            elif time.monotonic() - last_error > 1.0:
                 last_error = time.monotonic()
                 refuse(io, "protocol", f"handshake first: expected HELLO, got type {header.type}")
-            if not serial:
+            if not line.keeps_listening:
                 return None
         return None
 
-    def _open_session(self, io: FrameIO, hello: Hello, serial: bool) -> HostSession:
+    def _open_session(self, line: HostLine, hello: Hello) -> HostSession:
         key = (hello.edge_id, hello.run_id)
         with self._lock:
             cursors = self._cursors.setdefault(key, _Cursors())
         old = cursors.session
         if old is not None:
-            old._end(LinkClosed(f"edge {hello.edge_id!r} reconnected"))
-            if old._io.transport is not io.transport:
-                old._io.transport.close()
+            old.end(LinkClosed(f"edge {hello.edge_id!r} reconnected"))
+            if old.line is not line:
+                old.line.end_session()
         cursor, resume = (0, {}) if self._resume_for is None else self._resume_for(*key)
         with cursors.lock:
             cursors.consumed = max(cursors.consumed, cursor)
             cursors.delivered = max(cursors.delivered, cursors.consumed)
-        io.max_send = min(hello.max_frame, self.config.max_frame)
-        session = HostSession(hello, io, cursors, self.config, serial)
+        line.io.max_send = min(hello.max_frame, self.config.max_frame)
+        session = HostSession(hello, line, cursors, self.config)
         with cursors.lock:
             cursors.session = session
         welcome = Welcome(
             cursor=cursors.consumed,
             resume=resume,
             received=cursors.delivered,
-            max_frame=io.max_send,
+            max_frame=line.io.max_send,
         )
-        io.write_message(welcome)
+        line.io.write_message(welcome)
         return session

@@ -1,20 +1,28 @@
 """The sender's on-disk spool: every message not yet consumed by the receiver, one file each.
 
-Layout of the directory: ``<seq:010d>.msg`` (u8 message type | payload) per message and
-``next_seq`` (decimal). Every file is written to a temporary name, fsynced and renamed, so a
-SIGKILL leaves either the old or the new file, never half of one. ``next_seq`` is rewritten
-before consumed entries are deleted, so the next sequence number never goes backwards.
+Layout of the directory: ``<seq:010d>.msg`` (``HSP1`` | crc32 | u8 message type | payload)
+per message and ``next_seq`` (decimal). Every file is written to a temporary name, fsynced and
+renamed, so a SIGKILL leaves either the old or the new file, never half of one; the CRC finds
+what a rename cannot (a damaged disk, a hand-edited file) when the spool is opened, before
+anything is sent. ``next_seq`` is rewritten before consumed entries are deleted, so the next
+sequence number never goes backwards.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import struct
+import zlib
 from pathlib import Path
 
 from edge_runtime.link.errors import SpoolError
 
 _SUFFIX = ".msg"
 _NEXT = "next_seq"
+_ENTRY = struct.Struct("<4sI")  # magic, crc32 of (type | payload)
+_MAGIC = b"HSP1"
+_WAY_OUT = "start over with --fresh (the host keeps what it trained and skips it)"
 
 
 class Spool:
@@ -41,9 +49,13 @@ class Spool:
                     seq = int(path.name[: -len(_SUFFIX)])
                 except ValueError as exc:
                     raise SpoolError(f"unexpected file in spool: {path}") from exc
-                self._sizes[seq] = path.stat().st_size
+                _decode(path, path.read_bytes())
+                self._sizes[seq] = path.stat().st_size - _ENTRY.size
         next_file = self.directory / _NEXT
-        stored = int(next_file.read_text()) if next_file.exists() else 1
+        try:
+            stored = int(next_file.read_text()) if next_file.exists() else 1
+        except (OSError, ValueError):
+            raise SpoolError(f"spool counter {next_file} is damaged: {_WAY_OUT}") from None
         self.next_seq = max([stored, *(s + 1 for s in self._sizes)])
 
     @property
@@ -71,20 +83,22 @@ class Spool:
     def append(self, mtype: int, payload: bytes) -> int:
         """Store a message durably under the next sequence number and return that number."""
         seq = self.next_seq
-        self._write(self.directory / f"{seq:010d}{_SUFFIX}", bytes([mtype]) + payload)
+        body = bytes([mtype]) + payload
+        self._write(
+            self.directory / f"{seq:010d}{_SUFFIX}", _ENTRY.pack(_MAGIC, zlib.crc32(body)) + body
+        )
         self._sizes[seq] = len(payload) + 1
         self.next_seq = seq + 1
         return seq
 
     def get(self, seq: int) -> tuple[int, bytes]:
         """The (message type, payload) stored under ``seq``."""
+        path = self.directory / f"{seq:010d}{_SUFFIX}"
         try:
-            data = (self.directory / f"{seq:010d}{_SUFFIX}").read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
             raise SpoolError(f"spool entry {seq} unreadable: {exc}") from exc
-        if not data:
-            raise SpoolError(f"spool entry {seq} is empty")
-        return data[0], data[1:]
+        return _decode(path, data)
 
     def __contains__(self, seq: int) -> bool:
         return seq in self._sizes
@@ -112,18 +126,39 @@ class Spool:
 
     def _write(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if self.fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SpoolError(
+                    f"disk full: the spool {self.directory} needs {len(data)} more bytes; "
+                    "free space there and rerun with --resume (nothing was written half)"
+                ) from None
+            raise SpoolError(f"cannot write the spool entry {path}: {exc}") from None
         if self.fsync:
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+
+def _decode(path: Path, data: bytes) -> tuple[int, bytes]:
+    """(message type, payload) of one spool entry, after checking its magic and CRC."""
+    if len(data) <= _ENTRY.size:
+        what = "empty" if not data else "truncated"
+        raise SpoolError(f"spool entry {path} is {what}: {_WAY_OUT}")
+    magic, crc = _ENTRY.unpack_from(data)
+    body = data[_ENTRY.size :]
+    if magic != _MAGIC or zlib.crc32(body) != crc:
+        raise SpoolError(f"spool entry {path} is damaged (checksum mismatch): {_WAY_OUT}")
+    return body[0], body[1:]
 
 
 class MemoryStore:

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 
 from edge_runtime.link.errors import FrameError
 from edge_runtime.link.framing import DELIMITER, FrameDecoder, encode_frame
-from edge_runtime.link.messages import HEADER, Header, Message, decode_header
+from edge_runtime.link.header import HEADER, Header, decode_header
+from edge_runtime.link.messages import Message
 from edge_runtime.link.transports import Transport
 
 

@@ -48,7 +48,8 @@ class SocketTransport:
 
     def __init__(self, sock: socket.socket, read_timeout: float) -> None:
         sock.setblocking(True)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._timeout = read_timeout
         self._closed = False
@@ -149,6 +150,13 @@ class SerialTransport:
         # The port is unusable either way; nothing else to release.
         with contextlib.suppress(*_PORT_ERRORS):
             self._port.close()
+
+
+def socket_pair(read_timeout: float) -> tuple[SocketTransport, SocketTransport]:
+    """Two connected ends of one in-process stream (edge, host): both halves of a run in one
+    process with no network, as tests run each training mode."""
+    a, b = socket.socketpair()
+    return SocketTransport(a, read_timeout), SocketTransport(b, read_timeout)
 
 
 def open_url(url: str, baudrate: int, read_timeout: float) -> SerialTransport:

@@ -1,8 +1,9 @@
-"""The edge's training loop in hierarchical mode.
+"""The edge's training loop: epochs, evaluation, checkpoints and the report, for any link mode.
 
-Per batch: the engine trains front + exit on the exit's own loss and yields the cut's activation;
-the activation and the labels (never the input) go to the host; no gradient comes back. At each
-epoch end the test set's activations go up as EVAL_BATCH, then EPOCH_END with the exit's figures.
+What one batch does is the mode's (`edge_runtime/modes`): in hierarchical mode the engine trains
+front + exit on the exit's own loss and the activation and the labels (never the input) go to
+the host. At each epoch end the test set's activations go up as EVAL_BATCH, then EPOCH_END with
+the exit's figures.
 
 RunProgress lives in `work_dir`: the engine checkpoint and `progress.json` are written at each epoch
 end and on a clean stop; `--resume` continues from them. Batch ids are (epoch, index) with a
@@ -22,20 +23,24 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.bundle import sha256_file
 from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
-from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, RawBatch
-from edge_runtime.report import MetricsCsv
+from edge_runtime.modes import mode_spec
+from edge_runtime.modes.base import EdgeMode
+from edge_runtime.report import MetricsCsv, RunReport
+from edge_runtime.statefile import StateError, previous, read_state, write_state
+from edge_runtime.train.messages import EpochEnd, EvalBatch
 from edge_runtime.train.pacing import pace
 from edge_runtime.train.sender import Sender
 
 PROGRESS = "progress.json"
 CHECKPOINT = "engine.ckpt"
-# hierarchical: ours. split: split learning (GRAD comes back, the edge waits for it).
-# cloud: the raw training set goes up once (RAW_BATCH; set 0 train, 1 test), the host trains all.
-LINK_MODES = ("hierarchical", "split", "cloud")
-RAW_TRAIN, RAW_TEST = 0, 1
+FRESH_OR_PREVIOUS = (
+    "start over with --fresh, or restore the previous checkpoint "
+    "(progress.json.prev and engine.ckpt.prev) and --resume"
+)
 
 
 @dataclass
@@ -61,25 +66,68 @@ class EdgeRunConfig:
 
 @dataclass
 class RunProgress:
-    """Where the run stands: the next (epoch, train batch index) to train."""
+    """Where the run stands: the next (epoch, train batch index) to train, and the sha256 of the
+    engine checkpoint that holds the front at that point (None: the bundle's initial front)."""
 
     run_id: str
     epoch: int = 0
     next_index: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    engine_sha256: str | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the run got past its first batch at its last checkpoint."""
+        return (self.epoch, self.next_index) != (0, 0)
 
     @classmethod
     def load(cls, work_dir: Path) -> RunProgress | None:
+        """The saved progress, None if there is none; StateError if it is damaged."""
         path = work_dir / PROGRESS
-        if not path.is_file():
+        if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        return cls(data["run_id"], data["epoch"], data["next_index"], data.get("extra", {}))
+        payload = read_state(path, kind="edge-progress", version=1, way_out=FRESH_OR_PREVIOUS)
+        try:
+            data = json.loads(payload)
+            progress = cls(
+                str(data["run_id"]),
+                int(data["epoch"]),
+                int(data["next_index"]),
+                dict(data.get("extra", {})),
+                data.get("engine_sha256"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                path, f"edge-progress is malformed ({exc!r})", FRESH_OR_PREVIOUS
+            ) from None
+        return progress
 
     def save(self, work_dir: Path) -> None:
-        tmp = work_dir / (PROGRESS + ".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2))
-        os.replace(tmp, work_dir / PROGRESS)
+        """Write atomically (the previous progress is kept as progress.json.prev)."""
+        payload = json.dumps(self.__dict__, indent=2).encode()
+        write_state(work_dir / PROGRESS, payload, kind="edge-progress", version=1)
+
+    def check_engine_checkpoint(self, work_dir: Path) -> Path | None:
+        """The engine checkpoint to resume from (None: start from the bundle's initial front),
+        after checking that it is the one this progress recorded."""
+        path = work_dir / CHECKPOINT
+        if self.engine_sha256 is None:
+            if self.started:
+                raise StateError(
+                    work_dir / PROGRESS,
+                    "records progress but no engine checkpoint",
+                    FRESH_OR_PREVIOUS,
+                )
+            return None
+        if not path.is_file():
+            raise StateError(path, "engine checkpoint is missing", FRESH_OR_PREVIOUS)
+        if sha256_file(path) != self.engine_sha256:
+            raise StateError(
+                path,
+                "engine checkpoint is damaged (sha256 differs from the record)",
+                FRESH_OR_PREVIOUS,
+            )
+        return path
 
 
 def softmax_confidence(logits: np.ndarray) -> np.ndarray:
@@ -127,14 +175,15 @@ class EdgeTrainer:
         self.train_done_at: float | None = None
         resume = link.welcome_resume.get("trained")
         self._host_trained = tuple(resume) if resume else None
+        self.mode: EdgeMode = mode_spec(config.mode).edge_class()(self)
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
         sender = Sender(self.link, self.cfg.queue_depth)
         self.started_at, t0 = time.time(), time.perf_counter()
         try:
-            if self.cfg.mode == "cloud":
-                self._upload_raw(sender)
+            self.mode.before_epochs(sender)
+            if not self.mode.spec.trains_on_edge:
                 self.progress.epoch = self.cfg.epochs
             for epoch in range(self.progress.epoch, self.cfg.epochs):
                 if not self._train_epoch(epoch, sender):
@@ -148,14 +197,17 @@ class EdgeTrainer:
         finally:
             self.csv.close()
         final = (
-            {}
-            if self.stopped_early
-            else self._await_final_metrics(sender, None if self.cfg.mode != "cloud" else 3600.0)
+            {} if self.stopped_early else self._await_final_metrics(sender, self.mode.final_wait_s)
         )
         return self._report(sender, time.perf_counter() - t0, final)
 
-    def _already_trained_by_host(self, epoch: int, index: int) -> bool:
+    def host_has(self, epoch: int, index: int) -> bool:
+        """Whether the host had trained batch (epoch, index) when this session began."""
         return self._host_trained is not None and (epoch, index) <= self._host_trained
+
+    def pace(self, seconds: float) -> float:
+        """Stretch a step to the board profile's speed; returns the paced duration."""
+        return pace(seconds, self.cfg.slowdown)
 
     def _train_epoch(self, epoch: int, sender: Sender) -> bool:
         total = num_batches(self.data, "train", self.cfg.batch_size)
@@ -174,10 +226,10 @@ class EdgeTrainer:
                 self.progress.epoch, self.progress.next_index = epoch, index
                 self._checkpoint()
                 return False
-            if self.cfg.mode == "split":
-                loss, hit, step_s, blocked = self._split_step(epoch, index, x, y, sender)
-            else:
-                loss, hit, step_s, blocked = self._hierarchical_step(epoch, index, x, y, sender)
+            out = self.mode.train_batch(epoch, index, x, y, sender)
+            self.edge_busy_s += out.step_s
+            self.blocked_s += out.blocked_s
+            loss, hit, step_s, blocked = out.loss, out.correct, out.step_s, out.blocked_s
             correct, seen = correct + hit, seen + len(y)
             self.csv.row(
                 time=round(time.time(), 3),
@@ -195,74 +247,9 @@ class EdgeTrainer:
             self.train_exit_accuracy = correct / seen
         return True
 
-    def _hierarchical_step(
-        self, epoch: int, index: int, x: np.ndarray, y: np.ndarray, sender: Sender
-    ) -> tuple[float, int, float, float]:
-        """Train front + exit, queue the activation; the next step starts while it is sent."""
-        t = time.perf_counter()
-        step = self.engine.train_step(x, y)
-        step_s = self._pace(time.perf_counter() - t)
-        self.edge_busy_s += step_s
-        blocked = 0.0
-        if self._already_trained_by_host(epoch, index):
-            self.skipped += 1
-        else:
-            blocked = sender.put(Batch(epoch, index, y, step.activation, self.cfg.codec))
-            self.blocked_s += blocked
-        return step.loss, int((step.logits.argmax(axis=1) == y).sum()), step_s, blocked
-
-    def _split_step(
-        self, epoch: int, index: int, x: np.ndarray, y: np.ndarray, sender: Sender
-    ) -> tuple[float, int, float, float]:
-        """Split learning: forward, send, wait for the host's gradient, backward."""
-        t = time.perf_counter()
-        activation = self.engine.split_forward(x)
-        step_s = time.perf_counter() - t
-        t = time.perf_counter()
-        sender.put(Batch(epoch, index, y, activation, self.cfg.codec))
-        grad = sender.await_grad(epoch, index, self.cfg.grad_timeout)
-        blocked = time.perf_counter() - t
-        t = time.perf_counter()
-        self.engine.split_backward(grad.tensor)
-        step_s = self._pace(step_s + time.perf_counter() - t)
-        self.edge_busy_s += step_s
-        self.blocked_s += blocked
-        return float("nan"), 0, step_s, blocked
-
-    def _pace(self, seconds: float) -> float:
-        """Stretch a step to the board profile's speed; returns the paced duration."""
-        return pace(seconds, self.cfg.slowdown)
-
     @property
     def _scores_exit(self) -> bool:
-        """Only hierarchical training trains its exit head; split learning's front has none
-        (ORT) or one it never trains (torch), so its exit is not scored."""
-        return self.cfg.mode == "hierarchical"
-
-    def _upload_raw(self, sender: Sender) -> None:
-        """Cloud-only training: the raw data set leaves the device once, as stored (uint8)."""
-        for raw_set, x_all, y_all in (
-            (RAW_TRAIN, self.data.x_train, self.data.y_train),
-            (RAW_TEST, self.data.x_test, self.data.y_test),
-        ):
-            total = -(-len(x_all) // self.cfg.batch_size)
-            for index in range(total):
-                sl = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
-                self.blocked_s += sender.put(RawBatch(raw_set, index, y_all[sl], x_all[sl]))
-                self.on_batch("upload", raw_set, index + 1, total, 0.0, 0.0)
-        self.blocked_s += sender.put(
-            EpochEnd(
-                0,
-                {
-                    "upload_done": True,
-                    "epochs": self.cfg.epochs,
-                    "batch_size": self.cfg.batch_size,
-                    "seed": self.cfg.seed,
-                    "augment": self.cfg.augment,
-                    "num_classes": self.data.num_classes,
-                },
-            )
-        )
+        return self.mode.spec.scores_exit
 
     def _evaluate(self, epoch: int, sender: Sender) -> None:
         total = num_batches(self.data, "test", self.cfg.eval_batch_size)
@@ -270,7 +257,7 @@ class EdgeTrainer:
         for index, x, y in batches(self.data, "test", self.cfg.eval_batch_size, epoch=epoch):
             t = time.perf_counter()
             step = self.engine.eval_step(x, y)
-            self.edge_busy_s += self._pace(time.perf_counter() - t)
+            self.edge_busy_s += self.pace(time.perf_counter() - t)
             if self._scores_exit:
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
@@ -300,7 +287,14 @@ class EdgeTrainer:
         )
 
     def _checkpoint(self) -> None:
-        self.engine.save_checkpoint(self.cfg.work_dir / CHECKPOINT)
+        """Engine checkpoint, then the progress that names it: a kill between the two leaves
+        the previous pair (the previous engine checkpoint is kept as engine.ckpt.prev)."""
+        if self.engine is not None:
+            path = self.cfg.work_dir / CHECKPOINT
+            if path.exists():
+                os.replace(path, previous(path))
+            self.engine.save_checkpoint(path)
+            self.progress.engine_sha256 = sha256_file(path)
         self.progress.save(self.cfg.work_dir)
 
     def _await_final_metrics(self, sender: Sender, timeout: float | None = None) -> dict[str, Any]:
@@ -324,31 +318,33 @@ class EdgeTrainer:
 
     def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:
         stats = self.link.stats
-        return {
-            "mode": self.cfg.mode,
-            "role": "edge",
-            "engine": self.engine.name if self.engine else None,
-            "codec": self.cfg.codec,
-            "slowdown": self.cfg.slowdown,
-            "epochs": self.cfg.epochs,
-            "epochs_done": self.progress.epoch,
-            "stopped_early": self.stopped_early,
-            "runtime_s": round(runtime_s, 3),
-            "started_at": self.started_at,
-            "train_done_at": self.train_done_at,
-            "bytes_up": stats.get("bytes_up", 0),
-            "bytes_down": stats.get("bytes_down", 0),
-            "link_stats": stats,
-            "batches_sent": sender.batches_sent,
-            "eval_batches_sent": sender.eval_batches_sent,
-            "batches_skipped_host_had": self.skipped,
-            "edge_exit_accuracy": self.exit_accuracy,
-            "edge_train_exit_accuracy": self.train_exit_accuracy,
-            "final_accuracy": final.get("final_accuracy"),
-            "cloud_busy_s_reported": final.get("cloud_busy_s"),
-            "early_exit": final.get("early_exit"),
-            "edge_busy_s": round(self.edge_busy_s, 3),
-            "edge_send_s": round(sender.send_s, 3),
-            "edge_blocked_s": round(self.blocked_s, 3),
-            "host_metrics": sender.metrics,
-        }
+        return RunReport(
+            mode=self.cfg.mode,
+            role="edge",
+            epochs=self.cfg.epochs,
+            runtime_s=round(runtime_s, 3),
+            bytes_up=stats.get("bytes_up", 0),
+            bytes_down=stats.get("bytes_down", 0),
+            batches_sent=sender.batches_sent,
+            edge_exit_accuracy=self.exit_accuracy,
+            final_accuracy=final.get("final_accuracy"),
+            edge_busy_s=round(self.edge_busy_s, 3),
+            extra={
+                "engine": self.engine.name if self.engine else None,
+                "codec": self.cfg.codec,
+                "slowdown": self.cfg.slowdown,
+                "epochs_done": self.progress.epoch,
+                "stopped_early": self.stopped_early,
+                "started_at": self.started_at,
+                "train_done_at": self.train_done_at,
+                "link_stats": stats,
+                "eval_batches_sent": sender.eval_batches_sent,
+                "batches_skipped_host_had": self.skipped,
+                "edge_train_exit_accuracy": self.train_exit_accuracy,
+                "cloud_busy_s_reported": final.get("cloud_busy_s"),
+                "early_exit": final.get("early_exit"),
+                "edge_send_s": round(sender.send_s, 3),
+                "edge_blocked_s": round(self.blocked_s, 3),
+                "host_metrics": sender.metrics,
+            },
+        ).as_dict()

@@ -12,7 +12,9 @@ import threading
 import time
 
 from edge_runtime.link import EdgeLink, LinkError
-from edge_runtime.link.messages import Batch, Error, EvalBatch, Grad, Message, Metrics
+from edge_runtime.link.control import Error
+from edge_runtime.link.messages import Malformed, Message
+from edge_runtime.train.messages import Batch, EvalBatch, Grad, Metrics
 
 _STOP = object()
 
@@ -69,6 +71,8 @@ class Sender:
                     self._grad_ready.notify_all()
             elif isinstance(msg, Error):
                 self._fail(HostRefused(f"host error {msg.code}: {msg.message}"))
+            elif isinstance(msg, Malformed):
+                self._fail(LinkError(f"the host sent a message this edge cannot read: {msg.error}"))
 
     def await_grad(self, epoch: int, index: int, timeout: float) -> Grad:
         """Split learning: block until the host's GRAD for batch (epoch, index) arrives."""

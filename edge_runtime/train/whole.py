@@ -9,14 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
-
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle import EDGE_WEIGHTS, TAIL_WEIGHTS, Bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines.base import EngineError
 from edge_runtime.train.pacing import pace
-
-EDGE_WEIGHTS, TAIL_WEIGHTS = "edge_weights.npz", "tail_weights.npz"
 
 
 class WholeNetTrainer:
@@ -25,30 +21,24 @@ class WholeNetTrainer:
     def __init__(
         self, bundle: Bundle, side: str, threads: int | None = None, slowdown: float = 1.0
     ) -> None:
+        # Imported here: the edge runtime with the ort engine imports neither torch nor models.
         import torch
 
-        from edge_runtime.engines.torch_engine import build_optimizer, split_model_from_manifest
+        from models import ManifestError, ModelSpecError, build_optimizer, rebuild, train_step
 
         if threads:
             torch.set_num_threads(threads)
         m = bundle.manifest
         if not m.get("baselines"):
             raise EngineError("training the whole network needs a bundle exported with --baselines")
-        model = split_model_from_manifest(bundle)
-        front, tail = model.front(m["split"]), model.tail(m["split"])
-        with np.load(bundle.side_path(side, EDGE_WEIGHTS), allow_pickle=False) as w:
-            front.load_state_dict(
-                {
-                    k[len("front.") :]: torch.from_numpy(w[k])
-                    for k in w.files
-                    if k.startswith("front.")
-                }
-            )
-        with np.load(bundle.side_path(side, TAIL_WEIGHTS), allow_pickle=False) as w:
-            tail.load_state_dict({k: torch.from_numpy(w[k]) for k in w.files})
+        where = bundle.side_dir(side)
+        try:
+            self.net = rebuild.whole_net(m, where, where / EDGE_WEIGHTS, where / TAIL_WEIGHTS)
+            self.optimizer = build_optimizer(self.net.parameters(), m["edge"]["optimizer"])
+        except (ManifestError, ModelSpecError) as exc:
+            raise EngineError(str(exc)) from None
         self._torch = torch
-        self.net = torch.nn.Sequential(front, tail)
-        self.optimizer = build_optimizer(self.net.parameters(), m["edge"]["optimizer"])
+        self._train_step = train_step
         self.busy_s = 0.0
         self.slowdown = slowdown  # board profile pacing, as in the edge's training loop
         self.train_done_at: float | None = None  # wall clock when the last epoch's training ended
@@ -57,19 +47,11 @@ class WholeNetTrainer:
         self, ds: Dataset, epoch: int, batch_size: int, seed: int = 0, augment: bool = False
     ) -> float:
         """One epoch; returns the training accuracy."""
-        torch = self._torch
-        self.net.train()
         correct = seen = 0
         t = time.perf_counter()
         for _, x, y in batches(ds, "train", batch_size, epoch=epoch, seed=seed, augment=augment):
             step_t = time.perf_counter()
-            logits = self.net(torch.from_numpy(x))
-            target = torch.from_numpy(y)
-            loss = torch.nn.functional.cross_entropy(logits, target)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            correct += int((logits.argmax(1) == target).sum())
+            correct += self._train_step(self.net, self.optimizer, x, y).correct(y)
             seen += len(y)
             pace(time.perf_counter() - step_t, self.slowdown)
         self.busy_s += time.perf_counter() - t

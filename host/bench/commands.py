@@ -1,4 +1,7 @@
-"""`hostctl bench`: the modes side by side in one run."""
+"""`hostctl bench`: the modes side by side in one run.
+
+Imports torch only inside the command: `hostctl --help` loads this module.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,21 @@ from pathlib import Path
 
 import click
 
-from host.cli_options import link_options
+from edge_runtime.errors import UsageFault
+from edge_runtime.link.codecs import CODECS
+from edge_runtime.modes import MODE_NAMES, UnknownMode, mode_spec, parse_modes
+from host.cli_options import (
+    check_link,
+    engine_option,
+    input_shape_option,
+    link_options,
+    model_option,
+    num_classes_option,
+    parse_csv,
+    report_option,
+)
+from host.console import stdout_console
+from host.demo.commands import sigterm_as_interrupt
 
 PROFILES = Path(__file__).parent / "profiles"
 
@@ -17,16 +34,16 @@ def load_profile(spec: str) -> dict:
     path = PROFILES / f"{spec}.json" if (PROFILES / f"{spec}.json").is_file() else Path(spec)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.json")))
-        raise click.BadParameter(f"no profile {spec!r}: use one of {known} or a JSON file")
+        raise UsageFault(f"--profile: no profile {spec!r}: use one of {known} or a JSON file")
     profile = json.loads(path.read_text())
     if float(profile.get("slowdown", 0)) < 1:
-        raise click.BadParameter(f"profile {path} needs a slowdown >= 1")
+        raise UsageFault(f"--profile: profile {path} needs a slowdown >= 1")
     return profile
 
 
 @click.command("bench")
-@click.option("--modes", default="hierarchical,split,cloud,edge", show_default=True)
-@click.option("--model", default="smallcnn", show_default=True)
+@click.option("--modes", default=",".join(MODE_NAMES), show_default=True)
+@model_option(default="smallcnn")
 @click.option("--split", type=int, default=3, show_default=True)
 @link_options
 @click.option("--data", default="synthetic", show_default=True)
@@ -40,15 +57,9 @@ def load_profile(spec: str) -> dict:
     help="hierarchical mode's activation codec(s), e.g. fp32,int8 (a run each)",
 )
 @click.option("--lr", type=float, default=3e-3, show_default=True)
-@click.option("--input-shape", default="3x32x32", show_default=True, help="C x H x W of the data")
-@click.option("--num-classes", type=int, default=10, show_default=True)
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "ort", "torch"]),
-    default="auto",
-    show_default=True,
-    help="the edge's engine in every mode (torch: what an aarch64 board runs)",
-)
+@input_shape_option
+@num_classes_option
+@engine_option
 @click.option(
     "--profile",
     "profile_spec",
@@ -58,13 +69,7 @@ def load_profile(spec: str) -> dict:
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="also write the JSON report here",
-)
+@report_option(help="also write the JSON report here")
 def bench(
     modes: str,
     model: str,
@@ -76,7 +81,7 @@ def bench(
     batch_size: int,
     codecs: str,
     lr: float,
-    input_shape: str,
+    input_shape: tuple[int, int, int],
     num_classes: int,
     engine: str,
     profile_spec: str | None,
@@ -85,28 +90,16 @@ def bench(
 ) -> None:
     """Run the chosen modes one after the other and compare them (runtime vs split learning)."""
     from edge_runtime.report import write_report
-    from host.bench.modes import MODES, BenchOptions, run_bench
-    from host.cli import (
-        RuntimeFault,
-        UsageFault,
-        check_link,
-        parse_input_shape,
-        sigterm_as_interrupt,
-        stdout_console,
-    )
+    from host.bench.modes import BenchOptions, run_bench
 
-    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
-    unknown = [m for m in chosen if m not in MODES]
-    if unknown or not chosen:
-        raise UsageFault(f"--modes {modes!r}: choose from {', '.join(MODES)}")
-    chosen_codecs = tuple(c.strip() for c in codecs.split(",") if c.strip())
-    if not chosen_codecs or any(c not in ("fp32", "fp16", "int8") for c in chosen_codecs):
-        raise UsageFault(f"--codec {codecs!r}: choose from fp32, fp16, int8 (comma-separated)")
-    check_link(link, link_emulation, "edge" if chosen == ("edge",) else "hierarchical")
     try:
-        profile = load_profile(profile_spec) if profile_spec else None
-    except click.BadParameter as exc:
-        raise UsageFault(str(exc.message)) from None
+        chosen = parse_modes(modes)
+    except UnknownMode as exc:  # a usage error already; the option's name gives it context
+        raise UsageFault(f"--modes {modes!r}: {exc}") from None
+    chosen_codecs = parse_csv("--codec", codecs, CODECS)
+    linked = [m for m in chosen if mode_spec(m).needs_link]
+    check_link(link, link_emulation, linked[0] if linked else chosen[0])
+    profile = load_profile(profile_spec) if profile_spec else None
     opts = BenchOptions(
         modes=chosen,
         model=model,
@@ -118,18 +111,15 @@ def bench(
         batch_size=batch_size,
         codecs=chosen_codecs,
         lr=lr,
-        input_shape=parse_input_shape(input_shape),
+        input_shape=input_shape,
         num_classes=num_classes,
         engine=engine,
         out=out,
         slowdown=float(profile["slowdown"]) if profile else 1.0,
         profile_name=f"{profile['name']} (slowdown {profile['slowdown']}x)" if profile else None,
     )
-    try:
-        with sigterm_as_interrupt():
-            report = run_bench(opts, stdout_console())
-    except RuntimeError as exc:  # a run failed (its edge, or setting up its link)
-        raise RuntimeFault(str(exc)) from None
+    with sigterm_as_interrupt():
+        report = run_bench(opts, stdout_console())
     if report_path:
         write_report(report_path, report)
 

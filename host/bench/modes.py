@@ -11,7 +11,6 @@ hierarchical.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.modes import MODE_NAMES
 from edge_runtime.report import write_report
 from host.demo import DemoOptions, run_demo
 from host.export import ExportOptions, export_bundle
-
-MODES = ("hierarchical", "split", "cloud", "edge")
 
 
 @dataclass
 class BenchOptions:
     """What `hostctl bench` compares."""
 
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = MODE_NAMES
     model: str = "smallcnn"
     split: int = 3
     link: str = "3g"
@@ -240,8 +238,3 @@ def figures(report: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "runtime_accuracy.png", dpi=110)
     plt.close(fig)
-
-
-def load_report(path: Path) -> dict[str, Any]:
-    """Read a bench.json back (for re-plotting)."""
-    return json.loads(Path(path).read_text())

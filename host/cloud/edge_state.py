@@ -10,27 +10,46 @@ is a duplicate (a restarted edge re-creating batches) and is acknowledged withou
 
 from __future__ import annotations
 
-import os
-import re
+import io
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import torch
 
 from edge_runtime.bundle import Bundle
+from edge_runtime.statefile import read_state, write_state
 from host.cloud.tail import TailTrainer
 
 CONFIDENCE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
+STATE_KIND, STATE_VERSION = "tail-checkpoint", 1
+SUFFIX = ".ckpt"
+RESTORE = (
+    "restore it from its .prev file, move it away to start that edge's tail over, "
+    "or serve with another --state-dir"
+)
+
+
 def state_file(state_dir: Path, edge_id: str, run_id: str) -> Path:
-    """Checkpoint path of one (edge, run); ids are reduced to a safe file name."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{edge_id}--{run_id}")
-    return state_dir / f"{safe}.ckpt"
+    """Checkpoint path of one (edge, run). The mapping is injective: every byte outside
+    [A-Za-z0-9_.-] is percent-escaped and '+', which is always escaped, separates the ids, so
+    ('a--b', 'c') and ('a', 'b--c'), or 'lab/pi' and 'lab_pi', never share a file."""
+    return state_dir / f"{quote(edge_id, safe='')}+{quote(run_id, safe='')}{SUFFIX}"
+
+
+def check_state_dir(state_dir: Path) -> int:
+    """Verify every tail checkpoint in `state_dir` before serving (StateError on the first
+    damaged one); returns how many there are."""
+    paths = sorted(Path(state_dir).glob(f"*{SUFFIX}")) if Path(state_dir).is_dir() else []
+    for path in paths:
+        read_state(path, kind=STATE_KIND, version=STATE_VERSION, way_out=RESTORE)
+    return len(paths)
 
 
 @dataclass
@@ -45,6 +64,14 @@ class EvalEpoch:
 
     def flat(self) -> np.ndarray:
         return np.array([c for i in sorted(self.correct) for c in self.correct[i]], dtype=bool)
+
+
+@dataclass
+class TrainedBatch:
+    """What training one batch gave: its figures, and the activation's gradient if asked."""
+
+    figures: dict[str, Any]
+    grad: np.ndarray | None = None
 
 
 @dataclass
@@ -75,8 +102,9 @@ class EdgeState:
         """The saved state of (edge, run), or a fresh one with the bundle's initial tail."""
         path = state_file(state_dir, edge_id, run_id)
         state = cls(edge_id, run_id, TailTrainer(bundle), path)
-        if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+        if path.exists():
+            payload = read_state(path, kind=STATE_KIND, version=STATE_VERSION, way_out=RESTORE)
+            saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
             state.trainer.load_state_dict(saved["trainer"])
             meta = saved["meta"]
             state.consumed_seq = state.last_seq = meta["consumed_seq"]
@@ -111,21 +139,32 @@ class EdgeState:
             "done": self.done,
             "saved_at": time.time(),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save({"trainer": self.trainer.state_dict(), "meta": meta}, tmp)
-        os.replace(tmp, self.path)
+        buffer = io.BytesIO()
+        torch.save({"trainer": self.trainer.state_dict(), "meta": meta}, buffer)
+        write_state(self.path, buffer.getvalue(), kind=STATE_KIND, version=STATE_VERSION)
         self.consumed_seq = self.last_seq
 
     def train(
-        self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray
-    ) -> dict | None:
-        """Train on one batch unless its id was trained already; returns the batch's figures."""
+        self,
+        epoch: int,
+        index: int,
+        activation: np.ndarray,
+        labels: np.ndarray,
+        *,
+        want_grad: bool = False,
+    ) -> TrainedBatch | None:
+        """Train the tail on one batch unless its id was trained already (then None).
+
+        `want_grad` (split learning) also returns the loss's gradient w.r.t. the activation.
+        """
         if self.trained is not None and (epoch, index) <= self.trained:
             self.duplicates += 1
             return None
         t = time.perf_counter()
-        loss, correct = self.trainer.train_step(activation, labels)
+        if want_grad:
+            loss, correct, grad = self.trainer.train_step_split(activation, labels)
+        else:
+            (loss, correct), grad = self.trainer.train_step(activation, labels), None
         busy = time.perf_counter() - t
         self.cloud_busy_s += busy
         self.trained = (epoch, index)
@@ -133,30 +172,8 @@ class EdgeState:
         self.train_correct += correct
         self.train_seen += len(labels)
         self.last_trained_at = time.time()
-        return {"loss": loss, "correct": correct, "n": len(labels), "busy_s": busy}
-
-    def train_split(
-        self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray
-    ) -> np.ndarray | None:
-        """Split learning: train the tail and return the activation's gradient for the edge."""
-        if self.trained is not None and (epoch, index) <= self.trained:
-            self.duplicates += 1
-            return None
-        t = time.perf_counter()
-        loss, correct, grad = self.trainer.train_step_split(activation, labels)
-        self.last_split = {
-            "loss": loss,
-            "correct": correct,
-            "n": len(labels),
-            "busy_s": time.perf_counter() - t,
-        }
-        self.cloud_busy_s += self.last_split["busy_s"]
-        self.trained = (epoch, index)
-        self.trained_ids.append((epoch, index))
-        self.train_correct += correct
-        self.train_seen += len(labels)
-        self.last_trained_at = time.time()
-        return grad
+        figures = {"loss": loss, "correct": correct, "n": len(labels), "busy_s": busy}
+        return TrainedBatch(figures, grad)
 
     def evaluate(self, epoch: int, index: int, activation: np.ndarray, labels: np.ndarray) -> None:
         """Final-exit correctness of one test batch (a re-sent batch replaces, never adds)."""

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from edge_runtime.bundle import Bundle
+from edge_runtime.errors import UsageFault
 from edge_runtime.link import LinkConfig
 from edge_runtime.report import write_report
 from host.cloud.edge_state import EdgeState
@@ -18,12 +19,12 @@ LISTEN_FORMS = "tcp://HOST:PORT (PORT 0 picks a free one)"
 
 
 def parse_listen(url: str) -> tuple[str, int]:
-    """'tcp://127.0.0.1:7070' -> ('127.0.0.1', 7070); ValueError naming the accepted form."""
+    """'tcp://127.0.0.1:7070' -> ('127.0.0.1', 7070); a UsageFault naming the accepted form."""
     if not url.startswith("tcp://"):
-        raise ValueError(f"--listen {url!r}: expected {LISTEN_FORMS}")
+        raise UsageFault(f"--listen {url!r}: expected {LISTEN_FORMS}")
     host, _, port = url[len("tcp://") :].rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"--listen {url!r}: expected {LISTEN_FORMS}")
+        raise UsageFault(f"--listen {url!r}: expected {LISTEN_FORMS}")
     return host.strip("[]"), int(port)
 
 
@@ -96,4 +97,6 @@ def serve(
         result = server.report(link_label)
         if report is not None:
             write_report(report, result)
+    if server.fatal is not None:
+        raise server.fatal
     return result

@@ -7,28 +7,36 @@ come every `checkpoint_every` batches, at each epoch end and when a session ends
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edge_runtime.bundle import Bundle
-from edge_runtime.data import Dataset
-from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
-from edge_runtime.link.messages import Batch, Bye, EpochEnd, EvalBatch, Grad, Metrics, RawBatch
-from edge_runtime.report import MetricsCsv
-from edge_runtime.train.loop import LINK_MODES, RAW_TEST, RAW_TRAIN
-from edge_runtime.train.whole import WholeNetTrainer
-from host.cloud.edge_state import EdgeState
+from edge_runtime.link import (
+    HandshakeRefused,
+    HostListener,
+    HostSession,
+    LinkClosed,
+    LinkConfig,
+    LinkError,
+)
+from edge_runtime.link.control import Bye, Error
+from edge_runtime.link.transports import Transport
+from edge_runtime.report import MetricsCsv, RunReport
+from edge_runtime.statefile import StateError
+from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
+from host.cloud.edge_state import EdgeState, check_state_dir
+from host.cloud.modes import host_mode
+from host.cloud.validate import BadMessage, check_message
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
 
 
 class CloudServer:
-    """Serves hierarchical training to any number of edges holding the same bundle."""
+    """Serves one training mode to any number of edges holding the same bundle."""
 
     def __init__(
         self,
@@ -42,8 +50,7 @@ class CloudServer:
         on_event: EventSink | None = None,
         mode: str = "hierarchical",
     ) -> None:
-        if mode not in LINK_MODES:
-            raise ValueError(f"--mode {mode!r}: the host serves one of {', '.join(LINK_MODES)}")
+        self.mode_half = host_mode(mode)(self)
         self.mode = mode
         self.bundle = bundle
         self.state_dir = Path(state_dir)
@@ -60,7 +67,9 @@ class CloudServer:
         self._stopping = threading.Event()
         self._changed = threading.Condition()
         self.errors: list[str] = []
+        self.fatal: StateError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
+        check_state_dir(self.state_dir)  # a damaged checkpoint stops us here, not mid-run
         self.listener = HostListener(
             key, bundle.manifest_sha256, resume_for=self._resume_for, config=config
         )
@@ -70,6 +79,10 @@ class CloudServer:
     def serve_tcp(self, host: str, port: int) -> tuple[str, int]:
         """Listen for edges on TCP; returns the bound address."""
         return self.listener.serve_tcp(host, port, self._handle)
+
+    def serve_transport(self, transport: Transport) -> None:
+        """Serve one edge on an already-connected stream (one end of `socket_pair`)."""
+        self.listener.serve_transport(transport, self._handle)
 
     def serve_serial(self, url: str) -> None:
         """Serve the edge on a serial device (or any pyserial URL)."""
@@ -84,7 +97,24 @@ class CloudServer:
             return self._edges[key]
 
     def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
-        state = self.edge(edge_id, run_id)
+        with self._changed:
+            twins = [s.run_id for s in self._active if s.edge_id == edge_id and s.run_id != run_id]
+        if twins:
+            # The same (edge, run) reconnecting takes its session over; another run under a
+            # live edge id is a second board claiming this one's name.
+            message = (
+                f"edge id {edge_id!r} is already training run {twins[0]} here; "
+                "give each board its own --edge-id"
+            )
+            self.errors.append(f"{edge_id}: refused run {run_id}: {message}")
+            raise HandshakeRefused("identity", message)
+        try:
+            state = self.edge(edge_id, run_id)
+        except StateError as exc:
+            self.errors.append(f"{edge_id}: {exc}")
+            raise HandshakeRefused(
+                "state", f"the host cannot load this run's tail: {exc}"
+            ) from None
         with state.lock:
             return state.consumed_seq, state.resume_info()
 
@@ -105,49 +135,42 @@ class CloudServer:
                     break
                 if msg is None:
                     continue
+                try:
+                    check_message(msg, self.bundle.manifest)
+                except BadMessage as exc:
+                    self._refuse(session, state, exc)
+                    break
                 with state.lock:
                     self._dispatch(session, state, msg)
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
             self.on_event("error", state, {"error": str(exc)})
+        except StateError as exc:
+            self._fail(session, state, exc)
         finally:
-            with state.lock:
-                self._commit(session, state)
+            try:
+                with state.lock:
+                    self.commit(session, state)
+            except StateError as exc:
+                self._fail(session, state, exc)
             with self._changed:
                 self._active.discard(session)
                 self._changed.notify_all()
             self.on_event("disconnected", state, {})
 
     def _dispatch(self, session: HostSession, state: EdgeState, msg: Any) -> None:
+        # Messages are matched by exact type: EVAL_BATCH is a subclass of BATCH on the wire
+        # codec's side, but every mode scores it the same way.
+        if type(msg) in self.mode_half.handles and self.mode_half.handle(session, state, msg):
+            return
         if isinstance(msg, EvalBatch):
             state.evaluate(msg.epoch, msg.index, msg.tensor, msg.labels)
             state.last_seq = msg.seq
-        elif isinstance(msg, Batch) and self.mode == "split":
-            grad = state.train_split(msg.epoch, msg.index, msg.tensor, msg.labels)
-            state.last_seq = msg.seq
-            if grad is not None:
-                session.send(Grad(msg.epoch, msg.index, grad))
-                self._batch_done(state, msg, state.last_split)
-            if state.last_seq - state.consumed_seq >= self.checkpoint_every:
-                self._commit(session, state)
-        elif isinstance(msg, RawBatch):
-            state.raw.setdefault(msg.epoch, {})[msg.index] = (msg.labels, msg.data)
-            state.last_seq = msg.seq
-        elif isinstance(msg, EpochEnd) and msg.metrics.get("upload_done"):
-            state.last_seq = msg.seq
-            self._train_whole(session, state, msg.metrics)
-        elif isinstance(msg, Batch):
-            figures = state.train(msg.epoch, msg.index, msg.tensor, msg.labels)
-            state.last_seq = msg.seq
-            if figures is not None:
-                self._batch_done(state, msg, figures)
-            if state.last_seq - state.consumed_seq >= self.checkpoint_every:
-                self._commit(session, state)
         elif isinstance(msg, EpochEnd):
             state.last_seq = msg.seq
             result = state.end_epoch(msg.epoch, msg.metrics)
             state.done = state.done or bool(msg.metrics.get("last"))
-            self._commit(session, state)
+            self.commit(session, state)
             try:
                 session.send(Metrics(result))
             except LinkError as exc:  # the edge is gone; its next session gets the figures again
@@ -156,11 +179,38 @@ class CloudServer:
         elif isinstance(msg, Bye):
             # "done" ends the edge's run; "stopped" means it will come back with --resume.
             state.done = state.done or msg.reason == "done"
-            self._commit(session, state, force=True)
+            self.commit(session, state, force=True)
         elif isinstance(msg, Metrics):
             state.last_seq = max(state.last_seq, msg.seq)
 
-    def _batch_done(self, state: EdgeState, msg: Batch, figures: dict[str, Any]) -> None:
+    def _refuse(self, session: HostSession, state: EdgeState, exc: BadMessage) -> None:
+        """An unusable message: tell the edge, log it, end its session; it is not trained on
+        and not acknowledged. Other edges go on."""
+        self.errors.append(f"{state.edge_id}: refused a message: {exc}")
+        self.on_event("error", state, {"error": f"refused a message: {exc}"})
+        with contextlib.suppress(LinkError):
+            session.send(Error("message", f"the host refused a message: {exc}"))
+            session.flush(5.0)  # the ERROR first: BYE and the closed stream would overtake it
+        with contextlib.suppress(LinkError):
+            session.close("bad message")
+
+    def _fail(self, session: HostSession, state: EdgeState, exc: StateError) -> None:
+        """The host cannot keep state (disk full, say): tell the edge, stop serving. What was
+        trained since the last checkpoint is not acknowledged, so the edge keeps it spooled."""
+        self.errors.append(f"{state.edge_id}: {exc}")
+        self.fatal = self.fatal or exc
+        self.on_event("error", state, {"error": str(exc)})
+        with contextlib.suppress(LinkError):
+            session.send(Error("state", f"the host stopped: {exc}"))
+        self.request_stop()
+
+    def maybe_commit(self, session: HostSession, state: EdgeState) -> None:
+        """Checkpoint and acknowledge once `checkpoint_every` batches are trained in memory."""
+        if state.last_seq - state.consumed_seq >= self.checkpoint_every:
+            self.commit(session, state)
+
+    def batch_done(self, state: EdgeState, msg: Batch, figures: dict[str, Any]) -> None:
+        """Record one trained batch: the metrics CSV row and the `batch` event."""
         self.csv.row(
             time=round(time.time(), 3),
             edge_id=state.edge_id,
@@ -174,48 +224,7 @@ class CloudServer:
         )
         self.on_event("batch", state, {"epoch": msg.epoch, "index": msg.index, **figures})
 
-    def _train_whole(self, session: HostSession, state: EdgeState, plan: dict[str, Any]) -> None:
-        """Cloud-only mode: train the whole network on the uploaded raw data, here."""
-
-        def stack(raw_set: int) -> tuple:
-            parts = [state.raw.get(raw_set, {})[i] for i in sorted(state.raw.get(raw_set, {}))]
-            if not parts:
-                raise LinkError(f"cloud mode: no raw data of set {raw_set} was uploaded")
-            return np.concatenate([p[1] for p in parts]), np.concatenate([p[0] for p in parts])
-
-        x_train, y_train = stack(RAW_TRAIN)
-        x_test, y_test = stack(RAW_TEST)
-        data = Dataset.from_arrays(
-            "uploaded", x_train, y_train, x_test, y_test, num_classes=plan["num_classes"]
-        )
-        trainer = WholeNetTrainer(self.bundle, "cloud")
-
-        def on_epoch(epoch: int, train_acc: float, acc: float | None) -> None:
-            result = {
-                "epoch": epoch,
-                "final_accuracy": acc,
-                "train_final_accuracy": train_acc,
-                "cloud_busy_s": round(trainer.busy_s, 3),
-            }
-            state.epochs[epoch] = result
-            state.cloud_busy_s = trainer.busy_s
-            session.send(Metrics(result))
-            self.on_event("epoch", state, result)
-
-        trainer.fit(
-            data, plan["epochs"], plan["batch_size"], plan["seed"], plan["augment"], on_epoch
-        )
-        state.trained_ids = [
-            (e, i)
-            for e in range(plan["epochs"])
-            for i in range(-(-len(x_train) // plan["batch_size"]))
-        ]
-        state.last_trained_at = trainer.train_done_at
-        state.raw.clear()
-        state.done = True
-        self._commit(session, state, force=True)
-
-    def _commit(self, session: HostSession, state: EdgeState, force: bool = False) -> None:
+    def commit(self, session: HostSession, state: EdgeState, force: bool = False) -> None:
         """Checkpoint if anything new was taken in, then acknowledge it as consumed."""
         if force or state.last_seq > state.consumed_seq:
             state.checkpoint()
@@ -260,7 +269,11 @@ class CloudServer:
         for state in states:
             with state.lock:
                 if state.last_seq > state.consumed_seq:
-                    state.checkpoint()
+                    try:
+                        state.checkpoint()
+                    except StateError as exc:
+                        self.errors.append(f"{state.edge_id}: {exc}")
+                        self.fatal = self.fatal or exc
         self.csv.close()
 
     def report(self, link: str | None = None) -> dict[str, Any]:
@@ -291,24 +304,26 @@ class CloudServer:
             )
         stats = self.listener_stats()
         single = edges[0] if len(edges) == 1 else {}
-        return {
-            "mode": self.mode,
-            "role": "cloud",
-            "model": m["model"],
-            "split": m["split"],
-            "link": link,
-            "epochs": max((len(e["epochs"]) for e in edges), default=0),
-            "runtime_s": round(time.time() - self.started, 3),
-            "bytes_up": stats["bytes_up"],
-            "bytes_down": stats["bytes_down"],
-            "batches_trained_cloud": sum(e["batches_trained_cloud"] for e in edges),
-            "final_accuracy": single.get("final_accuracy"),
-            "edge_exit_accuracy": single.get("edge_exit_accuracy"),
-            "cloud_busy_s": round(sum(e["cloud_busy_s"] for e in edges), 3),
-            "last_trained_at": single.get("last_trained_at"),
-            "edges": edges,
-            "errors": self.errors,
-        }
+        return RunReport(
+            mode=self.mode,
+            role="cloud",
+            model=m["model"],
+            split=m["split"],
+            link=link,
+            epochs=max((len(e["epochs"]) for e in edges), default=0),
+            runtime_s=round(time.time() - self.started, 3),
+            bytes_up=stats["bytes_up"],
+            bytes_down=stats["bytes_down"],
+            batches_trained_cloud=sum(e["batches_trained_cloud"] for e in edges),
+            final_accuracy=single.get("final_accuracy"),
+            edge_exit_accuracy=single.get("edge_exit_accuracy"),
+            cloud_busy_s=round(sum(e["cloud_busy_s"] for e in edges), 3),
+            extra={
+                "last_trained_at": single.get("last_trained_at"),
+                "edges": edges,
+                "errors": self.errors,
+            },
+        ).as_dict()
 
     def listener_stats(self) -> dict[str, int]:
         """Wire bytes over every session so far (up: edge to host)."""

@@ -6,46 +6,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_runtime.bundle import Bundle
-from edge_runtime.engines.torch_engine import build_optimizer, split_model_from_manifest
-from host.export.bundle_writer import TAIL_WEIGHTS
+from edge_runtime.bundle import TAIL_WEIGHTS, Bundle
+from models import build_optimizer, rebuild, train_step
 
 
 class TailTrainer:
     """Trains the tail with its own loss and optimizer; never sends a gradient anywhere."""
 
     def __init__(self, bundle: Bundle) -> None:
+        """`bundle` is the whole bundle or its cloud half; the tail is built from its cloud/."""
         m = bundle.manifest
-        self.tail: nn.Module = split_model_from_manifest(bundle).tail(m["split"])
-        with np.load(bundle.side_path("cloud", TAIL_WEIGHTS), allow_pickle=False) as weights:
-            self.tail.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
+        cloud = bundle.side_dir("cloud")
+        self.tail: nn.Module = rebuild.tail(m, cloud, cloud / TAIL_WEIGHTS)
         self.optimizer = build_optimizer(self.tail.parameters(), m["cloud"]["optimizer"])
-        self.loss_fn = nn.CrossEntropyLoss()
 
     def train_step(self, activation: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
         """One optimizer step; returns (loss, correct predictions)."""
-        self.tail.train()
-        logits = self.tail(torch.from_numpy(np.ascontiguousarray(activation, np.float32)))
-        y = torch.from_numpy(np.ascontiguousarray(labels, np.int64))
-        loss = self.loss_fn(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach()), int((logits.argmax(1) == y).sum())
+        step = train_step(self.tail, self.optimizer, activation, labels)
+        return step.loss, step.correct(labels)
 
     def train_step_split(
         self, activation: np.ndarray, labels: np.ndarray
     ) -> tuple[float, int, np.ndarray]:
         """Split learning: one step, and the loss's gradient w.r.t. the activation for the edge."""
-        self.tail.train()
-        a = torch.from_numpy(np.ascontiguousarray(activation, np.float32)).requires_grad_(True)
-        logits = self.tail(a)
-        y = torch.from_numpy(np.ascontiguousarray(labels, np.int64))
-        loss = self.loss_fn(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach()), int((logits.argmax(1) == y).sum()), a.grad.numpy()
+        step = train_step(self.tail, self.optimizer, activation, labels, input_grad=True)
+        assert step.input_grad is not None  # asked for above
+        return step.loss, step.correct(labels), step.input_grad.numpy()
 
     @torch.no_grad()
     def predict(self, activation: np.ndarray) -> np.ndarray:
@@ -55,8 +41,10 @@ class TailTrainer:
         return logits.argmax(1).numpy()
 
     def state_dict(self) -> dict:
+        """Tail weights and optimizer state, for a checkpoint."""
         return {"tail": self.tail.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict gave."""
         self.tail.load_state_dict(state["tail"])
         self.optimizer.load_state_dict(state["optimizer"])

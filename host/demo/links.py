@@ -23,6 +23,7 @@ import subprocess
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from edge_runtime.errors import UsageFault
 from edge_runtime.link import LinkConfig
 from host.cloud.server import CloudServer
 from host.linkemu import (
@@ -38,7 +39,7 @@ from host.linkemu.null_modem import NullModem
 USER_SPACE = "user-space token bucket (host/linkemu/shaper.py)"
 
 
-class EmulationUnavailable(ValueError):
+class EmulationUnavailable(UsageFault, ValueError):
     """The asked-for emulation cannot run here; says why and what to choose instead."""
 
 

@@ -22,12 +22,18 @@ from rich.table import Table
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import run_argv
-from edge_runtime.report import write_report
+from edge_runtime.errors import HiertrainError
+from edge_runtime.modes import mode_spec
+from edge_runtime.report import RunReport, write_report
 from host.cloud.serve import console_events
 from host.cloud.server import CloudServer
 from host.demo.links import USER_SPACE, Emulation, make_emulation
 from host.export import ExportOptions, export_bundle
 from host.linkemu import parse_link
+
+
+class EdgeRunFailed(HiertrainError, RuntimeError):
+    """The edge runtime's process failed, or stopped before the run's end; hostctl exits 1."""
 
 
 @dataclass
@@ -56,7 +62,8 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
     """Run the demo; returns the merged report (also written to work_dir/report.json)."""
     profile = parse_link(opts.link)
     # Chosen before anything runs, so an unavailable emulation fails fast (ValueError).
-    emulation = make_emulation(profile, opts.link_emulation) if opts.mode != "edge" else None
+    spec = mode_spec(opts.mode)
+    emulation = make_emulation(profile, opts.link_emulation) if spec.needs_link else None
     work = opts.work_dir
     work.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]hiertrain demo: {opts.mode}")
@@ -67,7 +74,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
                     model=opts.model,
                     split=opts.split,
                     lr=opts.lr,
-                    baselines=opts.mode != "hierarchical",
+                    baselines=spec.needs_baselines,
                 ),
                 work / "bundle",
             )
@@ -94,10 +101,12 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         slowdown=opts.slowdown,
     )
     program = [sys.executable, "-m", "edge_runtime.cli"]
-    if emulation is None:  # edge mode: no link, no cloud, the board alone
+    if emulation is None:  # a mode without a link: no cloud, the board alone
         rc, wall = _run_edge(None, run_argv(program, **edge_options), opts.edge_log)
         if rc != 0:
-            raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
+            raise EdgeRunFailed(
+                f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}"
+            )
         report = merge_reports(json.loads(edge_report.read_text()), None, None, "none", wall)
     else:
         cloud = CloudServer(
@@ -125,9 +134,11 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             finally:
                 emulation.close()
         if rc != 0:
-            raise RuntimeError(f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}")
+            raise EdgeRunFailed(
+                f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}"
+            )
         if stopped:
-            raise RuntimeError("the edge runtime was stopped before the run's end (a signal)")
+            raise EdgeRunFailed("the edge runtime was stopped before the run's end (a signal)")
         report = merge_reports(
             edge,
             cloud.report(profile.name),
@@ -189,31 +200,34 @@ def merge_reports(
     }
     bottleneck = max(busy, key=busy.get)
     early = [r for r in (edge.get("early_exit") or []) if r["threshold"] == 0.9]
-    return {
-        "mode": edge["mode"],
-        "model": edge["model"],
-        "split": edge["split"],
-        "link": link_desc,
-        "link_emulation": emulation or (USER_SPACE if link else "none"),
-        "codec": edge.get("codec"),
-        "engine": edge["engine"],
-        "data": edge["data"],
-        "epochs": edge["epochs"],
-        "runtime_s": edge["runtime_s"],
-        "train_s": training_s(edge, cloud),
-        "wall_s": round(wall_s, 3),
-        "bytes_up": edge["bytes_up"],
-        "bytes_down": edge["bytes_down"],
-        "batches_sent": edge["batches_sent"],
-        "batches_trained_cloud": cloud["batches_trained_cloud"] if cloud else 0,
-        "edge_exit_accuracy": edge["edge_exit_accuracy"],
-        "final_accuracy": cloud["final_accuracy"] if cloud else edge["final_accuracy"],
+    return RunReport(
+        mode=edge["mode"],
+        role="run",
+        model=edge["model"],
+        split=edge["split"],
+        link=link_desc,
+        epochs=edge["epochs"],
+        runtime_s=edge["runtime_s"],
+        bytes_up=edge["bytes_up"],
+        bytes_down=edge["bytes_down"],
+        batches_sent=edge["batches_sent"],
+        batches_trained_cloud=cloud["batches_trained_cloud"] if cloud else 0,
+        edge_exit_accuracy=edge["edge_exit_accuracy"],
+        final_accuracy=cloud["final_accuracy"] if cloud else edge["final_accuracy"],
         **busy,
-        "bottleneck": bottleneck.removesuffix("_busy_s"),
-        "pipeline_efficiency": round(edge["runtime_s"] / max(max(busy.values()), 1e-9), 3),
-        "early_exit_at_0.9": early[0] if early else None,
-        "early_exit": edge.get("early_exit"),
-    }
+        extra={
+            "link_emulation": emulation or (USER_SPACE if link else "none"),
+            "codec": edge.get("codec"),
+            "engine": edge["engine"],
+            "data": edge["data"],
+            "train_s": training_s(edge, cloud),
+            "wall_s": round(wall_s, 3),
+            "bottleneck": bottleneck.removesuffix("_busy_s"),
+            "pipeline_efficiency": round(edge["runtime_s"] / max(max(busy.values()), 1e-9), 3),
+            "early_exit_at_0.9": early[0] if early else None,
+            "early_exit": edge.get("early_exit"),
+        },
+    ).as_dict()
 
 
 def training_s(edge: dict, cloud: dict | None) -> float | None:

@@ -17,12 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_runtime.errors import HiertrainError
 from host.deploy.board import Board, BoardError, Connection
 
 Command = Sequence[str] | str
 
 
-class BoardAccessError(Exception):
+class BoardAccessError(HiertrainError):
     """A command on the board failed, timed out, or the board could not be reached."""
 
     def __init__(self, message: str, result: subprocess.CompletedProcess | None = None):

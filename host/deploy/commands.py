@@ -1,15 +1,19 @@
-"""What `hostctl bundle` and `hostctl deploy` do, with progress, for host/cli.py to call.
+"""`hostctl bundle` and `hostctl deploy`: get the edge onto a board, with progress.
 
-Both raise BoardError for what the user must fix (hostctl exits 2) and DeployError for a step
-that failed (hostctl exits 1).
+Both raise BoardError for what the user must fix (a usage error: hostctl exits 2) and
+DeployError for a step that failed (hostctl exits 1).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import click
 from rich.console import Console
 
+from edge_runtime.errors import Interrupted
+from host.cli_options import board_option
+from host.console import console as stderr_console
 from host.deploy.board import load_board
 from host.deploy.errors import BoardError
 from host.deploy.offline import DeployBundle, make_deploy_bundle
@@ -79,3 +83,50 @@ def deploy_command(
             f"{len(result.up_to_date)} up to date)"
         )
     return result
+
+
+@click.command("bundle")
+@board_option
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="the export bundle (DIR or DIR/edge)",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="deploy bundle directory [default: artifacts/deploy-<board name>]",
+)
+@click.option(
+    "--skip-deps",
+    is_flag=True,
+    help="only the edge artifacts and the hiertrain wheel; the board brings the dependencies",
+)
+def bundle_cmd(board_file: Path, bundle_dir: Path, out: Path | None, skip_deps: bool) -> None:
+    """An offline deploy bundle for a board: edge artifacts, wheels, sha256 manifest."""
+    bundle_command(board_file, bundle_dir, out, skip_deps, stderr_console)
+
+
+@click.command("deploy")
+@board_option
+@click.option(
+    "--bundle",
+    "deploy_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="a deploy bundle from `hostctl bundle`",
+)
+@click.option("--systemd", is_flag=True, help="also write a systemd unit for the edge runtime")
+def deploy_cmd(board_file: Path, deploy_dir: Path, systemd: bool) -> None:
+    """Copy what changed to the board, install it offline, verify, switch `current`."""
+    try:
+        deploy_command(board_file, deploy_dir, systemd, stderr_console)
+    except KeyboardInterrupt:
+        # A deploy resumes by running again: files already on the board are not sent twice.
+        raise Interrupted("run the same hostctl deploy again: it sends only what changed") from None
+
+
+COMMANDS = [bundle_cmd, deploy_cmd]

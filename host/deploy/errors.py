@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from edge_runtime.errors import HiertrainError, UsageFault
 
-class BoardError(Exception):
+
+class BoardError(UsageFault):
     """A board file or deploy bundle that is missing, malformed, or asks for the impossible.
 
     The message names the file, the key and what is valid; hostctl exits 2 on it.
     """
 
 
-class DeployError(Exception):
+class DeployError(HiertrainError):
     """A step of bundling or deploying failed; on the board, `current` is what it was before.
 
     hostctl exits 1 on it, naming the step and the cause.

@@ -22,12 +22,19 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import tomllib
 
-from edge_runtime.bundle import load_bundle, sha256_file
+from edge_runtime.bundle import (
+    BundleError,
+    load_bundle,
+    mismatched_files,
+    read_manifest,
+    sha256_listing,
+    sha256_under,
+)
 from host.deploy.board import Board, ort_wheel_exists
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.wheels import download_for_board
@@ -167,9 +174,9 @@ def make_deploy_bundle(
         on_progress(f"pip download for {board.arch}, Python {board.python}")
         download_for_board(board, requirements, wheels, on_progress)
     files = {
-        p.relative_to(out).as_posix(): sha256_file(p)
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != DEPLOY_MANIFEST
+        rel: sha
+        for rel, sha in sha256_listing(out).items()
+        if PurePosixPath(rel).name != DEPLOY_MANIFEST
     }
     manifest = {
         "format": DEPLOY_FORMAT,
@@ -213,28 +220,21 @@ def _prepare_out(out: Path) -> None:
 
 def load_deploy_bundle(path: Path) -> DeployBundle:
     """Read a deploy bundle and check every file against its manifest (BoardError if not)."""
-    manifest_path = Path(path) / DEPLOY_MANIFEST
-    if not manifest_path.is_file():
-        raise BoardError(
-            f"{path} is not a deploy bundle: no {DEPLOY_MANIFEST} "
-            "(make one with `hostctl bundle --board FILE --bundle DIR`)"
-        )
-    raw = manifest_path.read_bytes()
     try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BoardError(f"{manifest_path} is not valid JSON: {exc}") from None
-    if manifest.get("format") != DEPLOY_FORMAT:
-        raise BoardError(
-            f"{manifest_path} has format {manifest.get('format')!r}, expected {DEPLOY_FORMAT!r}"
+        manifest, raw = read_manifest(
+            Path(path) / DEPLOY_MANIFEST,
+            DEPLOY_FORMAT,
+            what="a deploy bundle",
+            make="hostctl bundle --board FILE --bundle DIR",
+            remake="run hostctl bundle again",
         )
-    for rel, expected in sorted(manifest["files"].items()):
-        target = Path(path) / rel
-        if not target.is_file():
-            raise BoardError(f"deploy bundle {path} is incomplete: {rel} is missing")
-        if sha256_file(target) != expected:
-            raise BoardError(
-                f"deploy bundle {path} was modified: {rel} differs from {DEPLOY_MANIFEST} "
-                "(run hostctl bundle again)"
-            )
+    except BundleError as exc:
+        raise BoardError(str(exc)) from None
+    for bad in mismatched_files(manifest["files"], sha256_under(Path(path)), first_only=True):
+        if bad.actual is None:
+            raise BoardError(f"deploy bundle {path} is incomplete: {bad.rel} is missing")
+        raise BoardError(
+            f"deploy bundle {path} was modified: {bad.rel} differs from {DEPLOY_MANIFEST} "
+            "(run hostctl bundle again)"
+        )
     return DeployBundle(Path(path), manifest, hashlib.sha256(raw).hexdigest())

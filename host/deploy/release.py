@@ -32,6 +32,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from edge_runtime.bundle import mismatched_files
 from host.deploy.access import BoardAccess, BoardAccessError, open_access
 from host.deploy.board import Board
 from host.deploy.errors import BoardError, DeployError
@@ -234,15 +235,14 @@ class _Deploy:
         """sha256 of every file of the release on the board against the manifest."""
         expected = {f"{rel}/{name}": sha for name, sha in self.bundle.files.items()}
         expected[f"{rel}/{DEPLOY_MANIFEST}"] = self.bundle.manifest_sha256
-        remote = self._hashes(list(expected))
-        bad = sorted(p for p, sha in expected.items() if remote.get(p) != sha)
+        bad = mismatched_files(expected, self._hashes(list(expected)).get)
         if bad:
             # Drop the bad copies so the next deploy sends them again.
-            self.sh("rm -f " + " ".join(shlex.quote(p) for p in bad))
+            self.sh("rm -f " + " ".join(shlex.quote(b.rel) for b in bad))
             shown = ", ".join(
-                f"{p.removeprefix(rel + '/')} (sha256 {remote.get(p, 'missing')[:12]}, "
-                f"expected {expected[p][:12]})"
-                for p in bad[:3]
+                f"{b.rel.removeprefix(rel + '/')} (sha256 {(b.actual or 'missing')[:12]}, "
+                f"expected {b.expected[:12]})"
+                for b in bad[:3]
             )
             raise DeployError(
                 "verify",

@@ -18,14 +18,16 @@ import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from rich.console import Console
 
 from edge_runtime.agent import RUN_PREFIX
 from edge_runtime.bundle import MANIFEST, BundleError, load_bundle, read_key_file, sha256_file
+from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
 from edge_runtime.link import HostListener, HostSession, LinkConfig, LinkError
-from edge_runtime.link.messages import Error, FileChunk, Metrics
+from edge_runtime.link.control import Error
+from edge_runtime.link.messages import Malformed, Message
 from host.deploy.board import Board
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.offline import DEPLOY_MANIFEST
@@ -33,6 +35,8 @@ from host.deploy.release import DeployResult, transfer_progress
 
 CONNECT_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 30.0
+
+Reply = TypeVar("Reply", Inventory, FileVerdict, CommitVerdict)
 
 
 @dataclass(frozen=True)
@@ -153,22 +157,23 @@ class _Session:
     ) -> None:
         self.session, self.board, self.art, self.console = session, board, artifacts, console
         self.current: str | None = None
-        self.verdicts: dict[str, dict[str, Any]] = {}
+        self.verdicts: dict[str, FileVerdict] = {}
 
     def fail(self, step: str, cause: str) -> DeployError:
         return DeployError(step, cause, self.current)
 
-    def reply(self, kind: str, timeout: float, step: str) -> dict[str, Any]:
-        """The agent's next METRICS of `kind`; file verdicts on the way are recorded."""
+    def reply(self, kind: type[Reply], timeout: float, step: str) -> Reply:
+        """The agent's next message of type `kind`; file verdicts on the way are recorded."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            data = self._take(min(left, 1.0), step)
-            if data is not None and data.get("deploy") == kind:
-                return data
-        raise self.fail(step, f"no {kind} from the agent within {timeout:.0f} s")
+            msg = self._take(min(left, 1.0), step)
+            if isinstance(msg, kind):
+                return msg
+        name = kind.TYPE.name.removeprefix("DEPLOY_").lower()
+        raise self.fail(step, f"no {name} from the agent within {timeout:.0f} s")
 
-    def _take(self, timeout: float, step: str) -> dict[str, Any] | None:
-        """One message from the agent: its METRICS data ({} for others), None after `timeout`.
+    def _take(self, timeout: float, step: str) -> Message | None:
+        """One message from the agent, None after `timeout`.
 
         A lost link or an ERROR fails `step`; a file verdict is recorded (a refusal fails).
         """
@@ -180,28 +185,29 @@ class _Session:
             return None
         if isinstance(msg, Error):
             raise self.fail(step, f"the agent says {msg.code}: {msg.message}")
-        data = msg.data if isinstance(msg, Metrics) else {}
-        if data.get("deploy") == "file":
-            self._verdict(data)
-        return data
+        if isinstance(msg, Malformed):
+            raise self.fail(step, f"the agent sent a message the host cannot read: {msg.error}")
+        if isinstance(msg, FileVerdict):
+            self._verdict(msg)
+        return msg
 
-    def _verdict(self, data: dict[str, Any]) -> None:
-        self.verdicts[data["path"]] = data
-        if not data["ok"]:
-            raise self.fail("verify", f"the board refused {data['path']}: {data['error']}")
+    def _verdict(self, verdict: FileVerdict) -> None:
+        self.verdicts[verdict.path] = verdict
+        if not verdict.ok:
+            raise self.fail("verify", f"the board refused {verdict.path}: {verdict.error}")
 
     def run(self) -> DeployResult:
         art, board = self.art, self.board
-        inv = self.reply("inventory", REPLY_TIMEOUT_S, "compare")
-        self.current = inv.get("current")
+        inv = self.reply(Inventory, REPLY_TIMEOUT_S, "compare")
+        self.current = inv.current
         self.console.print(
             f"[bold]{board.name}[/] (serial {board.connection.device} @ {board.connection.baud}, "
             f"agent {self.session.edge_id!r}): current release {self.current or 'none'}, "
             f"deploying {art.release}"
         )
         result = DeployResult(art.release, f"{board.work_dir}/releases/{art.release}", self.current)
-        there = dict(inv.get("files") or {})
-        if art.release in (inv.get("releases") or []):
+        there = inv.files
+        if art.release in inv.releases:
             result.present = sorted(art.files)  # the release is on the board: nothing to send
         else:
             for name, sha in art.files.items():
@@ -211,19 +217,13 @@ class _Session:
         if self.current == art.release and not result.sent:
             return result
         self.upload(result.sent)
-        commit = {
-            "deploy": "commit",
-            "release": art.release,
-            "manifest_sha256": art.manifest_sha256,
-            "files": art.files,
-        }
-        self.session.send(Metrics(commit))
+        self.session.send(Commit(art.release, art.manifest_sha256, art.files))
         done = self.reply(
-            "done", REPLY_TIMEOUT_S + self._line_time(art.size(list(art.files))), "switch"
+            CommitVerdict, REPLY_TIMEOUT_S + self._line_time(art.size(list(art.files))), "switch"
         )
-        if not done["ok"]:
-            raise self.fail(done.get("step", "switch"), f"the board refused: {done['error']}")
-        result.switched = bool(done.get("switched"))
+        if not done.ok:
+            raise self.fail(done.step or "switch", f"the board refused: {done.error}")
+        result.switched = done.switched
         self.console.print(
             f"verify: {len(art.files)} files match their sha256 on the board"
             + (f"; switch: current -> releases/{art.release}" if result.switched else "")
@@ -252,7 +252,7 @@ class _Session:
             if left <= 0:
                 missing = [n for n in names if n not in self.verdicts]
                 raise self.fail("upload", f"the agent did not confirm {missing} in {wait:.0f} s")
-            self.reply("file", left, "upload")
+            self.reply(FileVerdict, left, "upload")
         for name in names:
             self.console.print(f"sent        {name}")
 

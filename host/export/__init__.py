@@ -1,5 +1,21 @@
-"""Export: split a model and write the edge's ORT training artifacts and the cloud's tail."""
+"""Export: split a model and write the edge's ORT training artifacts and the cloud's tail.
 
-from host.export.bundle_writer import ExportOptions, default_out_dir, export_bundle
+The names below load on first use (PEP 562): `hostctl --help` imports `host.export.commands`,
+which runs this file, and must not pull in torch and onnx with the exporter.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from host.export.bundle_writer import ExportOptions, default_out_dir, export_bundle
 
 __all__ = ["ExportOptions", "default_out_dir", "export_bundle"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module("host.export.bundle_writer"), name)

@@ -13,7 +13,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_runtime.bundle import BUNDLE_FORMAT, KEY_FILE, MANIFEST, sha256_file
+from edge_runtime.bundle import (
+    BUNDLE_FORMAT,
+    EDGE_WEIGHTS,
+    INFERENCE_MODEL,
+    KEY_FILE,
+    MANIFEST,
+    SPLIT_ARTIFACTS,
+    TAIL_MODEL,
+    TAIL_WEIGHTS,
+    USER_MODEL_SOURCE,
+    sha256_listing,
+)
 from host.export.onnx_artifacts import (
     export_inference,
     export_split_artifacts,
@@ -22,9 +33,6 @@ from host.export.onnx_artifacts import (
 from models import EdgeNet, SplitModel, build_exit_head, build_model, split_table
 
 OPTIMIZERS = ("adamw", "sgd")
-EDGE_WEIGHTS = "edge_weights.npz"
-TAIL_WEIGHTS = "tail_weights.npz"
-USER_MODEL_SOURCE = "user_model.py"
 
 
 @dataclass
@@ -121,10 +129,10 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
         edge_net, sample, edge_dir, optimizer=opts.optimizer, weight_decay=opts.weight_decay
     )
     step("exporting inference models")
-    export_inference(edge_net, sample, ["logits", "activation"], edge_dir / "inference_model.onnx")
+    export_inference(edge_net, sample, ["logits", "activation"], edge_dir / INFERENCE_MODEL)
     save_weights(edge_net, edge_dir / EDGE_WEIGHTS)
     act_sample = torch.randn(2, *act_shape)
-    export_inference(tail, act_sample, ["logits"], cloud_dir / "tail_model.onnx")
+    export_inference(tail, act_sample, ["logits"], cloud_dir / TAIL_MODEL)
     save_weights(tail, cloud_dir / TAIL_WEIGHTS)
 
     split_bn: list[tuple[str, str]] = []
@@ -133,7 +141,7 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
         split_bn = export_split_artifacts(
             edge_net.front,
             sample,
-            edge_dir / "split",
+            edge_dir / SPLIT_ARTIFACTS,
             optimizer=opts.optimizer,
             weight_decay=opts.weight_decay,
         )
@@ -155,12 +163,7 @@ def export_bundle(opts: ExportOptions, out: Path, *, progress=None) -> Path:
     row = next(r for r in split_table(model) if r["split"] == opts.split)
     edge_params = sum(p.numel() for p in edge_net.parameters())
     tail_params = sum(p.numel() for p in tail.parameters())
-    files = {
-        f.relative_to(out).as_posix(): sha256_file(f)
-        for d in (edge_dir, cloud_dir)
-        for f in sorted(d.rglob("*"))
-        if f.is_file()
-    }
+    files = {**sha256_listing(out, edge_dir), **sha256_listing(out, cloud_dir)}
     optimizer = {"type": opts.optimizer, "lr": opts.lr, "weight_decay": opts.weight_decay}
     manifest = {
         "format": BUNDLE_FORMAT,

@@ -29,6 +29,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from edge_runtime.bundle import EVAL_MODEL
+
 OPSET = 17
 # onnxruntime-training 1.19.2 loads IR <= 10; onnx 1.17 and the exporter write <= 10 at opset 17.
 MAX_IR_VERSION = 10
@@ -199,7 +201,7 @@ def export_training_artifacts(
             artifact_directory=str(out_dir),
             additional_output_names=["logits", "activation", *(name for _, name in bn_updates)],
         )
-    _fix_eval_model(out_dir / "eval_model.onnx")
+    _fix_eval_model(out_dir / EVAL_MODEL)
     return bn_updates
 
 
@@ -258,5 +260,5 @@ def export_split_artifacts(
             artifact_directory=str(out_dir),
             additional_output_names=["activation", *(name for _, name in bn_updates)],
         )
-    _fix_eval_model(out_dir / "eval_model.onnx")
+    _fix_eval_model(out_dir / EVAL_MODEL)
     return bn_updates

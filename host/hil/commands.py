@@ -1,7 +1,7 @@
 """`hostctl hil --board FILE [--out DIR]`: the hardware-in-the-loop suite on one board.
 
 The same thing as `pytest hw_tests --board FILE --out DIR`; hostctl checks the board file first
-(a usage error exits 2 with one line) and then exits with pytest's code.
+(a BoardError, a usage error: exit 2 with one line) and then exits with pytest's code.
 """
 
 from __future__ import annotations
@@ -12,28 +12,15 @@ from pathlib import Path
 
 import click
 
-from host.deploy.board import BoardError, load_board
+from edge_runtime.errors import UsageFault
+from host.cli_options import board_option
+from host.deploy.board import load_board
 
 HW_TESTS = Path(__file__).resolve().parents[2] / "hw_tests"
 
 
-class HilUsageError(click.ClickException):
-    """A bad board file or a missing suite: one line, exit 2."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:  # one line, without click's "Error:" preamble
-        click.echo(f"hostctl hil: {self.message}", err=True)
-
-
 @click.command()
-@click.option(
-    "--board",
-    "board_file",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="board file (TOML): hw_tests/boards/virtual.toml, qemu-aarch64.toml, or your own",
-)
+@board_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -47,12 +34,9 @@ def hil(board_file: Path, out: Path, pytest_args: tuple[str, ...]) -> None:
 
     Extra arguments after `--` go to pytest, e.g. `hostctl hil --board B -- -k engine`.
     """
-    try:
-        board = load_board(board_file)
-    except BoardError as exc:
-        raise HilUsageError(str(exc)) from None
+    board = load_board(board_file)
     if not (HW_TESTS / "conftest.py").is_file():
-        raise HilUsageError(
+        raise UsageFault(
             f"the HIL suite is not at {HW_TESTS}: run hostctl hil from a source checkout"
         )
     argv = [
@@ -67,9 +51,7 @@ def hil(board_file: Path, out: Path, pytest_args: tuple[str, ...]) -> None:
         *pytest_args,
     ]
     click.echo(f"hil: {board.name} ({board.arch}, engine {board.resolved_engine}) -> {out}")
-    # SystemExit, not ctx.exit: hostctl runs click with standalone_mode=False, where click
-    # returns ctx.exit's code instead of exiting with it.
-    raise SystemExit(subprocess.call(argv))
+    click.get_current_context().exit(subprocess.call(argv))
 
 
 COMMANDS = [hil]

@@ -22,6 +22,7 @@ from typing import Any
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import run_argv
+from edge_runtime.errors import HiertrainError
 from host.cloud.server import CloudServer
 from host.demo.links import Emulation, make_emulation
 from host.demo.run import merge_reports
@@ -30,7 +31,7 @@ from host.deploy.board import Board
 from host.linkemu import parse_link
 
 
-class HilError(Exception):
+class HilError(HiertrainError):
     """The HIL run could not finish: which part failed and its output."""
 
 

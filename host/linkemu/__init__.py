@@ -1,8 +1,12 @@
-"""Emulated slow links on one machine: link profiles and a shaped TCP relay."""
+"""Emulated links on one machine: link profiles, and a TCP relay with impairments (shape, damage,
+tap); kernel shaping in network namespaces."""
 
+from .damage import Damage, DamageCounts
 from .netns import NamespaceLink, NamespaceLinkError, cleanup_stale, kernel_shaping_available
 from .presets import PRESETS, LinkProfile, LinkSpecError, parse_link
-from .shaper import ShapedRelay, shaped
+from .relay import Impairment, Relay
+from .shaper import Shape, ShapedRelay, shaped
+from .tap import Tap
 
 # --link-emulation: kernel shaping (netns + tc), the user-space shaper, or kernel where it works.
 EMULATION_CHOICES = ("auto", "kernel", "user")
@@ -10,11 +14,17 @@ EMULATION_CHOICES = ("auto", "kernel", "user")
 __all__ = [
     "EMULATION_CHOICES",
     "PRESETS",
+    "Damage",
+    "DamageCounts",
+    "Impairment",
     "LinkProfile",
     "LinkSpecError",
     "NamespaceLink",
     "NamespaceLinkError",
+    "Relay",
+    "Shape",
     "ShapedRelay",
+    "Tap",
     "cleanup_stale",
     "kernel_shaping_available",
     "parse_link",

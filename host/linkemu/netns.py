@@ -50,6 +50,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Literal
 
+from edge_runtime.errors import HiertrainError
+
 from .presets import LinkProfile, _format_rate
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ _CLONE_NEWNET = 0x40000000
 _counter = itertools.count()
 
 
-class NamespaceLinkError(RuntimeError):
+class NamespaceLinkError(HiertrainError, RuntimeError):
     """Setting up or tearing down a namespace link failed; says which step and command."""
 
 

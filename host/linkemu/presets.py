@@ -33,6 +33,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from edge_runtime.errors import UsageFault
+
 _UNITS = {
     "bit": 1.0,
     "bps": 1.0,
@@ -50,7 +52,7 @@ _SERIAL = re.compile(r"^serial\s*:\s*(\d+)$")
 _BITS_PER_BYTE_8N1 = 10  # start bit, 8 data bits, stop bit
 
 
-class LinkSpecError(ValueError):
+class LinkSpecError(UsageFault, ValueError):
     """A link spec that is not a preset, ``<rate>[:<down rate>][/<rtt>]`` or ``serial:<baud>``."""
 
 

@@ -17,6 +17,11 @@ Format (``hiertrain-plan-profile/1``; every key but ``splits[].split`` is option
       ]
     }
 
+Codec figures, per split and codec (optional; ``hostctl plan`` measures them on the edge's own
+activation at the split): ``"codec:fp32+z:ratio"`` (the coded tensor's bytes over fp32's),
+``"codec:fp32+z:encode_s"`` (the edge's coding time per training batch, an edge figure) and
+``"codec:fp32+z:decode_s"`` (the host's decoding time, a cloud figure).
+
 Seconds are per batch (``batch_size`` for steps, ``eval_batch_size`` for evals). A board
 profile may give only ``edge_step_s`` per split (measured on the board), or no splits at all and
 only ``slowdown`` (a file like host/bench/profiles/rpi4.json). Whatever a file leaves out is
@@ -34,13 +39,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.errors import UsageFault
+
 FORMAT = "hiertrain-plan-profile/1"
 EDGE_FIELDS = ("edge_step_s", "edge_eval_s", "edge_warmup_s")
 CLOUD_FIELDS = ("cloud_step_s", "cloud_eval_s", "cloud_warmup_s")
 STEP_FIELDS = EDGE_FIELDS + CLOUD_FIELDS
+CODEC_FIGURES = ("ratio", "encode_s", "decode_s")
 
 
-class ProfileError(ValueError):
+def codec_key(codec: str, figure: str) -> str:
+    """The key of one codec figure in a split's figures: ``codec:<name>:<figure>``."""
+    return f"codec:{codec}:{figure}"
+
+
+def is_edge_figure(key: str) -> bool:
+    """Edge figures scale with the board's speed; the rest are the host's or bytes."""
+    return key in EDGE_FIELDS or key.endswith(":encode_s")
+
+
+class ProfileError(UsageFault, ValueError):
     """A profile file that cannot be read or does not fit the plan; says what to fix."""
 
 
@@ -57,9 +75,9 @@ class BoardProfile:
     measured_on: str = ""
     splits: dict[int, dict[str, float]] = field(default_factory=dict)
 
-    def complete(self, split: int) -> bool:
-        """Whether the profile has every figure of ``split`` (nothing left to measure)."""
-        return all(k in self.splits.get(split, {}) for k in STEP_FIELDS)
+    def complete(self, split: int, extra: tuple[str, ...] = ()) -> bool:
+        """Whether the profile has every figure of ``split`` and ``extra`` (codec figures)."""
+        return all(k in self.splits.get(split, {}) for k in STEP_FIELDS + extra)
 
     def check_fits(self, model: str, batch_size: int, eval_batch_size: int) -> None:
         """Refuse a profile measured for another model or batch size."""
@@ -112,8 +130,8 @@ def load_profile(path: Path) -> BoardProfile:
             raise ProfileError(f"--profile {path}: each of splits needs an integer 'split'")
         splits[entry["split"]] = {
             k: _number(path, f"split {entry['split']} {k}", entry[k])
-            for k in STEP_FIELDS
-            if k in entry
+            for k in entry
+            if k in STEP_FIELDS or k.startswith("codec:")
         }
     return BoardProfile(
         model=data.get("model"),

@@ -1,4 +1,7 @@
-"""`hostctl plan`: predict a hierarchical run's time at every split and pick the best one."""
+"""`hostctl plan`: predict a hierarchical run's time at every split and pick the best one.
+
+Imports torch only inside the command: `hostctl --help` loads this module.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,15 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.link.codecs import CODECS
-from host.cli import UsageFault, console, parse_input_shape, stdout_console
-from host.linkemu import LinkSpecError, parse_link
-from host.plan.board_profile import ProfileError, load_profile, save_profile
-from host.plan.planner import PlanRequest, make_plan
-from host.plan.view import plan_table
-from models import ModelSpecError
+from edge_runtime.errors import UsageFault
+from host.cli_options import (
+    codec_option,
+    input_shape_option,
+    link_option,
+    model_option,
+    num_classes_option,
+)
+from host.console import console, stdout_console
 
 
 def _parse_splits(text: str | None) -> tuple[int, ...] | None:
@@ -28,18 +33,14 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
 
 
 @click.command("plan")
-@click.option("--model", required=True, help="zoo name (resnet18, vgg16, smallcnn) or a user spec")
-@click.option(
-    "--link",
-    default="3g",
-    show_default=True,
-    help="3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms",
-)
+@model_option(required=True, show_default=False)
+@link_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--codec", type=click.Choice(CODECS), default="int8", show_default=True)
-@click.option("--input-shape", default="3x32x32", show_default=True, help="C x H x W")
-@click.option("--num-classes", type=click.IntRange(min=2), default=10, show_default=True)
+@codec_option(default="int8", auto=True)
+@click.option("--lossless-only", is_flag=True, help="with --codec auto: only lossless codecs")
+@input_shape_option
+@num_classes_option
 @click.option(
     "--samples",
     type=click.IntRange(min=1),
@@ -90,7 +91,8 @@ def plan(
     batch_size: int,
     eval_batch_size: int,
     codec: str,
-    input_shape: str,
+    lossless_only: bool,
+    input_shape: tuple[int, int, int],
     num_classes: int,
     samples: int,
     test_samples: int,
@@ -104,17 +106,21 @@ def plan(
     save_path: Path | None,
 ) -> None:
     """Predict a hierarchical run's time per split (edge, link, cloud overlap); mark the best."""
-    try:
-        profile = parse_link(link)
-    except LinkSpecError as exc:
-        raise UsageFault(str(exc)) from None
+    from host.linkemu import parse_link
+    from host.plan.board_profile import load_profile, save_profile
+    from host.plan.planner import PlanRequest, make_plan
+    from host.plan.view import plan_table
+
+    if lossless_only and codec != "auto":
+        raise UsageFault("--lossless-only goes with --codec auto (it limits what auto may pick)")
     req = PlanRequest(
         model=model,
-        link=profile,
+        link=parse_link(link),
         codec=codec,
+        lossless_only=lossless_only,
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
-        input_shape=parse_input_shape(input_shape),
+        input_shape=input_shape,
         num_classes=num_classes,
         train_samples=samples,
         test_samples=test_samples,
@@ -125,12 +131,9 @@ def plan(
         window=window,
         colocated=colocated,
     )
-    try:
-        board = load_profile(profile_path) if profile_path else None
-        with console.status("profiling") as status:
-            result = make_plan(req, board, progress=lambda msg: status.update(msg))
-    except (ModelSpecError, ProfileError) as exc:
-        raise UsageFault(str(exc)) from None
+    board = load_profile(profile_path) if profile_path else None
+    with console.status("profiling") as status:
+        result = make_plan(req, board, progress=lambda msg: status.update(msg))
     out = stdout_console()
     out.print(plan_table(result))
     out.print(result.reason)

@@ -4,6 +4,11 @@ Each split is exported once into a temporary directory; the edge engine (ORT or 
 front + exit head on random batches and the host's TailTrainer trains the tail on the
 activations it makes. The first step of each is timed apart (warm-up), then the median of a
 few more is the step time. Eval steps (inference at the eval batch size) are timed the same way.
+
+Then every codec codes the activation of one more training step (the front has trained through
+the warm-up and the timed steps by then, on random inputs): the coded bytes over fp32's and the
+best of three encode and decode times, since the edge's CPU pays for coding and the ratio of a
+``+z`` codec depends on the activation's values, not only its shape.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,10 @@ import numpy as np
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.engines import make_engine
+from edge_runtime.link.codecs import CODECS, decode_tensor, encode_tensor
 from host.cloud.tail import TailTrainer
 from host.export import ExportOptions, export_bundle
+from host.plan.board_profile import codec_key
 
 _MAX_WARMUP = 6
 _SETTLED = 0.85  # a call within 15% of the one before: the pace has settled
@@ -40,6 +47,7 @@ class StepTimes:
     cloud_eval_s: float
     edge_warmup_s: float = 0.0
     cloud_warmup_s: float = 0.0
+    codecs: dict[str, float] = field(default_factory=dict)  # codec_key(...) -> figure
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,28 @@ def _once(step: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def codec_figures(activation: np.ndarray, reps: int = 3) -> dict[str, float]:
+    """Per codec: coded bytes over fp32's, best-of-``reps`` encode and decode seconds."""
+    fp32 = activation.nbytes
+    figures = {}
+    for codec in CODECS:
+        encoded, encode_s = _best(lambda c=codec: encode_tensor(activation, c), reps)
+        _, decode_s = _best(lambda b=encoded: decode_tensor(b), reps)
+        figures[codec_key(codec, "ratio")] = len(encoded) / max(fp32, 1)
+        figures[codec_key(codec, "encode_s")] = encode_s
+        figures[codec_key(codec, "decode_s")] = decode_s
+    return figures
+
+
+def _best(call: Callable[[], object], reps: int) -> tuple[object, float]:
+    out, best = None, float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = call()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
 def _time_edge(
     setup: ProfileSetup, bundle_dir: Path, x: np.ndarray, y: np.ndarray
 ) -> dict[str, Any]:
@@ -92,7 +122,14 @@ def _time_edge(
     activation = engine.train_step(x, y).activation
     step, step_warm = _timed(lambda: engine.train_step(x, y), setup.steps)
     ev, eval_warm = _timed(lambda: engine.eval_step(x, y), 1)
-    return {"activation": activation, "step": step, "eval": ev, "warmup": step_warm + eval_warm}
+    trained = engine.train_step(x, y).activation  # after the warm-up and timed steps
+    return {
+        "activation": activation,
+        "step": step,
+        "eval": ev,
+        "warmup": step_warm + eval_warm,
+        "codecs": codec_figures(np.asarray(trained, dtype=np.float32)),
+    }
 
 
 def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
@@ -124,6 +161,7 @@ def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
         cloud_eval_s=cloud_eval * eval_scale,
         edge_warmup_s=edge["warmup"],
         cloud_warmup_s=cloud_warm,
+        codecs=edge["codecs"],
     )
 
 

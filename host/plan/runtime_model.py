@@ -29,6 +29,12 @@ edge by the head's small share (a ratio slightly in split learning's favour, if 
 Each prediction carries the training phase too (``train_s``: until the host trained the last
 batch), the time the paper compares and ``hostctl bench`` measures as ``train_s``.
 
+Coding (``edge_encode_s``, ``cloud_decode_s``): the edge codes each batch it sends on its own
+CPU, in its sender thread while the engine trains the next batch. The engine uses every core,
+so the coding takes its time from the training: the edge stage costs ``e + encode`` a batch.
+Decoding happens on the host's reader thread beside the tail's training: ``c + decode``.
+An entropy-coded codec trades this CPU for fewer bytes: it wins where the link binds.
+
 Colocated (``colocated=True``): the edge and the host compute on the same CPU, as a virtual
 board on the host machine does. Their steps then take turns on the cores rather than overlap:
 while the edge trains batch j the host trains batch j-1 on the same cores, so the edge stage
@@ -61,6 +67,11 @@ class SplitCosts:
     split_batch_wire_bytes: int = 0  # BATCH up
     grad_wire_bytes: int = 0  # GRAD down
     split_eval_wire_bytes: int = 0  # EVAL_BATCH up
+    # Coding the activation: the edge's CPU per batch sent, the host's per batch received.
+    edge_encode_s: float = 0.0
+    cloud_decode_s: float = 0.0
+    edge_eval_encode_s: float = 0.0
+    cloud_eval_decode_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -144,10 +155,11 @@ def predict(
     colocated: bool = False,
 ) -> Prediction:
     """Predicted runtime of a hierarchical run at one split (see the module doc for colocated)."""
-    e_alone = e = costs.edge_step_s
-    c = costs.cloud_step_s
+    e_alone = e = costs.edge_step_s + costs.edge_encode_s
+    c = costs.cloud_step_s + costs.cloud_decode_s
     lk = message_link_s(costs.batch_wire_bytes, link, window)
-    ee, ce = costs.edge_eval_s, costs.cloud_eval_s
+    ee = costs.edge_eval_s + costs.edge_eval_encode_s
+    ce = costs.cloud_eval_s + costs.cloud_eval_decode_s
     if colocated:  # the host's step of the batch before shares the cores with the edge's
         e, ee = e + c, ee + ce
     eval_job = (ee, message_link_s(costs.eval_wire_bytes, link, window), ce)
@@ -231,4 +243,29 @@ def why(choice: Prediction, predictions: list[Prediction]) -> str:
             f"; split learning is fastest at split {sl.split}, and this run takes "
             f"{choice.runtime_s / sl.split_runtime_s:.2f} of its time"
         )
+    return line
+
+
+def why_codec(codec: str, by_codec: dict[str, list[Prediction]], lossless_only: bool) -> str:
+    """One line: why ``codec`` wins among the planned codecs (each at its own best split)."""
+    bests = {c: best(p) for c, p in by_codec.items()}
+    won = bests[codec]
+    others = sorted((c for c in bests if c != codec), key=lambda c: bests[c].runtime_s)
+    scope = "lossless codecs only" if lossless_only else "lossy codecs allowed"
+    line = (
+        f"codec {codec} (auto, {scope}): at split {won.split} it is {won.bound}, "
+        f"edge {won.edge_s * 1e3:.1f} ms a batch with coding, link {won.link_s * 1e3:.1f} ms"
+    )
+    if others:
+        nxt = bests[others[0]]
+        slower = 100 * (nxt.runtime_s / won.runtime_s - 1)
+        margin = f"{slower:.0f}% slower" if slower >= 1 else "within 1% (about a tie)"
+        line += (
+            f"; next best {others[0]} at split {nxt.split} ({nxt.bound}, edge "
+            f"{nxt.edge_s * 1e3:.1f} / link {nxt.link_s * 1e3:.1f} ms) is {margin}"
+        )
+    if won.binds == "link":
+        line += "; the link binds, so fewer bytes pay for the edge's coding time"
+    elif any(bests[c].link_s < won.link_s for c in others):
+        line += "; the link does not bind, so coding to fewer bytes would only slow the edge"
     return line

@@ -26,7 +26,8 @@ def plan_table(plan: Plan) -> Table:
     req = plan.request
     table = Table(
         title=(
-            f"hostctl plan: {req.model}, {req.link.describe()}, {req.codec} activations, "
+            f"hostctl plan: {req.model}, {req.link.describe()}, {plan.codec or req.codec}"
+            f"{' (auto)' if req.codec == 'auto' else ''} activations, "
             f"batch {req.batch_size}, {req.train_samples} train + {req.test_samples} test samples"
         ),
         caption=f"step times: {_short(plan.figures.source)} ({plan.figures.measured_on})",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge_runtime.link.framing import encode_frame
-from edge_runtime.link.messages import Batch, EpochEnd, EvalBatch, Grad, encode_message
+from edge_runtime.link.messages import encode_message
+from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Grad
 
 
 def _framed(msg: Batch | EpochEnd | Grad) -> int:

@@ -149,3 +149,15 @@ def test_cifar_pickle_written_by_old_numpy(cifar_pickle_dir: Path) -> None:
     path.write_bytes(path.read_bytes().replace(b"numpy._core.", b"numpy.core."))
     assert b"numpy.core.multiarray" in path.read_bytes()
     assert len(load_dataset(str(cifar_pickle_dir)).x_test) == 3
+
+
+@pytest.mark.parametrize("pair", ["train", "test"])
+def test_npz_images_and_labels_must_agree_in_count(tmp_path: Path, pair: str) -> None:
+    path = tmp_path / "short.npz"
+    x, y = np.zeros((10, 4, 4), np.uint8), np.arange(10) % 2
+    if pair == "train":
+        np.savez(path, x=x, y=y[:7])
+    else:
+        np.savez(path, x=x, y=y, x_test=x[:4], y_test=y[:3])
+    with pytest.raises(DataError, match="must match one to one"):
+        load_dataset(f"npz:{path}")

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from rich.console import Console
 
 from edge_runtime.agent import Releases, _safe_rel
 from edge_runtime.bundle import load_bundle, sha256_file
-from edge_runtime.link.messages import FileChunk
+from edge_runtime.deploy_messages import Commit, FileChunk
 from host.cli import cli
 from host.deploy import BoardError, DeployError
 from host.deploy.board import load_board
@@ -285,18 +286,13 @@ def test_agent_commit_refuses_an_incomplete_release_and_keeps_current(
             data = (src / rel).read_bytes()
             for c in chunks(rel, data, 4096, files[rel]):
                 releases.on_chunk(c)
-    request = {
-        "deploy": "commit",
-        "release": bundle.manifest_sha256[:12],
-        "manifest_sha256": bundle.manifest_sha256,
-        "files": files,
-    }
+    request = Commit(bundle.manifest_sha256[:12], bundle.manifest_sha256, files)
     verdict = releases.commit(request)
     assert verdict["ok"] is False and verdict["step"] == "verify"
     assert "edge/checkpoint was neither sent nor found" in verdict["error"]
     assert releases.current() is None
     # A release id that is not its manifest's is refused before anything moves.
-    forged = releases.commit({**request, "release": "0" * 12})
+    forged = releases.commit(replace(request, release="0" * 12))
     assert forged["ok"] is False and "not its manifest's" in forged["error"]
 
 

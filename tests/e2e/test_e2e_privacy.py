@@ -11,9 +11,10 @@ import numpy as np
 from e2e_harness import run_edge, start_cloud
 
 from edge_runtime.data import load_dataset
-from edge_runtime.link.faults import FaultPlan, FaultyRelay
 from edge_runtime.link.framing import FrameDecoder, encode_frame
-from edge_runtime.link.messages import Header, RawBatch
+from edge_runtime.link.header import Header
+from edge_runtime.train.messages import RawBatch
+from host.linkemu import Relay, Tap
 
 WINDOW = 32
 
@@ -59,14 +60,16 @@ def test_the_detector_finds_a_raw_batch() -> None:
 def test_no_training_image_crosses_the_link(small_bundle, tmp_path) -> None:
     spec = "synthetic:500"
     cloud = start_cloud(small_bundle, tmp_path)
-    relay = FaultyRelay(("127.0.0.1", cloud.port), FaultPlan(), record=True)
+    tap = Tap()
+    relay = Relay(("127.0.0.1", cloud.port), [tap])
+    relay.start()
     try:
         edge = run_edge(small_bundle, relay.url, tmp_path, "--data", spec, "--epochs", "1")
         cloud.finish()
     finally:
-        relay.close()
+        relay.stop()
     assert edge["batches_sent"] > 0
-    capture = bytes(relay.captured["up"]) + bytes(relay.captured["down"])
+    capture = bytes(tap.captured["up"]) + bytes(tap.captured["down"])
     assert len(capture) >= edge["bytes_up"]  # the tap saw the whole run
     raw, normalised, _ = training_images(spec)
     assert leaks(capture, image_windows(raw)) == 0

@@ -23,7 +23,7 @@ def test_split_update_equals_end_to_end_backprop(exported, engine_kind, optimize
     y = rng.integers(0, 10, 16)
 
     # Split learning: edge forward, host tail step + activation gradient, edge backward.
-    engine = make_engine(engine_kind, load_bundle(root / "edge"), mode="split")
+    engine = make_engine(engine_kind, load_bundle(root / "edge"), variant="split")
     tail = TailTrainer(load_bundle(root / "cloud"))
     activation = engine.split_forward(x)
     _, _, grad = tail.train_step_split(activation, y)
@@ -50,4 +50,4 @@ def test_split_update_equals_end_to_end_backprop(exported, engine_kind, optimize
 
 def test_split_needs_baseline_artifacts(exported) -> None:
     with pytest.raises(EngineError, match="--baselines"):
-        make_engine("ort", load_bundle(exported("smallcnn", 2) / "edge"), mode="split")
+        make_engine("ort", load_bundle(exported("smallcnn", 2) / "edge"), variant="split")

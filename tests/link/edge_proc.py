@@ -13,7 +13,7 @@ import numpy as np
 from linktest_support import BUNDLE, KEY, fast_config
 
 from edge_runtime.link import EdgeLink
-from edge_runtime.link.messages import Batch
+from edge_runtime.train.messages import Batch
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from linktest_support import BUNDLE, KEY, fast_config
 
 from edge_runtime.link import HostListener, HostSession, LinkClosed
-from edge_runtime.link.messages import Batch
+from edge_runtime.train.messages import Batch
 
 
 def main() -> None:

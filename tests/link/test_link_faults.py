@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from linktest_support import BUNDLE, KEY, Collector, fast_config
 
 from edge_runtime.link import EdgeLink, HostListener
-from edge_runtime.link.faults import FaultPlan, FaultyRelay
-from edge_runtime.link.messages import Batch
+from edge_runtime.train.messages import Batch
+from host.linkemu import Damage, LinkProfile, Relay, ShapedRelay
 
 pytestmark = pytest.mark.timeout(60)
 SEEDS = [int(s) for s in os.environ.get("LINK_FAULT_SEEDS", "1,2").split(",")]
@@ -24,8 +25,9 @@ def test_exactly_once_in_order_through_faults(tmp_path: Path, seed: int) -> None
     col = Collector()
     lst = HostListener(KEY, BUNDLE, config=fast_config())
     host, port = lst.serve_tcp("127.0.0.1", 0, col)
-    plan = FaultPlan(flip=0.05, drop=0.05, truncate=0.03, upstream=True, downstream=True)
-    relay = FaultyRelay((host, port), plan, seed=seed)
+    damage = Damage(flip=0.05, drop=0.05, truncate=0.03, directions=("up", "down"), seed=seed)
+    relay = Relay((host, port), [damage])
+    relay.start()
     n = 150
     try:
         link = EdgeLink.connect(
@@ -55,14 +57,14 @@ def test_exactly_once_in_order_through_faults(tmp_path: Path, seed: int) -> None
         seqs = [m.seq for m in col.data()]
         assert seqs == list(range(1, n + 1))
         stats = link.stats
-        faults = relay.counts
+        faults = SimpleNamespace(**relay.stats)  # the damage's counts and the relay's cuts
         assert faults.flips + faults.drops + faults.truncations > 0 and faults.cuts == 1
         assert stats["retransmits"] > 0
         assert stats["reconnects"] >= 1
         assert col.stat("crc_errors") > 0
         link.close()
     finally:
-        relay.close()
+        relay.stop()
         lst.close()
 
 
@@ -71,7 +73,9 @@ def test_rto_does_not_fire_while_a_big_message_drains(tmp_path: Path) -> None:
     col = Collector()
     lst = HostListener(KEY, BUNDLE, config=fast_config())
     host, port = lst.serve_tcp("127.0.0.1", 0, col)
-    relay = ThrottledRelay((host, port), bytes_per_s=1_000_000)
+    # Upstream paced to 1 MB/s by the relay's token bucket.
+    relay = ShapedRelay((host, port), LinkProfile("1MB/s", 8e6, math.inf, 0.0))
+    relay.start()
     try:
         link = EdgeLink.connect(
             relay.url,
@@ -91,17 +95,5 @@ def test_rto_does_not_fire_while_a_big_message_drains(tmp_path: Path) -> None:
         assert link.stats["timeouts"] == 0
         link.close()
     finally:
-        relay.close()
+        relay.stop()
         lst.close()
-
-
-class ThrottledRelay(FaultyRelay):
-    """A relay that paces the upstream direction to ``bytes_per_s``."""
-
-    def __init__(self, target: tuple[str, int], bytes_per_s: float) -> None:
-        self._rate = bytes_per_s
-        super().__init__(target, FaultPlan(upstream=True))
-
-    def _damage(self, data: bytes) -> bytes:
-        time.sleep(len(data) / self._rate)
-        return data

@@ -11,14 +11,9 @@ from hypothesis import strategies as st
 
 from edge_runtime.link.errors import FrameError
 from edge_runtime.link.framing import FrameDecoder, decode_frame, encode_frame, max_encoded_size
-from edge_runtime.link.messages import (
-    HEADER,
-    Header,
-    Metrics,
-    MsgType,
-    decode_header,
-    encode_message,
-)
+from edge_runtime.link.header import HEADER, Header, MsgType, decode_header
+from edge_runtime.link.messages import encode_message
+from edge_runtime.train.messages import Metrics
 
 pytestmark = pytest.mark.timeout(60)
 MAX = 4096

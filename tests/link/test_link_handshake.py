@@ -11,20 +11,14 @@ import pytest
 from linktest_support import BUNDLE, KEY, Collector, fast_config
 
 from edge_runtime.link import AuthError, EdgeLink, HandshakeRefused, HostListener
+from edge_runtime.link.control import Error, Hello
 from edge_runtime.link.framing import FrameDecoder, encode_frame
 from edge_runtime.link.handshake import edge_handshake
-from edge_runtime.link.messages import (
-    Batch,
-    Error,
-    Header,
-    Hello,
-    MsgType,
-    decode_header,
-    decode_message,
-    encode_message,
-)
+from edge_runtime.link.header import Header, MsgType, decode_header
+from edge_runtime.link.messages import decode_message, encode_message
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import SocketTransport
+from edge_runtime.train.messages import Batch
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -17,8 +17,8 @@ from linktest_support import BUNDLE, KEY, Collector, fast_config
 
 from edge_runtime.link import EdgeLink, HostListener
 from edge_runtime.link.errors import SpoolError
-from edge_runtime.link.messages import Batch
 from edge_runtime.link.spool import Spool
+from edge_runtime.train.messages import Batch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

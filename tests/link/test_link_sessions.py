@@ -11,7 +11,8 @@ import pytest
 from linktest_support import BUNDLE, KEY, Collector, PtyBridge, fast_config
 
 from edge_runtime.link import EdgeLink, FrameError, HostListener, LinkTimeout
-from edge_runtime.link.messages import Batch, Bye, EpochEnd, Metrics
+from edge_runtime.link.control import Bye
+from edge_runtime.train.messages import Batch, EpochEnd, Metrics
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.link import EdgeLink, HostListener, HostSession, LinkClosed, LinkConfig
-from edge_runtime.link.messages import Batch
+from edge_runtime.train.messages import Batch
 from host.linkemu import shaped
 
 pytestmark = pytest.mark.timeout(30)

@@ -109,3 +109,14 @@ def test_a_profile_of_another_model_is_a_usage_error(tmp_path) -> None:
         "hostctl: error: the profile was measured with model resnet18, the plan asks for "
         "smallcnn: plan with --model resnet18 or profile again"
     )
+
+
+def test_profiling_codes_the_splits_own_activations(measured) -> None:
+    """Each split's profile has every codec's ratio and times, measured on its activation."""
+    _, path = measured
+    for entry in json.loads(path.read_text())["splits"]:
+        assert entry["codec:fp32:ratio"] == pytest.approx(1.0, abs=0.01)
+        # Post-ReLU activations: the lossless coding is well under fp32, int8+z under int8.
+        assert entry["codec:fp32+z:ratio"] < 0.9, entry
+        assert entry["codec:int8+z:ratio"] < entry["codec:int8:ratio"], entry
+        assert entry["codec:fp32+z:encode_s"] > 0 and entry["codec:fp32+z:decode_s"] > 0

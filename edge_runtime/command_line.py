@@ -1,0 +1,131 @@
+"""What hostctl and edge-runtime share: one mapping from errors to exit codes, one line each.
+
+Commands raise typed errors (``edge_runtime.errors``) and never choose an exit code;
+``CommandGroup`` turns whatever reaches it into one line ``<prog>: <label>: <message>`` and the
+code of its kind (usage 2, failure 1, interrupted 130), and ``run_cli`` is both programs' entry
+point. Set HIERTRAIN_TRACEBACK=1 to see the traceback of an unexpected error instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import click
+
+from edge_runtime.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    HiertrainError,
+    Interrupted,
+    UsageFault,
+)
+
+TRACEBACK_ENV = "HIERTRAIN_TRACEBACK"
+# click >= 8.2 raises this for a group run without a command; its message is the whole help.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+DISTRIBUTION = "hiertrain"  # --version reads the installed distribution's metadata
+
+# Typed errors of packages that cannot derive from HiertrainError (models/ imports neither host
+# nor edge_runtime) and that a CLI must not import at start-up (models pulls in torch). Named,
+# and looked up in sys.modules: an error whose module was never imported cannot have been raised.
+FOREIGN_ERRORS: dict[tuple[str, str], type[HiertrainError]] = {
+    ("models.errors", "ModelSpecError"): UsageFault,
+}
+
+
+def classify(exc: Exception) -> tuple[int, str, str]:
+    """(exit code, label, message) of an error that reached a command line: the one mapping."""
+    if isinstance(exc, HiertrainError):
+        return exc.exit_code, exc.label, str(exc)
+    for (module, name), kind in FOREIGN_ERRORS.items():
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return kind.exit_code, kind.label, str(exc)
+    if isinstance(exc, OSError):  # a file, a port, a device: the message names it
+        return EXIT_FAILED, HiertrainError.label, str(exc)
+    # Not a typed error: still one line, with the type, since the message alone may be cryptic.
+    return (
+        EXIT_FAILED,
+        HiertrainError.label,
+        f"{type(exc).__name__}: {exc} ({TRACEBACK_ENV}=1 shows where)",
+    )
+
+
+class Fault(click.ClickException):
+    """An error on its way out of a command: prints its one line, exits with its code."""
+
+    def __init__(self, prog: str, exit_code: int, label: str, message: str) -> None:
+        super().__init__(message)
+        self.prog, self.exit_code, self.label = prog, exit_code, label
+
+    def format_message(self) -> str:
+        """The line without the program's name."""
+        return f"{self.label}: {self.message}" if self.message else self.label
+
+    def show(self, file: Any = None) -> None:  # noqa: ARG002 - click's signature; always stderr
+        click.echo(f"{self.prog}: {self.format_message()}", err=True)
+
+
+class CommandGroup(click.Group):
+    """A click group whose commands raise typed errors; it maps them to a Fault.
+
+    Mapping here rather than in ``run_cli`` means click's test runner sees the same exit codes
+    and lines as a user does.
+    """
+
+    def __init__(self, *args: Any, prog: str, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+        super().__init__(*args, **kwargs)
+        self.prog = prog
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; any exception but click's own and the interpreter's becomes a Fault."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            raise Fault(self.prog, *classify(exc)) from None
+
+
+def version_option(prog: str) -> Callable[[Callable], Callable]:
+    """``--version``: the installed distribution's version, read only when asked."""
+    return click.version_option(
+        package_name=DISTRIBUTION, prog_name=prog, message="%(prog)s %(version)s"
+    )
+
+
+def one_line(prog: str, exc: click.ClickException) -> str:
+    """click's own errors (a missing option, a bad value) as one line, like ours."""
+    if isinstance(exc, Fault):
+        return f"{prog}: {exc.format_message()}"
+    label = UsageFault.label if exc.exit_code == EXIT_USAGE else HiertrainError.label
+    line = f"{prog}: {label}: {exc.format_message()}"
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        line += f" (see {ctx.command_path} --help)"
+    return line
+
+
+def run_cli(group: CommandGroup, args: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of a CLI: run the group, end with one line and the exit code of its kind."""
+    prog = group.prog
+    try:
+        # Without standalone mode click raises instead of printing; ctx.exit(n) returns n.
+        code = group.main(args=args, prog_name=prog, standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo(one_line(prog, Fault(prog, *classify(Interrupted()))), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        if isinstance(exc, NO_ARGS_IS_HELP):  # the program alone: its help, as click shows it
+            exc.show()
+        else:
+            click.echo(one_line(prog, exc), err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

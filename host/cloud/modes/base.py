@@ -1,0 +1,32 @@
+"""The host half of a link mode: what the host does with the messages only that mode sends."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edge_runtime.link import HostSession
+from edge_runtime.modes import ModeSpec
+from host.cloud.edge_state import EdgeState
+
+if TYPE_CHECKING:
+    from host.cloud.server import CloudServer
+
+
+class HostMode(ABC):
+    """Called by `CloudServer`, which owns sessions, checkpoints, acks and the report.
+
+    The server handles what every mode shares (EVAL_BATCH, EPOCH_END, BYE, METRICS) and hands
+    every other message to the mode first.
+    """
+
+    spec: ClassVar[ModeSpec]
+    # The message types this mode acts on (exact types); the server handles the rest.
+    handles: ClassVar[tuple[type, ...]]
+
+    def __init__(self, server: CloudServer) -> None:
+        self.server = server
+
+    @abstractmethod
+    def handle(self, session: HostSession, state: EdgeState, msg: Any) -> bool:
+        """Act on `msg` (one of `handles`); returns False to leave it to the server."""

@@ -1,0 +1,90 @@
+"""`hostctl demo`: export, cloud and edge on this machine over an emulated link, and a report.
+
+Imports torch only inside the command: `hostctl --help` loads this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from edge_runtime.modes import MODE_NAMES
+from host.cli_options import check_link, codec_option, engine_option, link_options, report_option
+from host.console import stdout_console
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """A SIGTERM ends the body as Ctrl-C does, so its cleanup runs (an emulated link's network
+    namespaces are not removed at exit after a plain SIGTERM)."""
+
+    def interrupt(signum: int, frame: object) -> None:  # noqa: ARG001 - signal's signature
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.command()
+@link_options
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(MODE_NAMES),
+    default="hierarchical",
+    show_default=True,
+)
+@click.option("--data", default="synthetic:6000", show_default=True)
+@codec_option(default="int8")
+@engine_option
+@click.option(
+    "--work-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
+)
+@report_option(help="[default: <work-dir>/report.json]")
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="use this bundle instead of exporting the small model",
+)
+def demo(
+    link: str,
+    link_emulation: str,
+    epochs: int,
+    mode: str,
+    data: str,
+    codec: str,
+    engine: str,
+    work_dir: Path,
+    report_path: Path | None,
+    bundle_dir: Path | None,
+) -> None:
+    """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
+    from host.demo import DemoOptions, run_demo
+
+    check_link(link, link_emulation, mode)
+    opts = DemoOptions(
+        link=link,
+        link_emulation=link_emulation,
+        epochs=epochs,
+        mode=mode,
+        data=data,
+        codec=codec,
+        engine=engine,
+        work_dir=work_dir,
+        report=report_path,
+        bundle=bundle_dir,
+    )
+    with sigterm_as_interrupt():
+        run_demo(opts, stdout_console())
+
+
+COMMANDS = [demo]

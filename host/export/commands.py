@@ -1,0 +1,119 @@
+"""`hostctl export` and `hostctl inspect`: make a bundle, and say what is in one.
+
+Imports torch only inside the commands: `hostctl --help` loads this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_runtime.errors import UsageFault
+from host.cli_options import input_shape_option, model_option, num_classes_option
+from host.console import console, stdout_console
+
+
+@click.command()
+@model_option(default="resnet18")
+@click.option("--split", type=int, required=True, help="number of blocks on the edge")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="bundle directory [default: artifacts/<model>-split<N>]",
+)
+@num_classes_option
+@input_shape_option
+@click.option(
+    "--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True
+)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option(
+    "--exit-head",
+    "exit_head",
+    type=int,
+    default=None,
+    help="width of the early-exit head's conv [default: activation channels, at most 128]",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="pre-shared link key to write into the bundle [default: a fresh random key]",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def export(
+    model: str,
+    split: int,
+    out: Path | None,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    optimizer: str,
+    lr: float,
+    weight_decay: float,
+    exit_head: int | None,
+    key_file: Path | None,
+    seed: int,
+) -> None:
+    """Split a model and write the edge's ONNX Runtime training artifacts and the cloud's tail."""
+    from edge_runtime.bundle import load_bundle
+    from host.export import ExportOptions, default_out_dir, export_bundle
+    from host.export.inspect import bundle_view
+
+    opts = ExportOptions(
+        model=model,
+        split=split,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        exit_head_width=exit_head,
+        seed=seed,
+        key_file=key_file,
+    )
+    out = out or default_out_dir(opts)
+    with console.status("exporting") as status:
+        manifest = export_bundle(opts, out, progress=lambda msg: status.update(msg))
+    bundle = load_bundle(manifest.parent)
+    stdout_console().print(bundle_view(bundle))
+    click.echo(f"wrote {manifest.parent} in {bundle.manifest['export_seconds']:.1f} s")
+
+
+@click.command()
+@click.argument("bundle_dir", required=False, type=click.Path(path_type=Path))
+@model_option(default=None, show_default=False)
+@num_classes_option
+@input_shape_option
+def inspect(
+    bundle_dir: Path | None, model: str | None, num_classes: int, input_shape: tuple[int, int, int]
+) -> None:
+    """Summarise a bundle, or (with --model) print every split point's costs."""
+    from edge_runtime.bundle import load_bundle
+    from host.export.inspect import bundle_view, split_table_view
+
+    out = stdout_console()
+    if model is not None:
+        from models import build_model, split_table
+
+        m = build_model(model, input_shape=input_shape, num_classes=num_classes)
+        out.print(split_table_view(model, split_table(m)))
+        return
+    if bundle_dir is None:
+        raise UsageFault("inspect needs a bundle directory or --model NAME")
+    bundle = load_bundle(bundle_dir)
+    out.print(bundle_view(bundle))
+    from models import build_model, split_table
+
+    m = bundle.manifest
+    if ":" not in m["model"]:
+        out.print(
+            split_table_view(
+                m["model"], split_table(build_model(m["model_spec"])), chosen=m["split"]
+            )
+        )
+
+
+COMMANDS = [export, inspect]

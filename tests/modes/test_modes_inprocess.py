@@ -1,0 +1,109 @@
+"""Each training mode in one process: its edge half and its host half over a paired stream.
+
+The way Flower tests strategies without gRPC: `EdgeTrainer` and `CloudServer` run for real (real
+ONNX Runtime sessions, the real link protocol with its framing, handshake, acks and spool) over
+the two ends of one `socket_pair`, with no network and no subprocess. Accounting is exact: every
+training batch of the edge is trained by the host exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.data import load_dataset, num_batches
+from edge_runtime.engines import make_engine
+from edge_runtime.link import EdgeLink, LinkConfig
+from edge_runtime.link.transports import socket_pair
+from edge_runtime.modes import LINK_MODE_NAMES, MODE_NAMES, mode_spec
+from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
+from host.cloud.modes import HOST_MODES
+from host.cloud.server import CloudServer
+
+SAMPLES = 160  # synthetic: 80% train -> 4 batches of 32
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(exported) -> Path:
+    return exported("smallcnn", 2, baselines=True)
+
+
+def run_in_process(bundle_dir: Path, mode: str, tmp: Path) -> tuple[dict, dict, int]:
+    """Both halves of `mode` for one epoch; returns (edge report, host report, train batches)."""
+    spec = mode_spec(mode)
+    bundle = load_bundle(bundle_dir)
+    edge_bundle = load_bundle(bundle_dir / "edge")
+    data = load_dataset(f"synthetic:{SAMPLES}", seed=0)
+    config = LinkConfig(read_timeout=0.05)
+    edge_end, host_end = socket_pair(config.read_timeout)
+    server = CloudServer(bundle, tmp / "host", key=bundle.key(), mode=mode, config=config)
+    server.serve_transport(host_end)
+    engine = (
+        make_engine("ort", edge_bundle, threads=1, variant=spec.engine_variant)
+        if spec.engine_variant
+        else None
+    )
+    link = EdgeLink.connect(
+        "pair:",
+        key=bundle.key(),
+        bundle_sha256=edge_bundle.manifest_sha256,
+        edge_id="edge-1",
+        run_id="run-1",
+        spool_dir=tmp / "edge" / "spool",
+        config=config,
+        opener=lambda: edge_end,
+    )
+    cfg = EdgeRunConfig(epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge")
+    try:
+        edge = EdgeTrainer(engine, data, link, cfg, RunProgress("run-1")).run()
+        link.flush(timeout=60)
+    finally:
+        link.close("done")
+    deadline = time.monotonic() + 60
+    while not all(e["done"] for e in server.report()["edges"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.stop()
+    return edge, server.report(), num_batches(data, "train", 32)
+
+
+def test_every_link_mode_has_both_halves() -> None:
+    assert set(HOST_MODES) == set(LINK_MODE_NAMES)
+    assert set(LINK_MODE_NAMES) < set(MODE_NAMES)
+    for name in MODE_NAMES:
+        assert mode_spec(name).edge_class().spec.name == name
+
+
+@pytest.mark.parametrize("mode", LINK_MODE_NAMES)
+def test_mode_trains_every_batch_exactly_once(bundle_dir: Path, mode: str, tmp_path: Path) -> None:
+    edge, host, n_batches = run_in_process(bundle_dir, mode, tmp_path)
+    spec = mode_spec(mode)
+    (one,) = host["edges"]
+    assert one["done"] and not host["errors"]
+    assert sorted(map(tuple, one["trained_ids"])) == [(0, i) for i in range(n_batches)]
+    assert one["unique_batches_trained"] == n_batches
+    assert edge["final_accuracy"] is not None and 0.0 <= edge["final_accuracy"] <= 1.0
+    assert edge["final_accuracy"] == host["final_accuracy"]
+    if spec.trains_on_edge:
+        assert edge["batches_sent"] == n_batches
+    # Only a mode that trains its exit head scores it.
+    assert (edge["edge_exit_accuracy"] is not None) == spec.scores_exit
+    assert host["bytes_up"] > 0 and edge["bytes_up"] > 0
+
+
+def test_edge_alone_needs_no_link(bundle_dir: Path) -> None:
+    spec = mode_spec("edge")
+    assert not spec.needs_link
+    runner = spec.edge_class()(load_bundle(bundle_dir / "edge"), threads=1)
+    report = runner.run(load_dataset(f"synthetic:{SAMPLES}", seed=0), epochs=1, batch_size=32)
+    assert report["mode"] == "edge" and report["bytes_up"] == 0
+    assert report["final_accuracy"] is not None
+
+
+def test_unknown_mode_names_the_valid_ones() -> None:
+    from edge_runtime.modes import UnknownMode, parse_modes
+
+    with pytest.raises(UnknownMode, match="hierarchical, split, cloud, edge"):
+        parse_modes("hierarchical,federated")

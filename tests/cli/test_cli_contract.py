@@ -20,7 +20,18 @@ from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime")
-HOST_COMMANDS = ("export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil")
+HOST_COMMANDS = (
+    "export",
+    "inspect",
+    "serve",
+    "demo",
+    "bench",
+    "plan",
+    "bundle",
+    "deploy",
+    "hil",
+    "privacy",
+)
 EDGE_COMMANDS = ("run", "agent")
 
 

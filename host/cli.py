@@ -26,6 +26,7 @@ JOB_COMMANDS = (
     "host.deploy.commands",  # bundle, deploy
     "host.hil.commands",  # hil
     "host.model.commands",  # model
+    "host.privacy.commands",  # privacy audit, privacy epsilon
 )
 
 

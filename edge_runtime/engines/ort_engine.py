@@ -18,7 +18,7 @@ from edge_runtime.bundle import (
     Bundle,
 )
 from edge_runtime.engines.base import Engine, EngineError, StepResult
-from edge_runtime.engines.ort_import import training_api
+from edge_runtime.engines.ort_import import describe, training_api
 
 
 def session_options(threads: int | None):  # -> onnxruntime.SessionOptions
@@ -46,6 +46,8 @@ class OrtEngine(Engine):
         `bundle` is the edge half or the whole bundle: the artifacts are read from its edge/.
         """
         api = training_api()
+        # Which ORT this is (1.19.2 from PyPI, 1.21.0 from the aarch64 wheel): for reports.
+        self.runtime = describe()
         import onnxruntime as ort
 
         ort.set_default_logger_severity(3)

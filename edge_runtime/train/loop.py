@@ -30,6 +30,7 @@ from edge_runtime.link import EdgeLink
 from edge_runtime.model_messages import model_meta, weight_messages
 from edge_runtime.modes import mode_spec
 from edge_runtime.modes.base import EdgeMode
+from edge_runtime.privacy import ActivationNoise, noise_rng
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError, previous, read_state, write_state
 from edge_runtime.train.messages import EpochEnd, EvalBatch
@@ -63,6 +64,8 @@ class EdgeRunConfig:
     # Board profile: pace each step to `slowdown` times this machine's compute time, so that a
     # virtual board computes like the slower board it stands for (0 or 1: as fast as it can).
     slowdown: float = 1.0
+    # Privacy defence: clip + noise on each activation before the codec (hierarchical mode).
+    activation_noise: ActivationNoise | None = None
 
 
 @dataclass
@@ -182,6 +185,7 @@ class EdgeTrainer:
         # Beside the engine checkpoint, so that `hostctl model` can assemble a usable model from
         # checkpoints alone (how inputs are normalised is the data's, not the weights').
         self.progress.extra["model_meta"] = model_meta(data, 0)
+        self._noise_rng = noise_rng()
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
@@ -212,6 +216,11 @@ class EdgeTrainer:
     def host_has(self, epoch: int, index: int) -> bool:
         """Whether the host had trained batch (epoch, index) when this session began."""
         return self._host_trained is not None and (epoch, index) <= self._host_trained
+
+    def released(self, activation: np.ndarray) -> np.ndarray:
+        """What crosses the link for an activation: after the privacy defence, if any."""
+        noise = self.cfg.activation_noise
+        return activation if noise is None else noise.apply(activation, self._noise_rng)
 
     def pace(self, seconds: float) -> float:
         """Stretch a step to the board profile's speed; returns the paced duration."""
@@ -270,7 +279,7 @@ class EdgeTrainer:
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
             self.blocked_s += sender.put(
-                EvalBatch(epoch, index, y, step.activation, self.cfg.codec)
+                EvalBatch(epoch, index, y, self.released(step.activation), self.cfg.codec)
             )
             acc = float(corrects[-1].mean()) if corrects else 0.0
             self.on_batch("eval", epoch, index + 1, total, step.loss, acc)
@@ -351,6 +360,7 @@ class EdgeTrainer:
             extra={
                 "engine": self.engine.name if self.engine else None,
                 "codec": self.cfg.codec,
+                "privacy": noise.describe() if (noise := self.cfg.activation_noise) else None,
                 "slowdown": self.cfg.slowdown,
                 "epochs_done": self.progress.epoch,
                 "stopped_early": self.stopped_early,

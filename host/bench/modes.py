@@ -61,6 +61,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 baselines=True,
                 input_shape=opts.input_shape,
                 num_classes=opts.num_classes,
+                force=True,  # bench's own bundle under --out, re-made on each run
             ),
             out / "bundle",
         )

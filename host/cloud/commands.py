@@ -60,6 +60,11 @@ from host.console import console
     default="hierarchical",
     show_default=True,
 )
+@click.option(
+    "--shared-tail",
+    is_flag=True,
+    help="train one tail on every edge's activations (each edge's accounting stays its own)",
+)
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
@@ -92,6 +97,7 @@ def serve_cmd(
     metrics_csv: Path | None,
     link_label: str | None,
     mode: str,
+    shared_tail: bool,
     baud: int,
     window: int,
     model_out: Path | None,
@@ -103,8 +109,11 @@ def serve_cmd(
     With --infer: answer the samples edges offload, with the trained model's tail."""
     from edge_runtime.bundle import load_bundle, read_key_file
     from edge_runtime.link import LinkConfig
+    from host.cloud.modes import host_mode
     from host.cloud.serve import parse_listen, serve
 
+    if shared_tail and not host_mode(mode).trains_tail:
+        raise UsageFault(f"--shared-tail: mode {mode!r} trains no tail to share")
     if (listen is None) == (serial is None):
         raise UsageFault("serve needs exactly one of --listen tcp://HOST:PORT or --serial DEVICE")
     if listen is not None:
@@ -146,7 +155,13 @@ def serve_cmd(
         console=console,
         mode=mode,
         model_out=model_out,
+        shared_tail=shared_tail,
     )
+    if result["shared_tail"] is not None:
+        edges = ", ".join(e["edge_id"] for e in result["shared_tail"]["edges"]) or "none"
+        console.print(
+            f"shared tail: {result['shared_tail']['steps']} optimizer steps from edges {edges}"
+        )
     console.print(
         f"cloud done: {result['batches_trained_cloud']} batches trained, "
         f"{result['bytes_up'] / 1e6:.2f} MB received"

@@ -71,6 +71,7 @@ def serve(
     console: Console,
     mode: str = "hierarchical",
     model_out: Path | None = None,
+    shared_tail: bool = False,
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
 
@@ -84,6 +85,7 @@ def serve(
         config=config,
         on_event=console_events(console),
         mode=mode,
+        shared_tail=shared_tail,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())
@@ -93,6 +95,8 @@ def serve(
     else:
         server.serve_serial(serial)
         print(f"listening on serial {serial}", flush=True)
+    if server.shared is not None:
+        console.print(f"one tail shared by every edge, checkpointed in {server.shared.path}")
     try:
         server.wait(exit_when_done=exit_when_done)
     finally:

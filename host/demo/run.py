@@ -77,6 +77,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
                     split=opts.split,
                     lr=opts.lr,
                     baselines=spec.needs_baselines,
+                    force=True,  # the work directory's own bundle, re-made on each run
                 ),
                 work / "bundle",
             )

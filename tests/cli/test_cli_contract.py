@@ -21,7 +21,8 @@ from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime")
 HOST_COMMANDS = (
-    "export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil", "model",
+    "export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil", "privacy",
+    "model",
 )  # fmt: skip
 EDGE_COMMANDS = ("run", "agent", "infer")
 

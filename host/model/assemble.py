@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_runtime.bundle import KEY_FILE, USER_MODEL_SOURCE, sha256_file
+from edge_runtime.bundle import CODE_DIR, KEY_FILE, sha256_file
 from edge_runtime.infer.model_dir import MODEL_FORMAT, MODEL_JSON
 from models import EdgeNet, rebuild
 
@@ -120,12 +121,12 @@ def write_model(parts: ModelParts, out: Path) -> dict[str, Any]:
     torch.save(model_state(parts), buffer)
     _write_atomic(out / MODEL_PT, buffer.getvalue())
     files = [EDGE_ONNX, TAIL_ONNX, FULL_ONNX, MODEL_PT]
-    source = Path(parts.source_dir) / USER_MODEL_SOURCE
-    if parts.manifest["model_spec"].get("bundled_source") and source.is_file():
-        # A user model's factory rebuilds model.pt's network: its source travels as a file
-        # (hashed like the rest), never as pickled code.
-        _write_atomic(out / USER_MODEL_SOURCE, source.read_bytes())
-        files.append(USER_MODEL_SOURCE)
+    code = Path(parts.source_dir) / CODE_DIR
+    if parts.manifest["model_spec"].get("bundled_source") and code.is_dir():
+        # A user model's factory (and what it imports) rebuilds model.pt's network: its code
+        # travels as files, hashed like the rest, never as pickled code.
+        shutil.copytree(code, out / CODE_DIR, dirs_exist_ok=True)
+        files += sorted(str(f.relative_to(out)) for f in (out / CODE_DIR).rglob("*") if f.is_file())
     m = parts.manifest
     meta = parts.meta
     description = {

@@ -26,6 +26,8 @@ JOB_COMMANDS = (
     "host.deploy.commands",  # bundle, deploy
     "host.hil.commands",  # hil
     "host.keys.commands",  # key issue, key revoke
+    "host.model.commands",  # model
+    "host.privacy.commands",  # privacy audit, privacy epsilon
 )
 
 

@@ -86,8 +86,12 @@ def serve(
     console: Console,
     mode: str = "hierarchical",
     shared_key: bool = True,
+    model_out: Path | None = None,
+    shared_tail: bool = False,
 ) -> dict[str, Any]:
-    """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly."""
+    """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
+
+    `model_out`: write the trained model there at the end (host/model), validated."""
     server = CloudServer(
         bundle,
         state_dir,
@@ -98,6 +102,7 @@ def serve(
         on_event=console_events(console),
         mode=mode,
         shared_key=shared_key,
+        shared_tail=shared_tail,
     )
     server.listener.refusals.on_refusal = console_refusals(console)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -109,6 +114,8 @@ def serve(
         server.serve_serial(serial)
         print(f"listening on serial {serial}", flush=True)
     console.print(server.key_mode)
+    if server.shared is not None:
+        console.print(f"one tail shared by every edge, checkpointed in {server.shared.path}")
     try:
         server.wait(exit_when_done=exit_when_done)
     finally:
@@ -118,4 +125,8 @@ def serve(
             write_report(report, result)
     if server.fatal is not None:
         raise server.fatal
+    if model_out is not None:
+        from host.model.collect import run_models_out
+
+        run_models_out(bundle, server.states(), model_out, say=console.print)
     return result

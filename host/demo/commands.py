@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.modes import MODE_NAMES
+from edge_runtime.errors import UsageFault
+from edge_runtime.modes import MODE_NAMES, mode_spec
 from host.cli_options import check_link, codec_option, engine_option, link_options, report_option
 from host.console import stdout_console
 
@@ -55,6 +56,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
     default=None,
     help="use this bundle instead of exporting the small model",
 )
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the trained model here (edge/tail/full.onnx, model.pt, model.json)",
+)
+@click.option("--infer", is_flag=True, help="after training, hierarchical inference with the model")
 def demo(
     link: str,
     link_emulation: str,
@@ -66,11 +74,15 @@ def demo(
     work_dir: Path,
     report_path: Path | None,
     bundle_dir: Path | None,
+    model_out: Path | None,
+    infer: bool,
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
     from host.demo import DemoOptions, run_demo
 
     check_link(link, link_emulation, mode)
+    if (infer or model_out) and not mode_spec(mode).scores_exit:
+        raise UsageFault(f"--mode {mode} trains no early exit: --infer and --model-out need one")
     opts = DemoOptions(
         link=link,
         link_emulation=link_emulation,
@@ -82,6 +94,8 @@ def demo(
         work_dir=work_dir,
         report=report_path,
         bundle=bundle_dir,
+        model_out=model_out,
+        infer=infer,
     )
     with sigterm_as_interrupt():
         run_demo(opts, stdout_console())

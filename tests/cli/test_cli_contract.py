@@ -20,8 +20,11 @@ from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime")
-HOST_COMMANDS = ("export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil", "key")
-EDGE_COMMANDS = ("run", "agent")
+HOST_COMMANDS = (
+    "export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil", "privacy",
+    "model", "key",
+)  # fmt: skip
+EDGE_COMMANDS = ("run", "agent", "infer")
 
 
 def imported_modules(module: str, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from edge_runtime.link.errors import ProtocolError
 from edge_runtime.link.header import MsgType
-from edge_runtime.link.messages import JsonMessage, Message, register
+from edge_runtime.link.messages import JsonMessage, Message, dump_json, register
 
 # -- handshake ----------------------------------------------------------------------------------
 
@@ -19,7 +19,13 @@ from edge_runtime.link.messages import JsonMessage, Message, register
 @register
 @dataclass
 class Hello(JsonMessage):
-    """First frame from the edge: JSON {version, edge_id, run_id, bundle_sha256, max_frame}."""
+    """First frame from the edge: JSON {version, edge_id, run_id, bundle_sha256, max_frame,
+    bundle}.
+
+    ``bundle`` describes the edge's bundle (model, split, shapes) so that a host serving
+    another one can say what differs, not only that two hashes do; an edge that does not
+    send it is compared by hash alone.
+    """
 
     TYPE: ClassVar[MsgType] = MsgType.HELLO
     SEQUENCED: ClassVar[bool] = False
@@ -28,6 +34,15 @@ class Hello(JsonMessage):
     run_id: str
     bundle_sha256: str
     max_frame: int
+    bundle: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        """Payload: the fields as one JSON object; an empty ``bundle`` is left out (as peers
+        that predate it send)."""
+        body = {name: getattr(self, name) for name in self._wire_fields()}
+        if not body["bundle"]:
+            del body["bundle"]
+        return dump_json(body)
 
 
 def _digest(payload: memoryview | bytes, what: str) -> bytes:

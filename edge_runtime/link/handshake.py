@@ -12,6 +12,7 @@ import hmac
 import secrets
 import struct
 import time
+from typing import Any
 
 from edge_runtime.link.control import Auth, Challenge, Error, Hello, Welcome
 from edge_runtime.link.errors import AuthError, HandshakeRefused, LinkClosed, LinkTimeout
@@ -20,6 +21,8 @@ from edge_runtime.link.messages import Message, decode_message
 from edge_runtime.link.stream import FrameIO
 
 REFUSAL_CODES = ("auth", "version", "bundle", "state", "identity")
+# What a HELLO's bundle description holds, in the order a refusal names differences.
+BUNDLE_FIELDS = ("model", "split", "input_shape", "activation_shape", "num_classes")
 
 
 def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha256: str) -> bytes:
@@ -30,6 +33,26 @@ def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha2
         parts += [struct.pack("!H", len(raw)), raw]
     parts.append(bundle_sha256.encode())
     return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def bundle_difference(edge: dict[str, Any], host: dict[str, Any]) -> str:
+    """What differs between two bundle descriptions: 'split 3 vs split 2 (edge vs host)'.
+
+    Empty when neither side described its bundle or the descriptions agree (then only the
+    hashes say they differ: a retrained or re-exported bundle of the same shape).
+    """
+    diffs = []
+    for name in BUNDLE_FIELDS:
+        if name in edge and name in host and edge[name] != host[name]:
+            a, b = (_shown(edge[name]), _shown(host[name]))
+            diffs.append(f"{name.replace('_', ' ')} {a} vs {name.replace('_', ' ')} {b}")
+    return f"{', '.join(diffs)} (edge's vs host's)" if diffs else ""
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    return str(value)
 
 
 def refusal(code: str, message: str) -> HandshakeRefused:
@@ -87,12 +110,18 @@ def check_hello_header(io: FrameIO, header: Header) -> None:
 
 
 def host_handshake(
-    io: FrameIO, hello: Hello, key: bytes, bundle_sha256: str | None, timeout: float
+    io: FrameIO,
+    hello: Hello,
+    key: bytes,
+    bundle_sha256: str | None,
+    timeout: float,
+    bundle: dict[str, Any] | None = None,
 ) -> Hello:
     """Run the host's half up to (not including) WELCOME; return the HELLO that was accepted.
 
     ``bundle_sha256`` None accepts any bundle (a deploy session: the board's bundle is what
-    is about to change); the key is checked all the same.
+    is about to change); the key is checked all the same. ``bundle`` describes the host's
+    bundle, so that a refusal names what differs.
 
     A HELLO arriving instead of AUTH restarts the handshake with it. Refusals send ERROR and
     raise HandshakeRefused; anything but AUTH or HELLO is refused with code "protocol".
@@ -124,14 +153,24 @@ def host_handshake(
         assert isinstance(auth, Auth)
         expected = auth_digest(key, nonce, hello.edge_id, hello.run_id, hello.bundle_sha256)
         if not hmac.compare_digest(expected, auth.hmac):
+            # Each export makes a new key: an edge with another export's bundle fails here
+            # first, so say how the bundles differ too (the HELLO's claim, unauthenticated,
+            # only informs the message).
+            other = bundle_difference(hello.bundle, bundle or {})
             raise refuse(
-                io, "auth", f"authentication failed for edge {hello.edge_id!r}: its key differs"
+                io,
+                "auth",
+                f"authentication failed for edge {hello.edge_id!r}: its key differs"
+                + (f"; its bundle is another export: {other}" if other else ""),
             )
         if bundle_sha256 is not None and hello.bundle_sha256 != bundle_sha256:
+            what = bundle_difference(hello.bundle, bundle or {}) or (
+                f"edge has manifest sha256 {hello.bundle_sha256[:16]}..., "
+                f"host serves {bundle_sha256[:16]}..."
+            )
             raise refuse(
                 io,
                 "bundle",
-                f"bundle differs: edge has manifest sha256 {hello.bundle_sha256[:16]}..., "
-                f"host serves {bundle_sha256[:16]}...",
+                f"bundle differs: {what}; train the edge with the host's bundle (DIR/edge)",
             )
         return hello

@@ -10,6 +10,7 @@ which waits for the next HELLO after a refusal, a failed handshake or a lost ses
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -28,6 +29,8 @@ from edge_runtime.link.messages import Message, decode_message
 from edge_runtime.link.spool import MemoryStore
 from edge_runtime.link.stream import LinkStats
 from edge_runtime.link.transports import SocketTransport, Transport, listen_tcp, open_url
+
+log = logging.getLogger("hiertrain.link")
 
 ResumeFor = Callable[[str, str], tuple[int, dict[str, Any]]]
 SessionHandler = Callable[["HostSession"], None]
@@ -148,6 +151,8 @@ class HostListener:
     """Accepts edges over TCP or a serial device and runs ``on_session`` per authenticated edge.
 
     ``bundle_sha256`` is the manifest an edge must train with; None accepts any (deploys).
+    ``bundle_info`` (Bundle.identity) lets a refusal name what differs. Every connection,
+    refusal (with its reason) and disconnection is logged on "hiertrain.link".
     """
 
     def __init__(
@@ -156,8 +161,10 @@ class HostListener:
         bundle_sha256: str | None,
         resume_for: ResumeFor | None = None,
         config: LinkConfig | None = None,
+        bundle_info: dict[str, Any] | None = None,
     ) -> None:
         self.config = config or LinkConfig()
+        self._bundle_info = bundle_info
         self._key = key
         self._bundle = bundle_sha256
         self._resume_for = resume_for
@@ -228,11 +235,12 @@ class HostListener:
         assert self._server is not None
         while not self._closing.is_set():
             try:
-                sock, _addr = self._server.accept()
+                sock, addr = self._server.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return  # the listening socket was closed
+            log.info("connection from %s:%s", *addr[:2])
             self.serve_transport(SocketTransport(sock, self.config.read_timeout), on_session)
 
     def _serve_connection(self, line: TcpConnection, on_session: SessionHandler) -> None:
@@ -241,6 +249,7 @@ class HostListener:
         finally:
             line.close()
             self._forget(line)
+            log.info("connection closed")
 
     def _serve(self, line: HostLine, on_session: SessionHandler) -> None:
         """Handshake and run sessions on one line until it is done with (or the listener closes)."""
@@ -265,17 +274,23 @@ class HostListener:
         """Handshake, then one session until it ends; returns the HELLO of an edge starting over."""
         try:
             hello = host_handshake(
-                line.io, hello, self._key, self._bundle, self.config.handshake_timeout
+                line.io,
+                hello,
+                self._key,
+                self._bundle,
+                self.config.handshake_timeout,
+                self._bundle_info,
             )
         except HandshakeRefused as exc:
-            self.refusals.append(exc)
+            self._refused(hello, exc)
             raise
         line.io.stats = LinkStats()
         try:
             session = self._open_session(line, hello)
         except HandshakeRefused as exc:  # the application cannot take this edge
-            self.refusals.append(refuse(line.io, exc.code, exc.message))
+            self._refused(hello, refuse(line.io, exc.code, exc.message))
             raise
+        log.info("edge %r run %s authenticated", hello.edge_id, hello.run_id)
         self._spawn(on_session, session, name=f"session-{session.edge_id}")
         try:
             again = session.run_channel()
@@ -284,6 +299,12 @@ class HostListener:
             raise
         session.end(LinkClosed(f"edge {session.edge_id!r} started a new session"))
         return again
+
+    def _refused(self, hello: Hello | None, exc: HandshakeRefused) -> None:
+        """Keep and log a refusal: the host's operator sees why an edge could not join."""
+        self.refusals.append(exc)
+        who = "an edge" if hello is None else f"edge {hello.edge_id!r} run {hello.run_id}"
+        log.warning("refused %s: %s", who, exc)
 
     def _await_hello(self, line: HostLine) -> Hello | None:
         """Wait for a HELLO. Anything else gets ERROR("protocol"); None if the line gives up."""
@@ -302,9 +323,9 @@ class HostListener:
                     check_hello_header(io, header)
                     hello = decode_message(header, payload)
                 except HandshakeRefused as exc:
-                    self.refusals.append(exc)
+                    self._refused(None, exc)
                 except ProtocolError as exc:
-                    refuse(io, "protocol", f"malformed HELLO: {exc}")
+                    self._refused(None, refuse(io, "protocol", f"malformed HELLO: {exc}"))
                 else:
                     assert isinstance(hello, Hello)
                     return hello

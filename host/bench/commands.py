@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.command_line import logging_options
 from edge_runtime.errors import UsageFault
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.modes import MODE_NAMES, UnknownMode, mode_spec, parse_modes
@@ -70,6 +71,7 @@ def load_profile(spec: str) -> dict:
     "--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True
 )
 @report_option(help="also write the JSON report here")
+@logging_options
 def bench(
     modes: str,
     model: str,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.command_line import logging_options
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import LINK_MODE_NAMES
 from host.cli_options import report_option
@@ -62,6 +63,7 @@ from host.console import console
 )
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
+@logging_options
 def serve_cmd(
     bundle_dir: Path,
     listen: str | None,
@@ -102,7 +104,6 @@ def serve_cmd(
         exit_when_done=exit_when_done,
         link_label=link_label,
         config=LinkConfig(baudrate=baud, window=window),
-        console=console,
         mode=mode,
     )
     console.print(

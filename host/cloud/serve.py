@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from edge_runtime.bundle import Bundle
+from edge_runtime.command_line import PROGRESS, Throttle
 from edge_runtime.errors import UsageFault
 from edge_runtime.link import LinkConfig
 from edge_runtime.report import write_report
 from host.cloud.edge_state import EdgeState
-from host.cloud.server import CloudServer
+from host.cloud.server import CloudServer, EventSink
+
+log = logging.getLogger("hiertrain.cloud")
 
 LISTEN_FORMS = "tcp://HOST:PORT (PORT 0 picks a free one)"
 
@@ -28,31 +30,43 @@ def parse_listen(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def console_events(console: Console):
-    """Progress lines for the host: connections, a line every 20 batches, every epoch."""
+def log_events(every: float | None = None) -> EventSink:
+    """Progress lines for the host on the "hiertrain.cloud" logger: connections, a line per
+    edge every ``every`` seconds (--progress-every), every epoch, every error."""
+    throttle = Throttle(every)
 
     def on_event(kind: str, state: EdgeState, info: dict[str, Any]) -> None:
-        who = f"[bold]{state.edge_id}[/]"
+        who = f"edge {state.edge_id!r}"
         if kind == "connected":
-            console.print(f"{who} connected (run {state.run_id}, resumes after {state.trained})")
+            log.info("%s connected (run %s, resumes after %s)", who, state.run_id, state.trained)
         elif kind == "disconnected":
-            console.print(f"{who} disconnected; {len(state.trained_ids)} batches trained")
-        elif kind == "batch" and len(state.trained_ids) % 20 == 0:
-            console.print(
-                f"{who} epoch {info['epoch']} batch {info['index']}: tail loss "
-                f"{info['loss']:.3f}, {len(state.trained_ids)} trained"
+            log.info("%s disconnected; %d batches trained", who, len(state.trained_ids))
+        elif kind == "batch" and throttle.due(state.edge_id):
+            log.info(
+                "%s epoch %s batch %s: tail loss %.3f, %d trained",
+                who,
+                info["epoch"],
+                info["index"],
+                info["loss"],
+                len(state.trained_ids),
+                extra={PROGRESS: True},
             )
         elif kind == "epoch":
-            fa, ea = info.get("final_accuracy"), info.get("edge_exit_accuracy")
-            console.print(
-                f"{who} epoch {info['epoch']} done: final accuracy "
-                f"{'n/a' if fa is None else f'{100 * fa:.1f}%'}, exit accuracy "
-                f"{'n/a' if ea is None else f'{100 * ea:.1f}%'}"
+            log.info(
+                "%s epoch %s done: final accuracy %s, exit accuracy %s",
+                who,
+                info["epoch"],
+                _pct(info.get("final_accuracy")),
+                _pct(info.get("edge_exit_accuracy")),
             )
         elif kind == "error":
-            console.print(f"{who} [red]{info['error']}[/]")
+            log.error("%s: %s", who, info["error"])
 
     return on_event
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def serve(
@@ -68,7 +82,6 @@ def serve(
     exit_when_done: bool,
     link_label: str | None,
     config: LinkConfig,
-    console: Console,
     mode: str = "hierarchical",
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly."""
@@ -79,7 +92,7 @@ def serve(
         checkpoint_every=checkpoint_every,
         metrics_csv=metrics_csv,
         config=config,
-        on_event=console_events(console),
+        on_event=log_events(),
         mode=mode,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):

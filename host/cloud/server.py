@@ -71,7 +71,11 @@ class CloudServer:
         self.started = time.time()
         check_state_dir(self.state_dir)  # a damaged checkpoint stops us here, not mid-run
         self.listener = HostListener(
-            key, bundle.manifest_sha256, resume_for=self._resume_for, config=config
+            key,
+            bundle.manifest_sha256,
+            resume_for=self._resume_for,
+            config=config,
+            bundle_info=bundle.identity,
         )
 
     # -- listener wiring ------------------------------------------------------------------------

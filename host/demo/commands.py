@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.command_line import logging_options
 from edge_runtime.modes import MODE_NAMES
 from host.cli_options import check_link, codec_option, engine_option, link_options, report_option
 from host.console import stdout_console
@@ -55,6 +56,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     default=None,
     help="use this bundle instead of exporting the small model",
 )
+@logging_options
 def demo(
     link: str,
     link_emulation: str,

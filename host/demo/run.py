@@ -25,7 +25,7 @@ from edge_runtime.cli import run_argv
 from edge_runtime.errors import HiertrainError
 from edge_runtime.modes import mode_spec
 from edge_runtime.report import RunReport, write_report
-from host.cloud.serve import console_events
+from host.cloud.serve import log_events
 from host.cloud.server import CloudServer
 from host.demo.links import USER_SPACE, Emulation, make_emulation
 from host.export import ExportOptions, export_bundle
@@ -115,7 +115,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             key=bundle.key(),
             mode=opts.mode,
             metrics_csv=work / "cloud-metrics.csv",
-            on_event=_epoch_lines(console),
+            on_event=_epoch_lines(),
             config=emulation.link_config(),
         )
         try:
@@ -170,8 +170,9 @@ def _run_edge(
         return rc, time.perf_counter() - t0
 
 
-def _epoch_lines(console: Console):
-    events = console_events(console)
+def _epoch_lines():
+    """The cloud's epoch and error lines (the edge's own progress shows its batches)."""
+    events = log_events()
 
     def on_event(kind: str, state, info: dict[str, Any]) -> None:
         if kind in ("epoch", "error"):

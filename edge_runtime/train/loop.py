@@ -64,6 +64,9 @@ class EdgeRunConfig:
     slowdown: float = 1.0
 
 
+PARTS_SO_FAR = "parts_so_far"  # RunProgress.extra: the totals of a run's stopped parts
+
+
 @dataclass
 class RunProgress:
     """Where the run stands: the next (epoch, train batch index) to train, and the sha256 of the
@@ -318,18 +321,35 @@ class EdgeTrainer:
 
     def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:
         stats = self.link.stats
+        this_part = {
+            "runtime_s": round(runtime_s, 3),
+            "bytes_up": stats.get("bytes_up", 0),
+            "bytes_down": stats.get("bytes_down", 0),
+            "batches_sent": sender.batches_sent,
+            "edge_busy_s": round(self.edge_busy_s, 3),
+        }
+        # A run resumed after a stop reports the whole run: what earlier parts did is kept in
+        # the progress file when each part stops.
+        before = self.progress.extra.get(PARTS_SO_FAR, {})
+        whole = {k: round(v + before.get(k, 0), 3) for k, v in this_part.items()}
+        parts = int(before.get("parts", 0)) + 1
+        if self.stopped_early:
+            self.progress.extra[PARTS_SO_FAR] = {**whole, "parts": parts}
+            self.progress.save(self.cfg.work_dir)
         return RunReport(
             mode=self.cfg.mode,
             role="edge",
             epochs=self.cfg.epochs,
-            runtime_s=round(runtime_s, 3),
-            bytes_up=stats.get("bytes_up", 0),
-            bytes_down=stats.get("bytes_down", 0),
-            batches_sent=sender.batches_sent,
+            runtime_s=whole["runtime_s"],
+            bytes_up=int(whole["bytes_up"]),
+            bytes_down=int(whole["bytes_down"]),
+            batches_sent=int(whole["batches_sent"]),
             edge_exit_accuracy=self.exit_accuracy,
             final_accuracy=final.get("final_accuracy"),
-            edge_busy_s=round(self.edge_busy_s, 3),
+            edge_busy_s=whole["edge_busy_s"],
             extra={
+                "parts": parts,
+                "this_part": this_part,
                 "engine": self.engine.name if self.engine else None,
                 "codec": self.cfg.codec,
                 "slowdown": self.cfg.slowdown,

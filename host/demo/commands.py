@@ -56,6 +56,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     default=None,
     help="use this bundle instead of exporting the small model",
 )
+@click.option("--resume", is_flag=True, help="continue the interrupted demo in --work-dir")
 @logging_options
 def demo(
     link: str,
@@ -68,6 +69,7 @@ def demo(
     work_dir: Path,
     report_path: Path | None,
     bundle_dir: Path | None,
+    resume: bool,
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
     from host.demo import DemoOptions, run_demo
@@ -84,6 +86,7 @@ def demo(
         work_dir=work_dir,
         report=report_path,
         bundle=bundle_dir,
+        resume=resume,
     )
     with sigterm_as_interrupt():
         run_demo(opts, stdout_console())

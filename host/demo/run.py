@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from rich.table import Table
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import run_argv
-from edge_runtime.errors import HiertrainError
+from edge_runtime.errors import EXIT_INTERRUPTED, HiertrainError, Interrupted, UsageFault
 from edge_runtime.modes import mode_spec
 from edge_runtime.report import RunReport, write_report
 from host.cloud.serve import log_events
@@ -30,6 +31,8 @@ from host.cloud.server import CloudServer
 from host.demo.links import USER_SPACE, Emulation, make_emulation
 from host.export import ExportOptions, export_bundle
 from host.linkemu import parse_link
+
+EDGE_STOP_S = 60.0  # how long an interrupted edge may take to checkpoint and report
 
 
 class EdgeRunFailed(HiertrainError, RuntimeError):
@@ -56,6 +59,7 @@ class DemoOptions:
     bundle: Path | None = None  # reuse this bundle instead of exporting one
     slowdown: float = 1.0  # board profile: the edge computes this many times slower
     link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
+    resume: bool = False  # continue the interrupted run in work_dir
 
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
@@ -65,9 +69,11 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
     spec = mode_spec(opts.mode)
     emulation = make_emulation(profile, opts.link_emulation) if spec.needs_link else None
     work = opts.work_dir
+    if opts.resume and not (work / "edge-work").is_dir():
+        raise UsageFault(f"--resume: {work} holds no demo run to resume")
     work.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]hiertrain demo: {opts.mode}")
-    if opts.bundle is None:
+    if opts.bundle is None and not (opts.resume and (work / "bundle").is_dir()):
         with console.status("exporting the model"):
             export_bundle(
                 ExportOptions(
@@ -96,7 +102,8 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         engine=opts.engine,
         edge_id="demo-edge",
         work_dir=work / "edge-work",
-        fresh=True,
+        fresh=not opts.resume,
+        resume=opts.resume,
         report_path=edge_report,
         slowdown=opts.slowdown,
     )
@@ -123,7 +130,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             console.print(f"edge link {profile.describe()}; {emulation.describe()}")
             cmd = run_argv(program, **edge_options, **emulation.edge_options())
             rc, wall = _run_edge(emulation, cmd, opts.edge_log)
-            edge = json.loads(edge_report.read_text()) if rc == 0 else {}
+            edge = json.loads(edge_report.read_text()) if rc in (0, EXIT_INTERRUPTED) else {}
             # An edge stopped by a signal exits 0 with a partial run: the cloud would wait on.
             stopped = bool(edge.get("stopped_early"))
             if rc == 0 and not stopped:
@@ -133,6 +140,18 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
                 cloud.stop()
             finally:
                 emulation.close()
+        if rc == EXIT_INTERRUPTED and stopped:
+            # Ctrl-C: what was trained so far, reported, and how to go on.
+            partial = merge_reports(
+                edge, cloud.report(profile.name), emulation.stats(), profile.describe(), wall
+            )
+            partial["interrupted"] = True
+            path = opts.report or work / "report.json"
+            write_report(path, partial)
+            console.print(report_table(partial))
+            raise Interrupted(
+                f"partial report in {path}; continue with hostctl demo --resume --work-dir {work}"
+            )
         if rc != 0:
             raise EdgeRunFailed(
                 f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}"
@@ -156,7 +175,12 @@ def _run_edge(
     emulation: Emulation | None, cmd: list[str], log_path: Path | None
 ) -> tuple[int, float]:
     """Run the edge runtime as its own process (where the emulation puts it, e.g. in the edge
-    namespace); returns (exit code, wall seconds). An interrupt kills it, as subprocess.call."""
+    namespace); returns (exit code, wall seconds).
+
+    On Ctrl-C (or SIGTERM, which the command turns into one) the edge gets SIGINT and time to
+    stop cleanly: it keeps its checkpoint and spool for --resume and writes its report. A
+    second interrupt, or an edge that does not stop, kills it.
+    """
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "w")) if log_path is not None else None
         t0 = time.perf_counter()
@@ -164,6 +188,13 @@ def _run_edge(
         with start(cmd, stdout=log, stderr=log) as proc:
             try:
                 rc = proc.wait()
+            except KeyboardInterrupt:
+                try:
+                    proc.send_signal(signal.SIGINT)
+                    rc = proc.wait(EDGE_STOP_S)
+                except BaseException:
+                    proc.kill()
+                    raise
             except BaseException:
                 proc.kill()
                 raise

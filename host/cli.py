@@ -25,6 +25,7 @@ JOB_COMMANDS = (
     "host.plan.commands",  # plan
     "host.deploy.commands",  # bundle, deploy
     "host.hil.commands",  # hil
+    "host.report.commands",  # report
 )
 
 

@@ -173,6 +173,7 @@ class EdgeTrainer:
         self.skipped = 0
         self.exit_accuracy: float | None = None
         self.train_exit_accuracy: float | None = None
+        self.train_exit_loss: float | None = None  # mean over the epoch's batches, for curves
         self.stopped_early = False
         self.started_at: float | None = None  # wall clock: run start, end of the last training
         self.train_done_at: float | None = None
@@ -215,6 +216,7 @@ class EdgeTrainer:
     def _train_epoch(self, epoch: int, sender: Sender) -> bool:
         total = num_batches(self.data, "train", self.cfg.batch_size)
         correct = seen = 0
+        loss_sum, trained = 0.0, 0
         start = self.progress.next_index
         for index, x, y in batches(
             self.data,
@@ -234,6 +236,7 @@ class EdgeTrainer:
             self.blocked_s += out.blocked_s
             loss, hit, step_s, blocked = out.loss, out.correct, out.step_s, out.blocked_s
             correct, seen = correct + hit, seen + len(y)
+            loss_sum, trained = loss_sum + loss, trained + 1
             self.csv.row(
                 time=round(time.time(), 3),
                 phase="train",
@@ -248,6 +251,7 @@ class EdgeTrainer:
             self.on_batch("train", epoch, index + 1, total, loss, hit / len(y))
         if seen and self._scores_exit:
             self.train_exit_accuracy = correct / seen
+            self.train_exit_loss = loss_sum / trained
         return True
 
     @property
@@ -280,6 +284,7 @@ class EdgeTrainer:
                 {
                     "exit_accuracy": self.exit_accuracy,
                     "train_exit_accuracy": self.train_exit_accuracy,
+                    "train_exit_loss": self.train_exit_loss,
                     "exit_confidence": [round(float(c), 4) for c in conf],
                     "exit_correct": ok.astype(int).tolist(),
                     "eval_batch_size": self.cfg.eval_batch_size,

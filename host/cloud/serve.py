@@ -14,6 +14,7 @@ from edge_runtime.link import LinkConfig
 from edge_runtime.report import write_report
 from host.cloud.edge_state import EdgeState
 from host.cloud.server import CloudServer, EventSink
+from host.report.curves import CurveWriter
 
 log = logging.getLogger("hiertrain.cloud")
 
@@ -65,6 +66,16 @@ def log_events(every: float | None = None) -> EventSink:
     return on_event
 
 
+def fan_out(*sinks: EventSink) -> EventSink:
+    """One event sink that passes each event to every one of ``sinks``."""
+
+    def on_event(kind: str, state: EdgeState, info: dict[str, Any]) -> None:
+        for sink in sinks:
+            sink(kind, state, info)
+
+    return on_event
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -84,7 +95,11 @@ def serve(
     config: LinkConfig,
     mode: str = "hierarchical",
 ) -> dict[str, Any]:
-    """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly."""
+    """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
+
+    Both sides' training curves go to TensorBoard event files under ``state_dir``.
+    """
+    curves = CurveWriter(state_dir)
     server = CloudServer(
         bundle,
         state_dir,
@@ -92,7 +107,7 @@ def serve(
         checkpoint_every=checkpoint_every,
         metrics_csv=metrics_csv,
         config=config,
-        on_event=log_events(),
+        on_event=fan_out(log_events(), curves),
         mode=mode,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,6 +122,7 @@ def serve(
         server.wait(exit_when_done=exit_when_done)
     finally:
         server.stop()
+        curves.close()
         result = server.report(link_label)
         if report is not None:
             write_report(report, result)

@@ -226,7 +226,11 @@ class CloudServer:
             busy_s=round(figures["busy_s"], 5),
             seq=msg.seq,
         )
-        self.on_event("batch", state, {"epoch": msg.epoch, "index": msg.index, **figures})
+        self.on_event(
+            "batch",
+            state,
+            {"epoch": msg.epoch, "index": msg.index, "wire_bytes": msg.wire_bytes, **figures},
+        )
 
     def commit(self, session: HostSession, state: EdgeState, force: bool = False) -> None:
         """Checkpoint if anything new was taken in, then acknowledge it as consumed."""

@@ -26,11 +26,12 @@ from edge_runtime.cli import run_argv
 from edge_runtime.errors import EXIT_INTERRUPTED, HiertrainError, Interrupted, UsageFault
 from edge_runtime.modes import mode_spec
 from edge_runtime.report import RunReport, write_report
-from host.cloud.serve import log_events
+from host.cloud.serve import fan_out, log_events
 from host.cloud.server import CloudServer
 from host.demo.links import USER_SPACE, Emulation, make_emulation
 from host.export import ExportOptions, export_bundle
 from host.linkemu import parse_link
+from host.report.curves import CurveWriter
 
 EDGE_STOP_S = 60.0  # how long an interrupted edge may take to checkpoint and report
 
@@ -116,13 +117,14 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             )
         report = merge_reports(json.loads(edge_report.read_text()), None, None, "none", wall)
     else:
+        curves = CurveWriter(work)  # `hostctl report WORK_DIR` draws them
         cloud = CloudServer(
             bundle,
             work / "cloud-state",
             key=bundle.key(),
             mode=opts.mode,
             metrics_csv=work / "cloud-metrics.csv",
-            on_event=_epoch_lines(),
+            on_event=fan_out(_epoch_lines(), curves),
             config=emulation.link_config(),
         )
         try:
@@ -138,6 +140,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         finally:
             try:
                 cloud.stop()
+                curves.close()
             finally:
                 emulation.close()
         if rc == EXIT_INTERRUPTED and stopped:

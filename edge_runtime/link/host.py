@@ -325,7 +325,9 @@ class HostListener:
                 except HandshakeRefused as exc:
                     self._refused(None, exc)
                 except ProtocolError as exc:
-                    self._refused(None, refuse(io, "protocol", f"malformed HELLO: {exc}"))
+                    # Noise on a line, not an edge's refusal to keep: logged only.
+                    log.warning("refused a malformed HELLO: %s", exc)
+                    refuse(io, "protocol", f"malformed HELLO: {exc}")
                 else:
                     assert isinstance(hello, Hello)
                     return hello

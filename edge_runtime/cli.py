@@ -31,7 +31,7 @@ from edge_runtime.command_line import (
 )
 from edge_runtime.data import DATA_SPEC_HELP, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, make_engine
-from edge_runtime.errors import Interrupted, UsageFault
+from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.link.transports import check_url
@@ -375,6 +375,41 @@ def agent(
     )
     if once and not result.ok:
         raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="check this bundle (DIR/edge)",
+)
+@click.option("--connect", "url", default=None, help="check the host here (needs --bundle)")
+@click.option("--key-file", type=click.Path(path_type=Path), default=None)
+@click.option("--timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True)
+@edge_id_option
+def doctor(
+    bundle_dir: Path | None,
+    url: str | None,
+    key_file: Path | None,
+    timeout: float,
+    edge_id: str | None,
+) -> None:
+    """What this board has and whether it can train: engines, serial ports, bundle, host."""
+    from edge_runtime.doctor import checks
+
+    if url is not None and bundle_dir is None:
+        raise UsageFault("--connect needs --bundle: the handshake proves the bundle and key")
+    if url is not None:
+        check_url(url)  # a URL that cannot work is a usage error, as on `run`
+    found = checks(bundle_dir, url, key_file, edge_id or socket.gethostname(), timeout)
+    for c in found:
+        mark = "ok " if c.ok else ("-- " if not c.required else "FAIL")
+        click.echo(f"{mark:4} {c.name}: {c.detail}")
+    failed = [c.name for c in found if c.required and not c.ok]
+    if failed:
+        raise HiertrainError(f"doctor: {', '.join(failed)} failed")
 
 
 def run_argv(program: list[str], **options: object) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,45 @@ def test_another_exports_key_is_refused_naming_the_split_too(
         server.stop()
     assert out.returncode == 1, out.stderr
     assert "its key differs; its bundle is another export: split 3 vs split 2" in out.stderr
+
+
+def _doctor(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", "doctor", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_doctor_checks_engines_bundle_and_the_handshake(exported, small_bundle, tmp_path) -> None:
+    same = load_bundle(small_bundle)
+    other = load_bundle(exported("smallcnn", 2, lr=3e-3))
+    servers = [CloudServer(b, tmp_path / f"state-{b.split}", key=b.key()) for b in (same, other)]
+    urls = [f"tcp://127.0.0.1:{s.serve_tcp('127.0.0.1', 0)[1]}" for s in servers]
+    try:
+        good = _doctor("--bundle", str(small_bundle / "edge"), "--connect", urls[0], cwd=tmp_path)
+        key = str(other.side_path("cloud", "link.key"))
+        bad = _doctor(
+            "--bundle",
+            str(small_bundle / "edge"),
+            "--connect",
+            urls[1],
+            "--key-file",
+            key,
+            cwd=tmp_path,
+        )
+    finally:
+        for s in servers:
+            s.stop()
+    assert good.returncode == 0, good.stdout + good.stderr
+    lines = good.stdout.splitlines()
+    assert any(line.startswith("ok   engine ort: onnxruntime-training 1.") for line in lines)
+    assert "ok   bundle: smallcnn split 3, every file matches its manifest" in lines
+    assert any(line.startswith("ok   host: reachable at tcp://127.0.0.1:") for line in lines)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "FAIL host: reachable at" in bad.stdout
+    assert "bundle differs: split 3 vs split 2" in bad.stdout
+    assert bad.stderr.strip() == "edge-runtime: failed: doctor: host failed"

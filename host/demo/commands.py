@@ -35,7 +35,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 @click.command()
 @link_options
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option(
     "--mode",
     type=click.Choice(MODE_NAMES),
@@ -43,7 +43,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     show_default=True,
 )
 @click.option("--data", default="synthetic:6000", show_default=True)
-@codec_option(default="int8")
+@codec_option(default="int8+z")
 @engine_option
 @click.option(
     "--work-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True

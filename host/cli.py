@@ -26,6 +26,7 @@ JOB_COMMANDS = (
     "host.deploy.commands",  # bundle, deploy
     "host.hil.commands",  # hil
     "host.report.commands",  # report
+    "host.doctor.commands",  # doctor
 )
 
 

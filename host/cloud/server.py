@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle import Bundle, BundleError
 from edge_runtime.link import (
     HandshakeRefused,
     HostListener,
@@ -30,7 +30,9 @@ from edge_runtime.statefile import StateError
 from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
 from host.cloud.edge_state import EdgeState, check_state_dir
 from host.cloud.modes import host_mode
+from host.cloud.tail import TailTrainer
 from host.cloud.validate import BadMessage, check_message
+from models.errors import ManifestError, ModelSpecError
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
 
@@ -70,6 +72,10 @@ class CloudServer:
         self.fatal: StateError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
         check_state_dir(self.state_dir)  # a damaged checkpoint stops us here, not mid-run
+        try:  # and a tail that cannot be built (a damaged user model) too
+            TailTrainer(bundle)
+        except (ModelSpecError, ManifestError) as exc:
+            raise BundleError(f"{bundle.root}: the tail cannot be built: {exc}") from None
         self.listener = HostListener(
             key,
             bundle.manifest_sha256,
@@ -114,7 +120,7 @@ class CloudServer:
             raise HandshakeRefused("identity", message)
         try:
             state = self.edge(edge_id, run_id)
-        except StateError as exc:
+        except (StateError, ModelSpecError, ManifestError) as exc:
             self.errors.append(f"{edge_id}: {exc}")
             raise HandshakeRefused(
                 "state", f"the host cannot load this run's tail: {exc}"

@@ -144,3 +144,19 @@ def test_edge_cli_names_a_damaged_progress_file(tmp_path: Path, exported) -> Non
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "progress.json" in lines[0] and "damaged" in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_host_refuses_to_start_when_the_tail_cannot_be_built(tmp_path: Path, exported) -> None:
+    import shutil
+
+    import numpy as np
+
+    from edge_runtime.bundle import BundleError, load_bundle
+    from host.cloud.server import CloudServer
+
+    root = tmp_path / "bundle"
+    shutil.copytree(exported("smallcnn", 3, lr=3e-3), root)
+    np.savez(root / "cloud" / "tail_weights.npz", not_a_layer=np.zeros(3))  # weights of nothing
+    bundle = load_bundle(root, verify=False)  # past the hashes: the build is what must refuse
+    with pytest.raises(BundleError, match="the tail cannot be built"):
+        CloudServer(bundle, tmp_path / "state", key=b"k" * 32)

@@ -126,9 +126,12 @@ def configure_logging(*, log_file: Path | None = None, verbosity: int = 0) -> No
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handlers: list[logging.Handler] = []
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        tty = RichHandler(show_path=False, markup=False)
+        # stderr, as the progress bars: stdout carries results (tables, "listening on").
+        tty = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        tty.setFormatter(logging.Formatter("%(message)s"))  # rich adds time and level
         tty.addFilter(_NotProgress())
         handlers.append(tty)
     else:

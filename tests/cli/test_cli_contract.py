@@ -20,8 +20,20 @@ from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime")
-HOST_COMMANDS = ("export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil")
-EDGE_COMMANDS = ("run", "agent")
+HOST_COMMANDS = (
+    "export",
+    "inspect",
+    "serve",
+    "demo",
+    "bench",
+    "plan",
+    "bundle",
+    "deploy",
+    "hil",
+    "report",
+    "doctor",
+)
+EDGE_COMMANDS = ("run", "agent", "doctor")
 
 
 def imported_modules(module: str, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:

@@ -134,7 +134,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             console.print(f"edge link {profile.describe()}; {emulation.describe()}")
             cmd = run_argv(program, **edge_options, **emulation.edge_options())
             rc, wall = _run_edge(emulation, cmd, opts.edge_log)
-            edge = json.loads(edge_report.read_text()) if rc in (0, EXIT_INTERRUPTED) else {}
+            # An edge interrupted before it trained (while connecting) writes no report.
+            reported = rc in (0, EXIT_INTERRUPTED) and edge_report.is_file()
+            edge = json.loads(edge_report.read_text()) if reported else {}
             # An edge stopped by a signal exits 0 with a partial run: the cloud would wait on.
             stopped = bool(edge.get("stopped_early"))
             if rc == 0 and not stopped:
@@ -157,6 +159,8 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             raise Interrupted(
                 f"partial report in {path}; continue with hostctl demo --resume --work-dir {work}"
             )
+        if rc == EXIT_INTERRUPTED:
+            raise Interrupted("before the edge had trained anything: nothing to report")
         if rc != 0:
             raise EdgeRunFailed(
                 f"the edge runtime exited with {rc}; see {opts.edge_log or 'above'}"

@@ -40,6 +40,12 @@ QEMU_ROOTFS := build/qemu-aarch64-rootfs
 qemu-rootfs:
 	sh hw_tests/qemu/build-rootfs.sh $(QEMU_ROOTFS)
 
+# ONNX Runtime 1.21.0 training wheel for aarch64 / CPython 3.11, cross-built here (root for apt;
+# hours on 2 cores; rerun resumes): tools/ort-aarch64/build.sh, build tree in ORT_BUILD_DIR.
+.PHONY: ort-aarch64
+ort-aarch64:
+	bash tools/ort-aarch64/build.sh
+
 # The HIL suite on that board (slow; not part of `make test`): reports in artifacts/hil-qemu.
 hil-qemu: $(STAMP)
 	sh hw_tests/qemu/register-binfmt.sh

@@ -75,7 +75,10 @@ def scenario(
     bundle = work / "bundle"
     engine = "torch" if mode == "split" else "ort"
     export_bundle(
-        ExportOptions(model=model, split=split, baselines=mode_spec(mode).needs_baselines), bundle
+        ExportOptions(
+            model=model, split=split, baselines=mode_spec(mode).needs_baselines, force=True
+        ),
+        bundle,
     )
     ds = load_dataset(data, seed=0)
     req = PlanRequest(

@@ -34,7 +34,9 @@ SIDES = ("edge", "cloud")
 # Files of a bundle half (the ONNX Runtime training artifacts keep the names ORT gives them).
 EDGE_WEIGHTS = "edge_weights.npz"  # front + exit head, a plain .npz state dict
 TAIL_WEIGHTS = "tail_weights.npz"  # the tail, likewise
-USER_MODEL_SOURCE = "user_model.py"  # a user model's source, copied so the torch side rebuilds it
+# A user model's code (its factory file, the modules it imports from its folder, --include paths),
+# copied under each side so the torch side rebuilds the model from it.
+CODE_DIR = "code"
 TRAINING_MODEL = "training_model.onnx"
 EVAL_MODEL = "eval_model.onnx"
 OPTIMIZER_MODEL = "optimizer_model.onnx"

@@ -36,6 +36,12 @@ from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.link.transports import check_url
 from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
+from edge_runtime.privacy import (
+    ActivationNoise,
+    PrivacyOptionError,
+    check_clip,
+    check_noise_multiplier,
+)
 from edge_runtime.report import write_report
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
@@ -175,11 +181,35 @@ def _spooled(work_dir: Path) -> bool:
 @baud_option
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
+    "--dp-clip",
+    type=float,
+    default=None,
+    help="privacy: clip each sample's activation to this L2 norm (> 0) before the codec",
+)
+@click.option(
+    "--dp-noise",
+    type=float,
+    default=None,
+    help="privacy: add Gaussian noise of std DP_NOISE x DP_CLIP (>= 0; needs --dp-clip)",
+)
+@click.option(
+    "--adv-lambda",
+    type=float,
+    default=None,
+    help="privacy: PriPHiT's adversarial exit with this weight (>= 0; torch engine)",
+)
+@click.option(
     "--report",
     "report_path",
     type=click.Path(path_type=Path),
     default=None,
     help="write the run's JSON report here",
+)
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="at the end, write the trained front + exit here (edge.onnx, edge.json)",
 )
 @logging_options
 def run(
@@ -206,9 +236,15 @@ def run(
     key_file: Path | None,
     baud: int,
     window: int,
+    dp_clip: float | None,
+    dp_noise: float | None,
+    adv_lambda: float | None,
     report_path: Path | None,
+    model_out: Path | None,
 ) -> None:
     """Train the front + exit on local data and stream activations and labels to the host."""
+    activation_noise = _activation_noise(dp_clip, dp_noise, mode)
+    _check_adversarial_exit(adv_lambda, engine, mode)
     bundle = load_bundle(bundle_dir)
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
@@ -230,11 +266,16 @@ def run(
             "and the host has everything: nothing to resume"
         )
         return
-    eng = (
-        make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)
-        if spec.engine_variant
-        else None
-    )
+    if adv_lambda is not None:  # PriPHiT's adversarial exit: the torch engine's variant
+        from edge_runtime.engines.adversarial import AdversarialTorchEngine
+
+        eng = AdversarialTorchEngine(bundle, adv_lambda, threads=threads)
+    else:
+        eng = (
+            make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)
+            if spec.engine_variant
+            else None
+        )
     if resume and eng is not None:
         checkpoint = progress.check_engine_checkpoint(work_dir)
         if checkpoint is not None:
@@ -285,6 +326,7 @@ def run(
         work_dir=work_dir,
         mode=mode,
         slowdown=slowdown,
+        activation_noise=activation_noise,
     )
     finished = False
     try:
@@ -306,6 +348,11 @@ def run(
         run_id=progress.run_id,
         data=data.describe(),
     )
+    if model_out is not None and eng is not None and spec.scores_exit:
+        from edge_runtime.model_out import write_edge_model
+
+        write_edge_model(eng, trainer.progress.extra["model_meta"], report, model_out)
+        console.print(f"edge model written to {model_out}")
     if report_path:
         write_report(report_path, report)
     _summary(report)
@@ -318,6 +365,82 @@ def run(
             raise Interrupted(resume)
         # A service stop (SIGTERM, as systemd sends) is a clean end: exit 0.
         console.print(resume)
+
+
+@cli.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="the trained model directory (--model-out of a run)",
+)
+@click.option(
+    "--connect", "url", default=None, help="the inference host: socket://HOST:PORT, a device"
+)
+@click.option("--data", "data_spec", required=True, help=DATA_SPEC_HELP)
+@click.option(
+    "--threshold", type=float, default=None, help="exit confidence to answer at the edge [0.9]"
+)
+@click.option(
+    "--target-accuracy", type=float, default=None, help="calibrate the threshold to this accuracy"
+)
+@click.option(
+    "--max-offload", type=float, default=None, help="calibrate: offload at most this fraction"
+)
+@click.option(
+    "--latency-budget", type=float, default=None, help="ms: answer at the edge past it (adaptive)"
+)
+@click.option("--codec", type=click.Choice(list(CODECS)), default="fp32", show_default=True)
+@click.option(
+    "--key-file", type=click.Path(path_type=Path), default=None, help="[default: DIR/link.key]"
+)
+@edge_id_option
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option("--answer-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option("--limit", type=int, default=None, help="the first N samples only")
+@baud_option
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None)
+def infer(
+    model_dir: Path,
+    url: str | None,
+    data_spec: str,
+    threshold: float | None,
+    target_accuracy: float | None,
+    max_offload: float | None,
+    latency_budget: float | None,
+    codec: str,
+    key_file: Path | None,
+    edge_id: str | None,
+    connect_timeout: float,
+    answer_timeout: float,
+    limit: int | None,
+    baud: int,
+    report_path: Path | None,
+) -> None:
+    """Hierarchical inference: answer confident samples at the exit, offload the rest."""
+    from edge_runtime.infer.command import run_infer
+
+    run_infer(
+        model_dir,
+        url,
+        data_spec,
+        policy_options=dict(
+            threshold=threshold,
+            target_accuracy=target_accuracy,
+            max_offload=max_offload,
+            latency_budget_ms=latency_budget,
+        ),
+        codec=codec,
+        key_file=key_file,
+        edge_id=edge_id or socket.gethostname(),
+        connect_timeout=connect_timeout,
+        answer_timeout=answer_timeout,
+        baud=baud,
+        limit=limit,
+        report_path=report_path,
+        say=console.print,
+    )
 
 
 @cli.command()
@@ -410,6 +533,46 @@ def doctor(
     failed = [c.name for c in found if c.required and not c.ok]
     if failed:
         raise HiertrainError(f"doctor: {', '.join(failed)} failed")
+
+
+def _activation_noise(
+    dp_clip: float | None, dp_noise: float | None, mode: str
+) -> ActivationNoise | None:
+    """--dp-clip / --dp-noise as the defence the loop applies, or a usage error."""
+    if dp_clip is None and dp_noise is None:
+        return None
+    if dp_clip is None:
+        raise UsageFault("--dp-noise needs --dp-clip: the noise's std is DP_NOISE x DP_CLIP")
+    if mode != "hierarchical":
+        raise UsageFault(f"--dp-clip/--dp-noise apply to --mode hierarchical only, not {mode}")
+    for flag, check, value in (
+        ("--dp-clip", check_clip, dp_clip),
+        ("--dp-noise", check_noise_multiplier, 0.0 if dp_noise is None else dp_noise),
+    ):
+        try:
+            check(value)
+        except PrivacyOptionError as exc:
+            raise UsageFault(f"{flag}: {exc}") from None
+    return ActivationNoise(dp_clip, 0.0 if dp_noise is None else dp_noise)
+
+
+def _check_adversarial_exit(adv_lambda: float | None, engine: str, mode: str) -> None:
+    """--adv-lambda: >= 0, hierarchical mode, and an engine that can train it (torch)."""
+    if adv_lambda is None:
+        return
+    from edge_runtime.engines.adversarial import check_lambda
+
+    try:
+        check_lambda(adv_lambda)
+    except ValueError as exc:
+        raise UsageFault(f"--adv-lambda: {exc}") from None
+    if mode != "hierarchical":
+        raise UsageFault(f"--adv-lambda applies to --mode hierarchical only, not {mode}")
+    if engine == "ort":
+        raise UsageFault(
+            "--adv-lambda needs --engine torch: the ort engine's training graph is fixed at "
+            "export with the exit's loss alone (docs/privacy.md)"
+        )
 
 
 def run_argv(program: list[str], **options: object) -> list[str]:

@@ -25,6 +25,8 @@ JOB_COMMANDS = (
     "host.plan.commands",  # plan
     "host.deploy.commands",  # bundle, deploy
     "host.hil.commands",  # hil
+    "host.model.commands",  # model
+    "host.privacy.commands",  # privacy audit, privacy epsilon
     "host.report.commands",  # report
     "host.doctor.commands",  # doctor
 )

@@ -38,6 +38,14 @@ class InputShape(click.ParamType):
             self.fail(
                 f"{value!r}: expected C x H x W with positive integers, e.g. 3x32x32", param, ctx
             )
+        if dims[2] in (1, 3, 4) and dims[0] > 4:
+            # Channels last (H x W x C, as numpy and PIL hold images): models take channels first.
+            self.fail(
+                f"{value!r} looks like H x W x C; give channels first (C x H x W): "
+                f"{dims[2]}x{dims[0]}x{dims[1]}",
+                param,
+                ctx,
+            )
         return dims
 
 

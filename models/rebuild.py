@@ -31,20 +31,34 @@ def split_model(manifest: Manifest, source_dir: Path) -> SplitModel:
 
 def edge_net(manifest: Manifest, source_dir: Path, weights: Path) -> EdgeNet:
     """Front + exit head (what the board trains), with the weights in `weights` (.npz)."""
+    return edge_net_from_state(manifest, source_dir, read_weights(weights))
+
+
+def edge_net_from_state(
+    manifest: Manifest, source_dir: Path, state: Mapping[str, torch.Tensor]
+) -> EdgeNet:
+    """Front + exit head with the weights of a state dict (e.g. what a trained edge sent)."""
     head = build_exit_head(
         tuple(manifest["activation"]["shape"]),
         manifest["num_classes"],
         manifest["edge"].get("exit_head_width"),
     )
     net = EdgeNet(split_model(manifest, source_dir).front(manifest["split"]), head)
-    load_weights(net, read_weights(weights), what="edge weights")
+    load_weights(net, dict(state), what="edge weights")
     return net
 
 
 def tail(manifest: Manifest, source_dir: Path, weights: Path) -> nn.Sequential:
     """The tail (blocks split.. and the classifier), with the weights in `weights` (.npz)."""
+    return tail_from_state(manifest, source_dir, read_weights(weights))
+
+
+def tail_from_state(
+    manifest: Manifest, source_dir: Path, state: Mapping[str, torch.Tensor]
+) -> nn.Sequential:
+    """The tail with the weights of a state dict (e.g. the host's tail checkpoint)."""
     net = split_model(manifest, source_dir).tail(manifest["split"])
-    load_weights(net, read_weights(weights), what="tail weights")
+    load_weights(net, dict(state), what="tail weights")
     return net
 
 

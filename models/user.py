@@ -104,6 +104,11 @@ def _load_factory(spec: str) -> tuple[str, Callable[..., Any]]:
 
 
 def _import_file(path: Path) -> ModuleType:
+    # The file's own folder goes first on sys.path, as `python file.py` would put it: the
+    # factory's `import blocks` finds blocks.py beside it (on the host and in a bundle's code/).
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     # A name unique to the file, so two user files named model.py do not collide.
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
     name = f"hiertrain_user_{path.stem}_{digest}"
@@ -118,6 +123,34 @@ def _import_file(path: Path) -> ModuleType:
         del sys.modules[name]
         raise ModelSpecError(f"loading user model file {path} failed: {_one_line(exc)}") from exc
     return module
+
+
+# Our own packages are installed on the board; a user file beside them must not ship copies.
+_OWN_PACKAGES = {"models", "host", "edge_runtime", "tests"}
+
+
+def local_modules(source: Path) -> list[Path]:
+    """Modules imported so far from the folder of the user model file `source`, as the files or
+    top-level package directories to ship with it (the file itself excluded)."""
+    folder = Path(source).resolve().parent
+    found: set[Path] = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        try:
+            rel = Path(file).resolve().relative_to(folder)
+        except ValueError:
+            continue
+        top = rel.parts[0]
+        if module.__name__.split(".")[0] != top.removesuffix(".py"):
+            continue  # not imported through the folder on sys.path (another user file, say)
+        if top in _OWN_PACKAGES or top == Path(source).name or top.startswith("."):
+            continue
+        if "site-packages" in rel.parts or "dist-packages" in rel.parts:
+            continue  # a virtual environment inside the user's folder
+        found.add(folder / top)
+    return sorted(found)
 
 
 def _signature_params(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:

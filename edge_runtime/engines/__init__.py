@@ -54,7 +54,15 @@ def make_engine(
     `variant` is the mode's (`ModeSpec.engine_variant`): "train" trains front + exit on the
     exit's loss; "split" runs the front for split learning (ort: the edge/split/ artifacts).
     """
+    supported = bundle.manifest.get("engines", list(ENGINES))
+    if kind == "auto" and "ort" not in supported:
+        kind = "torch"  # exported with --engine torch: there is nothing for ort to load
     name = resolve_engine_name(kind)
+    if name not in supported:
+        raise EngineError(
+            f"this bundle was exported with --engine {supported[0]} and has no {name} "
+            f"artifacts: run with --engine {supported[0]}, or re-export it without --engine"
+        )
     module_name, cls_name, needs, is_available = ENGINES[name]
     if not is_available():
         raise EngineError(f"engine {name!r} needs {needs}, which is not installed on this board")

@@ -53,6 +53,10 @@ class Engine(ABC):
     def set_lr(self, lr: float) -> None:
         """Set the learning rate for the following steps."""
 
+    def export_inference(self, path: Path) -> None:
+        """Write front + exit as an inference ONNX model (input -> logits, activation)."""
+        raise EngineError(f"the {self.name} engine cannot export an inference model")
+
     # Split learning (the baseline the paper improves on): the front's update comes from the
     # host's gradient of the activation. Engines that support it override both.
     def split_forward(self, x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from edge_runtime.bundle import (
     Bundle,
 )
 from edge_runtime.engines.base import Engine, EngineError, StepResult
-from edge_runtime.engines.ort_import import training_api
+from edge_runtime.engines.ort_import import describe, training_api
 
 
 def session_options(threads: int | None):  # -> onnxruntime.SessionOptions
@@ -46,6 +46,8 @@ class OrtEngine(Engine):
         `bundle` is the edge half or the whole bundle: the artifacts are read from its edge/.
         """
         api = training_api()
+        # Which ORT this is (1.19.2 from PyPI, 1.21.0 from the aarch64 wheel): for reports.
+        self.runtime = describe()
         import onnxruntime as ort
 
         ort.set_default_logger_severity(3)
@@ -122,6 +124,17 @@ class OrtEngine(Engine):
 
     def export_weights(self) -> dict[str, np.ndarray]:
         return {name: np.array(param.data) for name, param in self._state.parameters}
+
+    def export_inference(self, path: Path) -> None:
+        # ORT prunes the eval graph to these outputs (the loss and the labels input go) and
+        # writes the state's current weights: no torch and no onnx on the board.
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            self._module.export_model_for_inferencing(str(tmp), ["logits", "activation"])
+        except RuntimeError as exc:
+            raise EngineError(f"onnxruntime could not export the edge model: {exc}") from exc
+        os.replace(tmp, path)
 
     def set_lr(self, lr: float) -> None:
         self._lr = lr

@@ -12,6 +12,7 @@ for an edge process, and neither torch nor onnx in sys.modules (tests/engines ch
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import types
 from pathlib import Path
@@ -25,6 +26,32 @@ def _training_dir() -> Path | None:
     return training_dir if (training_dir / "api").is_dir() else None
 
 
+def _version(package_dir: Path) -> str:
+    """`__version__` from onnxruntime/__init__.py, read as text: importing would be heavy."""
+    match = re.search(r'^__version__ = "([^"]+)"', (package_dir / "__init__.py").read_text(), re.M)
+    return match.group(1) if match else "unknown version"
+
+
+def describe() -> str:
+    """Which training API this process would import, said without importing it.
+
+    1.19.2 (the last PyPI release) and 1.21.0 (the aarch64 wheel of tools/ort-aarch64) put it
+    in the same place, onnxruntime/training/api: ORT's build copies the sources of
+    orttraining/orttraining/python/training/api there (cmake/onnxruntime_python.cmake), and the
+    five files are identical between the two versions.
+    """
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or spec.origin is None:
+        return "onnxruntime is not installed"
+    package_dir = Path(spec.origin).parent
+    training_dir = _training_dir()
+    if training_dir is None:
+        return f"onnxruntime {_version(package_dir)} without a training API (the inference package)"
+    return (
+        f"onnxruntime {_version(package_dir)}: onnxruntime.training.api at {training_dir / 'api'}"
+    )
+
+
 def available() -> bool:
     """Whether onnxruntime-training is installed, checked without importing it."""
     return _training_dir() is not None
@@ -35,7 +62,10 @@ def training_api() -> types.ModuleType:
     if "onnxruntime" not in sys.modules:
         training_dir = _training_dir()
         if training_dir is None:
-            raise ImportError("onnxruntime-training is not installed (pip install hiertrain[edge])")
+            raise ImportError(
+                f"{describe()}: install onnxruntime-training (pip install hiertrain[edge]; "
+                "aarch64: vendor/onnxruntime-aarch64, see docs/boards.md)"
+            )
         package = types.ModuleType("onnxruntime.training")
         package.__path__ = [str(training_dir)]
         package.__package__ = "onnxruntime.training"
@@ -44,3 +74,14 @@ def training_api() -> types.ModuleType:
     import onnxruntime.training.api as api
 
     return api
+
+
+def inference_runtime() -> types.ModuleType:
+    """`onnxruntime` for inference sessions, as light as `training_api` where the training
+    package is what is installed (its plain import pulls in torch and onnx); the inference
+    package (aarch64 wheels) imports as it is."""
+    if "onnxruntime" not in sys.modules and available():
+        training_api()
+    import onnxruntime
+
+    return onnxruntime

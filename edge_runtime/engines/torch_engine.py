@@ -41,6 +41,7 @@ class TorchEngine(Engine):
             raise EngineError(f"the torch engine has no {variant!r} variant")
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self._net = build_edge_net(bundle)
+        self._input_shape = tuple(bundle.manifest["input_shape"])
         try:
             self._optimizer = build_optimizer(
                 self._net.parameters(), bundle.manifest["edge"]["optimizer"]
@@ -76,6 +77,28 @@ class TorchEngine(Engine):
 
     def export_weights(self) -> dict[str, np.ndarray]:
         return {k: v.detach().numpy().copy() for k, v in self._net.state_dict().items()}
+
+    def export_inference(self, path: Path) -> None:
+        # The same graph contract as the ort engine's export: input -> logits, activation.
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        training = self._net.training
+        self._net.eval()
+        try:
+            sample = torch.zeros(1, *self._input_shape)
+            torch.onnx.export(
+                self._net,
+                (sample,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["logits", "activation"],
+                dynamic_axes={n: {0: "batch"} for n in ("input", "logits", "activation")},
+                opset_version=17,
+                dynamo=False,
+            )
+        finally:
+            self._net.train(training)
+        os.replace(tmp, path)
 
     def set_lr(self, lr: float) -> None:
         for group in self._optimizer.param_groups:

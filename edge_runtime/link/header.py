@@ -46,6 +46,11 @@ class MsgType(IntEnum):
     DEPLOY_FILE = 65
     DEPLOY_COMMIT = 66
     DEPLOY_DONE = 67
+    # The trained model out, after training (edge_runtime/model_messages.py).
+    MODEL_WEIGHTS = 80
+    # Hierarchical inference (edge_runtime/infer/messages.py).
+    INFER_REQUEST = 81
+    INFER_ANSWER = 82
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ class HierarchicalEdge(EdgeMode):
         if t.host_has(epoch, index):
             t.skipped += 1
         else:
-            blocked = sender.put(Batch(epoch, index, y, step.activation, t.cfg.codec))
+            blocked = sender.put(Batch(epoch, index, y, t.released(step.activation), t.cfg.codec))
         return BatchOutcome(
             step.loss, int((step.logits.argmax(axis=1) == y).sum()), step_s, blocked
         )

@@ -27,8 +27,10 @@ from edge_runtime.bundle import sha256_file
 from edge_runtime.data import Dataset, batches, num_batches
 from edge_runtime.engines import Engine
 from edge_runtime.link import EdgeLink
+from edge_runtime.model_messages import model_meta, weight_messages
 from edge_runtime.modes import mode_spec
 from edge_runtime.modes.base import EdgeMode
+from edge_runtime.privacy import ActivationNoise, noise_rng
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError, previous, read_state, write_state
 from edge_runtime.train.messages import EpochEnd, EvalBatch
@@ -62,6 +64,8 @@ class EdgeRunConfig:
     # Board profile: pace each step to `slowdown` times this machine's compute time, so that a
     # virtual board computes like the slower board it stands for (0 or 1: as fast as it can).
     slowdown: float = 1.0
+    # Privacy defence: clip + noise on each activation before the codec (hierarchical mode).
+    activation_noise: ActivationNoise | None = None
 
 
 PARTS_SO_FAR = "parts_so_far"  # RunProgress.extra: the totals of a run's stopped parts
@@ -180,6 +184,12 @@ class EdgeTrainer:
         resume = link.welcome_resume.get("trained")
         self._host_trained = tuple(resume) if resume else None
         self.mode: EdgeMode = mode_spec(config.mode).edge_class()(self)
+        self.model_parts_sent = 0
+        self.model_bytes_sent = 0  # the weights' bytes (payload), counted in bytes_up
+        # Beside the engine checkpoint, so that `hostctl model` can assemble a usable model from
+        # checkpoints alone (how inputs are normalised is the data's, not the weights').
+        self.progress.extra["model_meta"] = model_meta(data, 0)
+        self._noise_rng = noise_rng()
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
@@ -194,6 +204,8 @@ class EdgeTrainer:
                     self.stopped_early = True
                     break
                 self.train_done_at = time.time()
+                if epoch == self.cfg.epochs - 1:
+                    self._send_model(epoch, sender)
                 self._evaluate(epoch, sender)
                 self.progress.epoch, self.progress.next_index = epoch + 1, 0
                 self._checkpoint()
@@ -208,6 +220,11 @@ class EdgeTrainer:
     def host_has(self, epoch: int, index: int) -> bool:
         """Whether the host had trained batch (epoch, index) when this session began."""
         return self._host_trained is not None and (epoch, index) <= self._host_trained
+
+    def released(self, activation: np.ndarray) -> np.ndarray:
+        """What crosses the link for an activation: after the privacy defence, if any."""
+        noise = self.cfg.activation_noise
+        return activation if noise is None else noise.apply(activation, self._noise_rng)
 
     def pace(self, seconds: float) -> float:
         """Stretch a step to the board profile's speed; returns the paced duration."""
@@ -269,7 +286,7 @@ class EdgeTrainer:
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
             self.blocked_s += sender.put(
-                EvalBatch(epoch, index, y, step.activation, self.cfg.codec)
+                EvalBatch(epoch, index, y, self.released(step.activation), self.cfg.codec)
             )
             acc = float(corrects[-1].mean()) if corrects else 0.0
             self.on_batch("eval", epoch, index + 1, total, step.loss, acc)
@@ -293,6 +310,17 @@ class EdgeTrainer:
                 },
             )
         )
+
+    def _send_model(self, epoch: int, sender: Sender) -> None:
+        """The trained front + exit weights to the host, ahead of the last EPOCH_END, so that the
+        host holds the whole model when the run ends (modes whose edge trains no exit head send
+        nothing: there is no edge model to serve)."""
+        if self.engine is None or not self._scores_exit:
+            return
+        for msg in weight_messages(self.engine.export_weights(), model_meta(self.data, epoch)):
+            self.blocked_s += sender.put(msg)
+            self.model_parts_sent += 1
+            self.model_bytes_sent += sum(v.nbytes for v in msg.tensors.values())
 
     def _checkpoint(self) -> None:
         """Engine checkpoint, then the progress that names it: a kill between the two leaves
@@ -357,6 +385,7 @@ class EdgeTrainer:
                 "this_part": this_part,
                 "engine": self.engine.name if self.engine else None,
                 "codec": self.cfg.codec,
+                "privacy": noise.describe() if (noise := self.cfg.activation_noise) else None,
                 "slowdown": self.cfg.slowdown,
                 "epochs_done": self.progress.epoch,
                 "stopped_early": self.stopped_early,
@@ -364,6 +393,8 @@ class EdgeTrainer:
                 "train_done_at": self.train_done_at,
                 "link_stats": stats,
                 "eval_batches_sent": sender.eval_batches_sent,
+                "model_parts_sent": self.model_parts_sent,
+                "model_bytes_up": self.model_bytes_sent,
                 "batches_skipped_host_had": self.skipped,
                 "edge_train_exit_accuracy": self.train_exit_accuracy,
                 "cloud_busy_s_reported": final.get("cloud_busy_s"),

@@ -71,6 +71,12 @@ def load_profile(spec: str) -> dict:
     "--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True
 )
 @report_option(help="also write the JSON report here")
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the hierarchical run's trained model here (edge/tail/full.onnx, model.pt, model.json)",
+)
 @logging_options
 def bench(
     modes: str,
@@ -89,6 +95,7 @@ def bench(
     profile_spec: str | None,
     out: Path,
     report_path: Path | None,
+    model_out: Path | None,
 ) -> None:
     """Run the chosen modes one after the other and compare them (runtime vs split learning)."""
     from edge_runtime.report import write_report
@@ -119,6 +126,7 @@ def bench(
         out=out,
         slowdown=float(profile["slowdown"]) if profile else 1.0,
         profile_name=f"{profile['name']} (slowdown {profile['slowdown']}x)" if profile else None,
+        model_out=model_out,
     )
     with sigterm_as_interrupt():
         report = run_bench(opts, stdout_console())

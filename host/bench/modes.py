@@ -41,6 +41,7 @@ class BenchOptions:
     slowdown: float = 1.0
     engine: str = "auto"  # the edge's engine in every mode
     profile_name: str | None = None
+    model_out: Path | None = None  # the hierarchical run's trained model (per codec if several)
     input_shape: tuple[int, int, int] = (3, 32, 32)
     num_classes: int = 10
     out: Path = Path("runs/bench")
@@ -60,6 +61,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 baselines=True,
                 input_shape=opts.input_shape,
                 num_classes=opts.num_classes,
+                force=True,  # bench's own bundle under --out, re-made on each run
             ),
             out / "bundle",
         )
@@ -91,6 +93,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 bundle=out / "bundle",
                 slowdown=opts.slowdown,
                 engine=opts.engine,
+                model_out=_model_out(opts, label, mode),
             ),
             quiet,
         )
@@ -150,6 +153,13 @@ def _emulations(runs: dict[str, dict[str, Any]]) -> str:
 
 def _ratio(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2f}"
+
+
+def _model_out(opts: BenchOptions, label: str, mode: str) -> Path | None:
+    """Where a run's trained model goes: only the hierarchical runs have one to serve."""
+    if opts.model_out is None or mode != "hierarchical":
+        return None
+    return opts.model_out / label if len(opts.codecs) > 1 else opts.model_out
 
 
 def _pct(v: float | None) -> str:

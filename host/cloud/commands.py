@@ -20,9 +20,9 @@ from host.console import console
 @click.option(
     "--bundle",
     "bundle_dir",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="the bundle directory (DIR or DIR/cloud)",
+    help="the bundle directory (DIR or DIR/cloud); training needs it",
 )
 @click.option("--listen", default=None, help="tcp://HOST:PORT")
 @click.option("--serial", default=None, help="serial device (or pyserial URL) of one edge")
@@ -61,8 +61,31 @@ from host.console import console
     default="hierarchical",
     show_default=True,
 )
+@click.option(
+    "--shared-tail",
+    is_flag=True,
+    help="train one tail on every edge's activations (each edge's accounting stays its own)",
+)
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the trained model here at the end (edge/tail/full.onnx, model.pt, model.json)",
+)
+@click.option(
+    "--infer",
+    is_flag=True,
+    help="serve hierarchical inference on a trained model (--model DIR) instead of training",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="with --infer: the model directory (--model-out of a run)",
+)
 @logging_options
 def serve_cmd(
     bundle_dir: Path,
@@ -76,18 +99,45 @@ def serve_cmd(
     metrics_csv: Path | None,
     link_label: str | None,
     mode: str,
+    shared_tail: bool,
     baud: int,
     window: int,
+    model_out: Path | None,
+    infer: bool,
+    model_dir: Path | None,
 ) -> None:
-    """The cloud trainer: train each edge's tail on the activations it streams."""
+    """The cloud trainer: train each edge's tail on the activations it streams.
+
+    With --infer: answer the samples edges offload, with the trained model's tail."""
     from edge_runtime.bundle import load_bundle, read_key_file
     from edge_runtime.link import LinkConfig
+    from host.cloud.modes import host_mode
     from host.cloud.serve import parse_listen, serve
 
+    if shared_tail and not host_mode(mode).trains_tail:
+        raise UsageFault(f"--shared-tail: mode {mode!r} trains no tail to share")
     if (listen is None) == (serial is None):
         raise UsageFault("serve needs exactly one of --listen tcp://HOST:PORT or --serial DEVICE")
     if listen is not None:
         parse_listen(listen)  # a bad address is a usage error before the tail is built
+    if infer:
+        from edge_runtime.bundle import KEY_FILE
+        from host.infer.server import serve_infer
+
+        if model_dir is None or bundle_dir is not None:
+            raise UsageFault("serve --infer takes --model DIR (a model directory), not --bundle")
+        serve_infer(
+            model_dir,
+            listen=listen,
+            serial=serial,
+            key=read_key_file(key_file or model_dir / KEY_FILE),
+            config=LinkConfig(baudrate=baud, window=window),
+            exit_when_done=exit_when_done,
+            say=console.print,
+        )
+        return
+    if bundle_dir is None or model_dir is not None:
+        raise UsageFault("serve needs --bundle DIR (or --infer --model DIR to serve inference)")
     bundle = load_bundle(bundle_dir)
     if bundle.side == "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")
@@ -105,7 +155,14 @@ def serve_cmd(
         link_label=link_label,
         config=LinkConfig(baudrate=baud, window=window),
         mode=mode,
+        model_out=model_out,
+        shared_tail=shared_tail,
     )
+    if result["shared_tail"] is not None:
+        edges = ", ".join(e["edge_id"] for e in result["shared_tail"]["edges"]) or "none"
+        console.print(
+            f"shared tail: {result['shared_tail']['steps']} optimizer steps from edges {edges}"
+        )
     console.print(
         f"cloud done: {result['batches_trained_cloud']} batches trained, "
         f"{result['bytes_up'] / 1e6:.2f} MB received"

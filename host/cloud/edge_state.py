@@ -6,6 +6,11 @@ cursor to the link (WELCOME), and the edge re-sends everything after it: what wa
 not checkpointed is trained again from the checkpointed tail, so the final tail has seen each
 batch exactly once. Ids are (epoch, index); a batch whose id is not above the last trained one
 is a duplicate (a restarted edge re-creating batches) and is acknowledged without training.
+
+With a shared tail (`hostctl serve --shared-tail`) every edge of the fleet trains one
+`SharedTail`: its tail, its optimizer and every member edge's accounting live in one checkpoint
+written atomically, and every member's lock is the shared tail's, so that a checkpoint taken
+for one edge is a consistent cut of all of them (see `SharedTail`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import numpy as np
 import torch
 
 from edge_runtime.bundle import Bundle
-from edge_runtime.statefile import read_state, write_state
+from edge_runtime.model_messages import ModelWeights
+from edge_runtime.statefile import StateError, read_state, write_state
 from host.cloud.tail import TailTrainer
 
 CONFIDENCE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -43,13 +49,84 @@ def state_file(state_dir: Path, edge_id: str, run_id: str) -> Path:
     return state_dir / f"{quote(edge_id, safe='')}+{quote(run_id, safe='')}{SUFFIX}"
 
 
-def check_state_dir(state_dir: Path) -> int:
+SHARED_KIND, SHARED_VERSION = "shared-tail-checkpoint", 1
+SHARED_FILE = "shared-tail.fleet"  # not *.ckpt: a per-edge server never mistakes it for its own
+
+
+def check_state_dir(state_dir: Path, *, shared: bool = False) -> int:
     """Verify every tail checkpoint in `state_dir` before serving (StateError on the first
-    damaged one); returns how many there are."""
-    paths = sorted(Path(state_dir).glob(f"*{SUFFIX}")) if Path(state_dir).is_dir() else []
+    damaged one, or on checkpoints of the other kind: per-edge tails and a shared tail never
+    mix in one directory); returns how many there are."""
+    state_dir = Path(state_dir)
+    paths = sorted(state_dir.glob(f"*{SUFFIX}")) if state_dir.is_dir() else []
+    shared_path = state_dir / SHARED_FILE
+    if shared and paths:
+        raise StateError(
+            paths[0],
+            "is a per-edge tail checkpoint, and --shared-tail keeps one tail for all edges",
+            "serve without --shared-tail, or with another --state-dir",
+        )
+    if not shared and shared_path.exists():
+        raise StateError(
+            shared_path,
+            "is a shared tail checkpoint, and this server keeps one tail per edge",
+            "serve with --shared-tail, or with another --state-dir",
+        )
     for path in paths:
         read_state(path, kind=STATE_KIND, version=STATE_VERSION, way_out=RESTORE)
+    if shared and shared_path.exists():
+        read_state(shared_path, kind=SHARED_KIND, version=SHARED_VERSION, way_out=RESTORE)
+        return 1
     return len(paths)
+
+
+class SharedTail:
+    """One tail and its optimizer, trained on the batches of every edge holding the bundle.
+
+    Exactly-once stays per edge: each member `EdgeState` keeps its own cursor, trained ids and
+    duplicates. The checkpoint holds the tail, the optimizer and *every* member's accounting,
+    written atomically in one state file, because the tail has learnt from every edge's batches
+    since the last checkpoint: a checkpoint made for edge A that left out edge B's cursor would,
+    after a crash, make B re-send batches the tail already holds. Every member shares `lock`,
+    so a checkpoint is a consistent cut (no edge is mid-batch) and training is serialized.
+    """
+
+    def __init__(self, bundle: Bundle, state_dir: Path) -> None:
+        """The shared tail of `state_dir`, from its checkpoint if there is one."""
+        self.trainer = TailTrainer(bundle)
+        self.path = Path(state_dir) / SHARED_FILE
+        self.lock = threading.Lock()
+        self.members: dict[tuple[str, str], EdgeState] = {}
+        # Accounting of edges saved by an earlier life of the host and not (yet) back: kept in
+        # every later checkpoint, since the tail holds their batches.
+        self.saved: dict[tuple[str, str], dict[str, Any]] = {}
+        self.steps = 0  # optimizer steps of the tail over its whole life, across restarts
+        if self.path.exists():
+            payload = read_state(
+                self.path, kind=SHARED_KIND, version=SHARED_VERSION, way_out=RESTORE
+            )
+            saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+            self.trainer.load_state_dict(saved["trainer"])
+            self.steps = saved["steps"]
+            self.saved = {(e["edge_id"], e["run_id"]): e["meta"] for e in saved["edges"]}
+
+    def join(self, state: EdgeState) -> None:
+        """Make `state` a member: its accounting goes into every checkpoint from now on."""
+        self.members[(state.edge_id, state.run_id)] = state
+
+    def checkpoint(self) -> None:
+        """Write tail + optimizer + every edge's accounting atomically; afterwards every member
+        has `consumed_seq == last_seq`. The caller holds `lock`."""
+        metas = dict(self.saved)
+        metas.update({key: s.meta() for key, s in self.members.items()})
+        edges = [{"edge_id": e, "run_id": r, "meta": m} for (e, r), m in metas.items()]
+        buffer = io.BytesIO()
+        torch.save(
+            {"trainer": self.trainer.state_dict(), "steps": self.steps, "edges": edges}, buffer
+        )
+        write_state(self.path, buffer.getvalue(), kind=SHARED_KIND, version=SHARED_VERSION)
+        for state in self.members.values():
+            state.consumed_seq = state.last_seq
 
 
 @dataclass
@@ -95,38 +172,60 @@ class EdgeState:
     last_trained_at: float | None = None  # wall clock when the tail last trained a batch
     done: bool = False
     raw: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    # The edge's trained front + exit (MODEL_WEIGHTS parts), in memory: `--model-out` writes
+    # them at the run's end; after a crash `hostctl model` takes the edge's checkpoint instead.
+    model_parts: dict[int, ModelWeights] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    shared: SharedTail | None = None  # the fleet's tail, when this edge trains a shared one
 
     @classmethod
-    def open(cls, bundle: Bundle, state_dir: Path, edge_id: str, run_id: str) -> EdgeState:
-        """The saved state of (edge, run), or a fresh one with the bundle's initial tail."""
+    def open(
+        cls,
+        bundle: Bundle,
+        state_dir: Path,
+        edge_id: str,
+        run_id: str,
+        shared: SharedTail | None = None,
+    ) -> EdgeState:
+        """The saved state of (edge, run), or a fresh one with the bundle's initial tail.
+
+        With `shared`, the edge trains the shared tail, under its lock, and its accounting
+        comes from (and goes into) the shared checkpoint."""
+        if shared is not None:
+            state = cls(
+                edge_id, run_id, shared.trainer, shared.path, lock=shared.lock, shared=shared
+            )
+            meta = shared.saved.get((edge_id, run_id))
+            if meta is not None:
+                state.restore(meta)
+            shared.join(state)
+            return state
         path = state_file(state_dir, edge_id, run_id)
         state = cls(edge_id, run_id, TailTrainer(bundle), path)
         if path.exists():
             payload = read_state(path, kind=STATE_KIND, version=STATE_VERSION, way_out=RESTORE)
             saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
             state.trainer.load_state_dict(saved["trainer"])
-            meta = saved["meta"]
-            state.consumed_seq = state.last_seq = meta["consumed_seq"]
-            state.trained = tuple(meta["trained"]) if meta["trained"] else None
-            state.trained_ids = [tuple(i) for i in meta["trained_ids"]]
-            state.duplicates = meta["duplicates"]
-            state.eval = {
-                int(e): EvalEpoch({int(i): c for i, c in v.items()})
-                for e, v in meta["eval"].items()
-            }
-            state.epochs = {int(e): v for e, v in meta["epochs"].items()}
-            state.cloud_busy_s = meta["cloud_busy_s"]
-            state.done = meta["done"]
+            state.restore(saved["meta"])
         return state
 
-    def resume_info(self) -> dict[str, Any]:
-        """What WELCOME tells the edge: the last batch id the tail has trained."""
-        return {"trained": list(self.trained) if self.trained else None}
+    def restore(self, meta: dict[str, Any]) -> None:
+        """Take the accounting a checkpoint saved (what `meta()` gave)."""
+        self.consumed_seq = self.last_seq = meta["consumed_seq"]
+        self.trained = tuple(meta["trained"]) if meta["trained"] else None
+        self.trained_ids = [tuple(i) for i in meta["trained_ids"]]
+        self.duplicates = meta["duplicates"]
+        self.eval = {
+            int(e): EvalEpoch({int(i): c for i, c in v.items()}) for e, v in meta["eval"].items()
+        }
+        self.epochs = {int(e): v for e, v in meta["epochs"].items()}
+        self.cloud_busy_s = meta["cloud_busy_s"]
+        self.done = meta["done"]
 
-    def checkpoint(self) -> None:
-        """Write tail + cursor + accounting atomically; afterwards `consumed_seq == last_seq`."""
-        meta = {
+    def meta(self) -> dict[str, Any]:
+        """This edge's accounting as a checkpoint saves it, with everything trained so far
+        counted as consumed."""
+        return {
             "consumed_seq": self.last_seq,
             "trained": list(self.trained) if self.trained else None,
             "trained_ids": [list(i) for i in self.trained_ids],
@@ -139,8 +238,20 @@ class EdgeState:
             "done": self.done,
             "saved_at": time.time(),
         }
+
+    def resume_info(self) -> dict[str, Any]:
+        """What WELCOME tells the edge: the last batch id the tail has trained."""
+        return {"trained": list(self.trained) if self.trained else None}
+
+    def checkpoint(self) -> None:
+        """Write tail + cursor + accounting atomically; afterwards `consumed_seq == last_seq`.
+
+        A shared tail's edge writes the shared checkpoint, which covers every member edge."""
+        if self.shared is not None:
+            self.shared.checkpoint()
+            return
         buffer = io.BytesIO()
-        torch.save({"trainer": self.trainer.state_dict(), "meta": meta}, buffer)
+        torch.save({"trainer": self.trainer.state_dict(), "meta": self.meta()}, buffer)
         write_state(self.path, buffer.getvalue(), kind=STATE_KIND, version=STATE_VERSION)
         self.consumed_seq = self.last_seq
 
@@ -167,6 +278,8 @@ class EdgeState:
             (loss, correct), grad = self.trainer.train_step(activation, labels), None
         busy = time.perf_counter() - t
         self.cloud_busy_s += busy
+        if self.shared is not None:
+            self.shared.steps += 1
         self.trained = (epoch, index)
         self.trained_ids.append((epoch, index))
         self.train_correct += correct
@@ -182,6 +295,22 @@ class EdgeState:
         self.cloud_busy_s += time.perf_counter() - t
         ev = self.eval.setdefault(epoch, EvalEpoch())
         ev.correct[index] = (pred == labels).astype(int).tolist()
+
+    def receive_model(self, msg: ModelWeights) -> None:
+        """Keep one part of the edge's model (a re-sent part replaces; a new count restarts)."""
+        if any(p.parts != msg.parts for p in self.model_parts.values()):
+            self.model_parts.clear()
+        self.model_parts[msg.part] = msg
+
+    def edge_model(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The edge's weights and meta once every part is in; None before."""
+        parts = self.model_parts
+        if not parts or len(parts) != next(iter(parts.values())).parts:
+            return None
+        weights: dict[str, np.ndarray] = {}
+        for i in sorted(parts):
+            weights.update(parts[i].tensors)
+        return weights, parts[max(parts)].meta
 
     def end_epoch(self, epoch: int, edge_metrics: dict[str, Any]) -> dict[str, Any]:
         """Combine the edge's exit figures with the final exit's: accuracy and early exit."""

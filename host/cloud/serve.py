@@ -94,10 +94,13 @@ def serve(
     link_label: str | None,
     config: LinkConfig,
     mode: str = "hierarchical",
+    model_out: Path | None = None,
+    shared_tail: bool = False,
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
 
     Both sides' training curves go to TensorBoard event files under ``state_dir``.
+    `model_out`: write the trained model there at the end (host/model), validated.
     """
     curves = CurveWriter(state_dir)
     server = CloudServer(
@@ -109,6 +112,7 @@ def serve(
         config=config,
         on_event=fan_out(log_events(), curves),
         mode=mode,
+        shared_tail=shared_tail,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())
@@ -118,6 +122,8 @@ def serve(
     else:
         server.serve_serial(serial)
         print(f"listening on serial {serial}", flush=True)
+    if server.shared is not None:
+        log.info("one tail shared by every edge, checkpointed in %s", server.shared.path)
     try:
         server.wait(exit_when_done=exit_when_done)
     finally:
@@ -128,4 +134,8 @@ def serve(
             write_report(report, result)
     if server.fatal is not None:
         raise server.fatal
+    if model_out is not None:
+        from host.model.collect import run_models_out
+
+        run_models_out(bundle, server.states(), model_out, say=log.info)
     return result

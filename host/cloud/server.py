@@ -3,6 +3,9 @@
 The link's receiver thread keeps reading (up to its window) while the session thread trains, so
 the next batch arrives while this one trains. Consumption is acknowledged at checkpoints, which
 come every `checkpoint_every` batches, at each epoch end and when a session ends.
+
+With `shared_tail`, every edge trains one `SharedTail` (one tail, one optimizer, one checkpoint
+that holds every edge's accounting); each edge's exactly-once accounting stays its own.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from edge_runtime.link import (
 )
 from edge_runtime.link.control import Bye, Error
 from edge_runtime.link.transports import Transport
+from edge_runtime.model_messages import ModelWeights
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
 from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
-from host.cloud.edge_state import EdgeState, check_state_dir
+from host.cloud.edge_state import EdgeState, SharedTail, check_state_dir
 from host.cloud.modes import host_mode
 from host.cloud.tail import TailTrainer
 from host.cloud.validate import BadMessage, check_message
@@ -51,8 +55,11 @@ class CloudServer:
         config: LinkConfig | None = None,
         on_event: EventSink | None = None,
         mode: str = "hierarchical",
+        shared_tail: bool = False,
     ) -> None:
         self.mode_half = host_mode(mode)(self)
+        if shared_tail and not self.mode_half.trains_tail:
+            raise ValueError(f"--shared-tail: mode {mode!r} trains no tail to share")
         self.mode = mode
         self.bundle = bundle
         self.state_dir = Path(state_dir)
@@ -71,9 +78,14 @@ class CloudServer:
         self.errors: list[str] = []
         self.fatal: StateError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
-        check_state_dir(self.state_dir)  # a damaged checkpoint stops us here, not mid-run
+        # A damaged checkpoint stops us here, not mid-run.
+        check_state_dir(self.state_dir, shared=shared_tail)
+        self.shared: SharedTail | None = None
         try:  # and a tail that cannot be built (a damaged user model) too
-            TailTrainer(bundle)
+            if shared_tail:
+                self.shared = SharedTail(bundle, self.state_dir)
+            else:
+                TailTrainer(bundle)
         except (ModelSpecError, ManifestError) as exc:
             raise BundleError(f"{bundle.root}: the tail cannot be built: {exc}") from None
         self.listener = HostListener(
@@ -103,8 +115,15 @@ class CloudServer:
         with self._edges_lock:
             key = (edge_id, run_id)
             if key not in self._edges:
-                self._edges[key] = EdgeState.open(self.bundle, self.state_dir, edge_id, run_id)
+                self._edges[key] = EdgeState.open(
+                    self.bundle, self.state_dir, edge_id, run_id, shared=self.shared
+                )
             return self._edges[key]
+
+    def states(self) -> list[EdgeState]:
+        """Every (edge, run) served so far."""
+        with self._edges_lock:
+            return list(self._edges.values())
 
     def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
         with self._changed:
@@ -186,6 +205,9 @@ class CloudServer:
             except LinkError as exc:  # the edge is gone; its next session gets the figures again
                 self.errors.append(f"{state.edge_id}: metrics not delivered: {exc}")
             self.on_event("epoch", state, result)
+        elif isinstance(msg, ModelWeights):
+            state.receive_model(msg)
+            state.last_seq = msg.seq
         elif isinstance(msg, Bye):
             # "done" ends the edge's run; "stopped" means it will come back with --resume.
             state.done = state.done or msg.reason == "done"
@@ -212,6 +234,7 @@ class CloudServer:
         self.on_event("error", state, {"error": str(exc)})
         with contextlib.suppress(LinkError):
             session.send(Error("state", f"the host stopped: {exc}"))
+            session.flush(5.0)  # the ERROR must reach the edge before the host stops
         self.request_stop()
 
     def maybe_commit(self, session: HostSession, state: EdgeState) -> None:
@@ -333,11 +356,25 @@ class CloudServer:
             edge_exit_accuracy=single.get("edge_exit_accuracy"),
             cloud_busy_s=round(sum(e["cloud_busy_s"] for e in edges), 3),
             extra={
+                "shared_tail": self.shared_report(),
                 "last_trained_at": single.get("last_trained_at"),
                 "edges": edges,
                 "errors": self.errors,
             },
         ).as_dict()
+
+    def shared_report(self) -> dict[str, Any] | None:
+        """The shared tail, if there is one: its optimizer steps (over restarts) and every edge
+        whose batches it holds, including edges of an earlier life not back yet."""
+        if self.shared is None:
+            return None
+        with self.shared.lock:
+            keys = sorted(set(self.shared.saved) | set(self.shared.members))
+            return {
+                "steps": self.shared.steps,
+                "checkpoint": str(self.shared.path),
+                "edges": [{"edge_id": e, "run_id": r} for e, r in keys],
+            }
 
     def listener_stats(self) -> dict[str, int]:
         """Wire bytes over every session so far (up: edge to host)."""

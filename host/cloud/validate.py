@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.link.messages import Malformed
+from edge_runtime.model_messages import ModelWeights
 from edge_runtime.train.messages import Batch, EpochEnd, RawBatch, UploadDone
 
 
@@ -45,6 +46,12 @@ def check_message(msg: Any, manifest: dict[str, Any]) -> None:
             )
     elif isinstance(msg, EpochEnd):
         _check_epoch_end(msg)
+    elif isinstance(msg, ModelWeights):
+        # Whether the names and shapes fit the model is checked when the model is assembled
+        # (models/rebuild.py); a NaN would pass that and poison every answer.
+        for name, value in msg.tensors.items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise BadMessage(f"ModelWeights: {name} holds NaN or Inf")
     elif isinstance(msg, UploadDone):
         for key in ("epochs", "batch_size", "num_classes"):  # the types were checked on decode
             if getattr(msg, key) < 1:

@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from edge_runtime.command_line import logging_options
-from edge_runtime.modes import MODE_NAMES
+from edge_runtime.errors import UsageFault
+from edge_runtime.modes import MODE_NAMES, mode_spec
 from host.cli_options import check_link, codec_option, engine_option, link_options, report_option
 from host.console import stdout_console
 
@@ -56,6 +57,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
     default=None,
     help="use this bundle instead of exporting the small model",
 )
+@click.option(
+    "--model-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the trained model here (edge/tail/full.onnx, model.pt, model.json)",
+)
+@click.option("--infer", is_flag=True, help="after training, hierarchical inference with the model")
 @click.option("--resume", is_flag=True, help="continue the interrupted demo in --work-dir")
 @logging_options
 def demo(
@@ -69,12 +77,16 @@ def demo(
     work_dir: Path,
     report_path: Path | None,
     bundle_dir: Path | None,
+    model_out: Path | None,
+    infer: bool,
     resume: bool,
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
     from host.demo import DemoOptions, run_demo
 
     check_link(link, link_emulation, mode)
+    if (infer or model_out) and not mode_spec(mode).scores_exit:
+        raise UsageFault(f"--mode {mode} trains no early exit: --infer and --model-out need one")
     opts = DemoOptions(
         link=link,
         link_emulation=link_emulation,
@@ -86,6 +98,8 @@ def demo(
         work_dir=work_dir,
         report=report_path,
         bundle=bundle_dir,
+        model_out=model_out,
+        infer=infer,
         resume=resume,
     )
     with sigterm_as_interrupt():

@@ -62,6 +62,8 @@ class DemoOptions:
     bundle: Path | None = None  # reuse this bundle instead of exporting one
     slowdown: float = 1.0  # board profile: the edge computes this many times slower
     link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
+    model_out: Path | None = None  # write the trained model here (host/model)
+    infer: bool = False  # after training, hierarchical inference with the trained model
     resume: bool = False  # continue the interrupted run in work_dir
 
 
@@ -84,6 +86,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
                     split=opts.split,
                     lr=opts.lr,
                     baselines=spec.needs_baselines,
+                    force=True,  # the work directory's own bundle, re-made on each run
                 ),
                 work / "bundle",
             )
@@ -177,6 +180,17 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         )
     write_report(opts.report or work / "report.json", report)
     console.print(report_table(report))
+    model_dir = opts.model_out or (work / "model" if opts.infer else None)
+    if model_dir is not None and emulation is not None:
+        from host.model.collect import held_out_samples, run_models_out
+
+        samples = held_out_samples(opts.data)
+        run_models_out(bundle, cloud.states(), model_dir, samples, say=console.print)
+        if opts.infer:
+            from host.infer.demo import run_infer_demo
+
+            report["inference"] = run_infer_demo(model_dir, opts.data, work, console)
+            write_report(opts.report or work / "report.json", report)
     return report
 
 
@@ -267,6 +281,8 @@ def merge_reports(
             "pipeline_efficiency": round(edge["runtime_s"] / max(max(busy.values()), 1e-9), 3),
             "early_exit_at_0.9": early[0] if early else None,
             "early_exit": edge.get("early_exit"),
+            # The trained front + exit sent at the end (hierarchical), inside bytes_up.
+            "model_bytes_up": edge.get("model_bytes_up", 0),
         },
     ).as_dict()
 

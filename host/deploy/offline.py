@@ -159,6 +159,13 @@ def make_deploy_bundle(
         raise BoardError(f"--bundle {bundle_dir}: give the bundle directory or its edge/ half")
     edge_src = bundle_dir / "edge" if bundle.side == "all" else bundle_dir
     load_bundle(edge_src)  # the edge half on its own, as the board will load it
+    engines = bundle.manifest.get("engines", ["ort", "torch"])
+    if board.resolved_engine not in engines:
+        raise BoardError(
+            f"board file {board.path}: engine = {board.resolved_engine!r}, but {bundle_dir} was "
+            f'exported for {", ".join(engines)} only; set engine = "{engines[0]}" in the '
+            "board file, or re-export the bundle for this engine"
+        )
     extra, engine_reqs = engine_requirements(board) if not skip_deps else _extra_only(board)
     _prepare_out(out)
     shutil.copytree(edge_src, out / "edge")
@@ -169,7 +176,9 @@ def make_deploy_bundle(
     else:
         wheels.mkdir()
         wheel = Path(shutil.copy2(wheel, wheels / wheel.name))
-    requirements = [] if skip_deps else [*base_requirements(), *engine_reqs]
+    # The model's own requirements (`hostctl export --requires`): its code runs on the board.
+    model_reqs = list(bundle.manifest.get("code", {}).get("requires", []))
+    requirements = [] if skip_deps else [*base_requirements(), *engine_reqs, *model_reqs]
     if requirements:
         on_progress(f"pip download for {board.arch}, Python {board.python}")
         download_for_board(board, requirements, wheels, on_progress)

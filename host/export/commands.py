@@ -44,6 +44,40 @@ from host.console import console, stdout_console
     help="pre-shared link key to write into the bundle [default: a fresh random key]",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="start from these weights: model.pt of a run, or a whole-model state dict (.pt)",
+)
+@click.option(
+    "--engine",
+    "engine",
+    type=click.Choice(["ort", "torch"]),
+    default="ort",
+    show_default=True,
+    help="ort: ONNX Runtime training artifacts too (both engines train the bundle); "
+    "torch: only what the torch engine needs (for ops ORT training cannot differentiate)",
+)
+@click.option("--force", is_flag=True, help="replace the bundle at --out (its link key is kept)")
+@click.option(
+    "--new-key", is_flag=True, help="with --force: a fresh link key (re-deploy the board)"
+)
+@click.option(
+    "--include",
+    "includes",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="a module file or package directory the model's code imports (repeatable); "
+    "modules beside the factory file are found by themselves",
+)
+@click.option(
+    "--requires",
+    multiple=True,
+    help="a pip requirement the model's code needs on the board, e.g. 'timm==1.0.9' "
+    "(repeatable; `hostctl bundle` fetches its wheels)",
+)
+@click.option("--no-validate", is_flag=True, help="skip comparing the ONNX models with torch")
 def export(
     model: str,
     split: int,
@@ -56,11 +90,22 @@ def export(
     exit_head: int | None,
     key_file: Path | None,
     seed: int,
+    weights: Path | None,
+    engine: str,
+    force: bool,
+    new_key: bool,
+    includes: tuple[Path, ...],
+    requires: tuple[str, ...],
+    no_validate: bool,
 ) -> None:
-    """Split a model and write the edge's ONNX Runtime training artifacts and the cloud's tail."""
+    """Split a model, write the edge's training artifacts and the cloud's tail, and validate
+    every ONNX model against torch (exit 1, --out as it was, when one disagrees)."""
     from edge_runtime.bundle import load_bundle
     from host.export import ExportOptions, default_out_dir, export_bundle
     from host.export.inspect import bundle_view
+
+    if new_key and not force:
+        raise UsageFault("--new-key replaces the key of an existing bundle: use it with --force")
 
     opts = ExportOptions(
         model=model,
@@ -73,10 +118,22 @@ def export(
         exit_head_width=exit_head,
         seed=seed,
         key_file=key_file,
+        weights=weights,
+        engine=engine,
+        force=force,
+        new_key=new_key,
+        includes=list(includes),
+        requires=list(requires),
+        validate=not no_validate,
     )
     out = out or default_out_dir(opts)
     with console.status("exporting") as status:
-        manifest = export_bundle(opts, out, progress=lambda msg: status.update(msg))
+        manifest = export_bundle(
+            opts,
+            out,
+            progress=lambda msg: status.update(msg),
+            report=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+        )
     bundle = load_bundle(manifest.parent)
     stdout_console().print(bundle_view(bundle))
     click.echo(f"wrote {manifest.parent} in {bundle.manifest['export_seconds']:.1f} s")

@@ -85,6 +85,17 @@ def bundle_view(bundle: Bundle) -> Table:
             "cloud",
             f"{human_count(m['cloud']['params'])} params, {human_count(m['cloud']['flops_per_sample'])} FLOPs/sample",
         ),
+        ("engines", ", ".join(m.get("engines", ["ort", "torch"]))),
+        *(
+            [("model code", ", ".join(m["code"]["files"]) or "-")]
+            if m.get("code", {}).get("files")
+            else []
+        ),
+        *(
+            [("requires", ", ".join(m["code"]["requires"]))]
+            if m.get("code", {}).get("requires")
+            else []
+        ),
         ("files", f"{len(m['files'])} files, sha256 verified"),
         ("manifest sha256", bundle.manifest_sha256),
         ("made with", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),

@@ -83,6 +83,11 @@ def _restore_state(
             init.CopyFrom(numpy_helper.from_array(saved[init.name].numpy(), init.name))
 
 
+def trace_training_graph(module: nn.Module, sample: torch.Tensor) -> onnx.ModelProto:
+    """The training-mode ONNX graph of an edge network, as export traces it (nothing written)."""
+    return _export(module, sample, ["logits", "activation"], training=True)
+
+
 def export_inference(
     module: nn.Module, sample: torch.Tensor, outputs: list[str], path: Path
 ) -> None:

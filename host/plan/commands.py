@@ -89,6 +89,20 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
     default=None,
     help="write the step times used to this JSON file",
 )
+@click.option(
+    "--edges",
+    type=click.IntRange(min=1, max=100_000),
+    default=None,
+    help="also model a fleet of this many edges (this board, each on its own such link) "
+    "feeding one shared tail",
+)
+@click.option(
+    "--ranks",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="with --edges: tail ranks on the host side",
+)
 @logging_options
 def plan(
     model: str,
@@ -109,6 +123,8 @@ def plan(
     profile_path: Path | None,
     colocated: bool,
     save_path: Path | None,
+    edges: int | None,
+    ranks: int,
 ) -> None:
     """Predict a hierarchical run's time per split (edge, link, cloud overlap); mark the best."""
     from host.linkemu import parse_link
@@ -148,6 +164,26 @@ def plan(
     out = stdout_console()
     out.print(plan_table(result))
     out.print(result.reason)
+    if edges is not None:
+        from host.plan.fleet import fleet_lines, fleet_plan
+        from host.plan.planner import activation_shapes, split_costs
+
+        choice = result.choice
+        costs = {
+            c.split: c
+            for c in split_costs(req, activation_shapes(req), result.figures, result.codec)
+        }
+        fleet = fleet_plan(
+            edges=edges,
+            ranks=ranks,
+            batch_size=batch_size,
+            edge_s=choice.edge_s,
+            link_s=choice.link_s,
+            cloud_s=choice.cloud_s,
+            batch_wire_bytes=costs[choice.split].batch_wire_bytes,
+        )
+        for line in fleet_lines(fleet):
+            out.print(line)
     if save_path is not None:
         save_profile(result.figures, save_path)
         click.echo(f"wrote {save_path}")

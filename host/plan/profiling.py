@@ -182,6 +182,7 @@ def profile_splits(
                     split=split,
                     input_shape=setup.input_shape,
                     num_classes=setup.num_classes,
+                    validate=False,  # a throwaway bundle, timed and removed
                 ),
                 bundle_dir,
             )

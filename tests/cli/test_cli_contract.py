@@ -21,19 +21,10 @@ from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime")
 HOST_COMMANDS = (
-    "export",
-    "inspect",
-    "serve",
-    "demo",
-    "bench",
-    "plan",
-    "bundle",
-    "deploy",
-    "hil",
-    "report",
-    "doctor",
-)
-EDGE_COMMANDS = ("run", "agent", "doctor")
+    "export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil", "privacy",
+    "model", "report", "doctor",
+)  # fmt: skip
+EDGE_COMMANDS = ("run", "agent", "infer", "doctor")
 
 
 def imported_modules(module: str, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:

@@ -121,3 +121,57 @@ def test_full_bundle_downloads_and_installs_offline(
     pyvenv = (Path(result.release_dir) / "venv" / "pyvenv.cfg").read_text()
     assert "include-system-site-packages = false" in pyvenv
     assert json.loads((tmp_path / "d" / DEPLOY_MANIFEST).read_text())["skip_deps"] is False
+
+
+def test_model_requirements_are_downloaded_for_the_board(
+    local_board_file, edge_bundle, hiertrain_wheel, tmp_path, monkeypatch
+) -> None:
+    """`hostctl export --requires` lands in the manifest; `hostctl bundle` hands it to pip with
+    the board's platform, and the wheel (with its own dependency) is in the deploy bundle.
+    Offline: pip downloads from a local index of small wheels standing in for the real ones."""
+    from deploy_support import write_wheel
+
+    index = tmp_path / "index"
+    index.mkdir()
+    for name, version in [("numpy", "1.26.0"), ("pyserial", "3.5"), ("cobs", "1.2.1")]:
+        write_wheel(index, name, version, [])
+    write_wheel(index, "click", "8.1.7", [])
+    write_wheel(index, "rich", "13.7.0", [])
+    write_wheel(index, "torch", "2.8.0", [])
+    write_wheel(index, "timm", "1.0.9", ["safetensors"])
+    write_wheel(index, "safetensors", "0.4.5", [])
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+
+    src = edge_bundle()
+    manifest = json.loads((src / "manifest.json").read_text())
+    manifest["code"] = {"dir": "code", "files": [], "requires": ["timm==1.0.9"]}
+    raw = json.dumps(manifest, indent=2).encode()
+    for path in (src / "manifest.json", src / "edge" / "manifest.json"):
+        path.write_bytes(raw)
+
+    board = dataclasses.replace(load_board(local_board_file), arch="aarch64", engine="torch")
+    lines: list[str] = []
+    made = make_deploy_bundle(
+        board, src, tmp_path / "d", wheel=hiertrain_wheel, on_progress=lines.append
+    )
+    assert "timm==1.0.9" in made.manifest["requirements"]
+    names = " ".join(made.files)
+    assert "wheels/timm-1.0.9-py3-none-any.whl" in names
+    assert "wheels/safetensors-0.4.5-py3-none-any.whl" in names  # timm's own dependency
+    assert "wheels/torch-2.8.0-py3-none-any.whl" in names  # the aarch64 torch pin
+
+
+def test_a_torch_only_bundle_is_refused_for_an_ort_board(
+    local_board_file, edge_bundle, hiertrain_wheel, tmp_path
+) -> None:
+    src = edge_bundle()
+    manifest = json.loads((src / "manifest.json").read_text())
+    manifest["engines"] = ["torch"]  # hostctl export --engine torch
+    raw = json.dumps(manifest, indent=2).encode()
+    for path in (src / "manifest.json", src / "edge" / "manifest.json"):
+        path.write_bytes(raw)
+    board = load_board(local_board_file)  # engine = "ort"
+    with pytest.raises(BoardError, match='exported for torch only; set engine = "torch"'):
+        make_deploy_bundle(board, src, tmp_path / "d", skip_deps=True, wheel=hiertrain_wheel)
+    assert not (tmp_path / "d").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from e2e_harness import ENV, run_edge, start_cloud
 
-from edge_runtime.bundle import USER_MODEL_SOURCE, load_bundle
+from edge_runtime.bundle import CODE_DIR, load_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def user_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # What serves the run is the bundled copy, not the file the model was exported from.
     source.unlink()
     manifest = load_bundle(bundle).manifest
-    assert manifest["model_spec"]["bundled_source"] == USER_MODEL_SOURCE
+    assert manifest["model_spec"]["bundled_source"] == f"{CODE_DIR}/{source.name}"
     assert manifest["edge_blocks"] == ["stem"] and manifest["tail_blocks"] == ["body", "classifier"]
     return bundle
 

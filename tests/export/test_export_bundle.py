@@ -167,7 +167,7 @@ def test_user_model_from_file_exports_and_trains(exported, tmp_path_factory, eng
     src = tmp_path_factory.getbasetemp() / "user_net.py"
     src.write_text(USER_MODEL)
     root = exported(f"{src}:factory", 1, input_shape=(1, 8, 8))
-    assert (root / "edge" / "user_model.py").is_file()
+    assert (root / "edge" / "code" / "user_net.py").is_file()
     engine = make_engine(engine_kind, load_bundle(root / "edge"))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)

@@ -14,6 +14,7 @@ import pytest
 from linktest_support import BUNDLE, KEY, Collector, fast_config
 
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileVerdict, Inventory
+from edge_runtime.infer.messages import InferAnswer  # noqa: F401 - registers its family
 from edge_runtime.link import EdgeLink, HostListener
 from edge_runtime.link.control import Error, Hello, Welcome
 from edge_runtime.link.errors import ProtocolError
@@ -27,6 +28,7 @@ from edge_runtime.link.messages import (
     register,
     registered,
 )
+from edge_runtime.model_messages import ModelWeights  # noqa: F401 - registers its family
 from edge_runtime.train.messages import Batch, EpochEnd, Metrics, RawBatch, UploadDone
 
 pytestmark = pytest.mark.timeout(30)

@@ -23,6 +23,8 @@ class HostMode(ABC):
     spec: ClassVar[ModeSpec]
     # The message types this mode acts on (exact types); the server handles the rest.
     handles: ClassVar[tuple[type, ...]]
+    # Whether the host half trains a tail on activations (and so can share one across edges).
+    trains_tail: ClassVar[bool] = True
 
     def __init__(self, server: CloudServer) -> None:
         self.server = server

@@ -18,6 +18,7 @@ from host.cloud.modes.base import HostMode
 class CloudHost(HostMode):
     spec = cloud.SPEC
     handles = (RawBatch, UploadDone)
+    trains_tail = False  # it trains each edge's whole network on its raw data
 
     def handle(self, session: HostSession, state: EdgeState, msg: Any) -> bool:
         if isinstance(msg, RawBatch):

@@ -1,0 +1,1 @@
+"""The host's side of hierarchical inference: the tail answers what the edge offloads."""

@@ -1,0 +1,54 @@
+"""Starting from pretrained weights (`hostctl export --weights FILE`).
+
+FILE is either the `model.pt` of an earlier run (front + exit head under "edge", the tail under
+"tail") or a plain state dict of the whole model, keyed as the model's blocks name their modules
+(block "layer1.0" -> "layer1_0.<param>"; see `SplitModel`). It is read with
+torch.load(weights_only=True): tensors and plain data, never pickled code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.errors import ManifestError
+from models.exit_head import EdgeNet
+from models.rebuild import load_weights
+
+MODEL_FORMAT = "hiertrain-model"  # model.pt's "format" (host/model/assemble.py writes it)
+
+
+def read_pretrained(path: Path) -> dict:
+    """The file's dict; ManifestError (one line) if it is absent or not a state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"--weights {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises pickle, zip and runtime errors alike
+        # torch's own message runs to several lines of advice; its first says what failed.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ManifestError(f"--weights {path}: not a torch state dict ({first})") from None
+    if not isinstance(saved, dict):
+        raise ManifestError(f"--weights {path}: holds a {type(saved).__name__}, not a state dict")
+    return saved
+
+
+def load_pretrained(path: Path, edge: EdgeNet, tail: nn.Module) -> str:
+    """Put the weights of `path` into the edge network and the tail; returns what was loaded.
+
+    A whole-model state dict has no exit head: the head keeps its fresh initialisation.
+    """
+    saved = read_pretrained(path)
+    if saved.get("format") == MODEL_FORMAT:
+        load_weights(edge, saved["edge"], what=f"--weights {path}: edge weights")
+        load_weights(tail, saved["tail"], what=f"--weights {path}: tail weights")
+        return "front, exit head and tail (model.pt)"
+    front_keys = set(edge.front.state_dict())
+    front = {k: v for k, v in saved.items() if k in front_keys}
+    rest = {k: v for k, v in saved.items() if k not in front_keys}
+    load_weights(edge.front, front, what=f"--weights {path}: front weights")
+    load_weights(tail, rest, what=f"--weights {path}: tail weights")
+    return "front and tail (whole-model state dict; fresh exit head)"

@@ -1,0 +1,92 @@
+"""Hierarchical inference with real processes: `hostctl serve --infer` and `edge-runtime infer`
+over TCP and over a pty pair, on a model a real run wrote; bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from e2e_harness import ENV, run_edge, start_cloud
+
+from host.linkemu.null_modem import NullModem
+
+
+@pytest.fixture(scope="module")
+def model_dir(exported, digits_path, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("infer-e2e")
+    bundle = exported("smallcnn", 2, input_shape=(1, 8, 8), lr=3e-3)
+    cloud = start_cloud(bundle, tmp, "--model-out", str(tmp / "model"))
+    run_edge(bundle, cloud.url, tmp, "--data", str(digits_path), "--epochs", "2")
+    cloud.finish()
+    return tmp / "model"
+
+
+def _serve_infer(model_dir: Path, tmp: Path, *where: str) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "host.cli", "serve", "--infer", "--model", str(model_dir),
+           *where, "--exit-when-done"]  # fmt: skip
+    with open(tmp / "infer-host.log", "w") as err:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=ENV)
+    line = proc.stdout.readline()
+    assert line.startswith("listening on"), (tmp / "infer-host.log").read_text()
+    return proc, line.strip().rsplit(" ", 1)[-1]
+
+
+def _edge_infer(model_dir: Path, url: str, data: Path, tmp: Path, *extra: str):
+    report = tmp / "infer.json"
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "infer", "--model", str(model_dir),
+           "--connect", url, "--data", str(data), "--report", str(report), *extra]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    return out, (json.loads(report.read_text()) if out.returncode == 0 else None)
+
+
+def _check(report: dict, model_dir: Path) -> None:
+    desc = json.loads((model_dir / "model.json").read_text())
+    (row,) = [r for r in desc["early_exit"] if r["threshold"] == 0.9]
+    assert report["samples"] == 360 and sum(report["answers"].values()) == 360
+    assert report["answers"]["cloud"] > 0 and not report["degraded"]
+    assert abs(report["fraction_at_edge"] - row["fraction_at_edge"]) <= 0.01
+    assert abs(report["accuracy"] - row["accuracy"]) <= 0.01
+
+
+def test_infer_over_tcp(model_dir, digits_path, tmp_path) -> None:
+    host, where = _serve_infer(model_dir, tmp_path, "--listen", "tcp://127.0.0.1:0")
+    url = "socket://" + where.removeprefix("tcp://")
+    out, report = _edge_infer(model_dir, url, digits_path, tmp_path, "--threshold", "0.9")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert host.wait(60) == 0
+    _check(report, model_dir)
+
+
+def test_infer_over_a_pty_pair(model_dir, digits_path, tmp_path) -> None:
+    with NullModem() as modem:
+        host, _ = _serve_infer(model_dir, tmp_path, "--serial", modem.paths[1], "--baud", "3000000")
+        out, report = _edge_infer(
+            model_dir, modem.paths[0], digits_path, tmp_path, "--threshold", "0.9",
+            "--baud", "3000000",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        host.terminate()
+        host.wait(60)
+    _check(report, model_dir)
+
+
+def test_bad_input_is_one_line(model_dir, digits_path, tmp_path) -> None:
+    cases = [
+        (model_dir, ["--threshold", "1.5"], 2, "--threshold 1.5: must be between 0 and 1"),
+        (model_dir, ["--data", "synthetic:100"], 1, "the model takes 1x8x8"),
+    ]
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "tail.onnx").unlink()
+    cases.append((broken, [], 1, "tail.onnx is missing"))
+    for directory, extra, code, text in cases:
+        args = [sys.executable, "-m", "edge_runtime.cli", "infer", "--model", str(directory),
+                "--data", str(digits_path), *extra]  # fmt: skip
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120, env=ENV)
+        assert out.returncode == code, out.stderr
+        assert text in out.stderr and "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -95,6 +95,19 @@ class Bundle:
     def model(self) -> str:
         return str(self.manifest["model"])
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What the handshake compares beyond the hash: model, split, shapes, classes."""
+        m = self.manifest
+        found = {
+            "model": m.get("model"),
+            "split": m.get("split"),
+            "input_shape": m.get("input_shape"),
+            "activation_shape": (m.get("activation") or {}).get("shape"),
+            "num_classes": m.get("num_classes"),
+        }
+        return {k: v for k, v in found.items() if v is not None}
+
 
 def read_key_file(path: Path) -> bytes:
     """Read a link key file: hex text (as export writes it) or raw bytes, at least 16 bytes."""

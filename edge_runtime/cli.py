@@ -6,11 +6,13 @@ exit code (edge_runtime/command_line.py), as hostctl's does.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -19,12 +21,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edge_runtime.agent import run_agent
 from edge_runtime.bundle import load_bundle, read_key_file
-from edge_runtime.command_line import CommandGroup, run_cli, version_option
+from edge_runtime.command_line import (
+    PROGRESS,
+    CommandGroup,
+    Throttle,
+    logging_options,
+    run_cli,
+    version_option,
+)
 from edge_runtime.data import DATA_SPEC_HELP, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, make_engine
-from edge_runtime.errors import Interrupted, UsageFault
+from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.link.codecs import CODECS
+from edge_runtime.link.transports import check_url
 from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
 from edge_runtime.privacy import (
     ActivationNoise,
@@ -37,6 +47,7 @@ from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
 PROG = "edge-runtime"
 console = Console(stderr=True)
+log = logging.getLogger("hiertrain.edge")
 
 # Options both commands take, declared once (click.option returns a reusable decorator).
 edge_id_option = click.option(
@@ -77,7 +88,7 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
         return existing
     if existing is not None and not existing.started and not _spooled(work_dir):
         # A run that trained nothing (a failed connect, say) does not block the next one.
-        console.print(f"{work_dir}: run {existing.run_id} never started; starting a new run")
+        log.info("%s: run %s never started; starting a new run", work_dir, existing.run_id)
         fresh = True
     elif existing is not None and not fresh:
         raise UsageFault(
@@ -110,7 +121,14 @@ def _spooled(work_dir: Path) -> bool:
     "--connect",
     "url",
     default=None,
-    help="host link: socket://HOST:PORT, /dev/ttyUSB0, rfc2217://HOST:PORT, loop://",
+    help="host link: socket://HOST:PORT (or tcp://), /dev/ttyUSB0, rfc2217://HOST:PORT, loop://",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0.5),
+    default=60.0,
+    show_default=True,
+    help="seconds to keep trying to reach the host before giving up",
 )
 @click.option(
     "--mode",
@@ -193,9 +211,11 @@ def _spooled(work_dir: Path) -> bool:
     default=None,
     help="at the end, write the trained front + exit here (edge.onnx, edge.json)",
 )
+@logging_options
 def run(
     bundle_dir: Path,
     url: str | None,
+    connect_timeout: float,
     mode: str,
     data_spec: str,
     epochs: int,
@@ -236,6 +256,7 @@ def run(
         return
     if url is None:
         raise UsageFault(f"--mode {mode} needs --connect URL (socket://HOST:PORT or a device)")
+    url = check_url(url)  # a form that cannot work is a usage error now, not after retries
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
@@ -265,10 +286,16 @@ def run(
                 "the host's record skips the batches it trained"
             )
     key = read_key_file(key_file) if key_file else bundle.key()
-    config = LinkConfig(baudrate=baud, window=window)
-    console.print(
-        f"[bold]edge {edge_id}[/] run {progress.run_id}: {mode}, {bundle.model} split "
-        f"{bundle.split}, engine {eng.name if eng else 'none'}, {data.describe()}"
+    config = LinkConfig(baudrate=baud, window=window, connect_timeout=connect_timeout)
+    log.info(
+        "edge %s run %s: %s, %s split %s, engine %s, %s",
+        edge_id,
+        progress.run_id,
+        mode,
+        bundle.model,
+        bundle.split,
+        eng.name if eng else "none",
+        data.describe(),
     )
     stop = threading.Event()
     stopped_by: list[int] = []  # SIGINT (Ctrl-C) ends the run as interrupted; SIGTERM as done
@@ -287,6 +314,7 @@ def run(
         run_id=progress.run_id,
         spool_dir=work_dir / "spool",
         config=config,
+        bundle_info=bundle.identity,
     )
     cfg = EdgeRunConfig(
         epochs=epochs,
@@ -302,7 +330,7 @@ def run(
     )
     finished = False
     try:
-        with _progress_bars() as bars:
+        with _progress_bars(link) as bars:
             trainer = EdgeTrainer(eng, data, link, cfg, progress, stop=stop, on_batch=bars)
             report = trainer.run()
         if not report["stopped_early"]:
@@ -445,6 +473,7 @@ def infer(
     show_default=True,
     help="seconds without a message from the host before a session is given up",
 )
+@logging_options
 def agent(
     url: str,
     root: Path,
@@ -458,17 +487,52 @@ def agent(
     key = read_key_file(key_file)
     result = run_agent(
         root,
-        url,
+        check_url(url),
         key,
         edge_id or socket.gethostname(),
         # A HELLO is a few bytes: retry often, so a host that starts later finds us soon.
         LinkConfig(baudrate=baud, handshake_timeout=5.0, backoff_max=2.0),
         once=once,
         idle_timeout=idle_timeout,
-        log=lambda line: console.print(f"agent: {line}", highlight=False),
+        log=lambda line: log.info("agent: %s", line),
     )
     if once and not result.ok:
         raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="check this bundle (DIR/edge)",
+)
+@click.option("--connect", "url", default=None, help="check the host here (needs --bundle)")
+@click.option("--key-file", type=click.Path(path_type=Path), default=None)
+@click.option("--timeout", type=click.FloatRange(min=0.5), default=10.0, show_default=True)
+@edge_id_option
+def doctor(
+    bundle_dir: Path | None,
+    url: str | None,
+    key_file: Path | None,
+    timeout: float,
+    edge_id: str | None,
+) -> None:
+    """What this board has and whether it can train: engines, serial ports, bundle, host."""
+    from edge_runtime.doctor import checks
+
+    if url is not None and bundle_dir is None:
+        raise UsageFault("--connect needs --bundle: the handshake proves the bundle and key")
+    if url is not None:
+        check_url(url)  # a URL that cannot work is a usage error, as on `run`
+    found = checks(bundle_dir, url, key_file, edge_id or socket.gethostname(), timeout)
+    for c in found:
+        mark = "ok " if c.ok else ("-- " if not c.required else "FAIL")
+        click.echo(f"{mark:4} {c.name}: {c.detail}")
+    failed = [c.name for c in found if c.required and not c.ok]
+    if failed:
+        raise HiertrainError(f"doctor: {', '.join(failed)} failed")
 
 
 def _activation_noise(
@@ -561,19 +625,27 @@ def _run_alone(
 
 
 class _progress_bars:  # noqa: N801 - used as a context manager and a callback
-    """Rich progress on a terminal; silent when stderr is not one."""
+    """Rich progress on a terminal; timestamped progress lines (logging) everywhere else.
 
-    def __init__(self) -> None:
+    Accuracy is the running share of samples the exit got right in this phase and epoch, in
+    percent, so the last figure of an evaluation is the exit accuracy the report gives.
+    """
+
+    def __init__(self, link: EdgeLink | None = None) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f} exit acc {task.fields[acc]:.2f}"),
+            TextColumn("loss {task.fields[loss]:.3f} exit acc {task.fields[acc]:.1f}%"),
             TimeElapsedColumn(),
             console=console,
             disable=not console.is_terminal,
         )
         self._tasks: dict[tuple[str, int], int] = {}
+        self._sums: dict[tuple[str, int], list[float]] = {}  # key -> [sum of acc, batches]
+        self._link = link
+        self._throttle = Throttle()
+        self._rate_mark = (time.monotonic(), 0)
 
     def __enter__(self) -> _progress_bars:
         self._progress.__enter__()
@@ -586,11 +658,38 @@ class _progress_bars:  # noqa: N801 - used as a context manager and a callback
         self, phase: str, epoch: int, done: int, total: int, loss: float, acc: float
     ) -> None:
         key = (phase, epoch)
+        sums = self._sums.setdefault(key, [0.0, 0])
+        sums[0] += acc
+        sums[1] += 1
+        running = 100.0 * sums[0] / sums[1]
         if key not in self._tasks:
             self._tasks[key] = self._progress.add_task(
                 f"epoch {epoch} {phase}", total=total, loss=0.0, acc=0.0
             )
-        self._progress.update(self._tasks[key], completed=done, loss=loss, acc=acc)
+        self._progress.update(self._tasks[key], completed=done, loss=loss, acc=running)
+        if self._throttle.due(force=done == total):
+            log.info(
+                "epoch %d %s batch %d/%d: loss %.3f, exit acc %.1f%%%s",
+                epoch,
+                phase,
+                done,
+                total,
+                loss,
+                running,
+                self._link_figures(),
+                extra={PROGRESS: True},
+            )
+
+    def _link_figures(self) -> str:
+        """', link 12.3 kB/s up, backlog 4': the uplink's rate since the last line."""
+        if self._link is None:
+            return ""
+        stats = self._link.stats
+        now, sent = time.monotonic(), stats["bytes_up"]
+        then, before = self._rate_mark
+        self._rate_mark = (now, sent)
+        rate = (sent - before) / max(now - then, 1e-6)
+        return f", link {rate / 1e3:.1f} kB/s up, backlog {self._link.pending}"
 
 
 def _summary(report: dict) -> None:

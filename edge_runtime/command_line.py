@@ -8,9 +8,13 @@ point. Set HIERTRAIN_TRACEBACK=1 to see the traceback of an unexpected error ins
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -99,6 +103,104 @@ def version_option(prog: str) -> Callable[[Callable], Callable]:
     return click.version_option(
         package_name=DISTRIBUTION, prog_name=prog, message="%(prog)s %(version)s"
     )
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A record logged with extra={PROGRESS: True} repeats what a terminal's progress bar shows:
+# terminals drop it (the bar is there), files and pipes keep it (nothing else is).
+PROGRESS = "progress"
+
+
+class _NotProgress(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, PROGRESS, False)
+
+
+def configure_logging(*, log_file: Path | None = None, verbosity: int = 0) -> None:
+    """The one logger setup of a program: timestamped lines on stderr and in ``log_file``.
+
+    ``verbosity`` -1 (--quiet) shows warnings only, 0 progress and events, 1 (-v) debug. On a
+    terminal the lines go through rich (the progress bars stay); elsewhere (nohup, a redirect,
+    systemd) every line carries its time, progress lines included.
+    """
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handlers: list[logging.Handler] = []
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        # stderr, as the progress bars: stdout carries results (tables, "listening on").
+        tty = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        tty.setFormatter(logging.Formatter("%(message)s"))  # rich adds time and level
+        tty.addFilter(_NotProgress())
+        handlers.append(tty)
+    else:
+        plain = logging.StreamHandler(sys.stderr)
+        plain.setFormatter(logging.Formatter(LOG_FORMAT))
+        handlers.append(plain)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(logging.Formatter(LOG_FORMAT))
+        handlers.append(to_file)
+    # force: a second command in one process (tests, click's runner) replaces the handlers.
+    logging.basicConfig(level=level, handlers=handlers, force=True)
+
+
+def logging_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--log-file``, ``-q/--quiet``, ``-v/--verbose`` and ``--progress-every`` for a
+    long-running command; configures logging before the command runs."""
+
+    @click.option(
+        "--log-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="also write timestamped log lines here",
+    )
+    @click.option("-q", "--quiet", is_flag=True, help="warnings and errors only")
+    @click.option("-v", "--verbose", is_flag=True, help="debug lines too")
+    @click.option(
+        "--progress-every",
+        type=click.FloatRange(min=0.0),
+        default=10.0,
+        show_default=True,
+        help="seconds between progress lines when not on a terminal",
+    )
+    @functools.wraps(command)
+    def with_logging(
+        *args: Any,
+        log_file: Path | None,
+        quiet: bool,
+        verbose: bool,
+        progress_every: float,
+        **kwargs: Any,
+    ) -> Any:
+        if quiet and verbose:
+            raise UsageFault("give at most one of --quiet and --verbose")
+        configure_logging(log_file=log_file, verbosity=-1 if quiet else int(verbose))
+        Throttle.default_every = progress_every
+        return command(*args, **kwargs)
+
+    return with_logging
+
+
+class Throttle:
+    """Says when the next progress line is due: every ``every`` seconds, and when forced."""
+
+    default_every = 10.0  # set by --progress-every
+
+    def __init__(self, every: float | None = None) -> None:
+        self.every = Throttle.default_every if every is None else every
+        self._last: dict[object, float] = {}
+
+    def due(self, key: object = None, *, force: bool = False) -> bool:
+        """True (and the clock restarts) if a line for ``key`` is due now."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if force or last is None or now - last >= self.every:
+            self._last[key] = now
+            return True
+        return False
 
 
 def one_line(prog: str, exc: click.ClickException) -> str:

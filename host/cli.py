@@ -28,6 +28,8 @@ JOB_COMMANDS = (
     "host.keys.commands",  # key issue, key revoke
     "host.model.commands",  # model
     "host.privacy.commands",  # privacy audit, privacy epsilon
+    "host.report.commands",  # report
+    "host.doctor.commands",  # doctor
 )
 
 

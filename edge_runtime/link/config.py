@@ -42,7 +42,7 @@ class LinkConfig:
     keepalive_interval: float = 1.0
     dead_timeout: float = 15.0
     handshake_timeout: float = 10.0
-    connect_timeout: float = 5.0
+    connect_timeout: float | None = None  # the first connect; None: as reconnect_timeout
     reconnect_timeout: float = 60.0
     backoff_initial: float = 0.1
     backoff_max: float = 5.0

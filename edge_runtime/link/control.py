@@ -20,10 +20,13 @@ from edge_runtime.link.messages import JsonMessage, Message, register
 @dataclass
 class Hello(JsonMessage):
     """First frame from the edge: JSON {version, edge_id, run_id, bundle_sha256, max_frame,
-    frame_size}.
+    frame_size, bundle}.
 
     ``max_frame``: the largest message (header + payload) the edge takes; ``frame_size``: the
     largest frame payload it takes (larger messages come as fragments); 0: the host's choice.
+    ``bundle`` describes the edge's bundle (model, split, shapes) so that a host serving
+    another one can say what differs, not only that two hashes do; an edge that does not
+    send it is compared by hash alone.
     """
 
     TYPE: ClassVar[MsgType] = MsgType.HELLO
@@ -34,6 +37,7 @@ class Hello(JsonMessage):
     bundle_sha256: str
     max_frame: int
     frame_size: int = field(default=0, metadata={"omit_default": True})
+    bundle: dict[str, Any] = field(default_factory=dict, metadata={"omit_default": True})
 
 
 def _digest(payload: memoryview | bytes, what: str) -> bytes:

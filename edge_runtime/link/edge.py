@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from edge_runtime.link.spool import Spool
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import Transport, open_url
 
+log = logging.getLogger("hiertrain.link")
+
 
 class EdgeLink:
     """The edge end of a link to one host. Create it with ``EdgeLink.connect``."""
@@ -34,8 +37,10 @@ class EdgeLink:
         spool_dir: Path,
         config: LinkConfig,
         opener: Callable[[], Transport] | None = None,
+        bundle_info: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
+        self._bundle_info = bundle_info or {}
         self._opener = opener or (lambda: open_url(url, config.baudrate, config.read_timeout))
         self.config = config
         self.edge_id = edge_id
@@ -70,12 +75,15 @@ class EdgeLink:
         spool_dir: Path,
         config: LinkConfig | None = None,
         opener: Callable[[], Transport] | None = None,
+        bundle_info: dict[str, Any] | None = None,
     ) -> EdgeLink:
         """Open ``url`` (any pyserial URL), handshake, and resume from the host's cursor.
 
-        Retries with exponential backoff for up to ``config.reconnect_timeout``; raises
+        Retries with exponential backoff for up to ``config.connect_timeout`` (then, after a
+        drop, ``config.reconnect_timeout``), logging each wait; raises
         HandshakeRefused at once if the host refuses (key, version, bundle). `opener` replaces
-        opening `url` (an in-process stream, e.g. one end of `socket_pair`).
+        opening `url` (an in-process stream, e.g. one end of `socket_pair`). `bundle_info`
+        (Bundle.identity) lets a host serving another bundle name what differs.
         """
         link = cls(
             url,
@@ -86,8 +94,9 @@ class EdgeLink:
             Path(spool_dir),
             config or LinkConfig(),
             opener,
+            bundle_info,
         )
-        link._establish()
+        link._establish(first=True)
         link._thread = threading.Thread(target=link._supervise, name="edge-link", daemon=True)
         link._thread.start()
         return link
@@ -175,12 +184,19 @@ class EdgeLink:
 
     # -- connection management ----------------------------------------------------------------
 
-    def _establish(self) -> None:
-        deadline = time.monotonic() + self.config.reconnect_timeout
+    def _establish(self, first: bool = False) -> None:
+        budget = self.config.reconnect_timeout
+        if first and self.config.connect_timeout is not None:
+            budget = self.config.connect_timeout
+        deadline = time.monotonic() + budget
         delay = self.config.backoff_initial
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 self._open_once()
+                if attempt > 1 or not first:
+                    log.info("connected to %s (attempt %d)", self.url, attempt)
                 return
             except HandshakeRefused as exc:
                 if exc.code in REFUSAL_CODES:
@@ -191,9 +207,19 @@ class EdgeLink:
             if self._closing.is_set():
                 raise LinkClosed("link closed")
             if time.monotonic() + delay > deadline:
+                what = "cannot reach the host at" if first else "link to"
                 raise LinkError(
-                    f"link to {self.url} dead for {self.config.reconnect_timeout} s: {last}"
+                    f"{what} {self.url}: gave up after {attempt} attempts in {budget:g} s: {last}"
                 ) from last
+            # Quick first retries are routine (a host restarting); say so once they pile up.
+            if attempt >= 2 or delay >= 1.0:
+                log.info(
+                    "waiting for %s (attempt %d, next in %.1f s): %s",
+                    self.url,
+                    attempt,
+                    delay,
+                    last,
+                )
             self._closing.wait(delay)
             delay = min(delay * 2.0, self.config.backoff_max)
 
@@ -207,6 +233,7 @@ class EdgeLink:
             self._bundle,
             self.config.max_frame,
             frame_size=io.frame_size,
+            bundle=self._bundle_info,
         )
         try:
             welcome = edge_handshake(io, hello, self._key, self.config.handshake_timeout)

@@ -14,6 +14,7 @@ import secrets
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 from edge_runtime.link.control import Auth, Challenge, Error, Hello, Welcome
 from edge_runtime.link.errors import AuthError, HandshakeRefused, LinkClosed, LinkTimeout
@@ -37,6 +38,10 @@ def id_problem(what: str, value: str) -> str | None:
     )
 
 
+# What a HELLO's bundle description holds, in the order a refusal names differences.
+BUNDLE_FIELDS = ("model", "split", "input_shape", "activation_shape", "num_classes")
+
+
 def auth_digest(key: bytes, nonce: bytes, edge_id: str, run_id: str, bundle_sha256: str) -> bytes:
     """The HMAC-SHA256 an edge proves its key with."""
     parts = [nonce]
@@ -55,6 +60,26 @@ def board_key(bundle_key: bytes, edge_id: str) -> bytes:
 
 
 KeyFor = Callable[[str], bytes]  # edge id -> the key that edge must prove
+
+
+def bundle_difference(edge: dict[str, Any], host: dict[str, Any]) -> str:
+    """What differs between two bundle descriptions: 'split 3 vs split 2 (edge vs host)'.
+
+    Empty when neither side described its bundle or the descriptions agree (then only the
+    hashes say they differ: a retrained or re-exported bundle of the same shape).
+    """
+    diffs = []
+    for name in BUNDLE_FIELDS:
+        if name in edge and name in host and edge[name] != host[name]:
+            a, b = (_shown(edge[name]), _shown(host[name]))
+            diffs.append(f"{name.replace('_', ' ')} {a} vs {name.replace('_', ' ')} {b}")
+    return f"{', '.join(diffs)} (edge's vs host's)" if diffs else ""
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    return str(value)
 
 
 def refusal(code: str, message: str) -> HandshakeRefused:
@@ -112,13 +137,19 @@ def check_hello_header(io: FrameIO, header: Header) -> None:
 
 
 def host_handshake(
-    io: FrameIO, hello: Hello, key: bytes | KeyFor, bundle_sha256: str | None, timeout: float
+    io: FrameIO,
+    hello: Hello,
+    key: bytes | KeyFor,
+    bundle_sha256: str | None,
+    timeout: float,
+    bundle: dict[str, Any] | None = None,
 ) -> Hello:
     """Run the host's half up to (not including) WELCOME; return the HELLO that was accepted.
 
     ``key`` is the one key every edge shares, or the key per edge id (``board_key``).
     ``bundle_sha256`` None accepts any bundle (a deploy session: the board's bundle is what
-    is about to change); the key is checked all the same.
+    is about to change); the key is checked all the same. ``bundle`` describes the host's
+    bundle, so that a refusal names what differs.
 
     A HELLO arriving instead of AUTH restarts the handshake with it. Refusals send ERROR and
     raise HandshakeRefused; anything but AUTH or HELLO is refused with code "protocol".
@@ -155,14 +186,24 @@ def host_handshake(
         edge_key = key if isinstance(key, bytes) else key(hello.edge_id)
         expected = auth_digest(edge_key, nonce, hello.edge_id, hello.run_id, hello.bundle_sha256)
         if not hmac.compare_digest(expected, auth.hmac):
+            # Each export makes a new key: an edge with another export's bundle fails here
+            # first, so say how the bundles differ too (the HELLO's claim, unauthenticated,
+            # only informs the message).
+            other = bundle_difference(hello.bundle, bundle or {})
             raise refuse(
-                io, "auth", f"authentication failed for edge {hello.edge_id!r}: its key differs"
+                io,
+                "auth",
+                f"authentication failed for edge {hello.edge_id!r}: its key differs"
+                + (f"; its bundle is another export: {other}" if other else ""),
             )
         if bundle_sha256 is not None and hello.bundle_sha256 != bundle_sha256:
+            what = bundle_difference(hello.bundle, bundle or {}) or (
+                f"edge has manifest sha256 {hello.bundle_sha256[:16]}..., "
+                f"host serves {bundle_sha256[:16]}..."
+            )
             raise refuse(
                 io,
                 "bundle",
-                f"bundle differs: edge has manifest sha256 {hello.bundle_sha256[:16]}..., "
-                f"host serves {bundle_sha256[:16]}...",
+                f"bundle differs: {what}; train the edge with the host's bundle (DIR/edge)",
             )
         return hello

@@ -10,6 +10,7 @@ which waits for the next HELLO after a refusal, a failed handshake or a lost ses
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -36,6 +37,8 @@ from edge_runtime.link.refusals import BUSY, IDLE, OVERSIZE, Refusals
 from edge_runtime.link.spool import MemoryStore
 from edge_runtime.link.stream import LinkStats
 from edge_runtime.link.transports import SocketTransport, Transport, listen_tcp, open_url
+
+log = logging.getLogger("hiertrain.link")
 
 ResumeFor = Callable[[str, str], tuple[int, dict[str, Any]]]
 SessionHandler = Callable[["HostSession"], None]
@@ -158,6 +161,8 @@ class HostListener:
     ``bundle_sha256`` is the manifest an edge must train with; None accepts any (deploys).
     ``key``: the key every edge shares, or a function of the edge id (per-board keys);
     ``revoked``: why an authenticated edge id is refused anyway, or None.
+    ``bundle_info`` (Bundle.identity) lets a refusal name what differs. Every connection,
+    refusal (with its reason) and disconnection is logged on "hiertrain.link".
     """
 
     def __init__(
@@ -167,8 +172,10 @@ class HostListener:
         resume_for: ResumeFor | None = None,
         config: LinkConfig | None = None,
         revoked: Callable[[str], str | None] | None = None,
+        bundle_info: dict[str, Any] | None = None,
     ) -> None:
         self.config = config or LinkConfig()
+        self._bundle_info = bundle_info
         self._key = key
         self._revoked = revoked
         self._bundle = bundle_sha256
@@ -251,6 +258,7 @@ class HostListener:
             except OSError:
                 return  # the listening socket was closed
             peer = f"{addr[0]}:{addr[1]}"
+            log.info("connection from %s", peer)
             with self._lock:
                 full = self._handshaking >= self.config.max_handshakes
             if full:
@@ -278,6 +286,7 @@ class HostListener:
             self._leave_handshake(line)
             line.close()
             self._forget(line)
+            log.info("connection closed")
 
     def _serve(self, line: HostLine, on_session: SessionHandler) -> None:
         """Handshake and run sessions on one line until it is done with (or the listener closes)."""
@@ -302,7 +311,12 @@ class HostListener:
         """Handshake, then one session until it ends; returns the HELLO of an edge starting over."""
         try:
             hello = host_handshake(
-                line.io, hello, self._key, self._bundle, self.config.handshake_timeout
+                line.io,
+                hello,
+                self._key,
+                self._bundle,
+                self.config.handshake_timeout,
+                self._bundle_info,
             )
         except HandshakeRefused as exc:
             self.refusals.add(line.peer, exc.code, exc.message)
@@ -326,6 +340,7 @@ class HostListener:
             refuse(line.io, exc.code, exc.message)
             raise
         self._leave_handshake(line)
+        log.info("edge %r run %s authenticated", hello.edge_id, hello.run_id)
         self._spawn(on_session, session, name=f"session-{session.edge_id}")
         try:
             again = session.run_channel()

@@ -50,7 +50,10 @@ class Refusals:
         with self._lock:
             count = self.counts[code] = self.counts.get(code, 0) + 1
             self._recent.append(refusal)
-        log.warning("refused %s (%s): %s", peer, code, message)
+        # A flood of peers must not flood the log: the first 10 of each reason, then every
+        # 100th (the report has every count).
+        if count <= 10 or count % 100 == 0:
+            log.warning("refused %s (%s, #%d): %s", peer, code, count, message)
         if self.on_refusal is not None:
             self.on_refusal(refusal, count)
         return refusal

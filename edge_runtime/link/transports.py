@@ -7,12 +7,15 @@ read timeout and returns b"" when nothing came; a transport that is gone raises 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import re
 import select
 import socket
 from typing import Protocol
 
 import serial
 
+from edge_runtime.errors import UsageFault
 from edge_runtime.link.errors import LinkClosed
 
 CHUNK = 1 << 16
@@ -159,6 +162,36 @@ def socket_pair(read_timeout: float) -> tuple[SocketTransport, SocketTransport]:
     return SocketTransport(a, read_timeout), SocketTransport(b, read_timeout)
 
 
+URL_FORMS = "socket://HOST:PORT (or tcp://HOST:PORT), /dev/ttyUSB0, rfc2217://HOST:PORT, loop://"
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d+)$")
+# Schemes that are TCP addresses and need HOST:PORT after them.
+_NETWORK_SCHEMES = ("socket", "rfc2217")
+
+
+def check_url(url: str) -> str:
+    """The pyserial URL to open for what a user wrote, or a UsageFault naming the forms.
+
+    ``tcp://HOST:PORT`` (serve's form) and a bare ``HOST:PORT`` mean ``socket://HOST:PORT``;
+    an unknown scheme or a network URL without a port is refused here, before the first try,
+    rather than after a minute of retrying something that cannot work.
+    """
+    if _HOST_PORT.match(url):
+        url = f"socket://{url}"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url  # a device path (/dev/ttyUSB0, COM3)
+    scheme = scheme.lower()
+    if scheme == "tcp":
+        scheme = "socket"
+    if importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}") is None:
+        raise UsageFault(f"link URL {url!r}: unknown scheme {scheme!r}; expected {URL_FORMS}")
+    if scheme in _NETWORK_SCHEMES:
+        match = _HOST_PORT.match(rest.split("?", 1)[0].rstrip("/"))
+        if match is None or not 0 < int(match.group(2)) < 65536:
+            raise UsageFault(f"link URL {url!r}: expected {scheme}://HOST:PORT")
+    return f"{scheme}://{rest}"
+
+
 def open_url(url: str, baudrate: int, read_timeout: float) -> SerialTransport:
     """Open any pyserial URL (a device path is a URL too); LinkClosed if it cannot be opened."""
     try:
@@ -166,7 +199,9 @@ def open_url(url: str, baudrate: int, read_timeout: float) -> SerialTransport:
             url, baudrate=baudrate, timeout=read_timeout, write_timeout=None
         )
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise LinkClosed(f"cannot open {url}: {exc}") from exc
+        # pyserial names the port again ("Could not open port URL: ..."): say it once.
+        reason = str(exc).removeprefix(f"Could not open port {url}: ")
+        raise LinkClosed(f"cannot open {url}: {reason}") from exc
     return SerialTransport(port)
 
 

@@ -68,6 +68,9 @@ class EdgeRunConfig:
     activation_noise: ActivationNoise | None = None
 
 
+PARTS_SO_FAR = "parts_so_far"  # RunProgress.extra: the totals of a run's stopped parts
+
+
 @dataclass
 class RunProgress:
     """Where the run stands: the next (epoch, train batch index) to train, and the sha256 of the
@@ -174,6 +177,7 @@ class EdgeTrainer:
         self.skipped = 0
         self.exit_accuracy: float | None = None
         self.train_exit_accuracy: float | None = None
+        self.train_exit_loss: float | None = None  # mean over the epoch's batches, for curves
         self.stopped_early = False
         self.started_at: float | None = None  # wall clock: run start, end of the last training
         self.train_done_at: float | None = None
@@ -229,6 +233,7 @@ class EdgeTrainer:
     def _train_epoch(self, epoch: int, sender: Sender) -> bool:
         total = num_batches(self.data, "train", self.cfg.batch_size)
         correct = seen = 0
+        loss_sum, trained = 0.0, 0
         start = self.progress.next_index
         for index, x, y in batches(
             self.data,
@@ -248,6 +253,7 @@ class EdgeTrainer:
             self.blocked_s += out.blocked_s
             loss, hit, step_s, blocked = out.loss, out.correct, out.step_s, out.blocked_s
             correct, seen = correct + hit, seen + len(y)
+            loss_sum, trained = loss_sum + loss, trained + 1
             self.csv.row(
                 time=round(time.time(), 3),
                 phase="train",
@@ -262,6 +268,7 @@ class EdgeTrainer:
             self.on_batch("train", epoch, index + 1, total, loss, hit / len(y))
         if seen and self._scores_exit:
             self.train_exit_accuracy = correct / seen
+            self.train_exit_loss = loss_sum / trained
         return True
 
     @property
@@ -294,6 +301,7 @@ class EdgeTrainer:
                 {
                     "exit_accuracy": self.exit_accuracy,
                     "train_exit_accuracy": self.train_exit_accuracy,
+                    "train_exit_loss": self.train_exit_loss,
                     "exit_confidence": [round(float(c), 4) for c in conf],
                     "exit_correct": ok.astype(int).tolist(),
                     "eval_batch_size": self.cfg.eval_batch_size,
@@ -346,18 +354,35 @@ class EdgeTrainer:
 
     def _report(self, sender: Sender, runtime_s: float, final: dict[str, Any]) -> dict[str, Any]:
         stats = self.link.stats
+        this_part = {
+            "runtime_s": round(runtime_s, 3),
+            "bytes_up": stats.get("bytes_up", 0),
+            "bytes_down": stats.get("bytes_down", 0),
+            "batches_sent": sender.batches_sent,
+            "edge_busy_s": round(self.edge_busy_s, 3),
+        }
+        # A run resumed after a stop reports the whole run: what earlier parts did is kept in
+        # the progress file when each part stops.
+        before = self.progress.extra.get(PARTS_SO_FAR, {})
+        whole = {k: round(v + before.get(k, 0), 3) for k, v in this_part.items()}
+        parts = int(before.get("parts", 0)) + 1
+        if self.stopped_early:
+            self.progress.extra[PARTS_SO_FAR] = {**whole, "parts": parts}
+            self.progress.save(self.cfg.work_dir)
         return RunReport(
             mode=self.cfg.mode,
             role="edge",
             epochs=self.cfg.epochs,
-            runtime_s=round(runtime_s, 3),
-            bytes_up=stats.get("bytes_up", 0),
-            bytes_down=stats.get("bytes_down", 0),
-            batches_sent=sender.batches_sent,
+            runtime_s=whole["runtime_s"],
+            bytes_up=int(whole["bytes_up"]),
+            bytes_down=int(whole["bytes_down"]),
+            batches_sent=int(whole["batches_sent"]),
             edge_exit_accuracy=self.exit_accuracy,
             final_accuracy=final.get("final_accuracy"),
-            edge_busy_s=round(self.edge_busy_s, 3),
+            edge_busy_s=whole["edge_busy_s"],
             extra={
+                "parts": parts,
+                "this_part": this_part,
                 "engine": self.engine.name if self.engine else None,
                 "codec": self.cfg.codec,
                 "privacy": noise.describe() if (noise := self.cfg.activation_noise) else None,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.command_line import logging_options
 from edge_runtime.errors import UsageFault
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.modes import MODE_NAMES, UnknownMode, mode_spec, parse_modes
@@ -76,6 +77,7 @@ def load_profile(spec: str) -> dict:
     default=None,
     help="write the hierarchical run's trained model here (edge/tail/full.onnx, model.pt, model.json)",
 )
+@logging_options
 def bench(
     modes: str,
     model: str,

@@ -123,13 +123,26 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
     }
     write_report(out / "bench.json", report)
     try:
-        figures(report, out)
-        report["figures"] = [str(out / "timeline.png"), str(out / "runtime_accuracy.png")]
+        report["figures"] = [str(p) for p in figures(report, out)]
     except ImportError as exc:  # matplotlib is in the host extra; say so rather than fail
         console.print(f"[yellow]no figures: {exc}[/]")
     write_report(out / "bench.json", report)
     console.print(bench_table(report))
+    _where(console, out, report)
     return report
+
+
+def _where(console: Console, out: Path, report: dict[str, Any]) -> None:
+    """Where every output went, a path a line (never wrapped): a bench is read from its files."""
+    lines = [f"report: {out / 'bench.json'}"]
+    lines += [f"figure: {fig}" for fig in report.get("figures", [])]
+    lines.append(f"bundle: {out / 'bundle'}")
+    for label in report["modes"]:
+        lines.append(f"{label}: report {out / label / 'report.json'}")
+        lines.append(f"{label}: edge log {out / f'{label}-edge.log'}")
+        lines.append(f"{label}: curves {out / label / 'tensorboard'}")
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def _emulations(runs: dict[str, dict[str, Any]]) -> str:
@@ -203,48 +216,95 @@ def _intervals(path: Path, busy_key: str) -> list[tuple[float, float]]:
     return [(float(r["time"]) - float(r[busy_key]), float(r["time"])) for r in rows]
 
 
-def figures(report: dict[str, Any], out: Path) -> None:
-    """timeline.png (edge and cloud compute per batch, link span per mode) and
-    runtime_accuracy.png (runtime and final accuracy bars)."""
+def _link_intervals(
+    cloud: list[tuple[float, float]], link_busy_s: float
+) -> list[tuple[float, float]]:
+    """Each batch's transfer, estimated: the link's busy time shared evenly among the batches
+    the cloud trained, each drawn ending where the cloud starts on it (the link emulation
+    counts bytes, not when each crossed)."""
+    if not cloud or not link_busy_s:
+        return []
+    each = link_busy_s / len(cloud)
+    return [(start - each, start) for start, _ in cloud]
+
+
+def figures(report: dict[str, Any], out: Path) -> list[Path]:
+    """timeline.png (each stage's busy intervals per mode) and runtime_accuracy.png (runtime
+    and accuracy bars, values printed); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     modes = list(report["modes"])
-    fig, ax = plt.subplots(figsize=(11, 1.2 + 1.1 * len(modes)))
+    stages = (  # (name, colour, row offset within a mode's band)
+        ("edge compute", "tab:blue", 0.25),
+        ("link transfer (estimated per batch)", "tab:orange", 0.0),
+        ("cloud compute", "tab:green", -0.25),
+    )
+    fig, ax = plt.subplots(figsize=(11, 1.6 + 1.2 * len(modes)))
     for row, mode in enumerate(modes):
         work = out / mode
+        r = report["modes"][mode]
         edge = _intervals(work / "edge-work" / "edge_metrics.csv", "step_s")
         cloud = _intervals(work / "cloud-metrics.csv", "busy_s")
-        t0 = min([s for s, _ in edge + cloud] or [0.0])
+        link = _link_intervals(cloud, r["link_busy_s"])
+        t0 = min([s for s, _ in edge + cloud + link] or [0.0])
         y = len(modes) - row
-        ax.broken_barh([(s - t0, e - s) for s, e in edge], (y + 0.22, 0.2), color="tab:blue")
-        ax.broken_barh([(s - t0, e - s) for s, e in cloud], (y - 0.42, 0.2), color="tab:green")
-        r = report["modes"][mode]
-        if r["link_busy_s"]:
-            ax.broken_barh([(0, r["runtime_s"])], (y - 0.1, 0.2), color="tab:orange", alpha=0.35)
-        ax.text(r["runtime_s"], y, f" {r['runtime_s']:.0f} s", va="center", fontsize=8)
+        for (_, color, dy), spans in zip(stages, (edge, link, cloud), strict=True):
+            ax.broken_barh([(s - t0, e - s) for s, e in spans], (y + dy - 0.1, 0.2), color=color)
+        ax.text(r["runtime_s"], y, f" {r['runtime_s']:.1f} s", va="center", fontsize=8)
     ax.set_yticks(range(1, len(modes) + 1), list(reversed(modes)))
-    ax.set_xlabel(
-        "seconds (blue: edge compute per batch; orange: link in use; green: cloud compute)"
+    ax.set_xlabel("seconds since the run's first batch")
+    ax.legend(
+        handles=[Patch(color=c, label=n) for n, c, _ in stages],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25),
+        ncol=3,
+        fontsize="small",
+        frameon=False,
     )
-    ax.set_title(f"{report['model']} split {report['split']} over {report['link']}")
+    ax.set_title(f"{report['model']} split {report['split']} over {report['link']}: busy intervals")
     fig.tight_layout()
-    fig.savefig(out / "timeline.png", dpi=110)
+    timeline = out / "timeline.png"
+    fig.savefig(timeline, dpi=110)
     plt.close(fig)
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     runtimes = [report["modes"][m]["runtime_s"] for m in modes]
-    accs = [100 * (report["modes"][m]["final_accuracy"] or 0) for m in modes]
-    a1.bar(modes, runtimes, color="tab:blue")
+    final = [_as_pct(report["modes"][m]["final_accuracy"]) for m in modes]
+    exit_ = [_as_pct(report["modes"][m]["edge_exit_accuracy"]) for m in modes]
+    xs = list(range(len(modes)))
+    a1.bar(xs, runtimes, color="tab:blue")
     a1.set_ylabel("runtime (s)")
-    a2.bar(modes, accs, color="tab:green")
-    a2.set_ylabel("final accuracy (%)")
-    for ax_, vals, fmt in ((a1, runtimes, "{:.0f}"), (a2, accs, "{:.1f}")):
-        for i, v in enumerate(vals):
-            ax_.text(i, v, fmt.format(v), ha="center", va="bottom", fontsize=8)
+    for x, v in zip(xs, runtimes, strict=True):
+        a1.text(x, v, f"{v:.1f} s", ha="center", va="bottom", fontsize=8)
+    width = 0.38
+    for offset, vals, color, label in (
+        (-width / 2, final, "tab:green", "final exit"),
+        (width / 2, exit_, "tab:orange", "early exit"),
+    ):
+        bars = [(x + offset, v) for x, v in zip(xs, vals, strict=True) if v is not None]
+        if bars:
+            a2.bar([b[0] for b in bars], [b[1] for b in bars], width, color=color, label=label)
+        for x, v in bars:
+            a2.text(x, v, f"{v:.1f}%", ha="center", va="bottom", fontsize=7)
+    shown = [v for v in final + exit_ if v is not None]
+    if shown:  # zoomed: the spread between modes is a few points, not 0-100
+        span = max(max(shown) - min(shown), 1.0)
+        a2.set_ylim(max(0.0, min(shown) - span), min(100.0, max(shown) + 0.5 * span))
+    a2.set_ylabel("test accuracy (%, axis zoomed)")
+    a2.legend(fontsize="small")
+    for ax_ in (a1, a2):
+        ax_.set_xticks(xs, modes, rotation=25, ha="right")
     fig.suptitle(f"{report['model']} split {report['split']}, link {report['link']}")
     fig.tight_layout()
-    fig.savefig(out / "runtime_accuracy.png", dpi=110)
+    bars_png = out / "runtime_accuracy.png"
+    fig.savefig(bars_png, dpi=110)
     plt.close(fig)
+    return [timeline, bars_png]
+
+
+def _as_pct(v: float | None) -> float | None:
+    return None if v is None else 100 * v

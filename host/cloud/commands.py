@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.command_line import logging_options
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import LINK_MODE_NAMES
 from host.cli_options import report_option
@@ -92,6 +93,7 @@ from host.console import console
     default=None,
     help="with --infer: the model directory (--model-out of a run)",
 )
+@logging_options
 def serve_cmd(
     bundle_dir: Path,
     listen: str | None,
@@ -160,7 +162,6 @@ def serve_cmd(
         exit_when_done=exit_when_done,
         link_label=link_label,
         config=LinkConfig(baudrate=baud, window=window),
-        console=console,
         mode=mode,
         shared_key=shared_key,
         model_out=model_out,

@@ -320,6 +320,8 @@ class EdgeState:
             "epoch": epoch,
             "final_accuracy": ev.accuracy(),
             "edge_exit_accuracy": edge_metrics.get("exit_accuracy"),
+            "edge_train_exit_accuracy": edge_metrics.get("train_exit_accuracy"),
+            "edge_train_exit_loss": edge_metrics.get("train_exit_loss"),
             "train_final_accuracy": self.train_correct / self.train_seen
             if self.train_seen
             else None,

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from edge_runtime.bundle import Bundle
+from edge_runtime.command_line import PROGRESS, Throttle
 from edge_runtime.errors import UsageFault
 from edge_runtime.link import LinkConfig
-from edge_runtime.link.refusals import Refusal
 from edge_runtime.report import write_report
 from host.cloud.edge_state import EdgeState
-from host.cloud.server import CloudServer
+from host.cloud.server import CloudServer, EventSink
+from host.report.curves import CurveWriter
+
+log = logging.getLogger("hiertrain.cloud")
 
 LISTEN_FORMS = "tcp://HOST:PORT (PORT 0 picks a free one)"
 
@@ -30,44 +31,53 @@ def parse_listen(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def console_events(console: Console):
-    """Progress lines for the host: connections, a line every 20 batches, every epoch."""
+def log_events(every: float | None = None) -> EventSink:
+    """Progress lines for the host on the "hiertrain.cloud" logger: connections, a line per
+    edge every ``every`` seconds (--progress-every), every epoch, every error."""
+    throttle = Throttle(every)
 
     def on_event(kind: str, state: EdgeState, info: dict[str, Any]) -> None:
-        who = f"[bold]{state.edge_id}[/]"
+        who = f"edge {state.edge_id!r}"
         if kind == "connected":
-            console.print(f"{who} connected (run {state.run_id}, resumes after {state.trained})")
+            log.info("%s connected (run %s, resumes after %s)", who, state.run_id, state.trained)
         elif kind == "disconnected":
-            console.print(f"{who} disconnected; {len(state.trained_ids)} batches trained")
-        elif kind == "batch" and len(state.trained_ids) % 20 == 0:
-            console.print(
-                f"{who} epoch {info['epoch']} batch {info['index']}: tail loss "
-                f"{info['loss']:.3f}, {len(state.trained_ids)} trained"
+            log.info("%s disconnected; %d batches trained", who, len(state.trained_ids))
+        elif kind == "batch" and throttle.due(state.edge_id):
+            log.info(
+                "%s epoch %s batch %s: tail loss %.3f, %d trained",
+                who,
+                info["epoch"],
+                info["index"],
+                info["loss"],
+                len(state.trained_ids),
+                extra={PROGRESS: True},
             )
         elif kind == "epoch":
-            fa, ea = info.get("final_accuracy"), info.get("edge_exit_accuracy")
-            console.print(
-                f"{who} epoch {info['epoch']} done: final accuracy "
-                f"{'n/a' if fa is None else f'{100 * fa:.1f}%'}, exit accuracy "
-                f"{'n/a' if ea is None else f'{100 * ea:.1f}%'}"
+            log.info(
+                "%s epoch %s done: final accuracy %s, exit accuracy %s",
+                who,
+                info["epoch"],
+                _pct(info.get("final_accuracy")),
+                _pct(info.get("edge_exit_accuracy")),
             )
         elif kind == "error":
-            console.print(f"{who} [red]{info['error']}[/]")
+            log.error("%s: %s", who, info["error"])
 
     return on_event
 
 
-def console_refusals(console: Console) -> Callable[[Refusal, int], None]:
-    """A line per refused peer: the first 10 of each reason, then every 100th (a flood of
-    peers must not flood the console; the report has every count)."""
+def fan_out(*sinks: EventSink) -> EventSink:
+    """One event sink that passes each event to every one of ``sinks``."""
 
-    def on_refusal(refusal: Refusal, count: int) -> None:
-        if count <= 10 or count % 100 == 0:
-            console.print(
-                f"[yellow]refused[/] {refusal.peer} ({refusal.code}, #{count}): {refusal.message}"
-            )
+    def on_event(kind: str, state: EdgeState, info: dict[str, Any]) -> None:
+        for sink in sinks:
+            sink(kind, state, info)
 
-    return on_refusal
+    return on_event
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def serve(
@@ -83,7 +93,6 @@ def serve(
     exit_when_done: bool,
     link_label: str | None,
     config: LinkConfig,
-    console: Console,
     mode: str = "hierarchical",
     shared_key: bool = True,
     model_out: Path | None = None,
@@ -91,7 +100,10 @@ def serve(
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
 
-    `model_out`: write the trained model there at the end (host/model), validated."""
+    Both sides' training curves go to TensorBoard event files under ``state_dir``.
+    `model_out`: write the trained model there at the end (host/model), validated.
+    """
+    curves = CurveWriter(state_dir)
     server = CloudServer(
         bundle,
         state_dir,
@@ -99,12 +111,11 @@ def serve(
         checkpoint_every=checkpoint_every,
         metrics_csv=metrics_csv,
         config=config,
-        on_event=console_events(console),
+        on_event=fan_out(log_events(), curves),
         mode=mode,
         shared_key=shared_key,
         shared_tail=shared_tail,
     )
-    server.listener.refusals.on_refusal = console_refusals(console)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())
     if listen is not None:
@@ -113,13 +124,14 @@ def serve(
     else:
         server.serve_serial(serial)
         print(f"listening on serial {serial}", flush=True)
-    console.print(server.key_mode)
+    log.info(server.key_mode)
     if server.shared is not None:
-        console.print(f"one tail shared by every edge, checkpointed in {server.shared.path}")
+        log.info("one tail shared by every edge, checkpointed in %s", server.shared.path)
     try:
         server.wait(exit_when_done=exit_when_done)
     finally:
         server.stop()
+        curves.close()
         result = server.report(link_label)
         if report is not None:
             write_report(report, result)
@@ -128,5 +140,5 @@ def serve(
     if model_out is not None:
         from host.model.collect import run_models_out
 
-        run_models_out(bundle, server.states(), model_out, say=console.print)
+        run_models_out(bundle, server.states(), model_out, say=log.info)
     return result

@@ -102,6 +102,7 @@ class CloudServer:
             resume_for=self._resume_for,
             config=config,
             revoked=Revocations(self.state_dir),
+            bundle_info=bundle.identity,
         )
 
     @property
@@ -277,7 +278,11 @@ class CloudServer:
             busy_s=round(figures["busy_s"], 5),
             seq=msg.seq,
         )
-        self.on_event("batch", state, {"epoch": msg.epoch, "index": msg.index, **figures})
+        self.on_event(
+            "batch",
+            state,
+            {"epoch": msg.epoch, "index": msg.index, "wire_bytes": msg.wire_bytes, **figures},
+        )
 
     def commit(self, session: HostSession, state: EdgeState, force: bool = False) -> None:
         """Checkpoint if anything new was taken in, then acknowledge it as consumed."""

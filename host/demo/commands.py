@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.command_line import logging_options
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import MODE_NAMES, mode_spec
 from host.cli_options import check_link, codec_option, engine_option, link_options, report_option
@@ -35,7 +36,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 @click.command()
 @link_options
-@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option(
     "--mode",
     type=click.Choice(MODE_NAMES),
@@ -43,7 +44,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     show_default=True,
 )
 @click.option("--data", default="synthetic:6000", show_default=True)
-@codec_option(default="int8")
+@codec_option(default="int8+z")
 @engine_option
 @click.option(
     "--work-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True
@@ -63,6 +64,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
     help="write the trained model here (edge/tail/full.onnx, model.pt, model.json)",
 )
 @click.option("--infer", is_flag=True, help="after training, hierarchical inference with the model")
+@click.option("--resume", is_flag=True, help="continue the interrupted demo in --work-dir")
+@logging_options
 def demo(
     link: str,
     link_emulation: str,
@@ -76,6 +79,7 @@ def demo(
     bundle_dir: Path | None,
     model_out: Path | None,
     infer: bool,
+    resume: bool,
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
     from host.demo import DemoOptions, run_demo
@@ -96,6 +100,7 @@ def demo(
         bundle=bundle_dir,
         model_out=model_out,
         infer=infer,
+        resume=resume,
     )
     with sigterm_as_interrupt():
         run_demo(opts, stdout_console())

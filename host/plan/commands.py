@@ -5,10 +5,12 @@ Imports torch only inside the command: `hostctl --help` loads this module.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
+from edge_runtime.command_line import PROGRESS, logging_options
 from edge_runtime.errors import UsageFault
 from host.cli_options import (
     codec_option,
@@ -18,6 +20,8 @@ from host.cli_options import (
     num_classes_option,
 )
 from host.console import console, stdout_console
+
+log = logging.getLogger("hiertrain.plan")
 
 
 def _parse_splits(text: str | None) -> tuple[int, ...] | None:
@@ -99,6 +103,7 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
     show_default=True,
     help="with --edges: tail ranks on the host side",
 )
+@logging_options
 def plan(
     model: str,
     link: str,
@@ -149,7 +154,13 @@ def plan(
     )
     board = load_profile(profile_path) if profile_path else None
     with console.status("profiling") as status:
-        result = make_plan(req, board, progress=lambda msg: status.update(msg))
+
+        def progress(msg: str) -> None:
+            # The spinner shows it on a terminal; a file or a pipe gets a timestamped line.
+            status.update(msg)
+            log.info("%s", msg, extra={PROGRESS: True})
+
+        result = make_plan(req, board, progress=progress)
     out = stdout_console()
     out.print(plan_table(result))
     out.print(result.reason)

@@ -55,6 +55,12 @@ def test_bench_compares_modes_with_split_learning(tmp_path) -> None:
     used = {m["link_emulation"] for m in modes.values()}
     assert len(used) == 1 and report["link_emulation"] == used.pop()
     assert f"link emulation: {report['link_emulation']}" in out.stdout
+    # Where every output went, one line each.
+    said = out.stdout + out.stderr
+    assert f"report: {tmp_path / 'b' / 'bench.json'}" in said
+    for png in ("timeline.png", "runtime_accuracy.png"):
+        assert f"figure: {tmp_path / 'b' / png}" in said
+    assert f"edge log {tmp_path / 'b' / 'split-edge.log'}" in said
 
 
 def test_bench_usage_errors(tmp_path) -> None:

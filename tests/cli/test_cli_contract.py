@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "onnx", "onnxruntime")
 HOST_COMMANDS = (
     "export", "inspect", "serve", "demo", "bench", "plan", "bundle", "deploy", "hil", "privacy",
-    "model", "key",
+    "model", "key", "report", "doctor",
 )  # fmt: skip
-EDGE_COMMANDS = ("run", "agent", "infer")
+EDGE_COMMANDS = ("run", "agent", "infer", "doctor")
 
 
 def imported_modules(module: str, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:

@@ -1,0 +1,1 @@
+"""`hostctl doctor`: what the host has, and whether it reaches a board."""

@@ -207,8 +207,10 @@ class JsonMessage(Message):
         # A field added in a later version is left out at its default: the bodies peers sent
         # before it stay the same bytes.
         for f in fields(self):
+            if not f.metadata.get("omit_default"):
+                continue
             default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
-            if f.metadata.get("omit_default") and body.get(f.name) == default:
+            if body.get(f.name) == default:
                 del body[f.name]
         return dump_json(body)
 

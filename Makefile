@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/hostctl demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_link.py

@@ -140,10 +140,62 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
         make="hostctl export --split N",
         remake="re-export the bundle with this version",
     )
+    check_manifest(manifest, root / MANIFEST)
     side = root.name if root.name in SIDES and not (root / "edge").is_dir() else "all"
     if verify:
-        _verify_files(root, side, manifest.get("files", {}))
+        _verify_files(root, side, manifest["files"])
     return Bundle(root, side, manifest, hashlib.sha256(raw).hexdigest())
+
+
+def _positive_ints(value: Any, n: int | None = None) -> bool:
+    return (
+        isinstance(value, list)
+        and (n is None or len(value) == n)
+        and len(value) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
+
+
+# The fields every reader of a bundle relies on: (name, check, what a valid value is).
+_MANIFEST_SCHEMA: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("model", lambda v: isinstance(v, str) and bool(v), "a model name"),
+    ("split", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an int >= 1"),
+    ("input_shape", lambda v: _positive_ints(v, 3), "[C, H, W] of positive ints"),
+    (
+        "num_classes",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+        "an int >= 2",
+    ),
+    (
+        "activation",
+        lambda v: isinstance(v, dict) and _positive_ints(v.get("shape")),
+        'an object with "shape" (positive ints)',
+    ),
+    ("edge", lambda v: isinstance(v, dict), "an object"),
+    ("cloud", lambda v: isinstance(v, dict), "an object"),
+    (
+        "files",
+        lambda v: (
+            isinstance(v, dict)
+            and bool(v)
+            and all(
+                isinstance(k, str) and isinstance(h, str) and len(h) == 64 for k, h in v.items()
+            )
+        ),
+        "a non-empty object of path -> sha256 (hash verification needs it)",
+    ),
+)
+
+
+def check_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """BundleError naming the first field that is missing or wrong (one line, what is valid)."""
+    for name, valid, what in _MANIFEST_SCHEMA:
+        if name not in manifest:
+            raise BundleError(f"{path}: field {name!r} is missing (it must be {what}); re-export")
+        if not valid(manifest[name]):
+            raise BundleError(
+                f"{path}: field {name!r} is {manifest[name]!r:.60} but must be {what}; re-export"
+            )
 
 
 def read_manifest(

@@ -19,7 +19,17 @@ def write_edge_bundle(root: Path, files: dict[str, bytes]) -> Path:
     for name, data in files.items():
         (root / "edge" / name).write_bytes(data)
         hashes[f"edge/{name}"] = hashlib.sha256(data).hexdigest()
-    manifest = {"format": "hiertrain-bundle/1", "model": "smallcnn", "split": 2, "files": hashes}
+    manifest = {
+        "format": "hiertrain-bundle/1",
+        "model": "smallcnn",
+        "split": 2,
+        "input_shape": [3, 32, 32],
+        "num_classes": 10,
+        "activation": {"shape": [32, 8, 8], "dtype": "float32"},
+        "edge": {},
+        "cloud": {},
+        "files": hashes,
+    }
     raw = json.dumps(manifest, indent=2).encode()
     (root / "manifest.json").write_bytes(raw)
     (root / "edge" / "manifest.json").write_bytes(raw)

@@ -93,7 +93,7 @@ def host_check(
             f"doctor-{secrets.token_hex(4)}",
             bundle.manifest_sha256,
             config.max_frame,
-            bundle.identity,
+            bundle=bundle.identity,
         )
         edge_handshake(io, hello, key, timeout)
     except HiertrainError as exc:

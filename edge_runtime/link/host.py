@@ -319,7 +319,7 @@ class HostListener:
                 self._bundle_info,
             )
         except HandshakeRefused as exc:
-            self.refusals.add(line.peer, exc.code, exc.message)
+            self.refusals.add(line.peer, exc.code, exc.message, _who(hello, line))
             raise
         except LinkTimeout as exc:
             self.refusals.add(line.peer, IDLE, str(exc))
@@ -336,7 +336,7 @@ class HostListener:
         try:
             session = self._open_session(line, hello)
         except HandshakeRefused as exc:  # the application cannot take this edge
-            self.refusals.add(line.peer, exc.code, exc.message)
+            self.refusals.add(line.peer, exc.code, exc.message, _who(hello, line))
             refuse(line.io, exc.code, exc.message)
             raise
         self._leave_handshake(line)
@@ -427,3 +427,10 @@ class HostListener:
         )
         line.io.write_message(welcome)
         return session
+
+
+def _who(hello: Hello | None, line: HostLine) -> str:
+    """A refused peer in the log: the edge and run its HELLO claimed, and where it came from."""
+    if hello is None:
+        return line.peer
+    return f"edge {hello.edge_id!r} run {hello.run_id} at {line.peer}"

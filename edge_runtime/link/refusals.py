@@ -44,8 +44,9 @@ class Refusals:
         # Called with each refusal and its reason's count so far (the host's console).
         self.on_refusal: Callable[[Refusal, int], None] | None = None
 
-    def add(self, peer: str, code: str, message: str) -> Refusal:
-        """Count, keep and log one refusal."""
+    def add(self, peer: str, code: str, message: str, who: str | None = None) -> Refusal:
+        """Count, keep and log one refusal; `who` names the peer in the log when its HELLO said
+        which edge it claims to be (`peer` stays its address)."""
         refusal = Refusal(peer, code, message)
         with self._lock:
             count = self.counts[code] = self.counts.get(code, 0) + 1
@@ -53,7 +54,7 @@ class Refusals:
         # A flood of peers must not flood the log: the first 10 of each reason, then every
         # 100th (the report has every count).
         if count <= 10 or count % 100 == 0:
-            log.warning("refused %s (%s, #%d): %s", peer, code, count, message)
+            log.warning("refused %s (%s, #%d): %s", who or peer, code, count, message)
         if self.on_refusal is not None:
             self.on_refusal(refusal, count)
         return refusal

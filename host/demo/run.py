@@ -218,6 +218,10 @@ def _run_edge(
                 except BaseException:
                     proc.kill()
                     raise
+                # The edge stopped because we were interrupted: whether it saw the group's
+                # Ctrl-C first (130) or finished its batch and exited 0, this run was interrupted.
+                if rc == 0:
+                    rc = EXIT_INTERRUPTED
             except BaseException:
                 proc.kill()
                 raise

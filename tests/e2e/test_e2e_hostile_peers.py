@@ -59,7 +59,7 @@ def _flood(port: int) -> None:
 def test_hostile_peers_while_an_edge_trains(small_bundle, tmp_path) -> None:
     cloud = start_cloud(small_bundle, tmp_path)
     edge = subprocess.Popen(
-        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN, "--slowdown", "6"),
+        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN, "--slowdown", "25"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=ENV,

@@ -26,6 +26,7 @@ from edge_runtime.command_line import (
     CommandGroup,
     Throttle,
     logging_options,
+    report_option,
     run_cli,
     version_option,
 )
@@ -198,13 +199,7 @@ def _spooled(work_dir: Path) -> bool:
     default=None,
     help="privacy: PriPHiT's adversarial exit with this weight (>= 0; torch engine)",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="write the run's JSON report here",
-)
+@report_option()
 @click.option(
     "--model-out",
     type=click.Path(path_type=Path),
@@ -400,7 +395,7 @@ def run(
 @click.option("--answer-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
 @click.option("--limit", type=int, default=None, help="the first N samples only")
 @baud_option
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None)
+@report_option()
 def infer(
     model_dir: Path,
     url: str | None,

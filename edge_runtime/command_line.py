@@ -116,6 +116,13 @@ class _NotProgress(logging.Filter):
         return not getattr(record, PROGRESS, False)
 
 
+def report_option(help: str = "write the run's JSON report here") -> Callable:  # noqa: A002
+    """``--report PATH``: the run's JSON report (both CLIs)."""
+    return click.option(
+        "--report", "report_path", type=click.Path(path_type=Path), default=None, help=help
+    )
+
+
 def configure_logging(*, log_file: Path | None = None, verbosity: int = 0) -> None:
     """The one logger setup of a program: timestamped lines on stderr and in ``log_file``.
 

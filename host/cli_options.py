@@ -102,13 +102,6 @@ def engine_option(func: Callable) -> Callable:
     )(func)
 
 
-def report_option(help: str) -> Callable:  # noqa: A002 - click's name for it
-    """``--report PATH``: the run's JSON report."""
-    return click.option(
-        "--report", "report_path", type=click.Path(path_type=Path), default=None, help=help
-    )
-
-
 LINK_HELP = "3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms | serial:<baud>"
 
 

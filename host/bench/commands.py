@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.command_line import logging_options
+from edge_runtime.command_line import logging_options, report_option
 from edge_runtime.errors import UsageFault
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.modes import MODE_NAMES, UnknownMode, mode_spec, parse_modes
@@ -22,7 +22,6 @@ from host.cli_options import (
     model_option,
     num_classes_option,
     parse_csv,
-    report_option,
 )
 from host.console import stdout_console
 from host.demo.commands import sigterm_as_interrupt

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.command_line import logging_options
+from edge_runtime.command_line import logging_options, report_option
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import LINK_MODE_NAMES
-from host.cli_options import report_option
 from host.console import console
 
 

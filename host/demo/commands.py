@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.command_line import logging_options
+from edge_runtime.command_line import logging_options, report_option
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import MODE_NAMES, mode_spec
-from host.cli_options import check_link, codec_option, engine_option, link_options, report_option
+from host.cli_options import check_link, codec_option, engine_option, link_options
 from host.console import stdout_console
 
 

@@ -12,6 +12,8 @@ benchmarks are reproducible; they are not measurements of any particular network
           against split learning a fp32 hierarchical run can save at most 60% here (at 0.40
           of its time when edge and uplink take equally long); ``768kbit/150ms`` is the same
           uplink with one rate both ways (docs/results.md measures both).
+``3g-sym`` up and down 768 kbit/s, RTT 150 ms: ``3g``'s uplink both ways, the paper's symmetric
+          low-bit-rate channel (benchmarks/bench_paper.py); the same link as ``768kbit/150ms``.
 ``4g``    up 10 Mbit/s, down 30 Mbit/s, RTT 50 ms. Typical LTE figures in a loaded cell.
 ``wifi``  up 50 Mbit/s, down 50 Mbit/s, RTT 5 ms. A good 802.11n/ac link to a nearby host.
 ``local`` (alias ``none``) unshaped: no rate limit, no added delay.
@@ -96,6 +98,7 @@ def _format_rate(bps: float) -> str:
 
 PRESETS: dict[str, LinkProfile] = {
     "3g": LinkProfile("3g", 768e3, 1.6e6, 0.150),
+    "3g-sym": LinkProfile("3g-sym", 768e3, 768e3, 0.150),
     "4g": LinkProfile("4g", 10e6, 30e6, 0.050),
     "wifi": LinkProfile("wifi", 50e6, 50e6, 0.005),
     "local": LinkProfile("local", math.inf, math.inf, 0.0),

@@ -31,7 +31,9 @@ def bundle_dir(exported) -> Path:
     return exported("smallcnn", 2, baselines=True)
 
 
-def run_in_process(bundle_dir: Path, mode: str, tmp: Path) -> tuple[dict, dict, int]:
+def run_in_process(
+    bundle_dir: Path, mode: str, tmp: Path, codec: str = "fp32"
+) -> tuple[dict, dict, int]:
     """Both halves of `mode` for one epoch; returns (edge report, host report, train batches)."""
     spec = mode_spec(mode)
     bundle = load_bundle(bundle_dir)
@@ -56,7 +58,7 @@ def run_in_process(bundle_dir: Path, mode: str, tmp: Path) -> tuple[dict, dict, 
         config=config,
         opener=lambda: edge_end,
     )
-    cfg = EdgeRunConfig(epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge")
+    cfg = EdgeRunConfig(epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge", codec=codec)
     try:
         edge = EdgeTrainer(engine, data, link, cfg, RunProgress("run-1")).run()
         link.flush(timeout=60)
@@ -107,3 +109,18 @@ def test_unknown_mode_names_the_valid_ones() -> None:
 
     with pytest.raises(UnknownMode, match="hierarchical, split, cloud, edge"):
         parse_modes("hierarchical,federated")
+
+
+def test_split_learning_codes_its_gradient_like_a_lossless_activation(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """fp32+z both ways (host/cloud/modes/split.py): the edge decodes the coded gradients and
+    trains every batch; fewer bytes go each way than at fp32."""
+    fp32 = run_in_process(bundle_dir, "split", tmp_path / "fp32", codec="fp32")
+    coded = run_in_process(bundle_dir, "split", tmp_path / "z", codec="fp32+z")
+    for edge, host, n_batches in (fp32, coded):
+        (one,) = host["edges"]
+        assert one["done"] and not host["errors"]
+        assert one["unique_batches_trained"] == n_batches == edge["batches_sent"]
+    assert coded[0]["bytes_up"] < fp32[0]["bytes_up"]
+    assert coded[0]["bytes_down"] < fp32[0]["bytes_down"]

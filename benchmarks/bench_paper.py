@@ -334,6 +334,7 @@ def measure_run(
         "cloud_busy_s",
         "bytes_up",
         "bytes_down",
+        "model_bytes_up",  # the trained front + exit sent at the end (hierarchical only)
         "link_emulation",
     )
     return {

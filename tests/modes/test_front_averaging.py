@@ -1,0 +1,253 @@
+"""Front averaging in a shared-tail fleet (`hostctl serve --shared-tail --average-fronts-every`).
+
+In-process like test_modes_inprocess.py: real EdgeTrainers with real engines (ONNX Runtime
+sessions, or torch) on real link sessions over `socket_pair`, one CloudServer with one shared
+tail and its FrontAverager, each edge in a thread. The messages' wire forms are checked on bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.data import Dataset, load_dataset, num_batches
+from edge_runtime.engines import make_engine
+from edge_runtime.link import EdgeLink, LinkConfig
+from edge_runtime.link.codecs import encode_tensor, pack_ints
+from edge_runtime.link.header import Header, MsgType
+from edge_runtime.link.messages import decode_message
+from edge_runtime.model_messages import ModelWeights, weight_messages
+from edge_runtime.train.averaging import AveragingSchedule
+from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
+from edge_runtime.train.messages import Batch, EvalBatch
+from host.cloud.modes.averaging import fedavg
+from host.cloud.server import CloudServer
+
+CONFIG = LinkConfig(read_timeout=0.05, reconnect_timeout=60.0)
+
+
+def roundtrip(msg):
+    payload = msg.encode()
+    return decode_message(Header(type=msg.TYPE, length=len(payload)), payload), payload
+
+
+# -- the wire -------------------------------------------------------------------------------------
+
+
+def test_batch_says_its_front_version_and_version_zero_keeps_the_old_bytes() -> None:
+    labels = np.array([1, 2, 3])
+    act = np.arange(24, dtype=np.float32).reshape(3, 2, 2, 2)
+    old_layout = (
+        np.array([0, 5], dtype=">u4").tobytes()
+        + pack_ints(labels, compact=True)
+        + encode_tensor(act, "int8")
+    )
+    assert Batch(0, 5, labels, act, "int8").encode() == old_layout  # old hosts read it as ever
+    for cls in (Batch, EvalBatch):
+        back, payload = roundtrip(cls(2, 7, labels, act, "fp32", front_version=41))
+        assert type(back) is cls and back.front_version == 41
+        assert (back.epoch, back.index, back.labels.tolist()) == (2, 7, [1, 2, 3])
+        assert (
+            np.array_equal(back.tensor, act)
+            and len(payload) == len(cls(2, 7, labels, act, "fp32").encode()) + 5
+        )
+    assert roundtrip(Batch(0, 0, labels, act))[0].front_version == 0
+
+
+def test_weights_message_carries_a_round_only_when_it_is_one() -> None:
+    w = {"front.a": np.ones((2, 3), np.float32), "exit_head.b": np.arange(4, dtype=np.int64)}
+    model_out = weight_messages(w, {"classes": ["x"]})[0]
+    assert b"round" not in model_out.encode()  # a model out is the bytes it was before
+    up = weight_messages(w, {}, round=3, samples=96, last=True)[0]
+    back, _ = roundtrip(up)
+    assert (back.round, back.samples, back.last) == (3, 96, True)
+    assert back.nbytes == 2 * 3 * 4 + 4 * 8
+    assert np.array_equal(back.tensors["exit_head.b"], w["exit_head.b"])
+    bad = ModelWeights(0, 1, w, {}, round=2, samples=-1)
+    with pytest.raises(Exception, match="samples"):
+        decode_message(Header(type=MsgType.MODEL_WEIGHTS, length=len(p := bad.encode())), p)
+
+
+def test_fedavg_weights_by_samples_and_rounds_integer_buffers() -> None:
+    a = {"w": np.array([0.0, 4.0], np.float32), "n": np.array(10, np.int64)}
+    b = {"w": np.array([4.0, 0.0], np.float32), "n": np.array(13, np.int64)}
+    avg = fedavg([(a, 30), (b, 10)])
+    assert avg["w"].dtype == np.float32 and np.allclose(avg["w"], [1.0, 3.0])
+    assert avg["n"].dtype == np.int64 and int(avg["n"]) == 11  # 10.75 rounds to 11
+    assert np.allclose(fedavg([(a, 0), (b, 0)])["w"], [2.0, 2.0])  # no counts: equal weights
+
+
+def test_schedule_parses_and_names_the_form() -> None:
+    assert AveragingSchedule.parse("20batches") == AveragingSchedule(20, "batches")
+    assert AveragingSchedule.parse("1 epoch") == AveragingSchedule(1, "epochs")
+    for bad in ("0batches", "5", "batches", "3 steps"):
+        with pytest.raises(ValueError, match=r"N\{batches\|epochs\}"):
+            AveragingSchedule.parse(bad)
+
+
+# -- a fleet in one process ---------------------------------------------------------------------
+
+
+def run_fleet(
+    bundle_dir: Path,
+    datasets: dict[str, Dataset],
+    tmp: Path,
+    *,
+    epochs: int,
+    batch_size: int,
+    shared_tail: bool = True,
+    every: str | None = None,
+    engine: str = "ort",
+) -> tuple[dict, dict, dict]:
+    """Every edge of `datasets` trains on its own data into one host. All links are up before
+    any edge trains, so that the first round waits for the whole fleet. Returns (edge reports,
+    host report, engines)."""
+    bundle = load_bundle(bundle_dir)
+    edge_bundle = load_bundle(bundle_dir / "edge")
+    server = CloudServer(
+        bundle,
+        tmp / "host",
+        key=bundle.key(),
+        config=CONFIG,
+        shared_tail=shared_tail,
+        average_fronts=AveragingSchedule.parse(every) if every else None,
+    )
+    links, engines = {}, {}
+    for edge_id in datasets:
+        from edge_runtime.link.transports import socket_pair
+
+        edge_end, host_end = socket_pair(CONFIG.read_timeout)
+        server.serve_transport(host_end)
+        links[edge_id] = EdgeLink.connect(
+            "pair:",
+            key=bundle.key(),
+            bundle_sha256=edge_bundle.manifest_sha256,
+            edge_id=edge_id,
+            run_id="run-1",
+            spool_dir=tmp / edge_id / "spool",
+            config=CONFIG,
+            opener=lambda end=edge_end: end,
+        )
+        engines[edge_id] = make_engine(engine, edge_bundle, threads=1, variant="train")
+    out: dict = {}
+
+    def run(edge_id: str) -> None:
+        cfg = EdgeRunConfig(
+            epochs=epochs, batch_size=batch_size, work_dir=tmp / edge_id, round_timeout=300
+        )
+        link = links[edge_id]
+        try:
+            trainer = EdgeTrainer(
+                engines[edge_id], datasets[edge_id], link, cfg, RunProgress("run-1")
+            )
+            out[edge_id] = trainer.run()
+            link.flush(timeout=120)
+        except Exception as exc:  # noqa: BLE001 - carried to the test thread, which fails on it
+            out[edge_id] = exc
+        finally:
+            link.close("done")
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in datasets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=900)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(e["done"] for e in server.report()["edges"]):
+        time.sleep(0.02)
+    server.stop()
+    for edge_id in datasets:
+        assert isinstance(out[edge_id], dict), out[edge_id]
+    return out, server.report(), {"engines": engines, "server": server}
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(exported) -> Path:
+    return exported("smallcnn", 2)
+
+
+@pytest.mark.parametrize("engine", ["ort", "torch"])
+def test_averaging_round_trip_makes_the_fronts_identical(
+    bundle_dir: Path, tmp_path: Path, engine: str
+) -> None:
+    """3 edges, a round every 2 batches of 8: four rounds, the last at the end of training."""
+    datasets = {f"cam-{i}": load_dataset("synthetic:160", seed=i) for i in range(3)}
+    per_edge = num_batches(datasets["cam-0"], "train", 16)
+    assert per_edge == 8
+    edges, host, live = run_fleet(
+        bundle_dir, datasets, tmp_path, epochs=1, batch_size=16, every="2batches", engine=engine
+    )
+    assert not host["errors"]
+    averaging = host["shared_tail"]["front_averaging"]
+    assert averaging["version"] == 4 and len(averaging["rounds"]) == 4
+    assert all(r["closed_by"] == "all" and not r["missing"] for r in averaging["rounds"])
+    assert [sorted(r["samples"]) for r in averaging["rounds"]] == [sorted(datasets)] * 4
+    assert all(set(r["samples"].values()) == {32} for r in averaging["rounds"])
+
+    # After adopting the last average, every edge's front + exit is the host's average.
+    final = live["server"].averaging.latest
+    for edge_id, eng in live["engines"].items():
+        weights = eng.export_weights()
+        assert sorted(weights) == sorted(final), edge_id
+        for name, value in weights.items():
+            assert np.array_equal(value, final[name]), (edge_id, name)
+        report = edges[edge_id]["front_averaging"]
+        assert report["adopted"] == [1, 2, 3, 4] and report["front_version"] == 4
+        assert report["rounds"] == 4
+    # Each activation named the front that produced it: two batches per version 0..3.
+    assert averaging["front_versions"] == {e: {"0": 2, "1": 2, "2": 2, "3": 2} for e in datasets}
+
+    # Bytes: four fronts up and four averages down per edge, counted on both sides, inside the
+    # link's wire totals.
+    front_bytes = sum(v.nbytes for v in final.values())
+    for edge_id in datasets:
+        report = edges[edge_id]["front_averaging"]
+        assert report["bytes_up"] == 4 * front_bytes == report["bytes_down"]
+        assert edges[edge_id]["bytes_up"] > report["bytes_up"]
+        assert edges[edge_id]["bytes_down"] > report["bytes_down"]
+    assert averaging["bytes_up"] == averaging["bytes_down"] == 3 * 4 * front_bytes
+    assert host["bytes_down"] > averaging["bytes_down"]
+
+    # Exactly once per edge, as without averaging.
+    for one in host["edges"]:
+        assert sorted(map(tuple, one["trained_ids"])) == [(0, i) for i in range(per_edge)]
+        assert one["duplicates_dropped"] == 0
+    assert host["shared_tail"]["steps"] == 3 * per_edge
+
+
+def test_epoch_schedule_and_the_average_outlives_the_host(bundle_dir: Path, tmp_path: Path) -> None:
+    """Rounds at epoch ends; WELCOME names the version; a restarted host keeps the average."""
+    datasets = {f"cam-{i}": load_dataset("synthetic:160", seed=i) for i in range(2)}
+    edges, host, live = run_fleet(
+        bundle_dir, datasets, tmp_path, epochs=2, batch_size=32, every="1epochs"
+    )
+    averaging = host["shared_tail"]["front_averaging"]
+    assert averaging["version"] == 2
+    per_epoch = num_batches(datasets["cam-0"], "train", 32)
+    assert averaging["front_versions"] == {e: {"0": per_epoch, "1": per_epoch} for e in datasets}
+    server = live["server"]
+    assert server.averaging.welcome() == {"every": 1, "unit": "epochs", "version": 2}
+    # The averaged front is in the shared checkpoint: a restarted host goes on from it.
+    again = CloudServer(
+        server.bundle,
+        tmp_path / "host",
+        key=server.bundle.key(),
+        shared_tail=True,
+        average_fronts=AveragingSchedule(1, "epochs"),
+    )
+    assert again.averaging.version == 2
+    for name, value in server.averaging.latest.items():
+        assert np.array_equal(again.averaging.latest[name], value)
+
+
+def test_averaging_needs_a_shared_tail(bundle_dir: Path, tmp_path: Path) -> None:
+    bundle = load_bundle(bundle_dir)
+    with pytest.raises(ValueError, match="needs --shared-tail"):
+        CloudServer(
+            bundle, tmp_path, key=bundle.key(), average_fronts=AveragingSchedule(1, "epochs")
+        )

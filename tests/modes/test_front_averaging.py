@@ -227,3 +227,26 @@ def test_on_real_digits_sharing_beats_alone_and_averaging_beats_sharing(
     assert shared_acc >= alone_acc - 0.02, (shared_acc, alone_acc)
     assert averaged_acc >= shared_acc - 0.02, (averaged_acc, shared_acc)
     assert averaged_acc >= alone_acc + 0.05, (averaged_acc, alone_acc)
+
+
+def test_serve_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cases = {
+        ("--shared-tail", "--average-fronts-every", "3steps"): "expected N{batches|epochs}",
+        ("--average-fronts-every", "1epochs"): "needs --shared-tail and --mode hierarchical",
+        ("--shared-tail", "--mode", "split", "--average-fronts-every", "2batches"): (
+            "needs --shared-tail and --mode hierarchical"
+        ),
+    }
+    for args, expected in cases.items():
+        out = subprocess.run(
+            [sys.executable, "-m", "host.cli", "serve", "--bundle", str(tmp_path), "--listen"]
+            + ["tcp://127.0.0.1:0", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, out.stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset, num_batches
@@ -25,6 +26,7 @@ from edge_runtime.train.messages import Batch, EvalBatch
 from host.bench.fleet import run_fleet, split_non_iid
 from host.cloud.modes.averaging import fedavg
 from host.cloud.server import CloudServer
+from host.model.collect import averaged_model_out
 
 CONFIG = LinkConfig(read_timeout=0.05, reconnect_timeout=60.0)
 
@@ -166,6 +168,14 @@ def test_epoch_schedule_and_the_average_outlives_the_host(bundle_dir: Path, tmp_
     assert averaging["front_versions"] == {e: {"0": per_epoch, "1": per_epoch} for e in datasets}
     server = run.server
     assert server.averaging.welcome() == {"every": 1, "unit": "epochs", "version": 2}
+    # --model-out of an averaging fleet: one model, the averaged front on the shared tail.
+    averaged_model_out(
+        server.bundle, server.states(), server.averaging.latest, tmp_path / "model", say=print
+    )
+    saved = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    for name, value in server.averaging.latest.items():
+        assert np.array_equal(saved["edge"][name].numpy(), value), name
+    assert not (tmp_path / "model" / "cam-0").exists()
     # The averaged front is in the shared checkpoint: a restarted host goes on from it.
     again = CloudServer(
         server.bundle,

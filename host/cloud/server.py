@@ -338,6 +338,8 @@ class CloudServer:
     def stop(self) -> None:
         """Finish the batch in hand, checkpoint every edge, stop listening."""
         self._stopping.set()
+        if self.averaging is not None:
+            self.averaging.close()
         with self._changed:
             self._changed.notify_all()
         deadline = time.monotonic() + 30

@@ -8,6 +8,8 @@ wire forms are checked on bytes.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +18,20 @@ import torch
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset, num_batches
-from edge_runtime.link import LinkConfig
+from edge_runtime.engines import make_engine
+from edge_runtime.link import EdgeLink, LinkError
 from edge_runtime.link.codecs import encode_tensor, pack_ints
 from edge_runtime.link.header import Header, MsgType
 from edge_runtime.link.messages import decode_message
+from edge_runtime.link.transports import socket_pair
 from edge_runtime.model_messages import ModelWeights, weight_messages
 from edge_runtime.train.averaging import AveragingSchedule
+from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 from edge_runtime.train.messages import Batch, EvalBatch
-from host.bench.fleet import run_fleet, split_non_iid
+from host.bench.fleet import LINK, run_fleet, split_non_iid
 from host.cloud.modes.averaging import fedavg
 from host.cloud.server import CloudServer
 from host.model.collect import averaged_model_out
-
-CONFIG = LinkConfig(read_timeout=0.05, reconnect_timeout=60.0)
 
 
 def roundtrip(msg):
@@ -260,3 +263,131 @@ def test_serve_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
         )
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and expected in lines[0], (args, out.stderr)
+
+
+def test_an_edge_that_finishes_early_is_not_waited_for(bundle_dir: Path, tmp_path: Path) -> None:
+    """cam-b has half the batches: its last round is the fleet's second; rounds 3 and 4 are
+    cam-a's alone, closed without waiting for an edge that will send no more."""
+    datasets = {
+        "cam-a": load_dataset("synthetic:160", seed=0),
+        "cam-b": load_dataset("synthetic:80", seed=1),
+    }
+    assert [num_batches(d, "train", 16) for d in datasets.values()] == [8, 4]
+    run = run_fleet(
+        bundle_dir, datasets, tmp_path, epochs=1, batch_size=16, average_every="2batches"
+    )
+    rounds = run.host["shared_tail"]["front_averaging"]["rounds"]
+    assert [sorted(r["samples"]) for r in rounds] == [
+        ["cam-a", "cam-b"],
+        ["cam-a", "cam-b"],
+        ["cam-a"],
+        ["cam-a"],
+    ]
+    assert all(r["closed_by"] == "all" and not r["missing"] for r in rounds)
+    assert run.edges["cam-b"]["front_averaging"]["adopted"] == [1, 2]
+    assert run.edges["cam-a"]["front_averaging"]["adopted"] == [1, 2, 3, 4]
+
+
+class RestartingHost:
+    """Whichever CloudServer is up takes each new connection (as in test_shared_tail.py)."""
+
+    def __init__(self, bundle_dir: Path, state_dir: Path) -> None:
+        self.bundle = load_bundle(bundle_dir)
+        self.state_dir = state_dir
+        self.server: CloudServer | None = None
+        self.lock = threading.Lock()
+
+    def start(self) -> CloudServer:
+        server = CloudServer(
+            self.bundle,
+            self.state_dir,
+            key=self.bundle.key(),
+            config=LINK,
+            shared_tail=True,
+            checkpoint_every=3,
+            average_fronts=AveragingSchedule(4, "batches"),
+        )
+        with self.lock:
+            self.server = server
+        return server
+
+    def stop(self) -> CloudServer:
+        with self.lock:
+            server, self.server = self.server, None
+        assert server is not None
+        server.stop()
+        return server
+
+    def open_(self) -> object:
+        with self.lock:
+            if self.server is None:
+                raise LinkError("host down")
+            edge_end, host_end = socket_pair(LINK.read_timeout)
+            self.server.serve_transport(host_end)
+            return edge_end
+
+
+def test_host_restart_mid_run_loses_no_round_and_no_batch(bundle_dir: Path, tmp_path: Path) -> None:
+    """Three edges, a round every 4 of 16 batches; the host is stopped and started again once
+    the first average is out. The contributions it had not closed a round with were never
+    acknowledged, so the edges send them again; every batch is trained once per edge, and every
+    edge ends on the host's last average."""
+    host = RestartingHost(bundle_dir, tmp_path / "host")
+    server = host.start()
+    edge_bundle = load_bundle(bundle_dir / "edge")
+    edges = ("cam-a", "cam-b", "cam-c")
+    engines = {e: make_engine("ort", edge_bundle, threads=1) for e in edges}
+    out: dict = {}
+
+    def run(edge_id: str, seed: int) -> None:
+        link = EdgeLink.connect(
+            "pair:",
+            key=host.bundle.key(),
+            bundle_sha256=edge_bundle.manifest_sha256,
+            edge_id=edge_id,
+            run_id="run-1",
+            spool_dir=tmp_path / edge_id / "spool",
+            config=LINK,
+            opener=host.open_,
+        )
+        cfg = EdgeRunConfig(epochs=1, batch_size=16, work_dir=tmp_path / edge_id, round_timeout=300)
+        data = load_dataset("synthetic:320", seed=seed)
+        try:
+            out[edge_id] = EdgeTrainer(
+                engines[edge_id], data, link, cfg, RunProgress("run-1")
+            ).run()
+            link.flush(timeout=120)
+        except Exception as exc:  # noqa: BLE001 - carried to the test thread, which fails on it
+            out[edge_id] = exc
+        finally:
+            link.close("done")
+
+    threads = [threading.Thread(target=run, args=(e, i)) for i, e in enumerate(edges)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 300
+    while server.averaging.version < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    first = host.stop()
+    assert 1 <= first.averaging.version < 4  # really mid-run
+    server = host.start()
+    assert server.averaging.version == first.averaging.version  # the average was on disk
+    for t in threads:
+        t.join(timeout=600)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(e["done"] for e in server.report()["edges"]):
+        time.sleep(0.02)
+    host.stop()
+    report = server.report()
+    for edge_id in edges:
+        assert isinstance(out[edge_id], dict), out[edge_id]
+    by_id = {e["edge_id"]: e for e in report["edges"]}
+    for edge_id in edges:
+        assert sorted(map(tuple, by_id[edge_id]["trained_ids"])) == [(0, i) for i in range(16)]
+    assert report["shared_tail"]["steps"] == 3 * 16
+    final = server.averaging.latest
+    assert server.averaging.version >= 4
+    for edge_id, eng in engines.items():
+        weights = eng.export_weights()
+        assert all(np.array_equal(v, final[k]) for k, v in weights.items()), edge_id
+        assert out[edge_id]["front_averaging"]["front_version"] == server.averaging.version

@@ -74,6 +74,7 @@ class FrontAverager:
         self._finished: set[Key] = set()  # sent their last round: not waited for any more
         self._sessions: dict[Key, HostSession] = {}
         self._timer: threading.Timer | None = None
+        self._closed = False  # the server stopped: no round closes any more (a restart goes on)
         self.rounds: list[dict[str, Any]] = list(saved.get("rounds", []))
         self.bytes_up = 0  # tensor bytes of fronts received
         self.bytes_down = 0  # tensor bytes of averaged fronts sent
@@ -153,13 +154,22 @@ class FrontAverager:
         }
 
     def _close_if_complete(self) -> None:
-        if self._round and self._required() <= set(self._round):
+        if not self._closed and self._round and self._required() <= set(self._round):
             self._close("all")
 
     def _timed_out(self, version: int) -> None:
         with self.shared.lock:
-            if self.version == version and self._round:
+            if not self._closed and self.version == version and self._round:
                 self._close("timeout")
+
+    def close(self) -> None:
+        """The server stops: close no more rounds. An open round's weights were never
+        acknowledged, so the edges send them again to the next life of the host."""
+        with self.shared.lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def _close(self, closed_by: str) -> None:
         """Average the round, make it durable, acknowledge it, send it down. Lock held."""

@@ -82,9 +82,13 @@ def run_fleet(
     engine: str = "ort",
     codec: str = "fp32",
     timeout: float = 1800.0,
+    round_timeout: float = 600.0,
+    slowdown: dict[str, float] | None = None,
 ) -> FleetRun:
     """Every edge of `datasets` trains on its own data into one host. All links are up before
-    any edge trains, so that a first averaging round waits for the whole fleet. RuntimeError
+    any edge trains, so that a first averaging round waits for the whole fleet. `timeout`: how
+    long an edge waits for an average (and the run for its edges); `round_timeout`: the host's
+    bound on a round; `slowdown`: per edge, its steps stretched as a slower board's. RuntimeError
     names an edge that failed."""
     bundle = load_bundle(bundle_dir)
     edge_bundle = load_bundle(bundle_dir / "edge")
@@ -95,6 +99,7 @@ def run_fleet(
         config=LINK,
         shared_tail=shared_tail,
         average_fronts=AveragingSchedule.parse(average_every) if average_every else None,
+        round_timeout=round_timeout,
     )
     links: dict[str, EdgeLink] = {}
     engines: dict[str, Engine] = {}
@@ -121,6 +126,7 @@ def run_fleet(
             codec=codec,
             work_dir=work / edge_id,
             round_timeout=timeout,
+            slowdown=(slowdown or {}).get(edge_id, 1.0),
         )
         link = links[edge_id]
         try:

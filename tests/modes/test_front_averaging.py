@@ -391,3 +391,32 @@ def test_host_restart_mid_run_loses_no_round_and_no_batch(bundle_dir: Path, tmp_
         weights = eng.export_weights()
         assert all(np.array_equal(v, final[k]) for k, v in weights.items()), edge_id
         assert out[edge_id]["front_averaging"]["front_version"] == server.averaging.version
+
+
+def test_a_round_closes_without_a_straggler_after_the_round_timeout(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    """cam-b computes as a board 200x slower: the host does not wait past its round timeout.
+    The average goes to cam-b too, which adopts it at its next batch, so cam-b's own weights go
+    to the next round. Every batch is still trained once per edge."""
+    datasets = {f"cam-{c}": load_dataset("synthetic:80", seed=i) for i, c in enumerate("ab")}
+    run = run_fleet(
+        bundle_dir,
+        datasets,
+        tmp_path,
+        epochs=1,
+        batch_size=16,
+        average_every="2batches",
+        round_timeout=0.3,
+        slowdown={"cam-b": 200.0},
+    )
+    averaging = run.host["shared_tail"]["front_averaging"]
+    timed_out = [r for r in averaging["rounds"] if r["closed_by"] == "timeout"]
+    assert timed_out and all(r["missing"] == ["cam-b"] for r in timed_out), averaging["rounds"]
+    slow = run.edges["cam-b"]["front_averaging"]
+    assert slow["rounds"] == 2  # it sent its weights at both its boundaries and got answers
+    # A round it missed, adopted at a batch boundary while it trained.
+    assert {r["version"] for r in timed_out} & set(slow["adopted"])
+    assert not run.host["errors"]
+    for one in run.host["edges"]:
+        assert sorted(map(tuple, one["trained_ids"])) == [(0, i) for i in range(4)]

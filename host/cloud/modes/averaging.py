@@ -118,8 +118,7 @@ class FrontAverager:
             parts.clear()
         parts[msg.part] = msg
         if len(parts) < msg.parts:
-            state.last_seq = msg.seq  # a part alone is nothing to average: consumed as it comes
-            return
+            return  # acknowledged with the whole: a restarted host must get every part again
         del self._parts[key]
         if msg.last:
             self._finished.add(key)

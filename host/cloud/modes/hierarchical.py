@@ -51,11 +51,11 @@ class HierarchicalHost(HostMode):
                 return True
             averaging.contribute(session, state, msg)
             return True
-        if averaging is not None:
-            averaging.count_batch(state, msg.front_version)
         trained = state.train(msg.epoch, msg.index, msg.tensor, msg.labels)
         state.last_seq = msg.seq
         if trained is not None:
+            if averaging is not None:
+                averaging.count_batch(state, msg.front_version)
             self.server.batch_done(state, msg, trained.figures)
         self.server.maybe_commit(session, state)
         return True

@@ -121,9 +121,10 @@ class FrontRounds:
         """Send this front up, wait for the average of its round, adopt it."""
         target = self.version + 1
         samples = int(self._extra.get(SAMPLES_KEY, 0))
-        for msg in weight_messages(
-            self.engine.export_weights(), {}, round=target, samples=samples, last=last
-        ):
+        # Weights only: integer buffers (BatchNorm's batch counters, torch engine) are counts of
+        # this edge's steps, not weights, and stay local; so ort and torch edges average alike.
+        weights = {k: v for k, v in self.engine.export_weights().items() if v.dtype.kind == "f"}
+        for msg in weight_messages(weights, {}, round=target, samples=samples, last=last):
             self.blocked_s += sender.put(msg)
             self.bytes_up += msg.nbytes
         t0 = time.perf_counter()
@@ -136,7 +137,7 @@ class FrontRounds:
     def _adopt(self, parts: list | None) -> None:
         if not parts:
             return
-        weights: dict = {}
+        weights = self.engine.export_weights()  # what the average leaves out stays as it is
         for part in parts:
             weights.update(part.tensors)
             self.bytes_down += part.nbytes

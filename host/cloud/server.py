@@ -209,11 +209,11 @@ class CloudServer:
                     continue
                 try:
                     check_message(msg, self.bundle.manifest)
+                    with state.lock:  # a mode may refuse what only it can judge
+                        self._dispatch(session, state, msg)
                 except BadMessage as exc:
                     self._refuse(session, state, exc)
                     break
-                with state.lock:
-                    self._dispatch(session, state, msg)
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
             self.on_event("error", state, {"error": str(exc)})

@@ -30,6 +30,7 @@ from edge_runtime.link import HostSession, LinkError
 from edge_runtime.model_messages import ModelWeights, weight_messages
 from edge_runtime.train.averaging import AveragingSchedule
 from host.cloud.edge_state import EdgeState
+from host.cloud.validate import BadMessage
 
 if TYPE_CHECKING:
     from host.cloud.server import CloudServer
@@ -120,6 +121,10 @@ class FrontAverager:
         if len(parts) < msg.parts:
             return  # acknowledged with the whole: a restarted host must get every part again
         del self._parts[key]
+        weights: dict[str, np.ndarray] = {}
+        for i in sorted(parts):
+            weights.update(parts[i].tensors)
+        self._check_fits(state, weights)
         if msg.last:
             self._finished.add(key)
         if msg.round <= self.version:  # that round is closed: this edge missed it
@@ -128,9 +133,6 @@ class FrontAverager:
             if self.latest is not None:
                 self._send(session, self.latest)
             return
-        weights: dict[str, np.ndarray] = {}
-        for i in sorted(parts):
-            weights.update(parts[i].tensors)
         # Not consumed yet: acknowledged when the round closes and its average is on disk.
         self._round[key] = (weights, msg.samples, msg.seq)
         if self._timer is None:
@@ -138,6 +140,23 @@ class FrontAverager:
             self._timer.daemon = True
             self._timer.start()
         self._close_if_complete()
+
+    def _check_fits(self, state: EdgeState, weights: dict[str, np.ndarray]) -> None:
+        """BadMessage unless `weights` name and shape what the fleet's front holds (the latest
+        average, or the open round's first contribution): averaging needs one front."""
+        reference = self.latest or next((w for w, _, _ in self._round.values()), None)
+        if reference is None:
+            return
+        shapes = {k: (v.shape, v.dtype) for k, v in weights.items()}
+        expected = {k: (v.shape, v.dtype) for k, v in reference.items()}
+        if shapes != expected:
+            odd = sorted(
+                k for k in shapes.keys() | expected.keys() if shapes.get(k) != expected.get(k)
+            )
+            raise BadMessage(
+                f"front weights of round {self.version + 1} do not fit the fleet's front "
+                f"({', '.join(odd[:3])} differ): every edge of a fleet trains the same bundle"
+            )
 
     # -- rounds -------------------------------------------------------------------------------
 

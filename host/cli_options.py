@@ -129,9 +129,9 @@ def check_link(link: str, emulation: str, mode: str = "hierarchical") -> None:
     from host.demo.links import choose_emulation
     from host.linkemu import parse_link
 
-    profile = parse_link(link)  # LinkSpecError, a usage error, names the accepted forms
+    spec = parse_link(link)  # LinkSpecError, a usage error, names the accepted forms
     if mode_spec(mode).needs_link:
-        choose_emulation(profile, emulation)  # EmulationUnavailable says why, and what instead
+        choose_emulation(spec, emulation)  # EmulationUnavailable says why, and what instead
 
 
 def parse_csv(option: str, text: str, choices: tuple[str, ...]) -> tuple[str, ...]:

@@ -60,7 +60,7 @@ class DemoOptions:
     edge_log: Path | None = None  # the edge's output goes here instead of the terminal
     mode: str = "hierarchical"
     bundle: Path | None = None  # reuse this bundle instead of exporting one
-    slowdown: float = 1.0  # board profile: the edge computes this many times slower
+    slowdown: float = 1.0  # board speed profile: the edge computes this many times slower
     link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
     model_out: Path | None = None  # write the trained model here (host/model)
     infer: bool = False  # after training, hierarchical inference with the trained model
@@ -69,10 +69,10 @@ class DemoOptions:
 
 def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
     """Run the demo; returns the merged report (also written to work_dir/report.json)."""
-    profile = parse_link(opts.link)
+    link = parse_link(opts.link)
     # Chosen before anything runs, so an unavailable emulation fails fast (ValueError).
     spec = mode_spec(opts.mode)
-    emulation = make_emulation(profile, opts.link_emulation) if spec.needs_link else None
+    emulation = make_emulation(link, opts.link_emulation) if spec.needs_link else None
     work = opts.work_dir
     if opts.resume and not (work / "edge-work").is_dir():
         raise UsageFault(f"--resume: {work} holds no demo run to resume")
@@ -134,7 +134,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         )
         try:
             emulation.open(cloud)
-            console.print(f"edge link {profile.describe()}; {emulation.describe()}")
+            console.print(f"edge link {link.describe()}; {emulation.describe()}")
             cmd = run_argv(program, **edge_options, **emulation.edge_options())
             rc, wall = _run_edge(emulation, cmd, opts.edge_log)
             # An edge interrupted before it trained (while connecting) writes no report.
@@ -153,7 +153,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         if rc == EXIT_INTERRUPTED and stopped:
             # Ctrl-C: what was trained so far, reported, and how to go on.
             partial = merge_reports(
-                edge, cloud.report(profile.name), emulation.stats(), profile.describe(), wall
+                edge, cloud.report(link.name), emulation.stats(), link.describe(), wall
             )
             partial["interrupted"] = True
             path = opts.report or work / "report.json"
@@ -172,9 +172,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             raise EdgeRunFailed("the edge runtime was stopped before the run's end (a signal)")
         report = merge_reports(
             edge,
-            cloud.report(profile.name),
+            cloud.report(link.name),
             emulation.stats(),
-            profile.describe(),
+            link.describe(),
             wall,
             emulation=emulation.describe(),
         )

@@ -128,7 +128,7 @@ def train_on_board(
         if emulation is not None:
             emulation.open(cloud)
             link_options = emulation.edge_options()
-            connect, link_desc = link_options.pop("url"), emulation.profile.describe()
+            connect, link_desc = link_options.pop("url"), emulation.link.describe()
         else:
             # A real board connects to the host as its board file says: listen on that port.
             connect = link_desc = str(board.link.url)

@@ -122,10 +122,15 @@ class Board:
 
     @property
     def resolved_engine(self) -> str:
-        """`auto` -> `ort` where an onnxruntime-training wheel exists, else `torch`."""
+        """`auto` -> `ort` where an onnxruntime-training wheel is published or vendored (our
+        aarch64 build, host/deploy/vendor.py), else `torch`."""
         if self.engine != "auto":
             return self.engine
-        return "ort" if ort_wheel_exists(self.arch, self.python) else "torch"
+        from host.deploy.vendor import VENDORED  # vendor.py reads boards: imported on use
+
+        own = VENDORED.get(("ort", self.arch, self.python))
+        vendored = own is not None and any(own.glob("*.whl"))
+        return "ort" if ort_wheel_exists(self.arch, self.python) or vendored else "torch"
 
 
 def ort_wheel_exists(arch: str, python: str) -> bool:

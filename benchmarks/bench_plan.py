@@ -29,13 +29,13 @@ from rich.table import Table
 
 from edge_runtime.data import load_dataset
 from edge_runtime.modes import mode_spec
-from host.demo import DemoOptions, run_demo
 from host.export import ExportOptions, export_bundle
 from host.linkemu import parse_link
 from host.plan.board_profile import BoardProfile
 from host.plan.planner import PlanRequest, split_costs
 from host.plan.profiling import ProfileSetup, profile_split
 from host.plan.runtime_model import predict
+from host.session import SessionOptions, run_session
 
 # (mode, model, split, link, codec, data, slowdown): each a one-epoch run of at most ~40 s here
 # (the resnet18 ones excepted).
@@ -107,8 +107,8 @@ def scenario(
     report = None
     for attempt in range(2):  # a run killed from outside (shared machine) is run once more
         try:
-            report = run_demo(
-                DemoOptions(
+            report = run_session(
+                SessionOptions(
                     link=link,
                     link_emulation="user",
                     mode=mode,

@@ -126,8 +126,8 @@ def link_options(func: Callable) -> Callable:
 def check_link(link: str, emulation: str, mode: str = "hierarchical") -> None:
     """--link and --link-emulation of demo and bench: a usage error if either cannot run."""
     from edge_runtime.modes import mode_spec
-    from host.demo.links import choose_emulation
     from host.linkemu import parse_link
+    from host.session.links import choose_emulation
 
     spec = parse_link(link)  # LinkSpecError, a usage error, names the accepted forms
     if mode_spec(mode).needs_link:

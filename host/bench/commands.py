@@ -24,8 +24,8 @@ from host.cli_options import (
     parse_csv,
 )
 from host.console import stdout_console
-from host.demo.commands import sigterm_as_interrupt
 from host.deploy.board import SpeedProfile
+from host.session import sigterm_as_interrupt
 
 PROFILES = Path(__file__).parent / "profiles"
 

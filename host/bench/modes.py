@@ -20,8 +20,8 @@ from rich.table import Table
 
 from edge_runtime.modes import MODE_NAMES, mode_spec
 from edge_runtime.report import write_report
-from host.demo import DemoOptions, run_demo
 from host.export import ExportOptions, export_bundle
+from host.session import SessionOptions, run_session
 
 
 @dataclass
@@ -32,7 +32,7 @@ class BenchOptions:
     model: str = "smallcnn"
     split: int = 3
     link: str = "3g"
-    link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
+    link_emulation: str = "auto"  # auto | kernel | user (see host/session/links.py)
     data: str = "synthetic"
     epochs: int = 1
     batch_size: int = 32
@@ -77,8 +77,8 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
         console.print(
             f"[bold]{label}[/]: running ({opts.epochs} epoch(s), {opts.data}, link {opts.link})"
         )
-        runs[label] = run_demo(
-            DemoOptions(
+        runs[label] = run_session(
+            SessionOptions(
                 model=opts.model,
                 split=opts.split,
                 lr=opts.lr,

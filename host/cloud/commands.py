@@ -80,6 +80,14 @@ from host.console import console
     help="with --shared-tail: average the edges' fronts (FedAvg, weighted by samples) every N "
     "batches or epochs of each edge, and at the end of training",
 )
+@click.option(
+    "--round-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="with --average-fronts-every: seconds a round waits for its slowest edge before it "
+    "closes with the fronts it has",
+)
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
@@ -116,6 +124,7 @@ def serve_cmd(
     shared_key: bool,
     shared_tail: bool,
     average_every: str | None,
+    round_timeout: float,
     baud: int,
     window: int,
     model_out: Path | None,
@@ -187,6 +196,7 @@ def serve_cmd(
         model_out=model_out,
         shared_tail=shared_tail,
         average_fronts=schedule,
+        round_timeout=round_timeout,
     )
     if result["shared_tail"] is not None:
         edges = ", ".join(e["edge_id"] for e in result["shared_tail"]["edges"]) or "none"

@@ -99,6 +99,7 @@ def serve(
     model_out: Path | None = None,
     shared_tail: bool = False,
     average_fronts: AveragingSchedule | None = None,
+    round_timeout: float = 600.0,
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
 
@@ -118,6 +119,7 @@ def serve(
         shared_key=shared_key,
         shared_tail=shared_tail,
         average_fronts=average_fronts,
+        round_timeout=round_timeout,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())

@@ -20,6 +20,8 @@ def test_two_boards_average_their_fronts_and_one_model_comes_out(exported, tmp_p
         "--shared-tail",
         "--average-fronts-every",
         "1epochs",
+        "--round-timeout",
+        "120",
         "--model-out",
         str(model_dir),
     )
@@ -51,6 +53,7 @@ def test_two_boards_average_their_fronts_and_one_model_comes_out(exported, tmp_p
 
     averaging = host["shared_tail"]["front_averaging"]
     assert averaging["schedule"] == "every 1 epochs" and averaging["version"] == 2
+    assert averaging["round_timeout_s"] == 120
     assert [sorted(r["samples"]) for r in averaging["rounds"]] == [["board0", "board1"]] * 2
     for edge in edges.values():
         assert edge["front_averaging"]["adopted"] == [1, 2]

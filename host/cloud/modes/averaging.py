@@ -240,6 +240,7 @@ class FrontAverager:
         """The host report's `shared_tail.front_averaging`."""
         return {
             "schedule": str(self.schedule),
+            "round_timeout_s": self.round_timeout,
             "version": self.version,
             "rounds": self.rounds,
             "late_contributions": self.late,

@@ -18,7 +18,7 @@ import torch
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset, num_batches
-from edge_runtime.engines import make_engine
+from edge_runtime.engines import EngineError, make_engine
 from edge_runtime.link import EdgeLink, LinkError
 from edge_runtime.link.codecs import encode_tensor, pack_ints
 from edge_runtime.link.header import Header, MsgType
@@ -497,3 +497,31 @@ def test_rounds_on_the_wire_weighted_late_left_and_refused(
     assert [r["samples"] for r in report["rounds"]] == [{"cam-a": 30, "cam-b": 10}, {"cam-a": 5}]
     assert report["late_contributions"] == 1 and report["version"] == 2
     assert any("do not fit the fleet's front (front.w differ)" in e for e in server.errors)
+
+
+def test_both_engines_train_on_the_weights_they_load(bundle_dir: Path) -> None:
+    """An adopted front is what the next step trains: the ORT training session (CheckpointState
+    buffers, no torch) and the torch engine compute the same loss as the engine the weights
+    came from, and the same activation."""
+    edge_bundle = load_bundle(bundle_dir / "edge")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, *edge_bundle.manifest["input_shape"])).astype(np.float32)
+    y = np.arange(8) % edge_bundle.manifest["num_classes"]
+    source = make_engine("ort", edge_bundle, threads=1)
+    for _ in range(3):
+        source.train_step(x, y)
+    trained = source.export_weights()
+    for kind in ("ort", "torch"):
+        engine = make_engine(kind, edge_bundle, threads=1)
+        before = engine.eval_step(x, y).activation
+        floats = {k: v for k, v in trained.items() if v.dtype.kind == "f"}
+        merged = {**engine.export_weights(), **floats}
+        engine.load_weights(merged)
+        assert not np.allclose(before, engine.eval_step(x, y).activation)
+        ref, got = source.eval_step(x, y), engine.eval_step(x, y)
+        assert np.allclose(ref.activation, got.activation, atol=1e-4), kind
+        assert abs(source.train_step(x, y).loss - engine.train_step(x, y).loss) < 1e-4, kind
+        source.load_weights(trained)  # back to the same start for the next engine
+    bad = {**trained, "front.conv1.conv.weight": np.zeros((1, 1), np.float32)}
+    with pytest.raises(EngineError, match="front.conv1.conv.weight"):
+        source.load_weights(bad)

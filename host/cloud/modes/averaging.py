@@ -60,7 +60,8 @@ class FrontAverager:
     def __init__(
         self, server: CloudServer, schedule: AveragingSchedule, round_timeout: float = 600.0
     ) -> None:
-        assert server.shared is not None  # CloudServer checks: averaging needs a shared tail
+        if server.shared is None:
+            raise ValueError("front averaging needs a shared tail (--shared-tail)")
         self.server = server
         self.shared = server.shared
         self.schedule = schedule
@@ -124,7 +125,7 @@ class FrontAverager:
         weights: dict[str, np.ndarray] = {}
         for i in sorted(parts):
             weights.update(parts[i].tensors)
-        self._check_fits(state, weights)
+        self._check_fits(weights)
         if msg.last:
             self._finished.add(key)
         if msg.round <= self.version:  # that round is closed: this edge missed it
@@ -141,7 +142,7 @@ class FrontAverager:
             self._timer.start()
         self._close_if_complete()
 
-    def _check_fits(self, state: EdgeState, weights: dict[str, np.ndarray]) -> None:
+    def _check_fits(self, weights: dict[str, np.ndarray]) -> None:
         """BadMessage unless `weights` name and shape what the fleet's front holds (the latest
         average, or the open round's first contribution): averaging needs one front."""
         reference = self.latest or next((w for w, _, _ in self._round.values()), None)

@@ -85,18 +85,29 @@ def run_fleet(
     round_timeout: float = 600.0,
     slowdown: dict[str, float] | None = None,
 ) -> FleetRun:
-    """Every edge of `datasets` trains on its own data into one host. All links are up before
-    any edge trains, so that a first averaging round waits for the whole fleet. `timeout`: how
+    """Every edge of `datasets` trains on its own data into one host. Every edge's session is
+    live on the host before any edge trains, so that a first averaging round waits for the whole
+    fleet. `timeout`: how
     long an edge waits for an average (and the run for its edges); `round_timeout`: the host's
     bound on a round; `slowdown`: per edge, its steps stretched as a slower board's. RuntimeError
     names an edge that failed."""
     bundle = load_bundle(bundle_dir)
     edge_bundle = load_bundle(bundle_dir / "edge")
+    connected: set[str] = set()
+    changed = threading.Condition()
+
+    def on_event(kind: str, state: Any, info: dict[str, Any]) -> None:
+        if kind == "connected":
+            with changed:
+                connected.add(state.edge_id)
+                changed.notify_all()
+
     server = CloudServer(
         bundle,
         work / "host",
         key=bundle.key(),
         config=LINK,
+        on_event=on_event,
         shared_tail=shared_tail,
         average_fronts=AveragingSchedule.parse(average_every) if average_every else None,
         round_timeout=round_timeout,
@@ -117,6 +128,9 @@ def run_fleet(
             opener=lambda end=edge_end: end,
         )
         engines[edge_id] = make_engine(engine, edge_bundle, threads=1, variant="train")
+    with changed:  # every session live on the host before any edge trains
+        if not changed.wait_for(lambda: connected >= set(datasets), timeout=120):
+            raise RuntimeError(f"edges not connected: {sorted(set(datasets) - connected)}")
     out: dict[str, Any] = {}
 
     def run(edge_id: str) -> None:

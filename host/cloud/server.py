@@ -197,9 +197,11 @@ class CloudServer:
             self._active.add(session)
             self._sessions.append(session)
             self._changed.notify_all()
-        self.on_event("connected", state, {})
         try:
+            # Before "connected": whoever waits for that event finds the edge in the mode's
+            # bookkeeping (a fleet's averaging round waits for it from then on).
             self.mode_half.session_started(session, state)
+            self.on_event("connected", state, {})
             while not self._stopping.is_set():
                 try:
                     msg = session.recv(timeout=0.2)

@@ -525,3 +525,91 @@ def test_both_engines_train_on_the_weights_they_load(bundle_dir: Path) -> None:
     bad = {**trained, "front.conv1.conv.weight": np.zeros((1, 1), np.float32)}
     with pytest.raises(EngineError, match="front.conv1.conv.weight"):
         source.load_weights(bad)
+
+
+def test_a_stopped_edge_resumes_from_its_front_version(bundle_dir: Path, tmp_path: Path) -> None:
+    """cam-a stops after 6 of its 16 batches (a round every 4) and comes back with --resume
+    semantics (progress.json + engine checkpoint): it goes on from the front version it had
+    adopted, never from the bundle's, rejoins the rounds, and every batch of both edges is
+    trained once."""
+    bundle = load_bundle(bundle_dir)
+    edge_bundle = load_bundle(bundle_dir / "edge")
+    server = CloudServer(
+        bundle,
+        tmp_path / "host",
+        key=bundle.key(),
+        config=LINK,
+        shared_tail=True,
+        average_fronts=AveragingSchedule(4, "batches"),
+    )
+
+    def connect(edge_id: str) -> EdgeLink:
+        def open_() -> object:
+            edge_end, host_end = socket_pair(LINK.read_timeout)
+            server.serve_transport(host_end)
+            return edge_end
+
+        return EdgeLink.connect(
+            "pair:",
+            key=bundle.key(),
+            bundle_sha256=edge_bundle.manifest_sha256,
+            edge_id=edge_id,
+            run_id="run-1",
+            spool_dir=tmp_path / edge_id / "spool",
+            config=LINK,
+            opener=open_,
+        )
+
+    def train(edge_id: str, seed: int, progress: RunProgress, stop_after: int | None) -> dict:
+        engine = make_engine("ort", edge_bundle, threads=1)
+        work = tmp_path / edge_id
+        if (checkpoint := progress.check_engine_checkpoint(work)) is not None:
+            engine.load_checkpoint(checkpoint)
+        stop = threading.Event()
+
+        def on_batch(phase: str, epoch: int, done: int, *_: object) -> None:
+            if phase == "train" and stop_after is not None and epoch * 8 + done == stop_after:
+                stop.set()
+
+        link = connect(edge_id)
+        cfg = EdgeRunConfig(epochs=2, batch_size=16, work_dir=work, round_timeout=300)
+        data = load_dataset("synthetic:160", seed=seed)
+        try:
+            report = EdgeTrainer(
+                engine, data, link, cfg, progress, stop=stop, on_batch=on_batch
+            ).run()
+            if not stop.is_set():  # a stopped run leaves the rest in its spool for the resume
+                link.flush(timeout=120)
+        finally:
+            link.close("stopped" if stop.is_set() else "done")
+        return report
+
+    out: dict = {}
+
+    def run_b() -> None:
+        try:
+            out["cam-b"] = train("cam-b", 1, RunProgress("run-1"), None)
+        except Exception as exc:  # noqa: BLE001 - carried to the test thread
+            out["cam-b"] = exc
+
+    b = threading.Thread(target=run_b)
+    b.start()
+    first = train("cam-a", 0, RunProgress("run-1"), stop_after=6)
+    assert first["stopped_early"] and first["front_averaging"]["adopted"] == [1]
+    saved = RunProgress.load(tmp_path / "cam-a")
+    assert saved is not None and (saved.epoch, saved.next_index) == (0, 6)
+    assert saved.extra["front_version"] == 1
+    resumed = train("cam-a", 0, saved, None)
+    b.join(timeout=600)
+    assert isinstance(out["cam-b"], dict), out["cam-b"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(e["done"] for e in server.report()["edges"]):
+        time.sleep(0.02)
+    server.stop()
+    host = server.report()
+    for one in host["edges"]:
+        ids = sorted(map(tuple, one["trained_ids"]))
+        assert ids == [(e, i) for e in range(2) for i in range(8)], one["edge_id"]
+    versions = host["shared_tail"]["front_averaging"]["front_versions"]["cam-a"]
+    assert versions["0"] == 4  # only the batches before the first round: never reset to 0
+    assert resumed["front_averaging"]["front_version"] >= 2

@@ -53,12 +53,21 @@ def _check(report: dict, model_dir: Path) -> None:
 
 
 def test_infer_over_tcp(model_dir, digits_path, tmp_path) -> None:
-    host, where = _serve_infer(model_dir, tmp_path, "--listen", "tcp://127.0.0.1:0")
+    host_report = tmp_path / "host.json"
+    host, where = _serve_infer(
+        model_dir, tmp_path, "--listen", "tcp://127.0.0.1:0", "--report", str(host_report)
+    )
     url = "socket://" + where.removeprefix("tcp://")
     out, report = _edge_infer(model_dir, url, digits_path, tmp_path, "--threshold", "0.9")
     assert out.returncode == 0, out.stderr[-2000:]
     assert host.wait(60) == 0
     _check(report, model_dir)
+    # The host's side of the same run: what its tail answered, for whom, and the bytes.
+    figures = json.loads(host_report.read_text())
+    assert (figures["mode"], figures["role"]) == ("infer", "cloud")
+    assert figures["answered"] == report["answers"]["cloud"]
+    (edge,) = figures["edges"]
+    assert edge["answered"] == figures["answered"] and edge["bytes_up"] == figures["bytes_up"] > 0
 
 
 def test_infer_over_a_pty_pair(model_dir, digits_path, tmp_path) -> None:

@@ -418,7 +418,13 @@ def run(
 )
 @edge_id_option
 @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
-@click.option("--answer-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option(
+    "--answer-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="seconds without an answer while the host owes one: then the board answers alone",
+)
 @click.option("--limit", type=int, default=None, help="the first N samples only")
 @baud_option
 @report_option()

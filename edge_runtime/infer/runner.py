@@ -93,6 +93,7 @@ class InferRun:
     answers: dict[int, Answer] = field(default_factory=dict)
     exits: dict[int, tuple[float, int]] = field(default_factory=dict)  # id -> (conf, class)
     host_lost: str | None = None  # why the host was given up, if it was
+    _last_heard: float = 0.0  # perf_counter of the host's last answer (or first debt)
 
     def run(self, x: np.ndarray) -> list[Answer]:
         """Answer samples x[0], x[1], ... as they arrive (`arrivals`); returns the answers by
@@ -152,6 +153,8 @@ class InferRun:
         if self.host_lost is not None:
             self._answer(i, exit_class, "degraded", t0, self.host_lost)
             return
+        if not pending:  # the silence clock starts when the host first owes something
+            self._last_heard = time.perf_counter()
         pending[i] = (t0, exit_class, len(pending), time.perf_counter())
         try:
             assert self.link is not None
@@ -169,6 +172,7 @@ class InferRun:
                     for k, cls in enumerate(msg.classes):
                         sid = msg.first_id + k
                         if sid in pending:
+                            self._last_heard = time.perf_counter()
                             t0, _, ahead, sent = pending.pop(sid)
                             self._answer(sid, int(cls), "cloud", t0, "offload")
                             # From the send, not the arrival: the policy predicts the link's
@@ -181,10 +185,12 @@ class InferRun:
         self._check_stale(pending)
 
     def _check_stale(self, pending: dict) -> None:
-        if pending and self.host_lost is None:
-            oldest = min(t0 for t0, *_ in pending.values())
-            if time.perf_counter() - oldest > self.answer_timeout_s:
-                self._lose_host(pending, f"no answer from the host in {self.answer_timeout_s} s")
+        # Silence, not age: on a slow link a deep backlog's oldest request may wait longer than
+        # the timeout while answers keep coming; a host that answers nothing for the timeout
+        # while it owes answers is gone.
+        silent = time.perf_counter() - self._last_heard
+        if pending and self.host_lost is None and silent > self.answer_timeout_s:
+            self._lose_host(pending, f"no answer from the host in {self.answer_timeout_s} s")
 
     def _lose_host(self, pending: dict, why: str) -> None:
         """Answer what the host owes from the exit; offload nothing more."""

@@ -49,7 +49,9 @@ def _two_sigma(p: float, n: int) -> float:
     return 2 * math.sqrt(max(p * (1 - p), 1e-4) / n)
 
 
-def _infer(model_dir: Path, url: str, digits: Path, tmp: Path, **policy) -> dict:
+def _infer(
+    model_dir: Path, url: str, digits: Path, tmp: Path, arrivals: Arrivals | None = None, **policy
+) -> dict:
     return run_infer(
         model_dir,
         url,
@@ -63,6 +65,7 @@ def _infer(model_dir: Path, url: str, digits: Path, tmp: Path, **policy) -> dict
         baud=115200,
         limit=None,
         report_path=tmp / "infer.json",
+        arrivals=arrivals,
         say=lambda *_: None,
     )
 
@@ -140,8 +143,15 @@ def test_max_offload_is_calibrated_on_validation_and_holds_on_the_rest(
 ) -> None:
     budget = 0.3
     report = _infer(
-        model_dir, server.url, digits_path, tmp_path, max_offload=budget, calibration_samples=120
+        model_dir,
+        server.url,
+        digits_path,
+        tmp_path,
+        Arrivals(400.0),  # open loop for the answering run (the calibration pass is closed)
+        max_offload=budget,
+        calibration_samples=120,
     )
+    assert report["arrivals"] == {"kind": "open loop, evenly spaced", "rate_per_s": 400.0}
     cal = report["calibration"]
     assert cal["validation_samples"] == 120 and report["samples"] == 240
     assert 1 - cal["validation_fraction_at_edge"] <= budget

@@ -298,7 +298,7 @@ def measure_run(
     """One full run of the real system; the report's figures the table needs."""
     from rich.console import Console
 
-    from host.demo import DemoOptions, run_demo
+    from host.session import SessionOptions, run_session
 
     size = s.input_shape[1]
     label = f"{s.name}-{link}-{mode}-{codec}"
@@ -307,8 +307,8 @@ def measure_run(
     # loaded past the slowdown makes a slower edge than the profile, and the row says so).
     before = reference_step_s(out, p.engine) if p.calibrate else None
     slowdown = max(1.0, p.slowdown * load_factor(before))
-    r = run_demo(
-        DemoOptions(
+    r = run_session(
+        SessionOptions(
             model=s.model,
             split=s.split,
             data=f"synthetic:{p.samples + p.test_samples}:{size}",
@@ -577,12 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     """Profile, measure what is asked and not yet measured, print and save the table."""
     args = parse_args(argv)
     settings, links, measure = choose(args)
-    from host.bench.commands import load_profile
+    from host.bench.commands import load_speed_profile
 
-    board = load_profile(args.profile)
-    p = Params(
-        samples=args.samples, test_samples=args.test_samples, slowdown=float(board["slowdown"])
-    )
+    board = load_speed_profile(args.profile)
+    p = Params(samples=args.samples, test_samples=args.test_samples, slowdown=board.slowdown)
     results = Results(args.results or args.out / "results.jsonl")
     log = print
     for s in settings:

@@ -102,7 +102,9 @@ def engine_option(func: Callable) -> Callable:
     )(func)
 
 
-LINK_HELP = "3g | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms | serial:<baud>"
+LINK_HELP = (
+    "3g | 3g-sym | 4g | wifi | local | <rate>[:<down>][/<rtt>], e.g. 2mbit/50ms | serial:<baud>"
+)
 
 
 def link_option(func: Callable) -> Callable:

@@ -426,6 +426,9 @@ def table_rows(
                 if measured[col]:
                     row["train_s"] = measured[col]["train_s"]
                     row["runtime_s"] = measured[col]["runtime_s"]
+                    row["edge_busy_s"] = measured[col].get("edge_busy_s")
+                    row["edge_slowdown"] = measured[col].get("edge_slowdown")
+                    row["model_edge_busy_s"] = model_edge_busy_s(prof["figures"], p, codec)
                 for base in ("split-fp32", f"split-{LOSSLESS}"):
                     for what in ("train", "runtime"):
                         mine, theirs = measured[col], measured[base]
@@ -437,6 +440,15 @@ def table_rows(
                         row[f"{what}_vs_{base}"] = (ratio, kind)
                 rows.append(row)
     return rows
+
+
+def model_edge_busy_s(figures: dict[str, float], p: Params, codec: str) -> float:
+    """The Pi-class edge's busy seconds in one run by the profile: training steps and coding,
+    evaluation; what a measured run's edge should have taken if its pacing hit the profile."""
+    train = -(-p.samples // p.batch_size)
+    evals = -(-p.test_samples // p.eval_batch_size)
+    encode = figures.get(f"codec:{codec}:encode_s", 0.0)
+    return train * (figures["edge_step_s"] + encode) + evals * figures.get("edge_eval_s", 0.0)
 
 
 def _ratio(cell: tuple[float, str]) -> str:
@@ -465,6 +477,13 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Setting]) -> str:
             f"{_ratio(r[f'runtime_vs_split-{LOSSLESS}'])} |"
         )
     lines.append("")
+    for r in rows:  # how near each measured run's edge came to the Pi-class profile
+        if r.get("edge_busy_s") is not None:
+            lines.append(
+                f"- measured {r['setting']}/{r['link']}/{r['column']}: edge busy "
+                f"{r['edge_busy_s']:.0f} s against the profile's {r['model_edge_busy_s']:.0f} s "
+                f"(paced x{r['edge_slowdown'] or 1:.2f} for the load at its start)"
+            )
     lines += [f"- {v}" for v in verdicts(rows, settings)]
     return "\n".join(lines)
 

@@ -44,7 +44,14 @@ def _profile_figures(bench: ModuleType) -> dict:
 
 
 def _measured(train_s: float) -> dict:
-    return {"runtime_s": train_s + 80.0, "train_s": train_s, "bytes_up": 1, "bytes_down": 1}
+    return {
+        "runtime_s": train_s + 80.0,
+        "train_s": train_s,
+        "edge_busy_s": 250.0,
+        "edge_slowdown": 1.5,
+        "bytes_up": 1,
+        "bytes_down": 1,
+    }
 
 
 def test_help_works() -> None:
@@ -80,6 +87,8 @@ def test_rerun_skips_measured_rows(bench: ModuleType, tmp_path: Path, capsys) ->
     table = (tmp_path / "out" / "table.md").read_text()
     verdict = "FAIL: resnet18-cifar hierarchical-fp32+z on 3g, training 0.38 of split learning's"
     assert f"{verdict} (target 0.30; measured)" in table
+    # 32 batches of 8.01 s (step and coding) and 2 evaluations of none: 256 s by the profile.
+    assert "edge busy 250 s against the profile's 256 s (paced x1.50" in table
 
 
 def test_other_parameters_are_not_a_match(bench: ModuleType, tmp_path: Path) -> None:

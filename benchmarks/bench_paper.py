@@ -18,6 +18,13 @@ Two kinds of figures, never mixed in one ratio:
 * **measured** (the rows asked for with ``--measure``, all of them by default): a full run of the
   real system (`hostctl bench`'s: edge runtime process, cloud trainer, shaped link).
 
+This machine is shared, and a loaded machine's steps are slower than the quiet ones the board
+profile's 16x multiplies. So a reference step (the profile's own: ResNet-18 split 4, torch,
+batch 32, 0.30 s quiet) is timed beside each profile and before each run: profiled times are
+scaled by quiet/now, and a measured run's edge is paced by 16 x quiet/now (at least 1). The
+profile row keeps both the raw and the scaled figures; each measured run says how near its edge
+came to the profile's (under the table).
+
 Every row is appended to ``--results`` (JSON Lines) as soon as it exists; a rerun skips the rows
 already there for the same parameters, so an interrupted run resumes where it stopped.
 
@@ -554,26 +561,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def choose(args: argparse.Namespace) -> tuple[list[Setting], list[str], set[str]]:
-    """Settings, links and the row names to measure, from the arguments (SystemExit 2 if bad)."""
+    """Settings, links and the row names to measure, from the arguments (UsageFault if bad)."""
+    from edge_runtime.errors import UsageFault
+
     splits = {}
     for spec in args.split:
         model, _, n = spec.partition("=")
         if model not in ("vgg16", "resnet18") or not n.isdigit():
-            raise SystemExit(f"bench_paper: --split {spec!r}: expected vgg16=N or resnet18=N")
+            raise UsageFault(f"--split {spec!r}: expected vgg16=N or resnet18=N")
         splits[model] = int(n)
     settings = [replace(s, split=splits.get(s.model, s.split)) for s in SETTINGS]
     if args.settings:
         names = args.settings.split(",")
         unknown = [n for n in names if n not in {s.name for s in SETTINGS}]
         if unknown:
-            raise SystemExit(
-                f"bench_paper: unknown setting {unknown[0]!r}: use "
-                f"{', '.join(s.name for s in SETTINGS)}"
+            raise UsageFault(
+                f"unknown setting {unknown[0]!r}: use {', '.join(s.name for s in SETTINGS)}"
             )
         settings = [s for s in settings if s.name in names]
     links = args.links.split(",") if args.links else list(LINKS)
     if any(link not in LINKS for link in links):
-        raise SystemExit(f"bench_paper: --links: use {', '.join(LINKS)}")
+        raise UsageFault(f"--links: use {', '.join(LINKS)}")
     every = {row_id(s.name, lk, m, c) for s in settings for lk in links for m, c in COLUMNS}
     wanted = args.measure or ("none" if args.quick else "all")
     if args.quick and not args.measure:
@@ -585,14 +593,32 @@ def choose(args: argparse.Namespace) -> tuple[list[Setting], list[str], set[str]
     else:
         measure = set(wanted.split(","))
         if measure - every:
-            raise SystemExit(
-                f"bench_paper: --measure {sorted(measure - every)[0]!r} is not a row of this "
+            raise UsageFault(
+                f"--measure {sorted(measure - every)[0]!r} is not a row of this "
                 "run: SETTING/LINK/MODE-CODEC, e.g. " + QUICK_MEASURE[0]
             )
     return settings, links, measure
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command: exit 0, 1 (a run failed: the cause in one line), 2 (usage), 130 (Ctrl-C:
+    the rows measured so far are kept, and the same command resumes)."""
+    from edge_runtime.errors import EXIT_INTERRUPTED, HiertrainError, Interrupted
+
+    try:
+        return bench(argv)
+    except (KeyboardInterrupt, Interrupted):
+        print(
+            "bench_paper: interrupted; the finished rows are kept: run the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except HiertrainError as exc:
+        print(f"bench_paper: {exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def bench(argv: list[str] | None = None) -> int:
     """Profile, measure what is asked and not yet measured, print and save the table."""
     args = parse_args(argv)
     settings, links, measure = choose(args)

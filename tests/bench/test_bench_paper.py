@@ -110,6 +110,7 @@ def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
         (["--measure", "vgg16-cifar/5g/split-fp32"], "is not a row of this run"),
         (["--settings", "mnist"], "unknown setting 'mnist'"),
         (["--samples", "500"], "at least 1000"),
+        (["--profile", "pi9", "--measure", "none"], "no profile 'pi9'"),
     ):
         out = subprocess.run(
             [sys.executable, str(SCRIPT), *args, "--out", str(tmp_path)],
@@ -117,7 +118,7 @@ def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
-        assert out.returncode != 0 and says in out.stderr, (args, out.stderr)
+        assert out.returncode == 2 and says in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr
 
 

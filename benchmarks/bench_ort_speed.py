@@ -48,11 +48,15 @@ ORT_VARIANTS: list[tuple[str, dict]] = [
 ]
 
 
-def sequence() -> list[tuple[str, str, dict]]:
+def sequence(only: str | None = None) -> list[tuple[str, str, dict]]:
     """torch, ort variant, torch, ort variant, ..., torch: every ort run between two torch runs
-    of the same threads and batch, so that its ratio is to torch measured right beside it."""
+    of the same threads and batch, so that its ratio is to torch measured right beside it.
+    ``only``: comma-separated numbers (1-based) of the ORT_VARIANTS to run."""
+    chosen = ORT_VARIANTS
+    if only:
+        chosen = [ORT_VARIANTS[int(n) - 1] for n in only.split(",")]
     out: list[tuple[str, str, dict]] = []
-    for label, knobs in ORT_VARIANTS:
+    for label, knobs in chosen:
         torch_knobs = {k: v for k, v in knobs.items() if k in ("threads", "batch")}
         torch_label = f"torch, {torch_knobs['threads']} thread(s), batch {knobs.get('batch', 32)}"
         if not out or out[-1][2] != torch_knobs:
@@ -190,6 +194,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated numbers of the ort variants to run: "
+        + "; ".join(f"{i} {label}" for i, (label, _) in enumerate(ORT_VARIANTS, 1)),
+    )
     args = parser.parse_args()
     if args.child:
         return run_child(args.child, args.bundle, json.loads(args.knobs), args.warmup, args.steps)
@@ -200,7 +210,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         export_bundle(ExportOptions(model="resnet18", split=4, validate=False), bundle)
-        for label, engine, knobs in sequence():
+        for label, engine, knobs in sequence(args.only):
             r = spawn(engine, bundle / "edge", knobs, args)
             rows.append(
                 {

@@ -72,6 +72,36 @@ from host.console import console
     is_flag=True,
     help="train one tail on every edge's activations (each edge's accounting stays its own)",
 )
+@click.option(
+    "--ranks",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="with --shared-tail: train the tail data-parallel on N torch.distributed ranks "
+    "(torchrun, gloo); rank r listens on the --listen port + r",
+)
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="with --ranks: torchrun's elastic restarts of the ranks after a rank dies",
+)
+@click.option(
+    "--expect-edges",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="with --ranks and --exit-when-done: exit only after this many edges connected",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="with --ranks: where the ranks train (cuda with nccl is not built yet)",
+)
+@click.option("--rank-hashes", is_flag=True, hidden=True, help="hash the tail every step")
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
 @click.option(
@@ -107,6 +137,11 @@ def serve_cmd(
     mode: str,
     shared_key: bool,
     shared_tail: bool,
+    ranks: int,
+    max_restarts: int,
+    expect_edges: int,
+    device: str,
+    rank_hashes: bool,
     baud: int,
     window: int,
     model_out: Path | None,
@@ -148,6 +183,9 @@ def serve_cmd(
     bundle = load_bundle(bundle_dir)
     if bundle.side == "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")
+    if ranks > 1:
+        _serve_ranks(locals())
+        return
     key = read_key_file(key_file) if key_file else bundle.key()
     result = serve(
         bundle,
@@ -174,6 +212,43 @@ def serve_cmd(
     console.print(
         f"cloud done: {result['batches_trained_cloud']} batches trained, "
         f"{result['bytes_up'] / 1e6:.2f} MB received"
+    )
+
+
+def _serve_ranks(args: dict) -> None:
+    """`serve --ranks N`: the shared tail on N ranks (host/cloud/ranks.py)."""
+    from host.cloud.edge_state import check_state_dir
+    from host.cloud.ranks import RankOptions, serve_ranks
+    from host.cloud.serve import parse_listen
+
+    if not args["shared_tail"] or args["mode"] != "hierarchical":
+        raise UsageFault("--ranks trains a shared tail: give --shared-tail (mode hierarchical)")
+    if args["listen"] is None or args["model_out"] is not None:
+        raise UsageFault("--ranks serves TCP only (--listen tcp://HOST:PORT), without --model-out")
+    check_state_dir(args["state_dir"], shared=True)  # a damaged checkpoint: one line, now
+    host, port = parse_listen(args["listen"])
+    opts = RankOptions(
+        bundle_dir=args["bundle"].root,
+        state_dir=args["state_dir"],
+        host=host,
+        port=port,
+        ranks=args["ranks"],
+        max_restarts=args["max_restarts"],
+        key_file=args["key_file"],
+        checkpoint_every=args["checkpoint_every"],
+        metrics_csv=args["metrics_csv"],
+        window=args["window"],
+        shared_key=args["shared_key"],
+        exit_when_done=args["exit_when_done"],
+        expect_edges=args["expect_edges"],
+        hashes=args["rank_hashes"],
+        device=args["device"],
+    )
+    result = serve_ranks(opts, args["report_path"])
+    shared = result.get("shared_tail") or {}
+    console.print(
+        f"ranks done: {shared.get('steps')} batches in the shared tail from "
+        f"{len(shared.get('edges', []))} edges on {args['ranks']} ranks"
     )
 
 

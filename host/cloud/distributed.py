@@ -422,14 +422,34 @@ def _write_error(state_dir: Path, rank: int, message: str) -> None:
         path.write_text(message + "\n")
 
 
+def init_ranks(timeout: timedelta) -> tuple[int, int]:
+    """Join the process group (gloo); returns (rank, world size).
+
+    torchrun's agent keeps one store across elastic restarts, and gloo's addresses from the
+    life before would still be in it: the restarted ranks waited forever to connect to dead
+    peers. Each life gets its own key prefix (the restart count)."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    life = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        # Under torchrun the agent hosts the store; launched otherwise, rank 0 does.
+        is_master=rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True",
+        timeout=timeout,
+    )
+    prefixed = dist.PrefixStore(f"hiertrain/life{life}", store)
+    dist.init_process_group("gloo", store=prefixed, rank=rank, world_size=world, timeout=timeout)
+    return rank, world
+
+
 def run_rank(args: argparse.Namespace) -> int:
     """The body of one rank; returns its exit code."""
     from edge_runtime.bundle import load_bundle, read_key_file
     from host.cloud.serve import log_events
 
     state_dir = Path(args.state_dir)
-    dist.init_process_group("gloo", timeout=timedelta(seconds=args.timeout))
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank, world = init_ranks(timedelta(seconds=args.timeout))
     rank_file(state_dir, rank, "pid").parent.mkdir(parents=True, exist_ok=True)
     rank_file(state_dir, rank, "pid").write_text(f"{os.getpid()}\n")
     bundle = load_bundle(args.bundle)

@@ -6,6 +6,7 @@ Imports torch only inside the command: `hostctl --help` loads this module.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,9 @@ from edge_runtime.command_line import logging_options, report_option
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import LINK_MODE_NAMES
 from host.console import console
+
+if TYPE_CHECKING:
+    from host.cloud.ranks import RankOptions
 
 
 @click.command("serve")
@@ -75,10 +79,10 @@ from host.console import console
 @click.option(
     "--ranks",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
+    default=None,
     help="with --shared-tail: train the tail data-parallel on N torch.distributed ranks "
-    "(torchrun, gloo); rank r listens on the --listen port + r",
+    "(torchrun, gloo; even N=1 runs under torchrun); rank r listens on the --listen port + r "
+    "[default: one process, no torchrun]",
 )
 @click.option(
     "--max-restarts",
@@ -137,7 +141,7 @@ def serve_cmd(
     mode: str,
     shared_key: bool,
     shared_tail: bool,
-    ranks: int,
+    ranks: int | None,
     max_restarts: int,
     expect_edges: int,
     device: str,
@@ -183,8 +187,35 @@ def serve_cmd(
     bundle = load_bundle(bundle_dir)
     if bundle.side == "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")
-    if ranks > 1:
-        _serve_ranks(locals())
+    if ranks is not None:
+        from host.cloud.ranks import RankOptions
+
+        host, port = parse_listen(listen) if listen is not None else ("", 0)
+        opts = RankOptions(
+            bundle_dir=bundle.root,
+            state_dir=state_dir,
+            host=host,
+            port=port,
+            ranks=ranks,
+            max_restarts=max_restarts,
+            key_file=key_file,
+            checkpoint_every=checkpoint_every,
+            metrics_csv=metrics_csv,
+            window=window,
+            shared_key=shared_key,
+            exit_when_done=exit_when_done,
+            expect_edges=expect_edges,
+            hashes=rank_hashes,
+            device=device,
+        )
+        _serve_ranks(
+            opts,
+            shared_tail=shared_tail,
+            mode=mode,
+            listen=listen,
+            model_out=model_out,
+            report=report_path,
+        )
         return
     key = read_key_file(key_file) if key_file else bundle.key()
     result = serve(
@@ -215,40 +246,29 @@ def serve_cmd(
     )
 
 
-def _serve_ranks(args: dict) -> None:
+def _serve_ranks(
+    opts: RankOptions,
+    *,
+    shared_tail: bool,
+    mode: str,
+    listen: str | None,
+    model_out: Path | None,
+    report: Path | None,
+) -> None:
     """`serve --ranks N`: the shared tail on N ranks (host/cloud/ranks.py)."""
     from host.cloud.edge_state import check_state_dir
-    from host.cloud.ranks import RankOptions, serve_ranks
-    from host.cloud.serve import parse_listen
+    from host.cloud.ranks import serve_ranks
 
-    if not args["shared_tail"] or args["mode"] != "hierarchical":
+    if not shared_tail or mode != "hierarchical":
         raise UsageFault("--ranks trains a shared tail: give --shared-tail (mode hierarchical)")
-    if args["listen"] is None or args["model_out"] is not None:
+    if listen is None or model_out is not None:
         raise UsageFault("--ranks serves TCP only (--listen tcp://HOST:PORT), without --model-out")
-    check_state_dir(args["state_dir"], shared=True)  # a damaged checkpoint: one line, now
-    host, port = parse_listen(args["listen"])
-    opts = RankOptions(
-        bundle_dir=args["bundle"].root,
-        state_dir=args["state_dir"],
-        host=host,
-        port=port,
-        ranks=args["ranks"],
-        max_restarts=args["max_restarts"],
-        key_file=args["key_file"],
-        checkpoint_every=args["checkpoint_every"],
-        metrics_csv=args["metrics_csv"],
-        window=args["window"],
-        shared_key=args["shared_key"],
-        exit_when_done=args["exit_when_done"],
-        expect_edges=args["expect_edges"],
-        hashes=args["rank_hashes"],
-        device=args["device"],
-    )
-    result = serve_ranks(opts, args["report_path"])
+    check_state_dir(opts.state_dir, shared=True)  # a damaged checkpoint: one line, now
+    result = serve_ranks(opts, report)
     shared = result.get("shared_tail") or {}
     console.print(
         f"ranks done: {shared.get('steps')} batches in the shared tail from "
-        f"{len(shared.get('edges', []))} edges on {args['ranks']} ranks"
+        f"{len(shared.get('edges', []))} edges on {opts.ranks} ranks"
     )
 
 

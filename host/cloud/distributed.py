@@ -443,6 +443,24 @@ def init_ranks(timeout: timedelta) -> tuple[int, int]:
     return rank, world
 
 
+def adopt_rank0_state(shared: RankSharedTail) -> None:
+    """Start every rank from what rank 0 loaded: the tail, its optimizer, the batch count and
+    every saved edge's accounting. The same start whatever each rank found, and no rank but 0
+    needs to read the checkpoint (the state dir need not be shared across machines)."""
+    state: list[Any] = [None]
+    if dist.get_rank() == 0:
+        state[0] = {
+            "trainer": shared.trainer.state_dict(),
+            "steps": shared.steps,
+            "saved": shared.saved,
+        }
+    dist.broadcast_object_list(state, src=0)
+    if dist.get_rank() != 0:
+        shared.trainer.load_state_dict(state[0]["trainer"])
+        shared._steps = state[0]["steps"]
+        shared.saved = state[0]["saved"]
+
+
 def run_rank(args: argparse.Namespace) -> int:
     """The body of one rank; returns its exit code."""
     from edge_runtime.bundle import load_bundle, read_key_file
@@ -472,9 +490,7 @@ def run_rank(args: argparse.Namespace) -> int:
     ports = [int(p) for p in args.ports.split(",")]
     if len(ports) != world:
         raise SystemExit(f"rank {rank}: {len(ports)} ports for {world} ranks")
-    # Same start on every rank, whatever each loaded: rank 0's tail is the one.
-    for t in server.shared.trainer.tail.state_dict().values():
-        dist.broadcast(t, src=0)
+    adopt_rank0_state(server.shared)
     try:
         host, port = server.serve_tcp(args.host, ports[rank])
         address = f"tcp://{host}:{port}"

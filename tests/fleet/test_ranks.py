@@ -148,3 +148,21 @@ def test_a_rank_that_cannot_listen_is_one_clear_line(bundle, tmp_path) -> None:
     assert len(lines) == 1 and "Traceback" not in err, err
     assert f"rank 1 cannot listen on tcp://127.0.0.1:{port + 1}" in lines[0]
     assert "torchrun log" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "--ranks trains a shared tail: give --shared-tail"),
+        (("--shared-tail", "--model-out", "out"), "--ranks serves TCP only"),
+        (("--shared-tail", "--device", "cuda"), "--device cuda: ranks train on the CPU"),
+    ],
+)
+def test_ranks_usage_errors_are_one_line(bundle, tmp_path, extra, message) -> None:
+    cmd = [
+        sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle),
+        "--listen", "tcp://127.0.0.1:0", "--ranks", "2", "--state-dir", str(tmp_path), *extra,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

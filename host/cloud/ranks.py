@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.errors import HiertrainError, UsageFault
+from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 from edge_runtime.report import write_report
 
 RANKS_DIR = "ranks"  # the same name host/cloud/distributed.py writes under (kept torch-free)
@@ -132,10 +132,14 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
         # The ranks' "listening on" lines reach our stdout; their logs and torchrun's go to
         # the log file (torchrun prints tracebacks a user should not have to read).
         proc = subprocess.Popen(torchrun_command(opts, ports), stderr=log)
-        previous = {
-            sig: signal.signal(sig, lambda *_: proc.send_signal(signal.SIGTERM))
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        stopped: list[int] = []
+
+        def stop(signum: int, _frame: object) -> None:
+            # torchrun passes SIGTERM to every rank; each stops at the next collective round.
+            stopped.append(signum)
+            proc.send_signal(signal.SIGTERM)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             rc = proc.wait()
         finally:
@@ -144,6 +148,11 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
     merged = merge_reports(ranks_dir, opts.ranks)
     if report is not None and merged:
         write_report(report, merged)
+    if stopped:
+        raise Interrupted(
+            "serve the ranks again with the same --state-dir; the edges resend what was not "
+            "acknowledged"
+        )
     if rc != 0:
         errors = [p.read_text().strip() for p in sorted(ranks_dir.glob("rank-*.error"))]
         why = "; ".join(errors) or f"torchrun exited {rc}"

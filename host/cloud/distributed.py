@@ -356,7 +356,12 @@ class Stepper:
         edges = [{"edge_id": e, "run_id": r, "meta": m} for (e, r), m in metas.items()]
         buffer = io.BytesIO()
         torch.save(
-            {"trainer": self.tail.state_dict(), "steps": self.shared._steps, "edges": edges},
+            {
+                "trainer": self.tail.state_dict(),
+                "steps": self.shared._steps,
+                "edges": edges,
+                "front": self.shared.front,  # front averaging's (not run on ranks: empty)
+            },
             buffer,
         )
         write_state(self.shared.path, buffer.getvalue(), kind=SHARED_KIND, version=SHARED_VERSION)
@@ -453,12 +458,14 @@ def adopt_rank0_state(shared: RankSharedTail) -> None:
             "trainer": shared.trainer.state_dict(),
             "steps": shared.steps,
             "saved": shared.saved,
+            "front": shared.front,
         }
     dist.broadcast_object_list(state, src=0)
     if dist.get_rank() != 0:
         shared.trainer.load_state_dict(state[0]["trainer"])
         shared._steps = state[0]["steps"]
         shared.saved = state[0]["saved"]
+        shared.front = state[0]["front"]
 
 
 def run_rank(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ torchrun too, so both columns pay the same collectives), E `edge-runtime run` pr
 synthetic data, edge i connected to rank i % R. Tail throughput = samples the shared tail
 trained / the time from its first trained batch to its last (the ranks' metrics CSVs).
 
-    .venv/bin/python benchmarks/bench_ranks.py [--model smallcnn --split 1 --samples 400]
+    .venv/bin/python benchmarks/bench_ranks.py [--model resnet18 --split 1 --samples 240]
 """
 
 from __future__ import annotations
@@ -53,13 +53,12 @@ def run_cell(bundle: Path, work: Path, ranks: int, edges: int, args: argparse.Na
                 "--data", f"synthetic:{args.samples}", "--seed", str(i), "--epochs", "1",
                 "--batch-size", str(args.batch_size), "--threads", "1",
             ]  # fmt: skip
-            procs.append(
-                subprocess.Popen(
-                    edge, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
-            )
-        for p in procs:
-            p.wait()
+            log = open(work / f"edge{i}.log", "w")  # noqa: SIM115 - the child keeps it
+            procs.append(subprocess.Popen(edge, env=ENV, stdout=log, stderr=log))
+        for i, p in enumerate(procs):
+            if p.wait() != 0:
+                serve.kill()
+                raise SystemExit((work / f"edge{i}.log").read_text()[-2000:])
         serve.communicate(timeout=600)
     if serve.returncode != 0:
         raise SystemExit((work / "serve.err").read_text()[-2000:])
@@ -84,9 +83,9 @@ def run_cell(bundle: Path, work: Path, ranks: int, edges: int, args: argparse.Na
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smallcnn")
+    parser.add_argument("--model", default="resnet18")
     parser.add_argument("--split", type=int, default=1)
-    parser.add_argument("--samples", type=int, default=400, help="synthetic samples per edge")
+    parser.add_argument("--samples", type=int, default=240, help="synthetic samples per edge")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--ranks", default="1,2")
     parser.add_argument("--edges", default="1,2,4")

@@ -230,14 +230,15 @@ class Stepper:
                     batch is not None,
                     want_ckpt,
                     len(claims),
-                    self.server.idle(),
-                    len(self.server.states()),
+                    *self.server.progress(),
                     self._stop.is_set(),
                 ],
                 dtype=torch.float64,
             )
             dist.all_reduce(ctrl)
-            total_n, batches, ckpt, n_claims, idle, seen, stop = (int(v) for v in ctrl.tolist())
+            total_n, batches, ckpt, n_claims, idle, seen, back, stop = (
+                int(v) for v in ctrl.tolist()
+            )
             if n_claims:
                 self._settle_claims(claims)
             if total_n:
@@ -251,6 +252,7 @@ class Stepper:
                 self.server.exit_when_done
                 and seen >= self.server.expect_edges
                 and idle == self.world
+                and back == len(self.server.unfinished_saved)
             ):
                 self.finish_reason = "done"
                 return
@@ -401,11 +403,22 @@ class RankServer(CloudServer):
         self.expect_edges = max(1, expect_edges)  # with exit_when_done: edges to wait for
         assert isinstance(self.shared, RankSharedTail)
         self.stepper = Stepper(self.shared, self, hashes=hashes)
+        self.unfinished_saved: set[tuple[str, str]] = set()  # set once rank 0's state is in
 
-    def idle(self) -> bool:
-        """No session open and every edge seen is done (a rank with no edges is idle)."""
+    def progress(self) -> tuple[bool, int, int]:
+        """What this rank adds to the ranks' "every edge is done" test, summed over ranks:
+        whether it is idle (no session open, every edge it serves done; a rank with no edges
+        is idle), the edges it knows (its own that no checkpoint had, plus, on rank 0 only,
+        every edge in the checkpoint: after a restart a finished edge never comes back), and
+        how many of the checkpoint's unfinished edges it has seen finish."""
+        saved = self.shared.saved
         with self._changed:
-            return not self._active and all(s.done for s in self.states())
+            states = self.states()
+            idle = not self._active and all(s.done for s in states)
+        new = sum((s.edge_id, s.run_id) not in saved for s in states)
+        known = new + (len(saved) if self.stepper.rank == 0 else 0)
+        back = sum(s.done and (s.edge_id, s.run_id) in self.unfinished_saved for s in states)
+        return idle, known, back
 
     def _resume_for(self, edge_id: str, run_id: str) -> tuple[int, dict[str, Any]]:
         owner = self.stepper.request("claim", edge_id)
@@ -498,6 +511,7 @@ def run_rank(args: argparse.Namespace) -> int:
     if len(ports) != world:
         raise SystemExit(f"rank {rank}: {len(ports)} ports for {world} ranks")
     adopt_rank0_state(server.shared)
+    server.unfinished_saved = {k for k, meta in server.shared.saved.items() if not meta["done"]}
     try:
         host, port = server.serve_tcp(args.host, ports[rank])
         address = f"tcp://{host}:{port}"

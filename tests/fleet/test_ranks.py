@@ -69,10 +69,12 @@ class Ranks:
         return self.proc.returncode, out, (self.tmp / "serve.err").read_text()
 
 
-def start_edges(bundle: Path, ranks: Ranks, slowdown: str) -> list[subprocess.Popen]:
+def start_edges(
+    bundle: Path, ranks: Ranks, slowdown: str, which: range = range(EDGES)
+) -> list[subprocess.Popen]:
     """Edge i connects to rank i % 2, with its own data (seed i)."""
     edges = []
-    for i in range(EDGES):
+    for i in which:
         cmd = [
             sys.executable, "-m", "edge_runtime.cli", "run", "--bundle", str(bundle / "edge"),
             "--connect", f"socket://127.0.0.1:{ranks.ports[i % 2]}",
@@ -86,16 +88,18 @@ def start_edges(bundle: Path, ranks: Ranks, slowdown: str) -> list[subprocess.Po
     return edges
 
 
-def check_fleet(ranks: Ranks, edges: list[subprocess.Popen]) -> dict:
+def check_fleet(ranks: Ranks, edges: list[subprocess.Popen], refused: int = 0) -> dict:
     """Every edge done; every batch of every edge trained exactly once; one tail on both
-    ranks after every synchronised step. Returns the merged report."""
+    ranks after every synchronised step; `refused` handshakes the only errors. Returns the
+    merged report."""
     for i, edge in enumerate(edges):
         assert edge.wait(600) == 0, (ranks.tmp / f"edge{i}.log").read_text()[-3000:]
     rc, out, err = ranks.finish()
     assert rc == 0, err[-3000:]
     assert "ranks done: 80 batches in the shared tail from 4 edges on 2 ranks" in err
     report = json.loads(ranks.report.read_text())
-    assert report["errors"] == []
+    assert len(report["errors"]) == refused, report["errors"]
+    assert all("trains on rank" in e for e in report["errors"])
     by_id = {e["edge_id"]: e for e in report["edges"]}
     assert sorted(by_id) == [f"cam{i}" for i in range(EDGES)]
     for one in by_id.values():
@@ -115,7 +119,43 @@ def check_fleet(ranks: Ranks, edges: list[subprocess.Popen]) -> dict:
 def test_four_edges_on_two_ranks_train_each_batch_once_into_one_tail(bundle, tmp_path) -> None:
     ranks = Ranks(bundle, tmp_path)
     ranks.wait_listening()
-    report = check_fleet(ranks, start_edges(bundle, ranks, slowdown="1"))
+    # cam0 first: the ranks wait for all four edges, so they are up when its twin comes.
+    edges = start_edges(bundle, ranks, slowdown="1", which=range(1))
+    metrics0 = tmp_path / "metrics.csv.rank0"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (
+        metrics0.exists() and ",cam0," in metrics0.read_text()
+    ):
+        time.sleep(0.1)
+    # A second board claiming cam0's id on the other rank is refused, naming cam0's rank.
+    twin = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_runtime.cli",
+            "run",
+            "--bundle",
+            str(bundle / "edge"),
+            "--connect",
+            f"socket://127.0.0.1:{ranks.ports[1]}",
+            "--edge-id",
+            "cam0",
+            "--work-dir",
+            str(tmp_path / "twin"),
+            "--data",
+            "synthetic:64",
+            "--epochs",
+            "1",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert twin.returncode == 1, twin.stderr[-2000:]
+    assert "edge id 'cam0' trains on rank 0" in twin.stderr, twin.stderr[-2000:]
+    edges += start_edges(bundle, ranks, slowdown="1", which=range(1, EDGES))
+    report = check_fleet(ranks, edges, refused=1)
     assert [r["restart"] for r in report["ranks"]] == [0, 0]
     # Both ranks trained: every edge stayed on the rank it reached.
     assert {e["edge_id"] for e in report["edges"][:2]} in ({"cam0", "cam2"}, {"cam1", "cam3"})

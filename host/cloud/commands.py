@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     default=None,
     help="pre-shared link key [default: the bundle's link.key]",
 )
-@report_option(help="write the cloud's JSON report here")
+@report_option(help="write the cloud's JSON report here (with --infer: the inference host's)")
 @click.option(
     "--metrics-csv",
     type=click.Path(path_type=Path),
@@ -209,6 +209,8 @@ def serve_cmd(
             key=read_key_file(key_file or model_dir / KEY_FILE),
             config=LinkConfig(baudrate=baud, window=window),
             exit_when_done=exit_when_done,
+            report_path=report_path,
+            link_label=link_label,
             say=console.print,
         )
         return

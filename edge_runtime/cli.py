@@ -264,7 +264,7 @@ def run(
     if adv_lambda is not None:  # PriPHiT's adversarial exit: the torch engine's variant
         from edge_runtime.engines.adversarial import AdversarialTorchEngine
 
-        eng = AdversarialTorchEngine(bundle, adv_lambda, threads=threads)
+        eng = AdversarialTorchEngine(bundle, adv_lambda, noise=activation_noise, threads=threads)
     else:
         eng = (
             make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)

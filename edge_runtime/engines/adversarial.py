@@ -30,7 +30,6 @@ with one loss and one optimizer (docs/privacy.md says what it lacks).
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from pathlib import Path
@@ -42,23 +41,14 @@ from torch import nn
 from edge_runtime.bundle import Bundle
 from edge_runtime.engines.base import StepResult
 from edge_runtime.engines.torch_engine import TorchEngine
-from edge_runtime.privacy import ActivationNoise
+from edge_runtime.privacy import ActivationNoise, check_lambda
 
 ADVERSARY_WIDTH = 32
 ADVERSARY_STEPS = 5  # adversary steps per front step: keeps it near its optimum
 ADVERSARY_MEMORY = 8  # recent input batches it trains on, re-encoded by the current front
 ADVERSARY_LR = 3e-3
 
-
-def check_lambda(value: float) -> float:
-    """lambda as a float, or ValueError naming the range: finite and >= 0."""
-    lam = float(value)
-    if not (math.isfinite(lam) and lam >= 0.0):
-        raise ValueError(
-            f"adversarial exit weight lambda must be a finite number >= 0 (0: no adversarial "
-            f"term), got {value}"
-        )
-    return lam
+__all__ = ["AdversarialTorchEngine", "build_adversary", "check_lambda", "release"]
 
 
 def build_adversary(activation_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> nn.Module:

@@ -102,7 +102,11 @@ class AdversarialTorchEngine(TorchEngine):
         self.last_adversary_mse = float("nan")
 
     def _train_adversary(self) -> None:
-        """Catch up with the current front on the remembered batches (newest first)."""
+        """Catch up with the current front on the remembered batches (newest first), each
+        re-encoded by the current front: ADVERSARY_STEPS extra forward passes through the front
+        per step, the defence's main cost. (Keeping the released activations of older fronts
+        instead saves them, but measured on the digits the front then outran its adversary and
+        the exit lost 17-32 points at lambda 2: docs/privacy.md.)"""
         self._adversary.train()
         remembered = list(self._memory)[::-1]
         for i in range(ADVERSARY_STEPS):

@@ -63,6 +63,7 @@ def test_the_defence_lands_in_the_manifest_and_is_checked_at_load(tmp_path: Path
     args += ["--out", str(out), "--dp-clip", "8", "--dp-noise", "0.5", "--adv-lambda", "2"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+    assert "adv_lambda 2, dp_clip 8, dp_noise 0.5" in result.output  # the bundle's summary
     bundle = load_bundle(out / "edge")
     assert bundle.manifest["privacy"] == {"dp_clip": 8.0, "dp_noise": 0.5, "adv_lambda": 2.0}
     # A manifest edited to an out-of-range defence is refused at load, naming the field.

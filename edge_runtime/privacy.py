@@ -2,9 +2,11 @@
 
 Each sample's activation is clipped to an L2 norm of at most `clip`, then Gaussian noise of
 standard deviation `noise_multiplier * clip` is added to every element. Only what crosses the
-link changes: the front and its exit train on the clean activation. numpy only, so a board with
-the ORT engine needs nothing more (the accountant that turns these figures into (epsilon, delta)
-runs on the host: `host/privacy/accounting.py`). docs/privacy.md says what this guarantees.
+link changes: the front and its exit train on the clean activation (PriPHiT's adversarial
+exit trains with the same clip and noise in its loop: engines/adversarial.py). numpy only, so a
+board with the ORT engine needs nothing more (the accountant that turns these figures into
+(epsilon, delta) runs on the host: `host/privacy/accounting.py`). docs/privacy.md says what this
+guarantees.
 """
 
 from __future__ import annotations

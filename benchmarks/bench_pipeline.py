@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from host.demo import DemoOptions, run_demo
+from host.session import SessionOptions, run_session
 
 SCENARIOS = [  # (label, link, codec, data, epochs)
     ("3G, int8 (link-bound)", "3g", "int8", "synthetic:6000", 1),
@@ -43,7 +43,7 @@ def main() -> None:
             if args.quick:
                 data, epochs = "synthetic:1000", 1
             work = Path(tmp) / link / codec
-            opts = DemoOptions(
+            opts = SessionOptions(
                 link=link,
                 link_emulation="user",
                 codec=codec,
@@ -52,7 +52,7 @@ def main() -> None:
                 work_dir=work,
                 edge_log=Path(tmp) / f"{link}-{codec}.log",
             )
-            r = run_demo(opts, quiet)
+            r = run_session(opts, quiet)
             rows.append(
                 {
                     "scenario": label,

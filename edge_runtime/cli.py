@@ -547,8 +547,8 @@ def _activation_noise(
         return None
     if dp_clip is None:
         raise UsageFault("--dp-noise needs --dp-clip: the noise's std is DP_NOISE x DP_CLIP")
-    if mode != "hierarchical":
-        raise UsageFault(f"--dp-clip/--dp-noise apply to --mode hierarchical only, not {mode}")
+    if not mode_spec(mode).takes_privacy_defences:
+        raise UsageFault(f"--dp-clip/--dp-noise apply to --mode {_defended()} only, not {mode}")
     for flag, check, value in (
         ("--dp-clip", check_clip, dp_clip),
         ("--dp-noise", check_noise_multiplier, 0.0 if dp_noise is None else dp_noise),
@@ -558,6 +558,11 @@ def _activation_noise(
         except PrivacyOptionError as exc:
             raise UsageFault(f"{flag}: {exc}") from None
     return ActivationNoise(dp_clip, 0.0 if dp_noise is None else dp_noise)
+
+
+def _defended() -> str:
+    """The modes that take the activation defences, for messages."""
+    return "/".join(n for n, spec in MODES.items() if spec.takes_privacy_defences)
 
 
 def _check_adversarial_exit(adv_lambda: float | None, engine: str, mode: str) -> None:
@@ -570,8 +575,8 @@ def _check_adversarial_exit(adv_lambda: float | None, engine: str, mode: str) ->
         check_lambda(adv_lambda)
     except ValueError as exc:
         raise UsageFault(f"--adv-lambda: {exc}") from None
-    if mode != "hierarchical":
-        raise UsageFault(f"--adv-lambda applies to --mode hierarchical only, not {mode}")
+    if not mode_spec(mode).takes_privacy_defences:
+        raise UsageFault(f"--adv-lambda applies to --mode {_defended()} only, not {mode}")
     if engine == "ort":
         raise UsageFault(
             "--adv-lambda needs --engine torch: the ort engine's training graph is fixed at "

@@ -126,12 +126,12 @@ def link_options(func: Callable) -> Callable:
 def check_link(link: str, emulation: str, mode: str = "hierarchical") -> None:
     """--link and --link-emulation of demo and bench: a usage error if either cannot run."""
     from edge_runtime.modes import mode_spec
-    from host.demo.links import choose_emulation
     from host.linkemu import parse_link
+    from host.session.links import choose_emulation
 
-    profile = parse_link(link)  # LinkSpecError, a usage error, names the accepted forms
+    spec = parse_link(link)  # LinkSpecError, a usage error, names the accepted forms
     if mode_spec(mode).needs_link:
-        choose_emulation(profile, emulation)  # EmulationUnavailable says why, and what instead
+        choose_emulation(spec, emulation)  # EmulationUnavailable says why, and what instead
 
 
 def parse_csv(option: str, text: str, choices: tuple[str, ...]) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from host.deploy.access import BoardAccess, open_access
+from host.deploy.access import BoardAccess, open_shell
 from host.deploy.board import Board, BoardError, load_board
 from host.hil.report import HilReport
 from host.hil.run import board_work_dir
@@ -119,7 +119,7 @@ def board(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory)
 def board_access(board: Board) -> Iterator[BoardAccess]:
     """How to run commands on the board; the whole suite skips where it cannot be opened."""
     try:
-        access = open_access(board)
+        access = open_shell(board, "the HIL suite")
     except BoardError as exc:
         pytest.skip(f"board {board.name} cannot be reached: {exc}")
     with access:

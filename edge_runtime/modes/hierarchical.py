@@ -24,6 +24,8 @@ SPEC = ModeSpec(
     needs_baselines=False,
     trains_on_edge=True,
     edge_half="edge_runtime.modes.hierarchical:HierarchicalEdge",
+    codec_is_free=True,
+    takes_privacy_defences=True,
 )
 
 

@@ -28,6 +28,17 @@ class ModeSpec:
     # Whether the edge runs training epochs itself (cloud mode only uploads).
     trains_on_edge: bool
     edge_half: str
+    # The edge waits each step for its activation's gradient from the host (split learning, the
+    # paper's baseline): the planner models such a run as `split_runtime_s`, and bench divides
+    # every run's time by this mode's.
+    waits_for_gradient: bool = False
+    # Nothing the edge trains depends on what crosses the link, so a lossy codec costs only the
+    # host's accuracy: the codec is this mode's own knob, and bench runs it once per --codec
+    # (the baselines cross at fp32, as the paper's do).
+    codec_is_free: bool = False
+    # The edge half applies the activation defences (clipping + noise, the adversarial exit,
+    # docs/privacy.md) to what it sends; other modes refuse those options.
+    takes_privacy_defences: bool = False
 
     def edge_class(self) -> Any:
         """The edge half's class, imported on first use."""

@@ -25,6 +25,7 @@ SPEC = ModeSpec(
     needs_baselines=True,
     trains_on_edge=True,
     edge_half="edge_runtime.modes.split:SplitEdge",
+    waits_for_gradient=True,
 )
 
 

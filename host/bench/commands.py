@@ -24,21 +24,30 @@ from host.cli_options import (
     parse_csv,
 )
 from host.console import stdout_console
-from host.demo.commands import sigterm_as_interrupt
+from host.deploy.board import SpeedProfile
+from host.session import sigterm_as_interrupt
 
 PROFILES = Path(__file__).parent / "profiles"
 
 
-def load_profile(spec: str) -> dict:
-    """A board profile by name (`rpi4`) or path to a JSON file with `slowdown` and `source`."""
+def load_speed_profile(spec: str) -> SpeedProfile:
+    """A board's speed profile by name (`rpi4`) or a JSON file with `slowdown` and `source`."""
     path = PROFILES / f"{spec}.json" if (PROFILES / f"{spec}.json").is_file() else Path(spec)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROFILES.glob("*.json")))
         raise UsageFault(f"--profile: no profile {spec!r}: use one of {known} or a JSON file")
-    profile = json.loads(path.read_text())
-    if float(profile.get("slowdown", 0)) < 1:
+    try:
+        data = json.loads(path.read_text())
+        slowdown = float(data.get("slowdown", 0))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UsageFault(
+            f"--profile: {path} is not a speed profile (JSON, slowdown): {exc}"
+        ) from None
+    if slowdown < 1:
         raise UsageFault(f"--profile: profile {path} needs a slowdown >= 1")
-    return profile
+    return SpeedProfile(
+        slowdown=slowdown, source=str(data.get("source", "")), name=str(data.get("name", spec))
+    )
 
 
 @click.command("bench")
@@ -64,7 +73,7 @@ def load_profile(spec: str) -> dict:
     "--profile",
     "profile_spec",
     default=None,
-    help="edge board profile: rpi4 or a JSON file (slowdown, source)",
+    help="the edge board's speed profile: rpi4 or a JSON file (slowdown, source)",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True
@@ -107,7 +116,7 @@ def bench(
     chosen_codecs = parse_csv("--codec", codecs, CODECS)
     linked = [m for m in chosen if mode_spec(m).needs_link]
     check_link(link, link_emulation, linked[0] if linked else chosen[0])
-    profile = load_profile(profile_spec) if profile_spec else None
+    profile = load_speed_profile(profile_spec) if profile_spec else None
     opts = BenchOptions(
         modes=chosen,
         model=model,
@@ -123,8 +132,8 @@ def bench(
         num_classes=num_classes,
         engine=engine,
         out=out,
-        slowdown=float(profile["slowdown"]) if profile else 1.0,
-        profile_name=f"{profile['name']} (slowdown {profile['slowdown']}x)" if profile else None,
+        slowdown=profile.slowdown if profile and profile.slowdown else 1.0,
+        profile_name=f"{profile.name} (slowdown {profile.slowdown:g}x)" if profile else None,
         model_out=model_out,
     )
     with sigterm_as_interrupt():

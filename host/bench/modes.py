@@ -18,10 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edge_runtime.modes import MODE_NAMES
+from edge_runtime.modes import MODE_NAMES, mode_spec
 from edge_runtime.report import write_report
-from host.demo import DemoOptions, run_demo
 from host.export import ExportOptions, export_bundle
+from host.session import SessionOptions, run_session
 
 
 @dataclass
@@ -32,7 +32,7 @@ class BenchOptions:
     model: str = "smallcnn"
     split: int = 3
     link: str = "3g"
-    link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
+    link_emulation: str = "auto"  # auto | kernel | user (see host/session/links.py)
     data: str = "synthetic"
     epochs: int = 1
     batch_size: int = 32
@@ -67,17 +67,18 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
         )
     runs: dict[str, dict[str, Any]] = {}
     quiet = Console(quiet=True)
+    # A mode whose codec is its own runs once per --codec; the baselines cross at fp32.
     plan = [
-        (f"{m}-{c}" if m == "hierarchical" and len(opts.codecs) > 1 else m, m, c)
+        (f"{m}-{c}" if mode_spec(m).codec_is_free and len(opts.codecs) > 1 else m, m, c)
         for m in opts.modes
-        for c in (opts.codecs if m == "hierarchical" else ("fp32",))
+        for c in (opts.codecs if mode_spec(m).codec_is_free else ("fp32",))
     ]
     for label, mode, codec in plan:
         console.print(
             f"[bold]{label}[/]: running ({opts.epochs} epoch(s), {opts.data}, link {opts.link})"
         )
-        runs[label] = run_demo(
-            DemoOptions(
+        runs[label] = run_session(
+            SessionOptions(
                 model=opts.model,
                 split=opts.split,
                 lr=opts.lr,
@@ -102,7 +103,8 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
             f"  {r['runtime_s']:.1f} s, final accuracy "
             f"{_pct(r['final_accuracy'])}, {r['bytes_up'] / 1e6:.2f} MB up"
         )
-    base = runs.get("split", {})
+    # Every run's time as a ratio of split learning's (the mode that waits for its gradient).
+    base = next((runs[m] for m in opts.modes if mode_spec(m).waits_for_gradient), {})
     for r in runs.values():
         for key in ("runtime", "train"):
             ours, theirs = r.get(f"{key}_s"), base.get(f"{key}_s")
@@ -156,8 +158,8 @@ def _ratio(v: float | None) -> str:
 
 
 def _model_out(opts: BenchOptions, label: str, mode: str) -> Path | None:
-    """Where a run's trained model goes: only the hierarchical runs have one to serve."""
-    if opts.model_out is None or mode != "hierarchical":
+    """Where a run's trained model goes: only a mode that trains its exit has one to serve."""
+    if opts.model_out is None or not mode_spec(mode).scores_exit:
         return None
     return opts.model_out / label if len(opts.codecs) > 1 else opts.model_out
 

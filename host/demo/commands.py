@@ -5,9 +5,6 @@ Imports torch only inside the command: `hostctl --help` loads this module.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -17,21 +14,7 @@ from edge_runtime.errors import UsageFault
 from edge_runtime.modes import MODE_NAMES, mode_spec
 from host.cli_options import check_link, codec_option, engine_option, link_options
 from host.console import stdout_console
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """A SIGTERM ends the body as Ctrl-C does, so its cleanup runs (an emulated link's network
-    namespaces are not removed at exit after a plain SIGTERM)."""
-
-    def interrupt(signum: int, frame: object) -> None:  # noqa: ARG001 - signal's signature
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+from host.session import sigterm_as_interrupt
 
 
 @click.command()
@@ -82,12 +65,12 @@ def demo(
     resume: bool,
 ) -> None:
     """Everything on one machine: export, cloud, edge over a 3G-like link, and a report."""
-    from host.demo import DemoOptions, run_demo
+    from host.session import SessionOptions, run_session
 
     check_link(link, link_emulation, mode)
     if (infer or model_out) and not mode_spec(mode).scores_exit:
         raise UsageFault(f"--mode {mode} trains no early exit: --infer and --model-out need one")
-    opts = DemoOptions(
+    opts = SessionOptions(
         link=link,
         link_emulation=link_emulation,
         epochs=epochs,
@@ -103,7 +86,7 @@ def demo(
         resume=resume,
     )
     with sigterm_as_interrupt():
-        run_demo(opts, stdout_console())
+        run_session(opts, stdout_console())
 
 
 COMMANDS = [demo]

@@ -1,8 +1,11 @@
-"""Board access: run a command on a board and move files to and from it.
+"""Board access, split the way labgrid splits its protocols: move files, and run commands.
 
-`BoardAccess` is the small interface deploy (and the HIL suite) asks for; it does not care
-whether the board is this machine, a root filesystem under chroot, or a Pi over SSH. The
-board file's `[connection]` picks the implementation through `ACCESS`.
+`FileTransfer` puts files on a board and gets them back; `CommandRunner` runs a command there.
+Deploy and the HIL suite ask for what they need and no more: a board with a shell (this
+machine, a root filesystem under chroot, a Pi over SSH) offers both, as `BoardAccess`; a board
+reached only over a serial line offers file transfer alone, through the `edge-runtime agent`
+running on it (`host/deploy/agent_access.py`). The board file's `[connection]` picks the
+implementation through `ACCESS`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_runtime.errors import HiertrainError
@@ -36,12 +39,8 @@ def _tail(text: str | None, lines: int = 6) -> str:
     return " | ".join(kept)
 
 
-class BoardAccess(ABC):
-    """Run commands on a board and copy files to and from it."""
-
-    @abstractmethod
-    def _run(self, command: Command, timeout: float | None) -> subprocess.CompletedProcess:
-        """Run `command` (argv, or a shell string) on the board; text output captured."""
+class FileTransfer(ABC):
+    """Copy files to and from a board (labgrid's FileTransferProtocol)."""
 
     @abstractmethod
     def put(self, local: Path, remote: str) -> None:
@@ -50,6 +49,27 @@ class BoardAccess(ABC):
     @abstractmethod
     def get(self, remote: str, local: Path) -> None:
         """Copy the file `remote` on the board to `local` here."""
+
+    def describe(self) -> str:
+        """Where the board is, for messages."""
+        return type(self).__name__
+
+    def close(self) -> None:  # noqa: B027 - a no-op unless the access holds a connection
+        """Release connections; the default holds none."""
+
+    def __enter__(self) -> FileTransfer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CommandRunner(ABC):
+    """Run commands on a board (labgrid's CommandProtocol)."""
+
+    @abstractmethod
+    def _run(self, command: Command, timeout: float | None) -> subprocess.CompletedProcess:
+        """Run `command` (argv, or a shell string) on the board; text output captured."""
 
     def describe(self) -> str:
         """Where commands run, for messages."""
@@ -77,14 +97,12 @@ class BoardAccess(ABC):
             )
         return result
 
-    def close(self) -> None:  # noqa: B027 - a no-op unless the access holds a connection
-        """Release connections; the default holds none."""
+
+class BoardAccess(FileTransfer, CommandRunner):
+    """A board with a shell: it runs commands and moves files (what a full deploy and HIL need)."""
 
     def __enter__(self) -> BoardAccess:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class LocalAccess(BoardAccess):
@@ -239,21 +257,41 @@ class SshAccess(BoardAccess):
         shutil.rmtree(self._control_dir, ignore_errors=True)
 
 
-# connection kind (or a local board's runner) -> implementation
-ACCESS: dict[str, type[LocalAccess] | type[ChrootAccess] | type[SshAccess]] = {
-    "local": LocalAccess,
-    "chroot": ChrootAccess,
-    "ssh": SshAccess,
+def _agent_access(conn: Connection) -> FileTransfer:
+    # Imported on use: the agent's access brings the link stack, which a shell board never needs.
+    from host.deploy.agent_access import AgentAccess
+
+    return AgentAccess.from_connection(conn)
+
+
+# connection kind (or a local board's runner) -> what opens its access
+ACCESS: dict[str, Callable[[Connection], FileTransfer]] = {
+    "local": LocalAccess.from_connection,
+    "chroot": ChrootAccess.from_connection,
+    "ssh": SshAccess.from_connection,
+    "serial": _agent_access,
 }
 
 
-def open_access(board: Board) -> BoardAccess:
-    """The BoardAccess for `board`'s `[connection]`."""
+def open_access(board: Board) -> FileTransfer:
+    """The access for `board`'s `[connection]`: a BoardAccess, or file transfer alone (serial)."""
     kind = board.connection.access_kind
     if kind not in ACCESS:
         raise BoardError(
-            f"board file {board.path}: [connection] kind = {kind!r} cannot run commands or "
-            f"copy files; deploy works over {', '.join(ACCESS)} (serial deploy pushes files "
-            "to a running edge runtime instead)"
+            f"board file {board.path}: [connection] kind = {kind!r} is not one of "
+            f"{', '.join(ACCESS)}"
         )
-    return ACCESS[kind].from_connection(board.connection)
+    return ACCESS[kind](board.connection)
+
+
+def open_shell(board: Board, why: str) -> BoardAccess:
+    """The access for `board` when `why` needs commands run on it; BoardError if it has no shell."""
+    access = open_access(board)
+    if isinstance(access, BoardAccess):
+        return access
+    access.close()
+    raise BoardError(
+        f"board file {board.path}: {why} needs a shell on the board, and "
+        f"{board.connection.describe()} moves files only (to `edge-runtime agent`); "
+        "use a local or ssh connection for it"
+    )

@@ -22,7 +22,7 @@ ENGINES = ("ort", "torch", "auto")
 CONNECTION_KINDS = ("local", "ssh", "serial")
 LOCAL_RUNNERS = ("chroot",)
 
-__all__ = ["Board", "BoardError", "Connection", "Link", "Profile", "Service", "load_board"]
+__all__ = ["Board", "BoardError", "Connection", "Link", "SpeedProfile", "Service", "load_board"]
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,15 @@ class Link:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """How fast the edge is, for boards that stand in for slower ones."""
+class SpeedProfile:
+    """How fast a board computes, for an edge here that stands in for a slower one: a board
+    file's `[profile]`, or `hostctl bench --profile rpi4`. (A link's rate and delay are a
+    `LinkSpec`; a board's measured step times per split, for the planner, a `BoardProfile`.)"""
 
     slowdown: float | None = None  # edge step time = host step time x slowdown
     step_time_s: float | None = None  # or a measured step time
     source: str = ""  # where the figure comes from
+    name: str = ""  # e.g. "Raspberry Pi 4 class (estimate)"
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class Board:
     work_dir: str  # on the board; "~/" means the deploying user's home
     connection: Connection
     link: Link = field(default_factory=Link)
-    profile: Profile | None = None
+    profile: SpeedProfile | None = None
     service: Service = field(default_factory=Service)
     interpreter: str = "python3"  # the command on the board that runs `python`
     path: Path | None = None  # the board file
@@ -119,10 +122,15 @@ class Board:
 
     @property
     def resolved_engine(self) -> str:
-        """`auto` -> `ort` where an onnxruntime-training wheel exists, else `torch`."""
+        """`auto` -> `ort` where an onnxruntime-training wheel is published or vendored (our
+        aarch64 build, host/deploy/vendor.py), else `torch`."""
         if self.engine != "auto":
             return self.engine
-        return "ort" if ort_wheel_exists(self.arch, self.python) else "torch"
+        from host.deploy.vendor import VENDORED  # vendor.py reads boards: imported on use
+
+        own = VENDORED.get(("ort", self.arch, self.python))
+        vendored = own is not None and any(own.glob("*.whl"))
+        return "ort" if ort_wheel_exists(self.arch, self.python) or vendored else "torch"
 
 
 def ort_wheel_exists(arch: str, python: str) -> bool:
@@ -321,7 +329,7 @@ def _link(top: _Table) -> Link:
     )
 
 
-def _profile(top: _Table) -> Profile | None:
+def _profile(top: _Table) -> SpeedProfile | None:
     t = top.table("profile", ("slowdown", "step_time_s", "source"))
     if t is None:
         return None
@@ -332,7 +340,7 @@ def _profile(top: _Table) -> Profile | None:
     for key, value in (("slowdown", slowdown), ("step_time_s", step)):
         if value is not None and value <= 0:
             t.fail(key, f"{value}: expected a number above 0")
-    return Profile(
+    return SpeedProfile(
         slowdown=None if slowdown is None else float(slowdown),
         step_time_s=None if step is None else float(step),
         source=t.get("source", str, "where the figure comes from", ""),

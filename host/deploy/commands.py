@@ -14,6 +14,8 @@ from rich.console import Console
 from edge_runtime.errors import Interrupted
 from host.cli_options import board_option
 from host.console import console as stderr_console
+from host.deploy.access import BoardAccess, open_access
+from host.deploy.agent_access import AgentAccess
 from host.deploy.board import load_board
 from host.deploy.errors import BoardError
 from host.deploy.offline import DeployBundle, make_deploy_bundle
@@ -66,15 +68,19 @@ def deploy_command(
 ) -> DeployResult:
     """Deploy a deploy bundle to the board of a board file and say what happened."""
     board = load_board(board_file)
-    if board.connection.kind == "serial":
-        if systemd:
+    # A board with a shell gets the whole deploy (wheels installed, checked, switched there);
+    # a board that only takes files gets the edge artifacts, and its agent checks and switches.
+    with open_access(board) as access:
+        if isinstance(access, BoardAccess):
+            result = deploy(board, deploy_dir, systemd=systemd, access=access, console=console)
+        elif systemd:
             raise BoardError(
                 f"board file {board_file}: --systemd needs a shell on the board (ssh or local); "
-                "over serial the agent receives artifacts only"
+                f"{board.connection.describe()} takes files only (the agent receives artifacts)"
             )
-        result = deploy_serial(board, deploy_dir, console)
-    else:
-        result = deploy(board, deploy_dir, systemd=systemd, console=console)
+        else:
+            assert isinstance(access, AgentAccess)
+            result = deploy_serial(board, deploy_dir, console, access)
     if not result.sent and not result.installed and not result.switched:
         console.print(f"{board.name}: release {result.release} is current and up to date")
     else:

@@ -37,7 +37,8 @@ from edge_runtime.bundle import (
 )
 from host.deploy.board import Board, ort_wheel_exists
 from host.deploy.errors import BoardError, DeployError
-from host.deploy.wheels import download_for_board
+from host.deploy.vendor import vendored_wheel
+from host.deploy.wheels import download_for_board, parse_wheel_filename
 
 DEPLOY_MANIFEST = "deploy-manifest.json"
 DEPLOY_FORMAT = "hiertrain-deploy/1"
@@ -80,15 +81,24 @@ def base_requirements() -> list[str]:
 
 
 def engine_requirements(board: Board) -> tuple[str, list[str]]:
-    """(extra, requirements) of the board's engine; BoardError where no wheel exists."""
+    """(extra, requirements) of the board's engine; BoardError where no wheel exists.
+
+    Where upstream publishes no wheel but vendor/ holds one we built (`vendored_wheel`), the
+    requirement names that wheel's version: the bundle carries the wheel (`engine_wheels`).
+    """
     engine = board.resolved_engine
     extra, per_arch = ENGINE_REQUIREMENTS[engine]
     if engine == "ort" and not ort_wheel_exists(board.arch, board.python):
+        own = vendored_wheel(board)
+        if own is not None:
+            name, version, _build, _tags = parse_wheel_filename(own.name)
+            return extra, [f"{name}=={version}"]
         raise BoardError(
             f'board file {board.path}: engine = "ort" needs onnxruntime-training, which has '
             f"wheels only for x86_64 and Python <= 3.11 (this board: {board.arch}, Python "
-            f'{board.python}); use engine = "torch", or build ORT training from source on the '
-            "board and deploy with --skip-deps (docs/boards.md)"
+            f'{board.python}) and none is vendored for it; use engine = "torch", or build ORT '
+            "training from source (`make ort-aarch64` for aarch64 / Python 3.11) and deploy "
+            "with --skip-deps (docs/boards.md)"
         )
     if board.arch not in per_arch:
         raise BoardError(
@@ -176,6 +186,10 @@ def make_deploy_bundle(
     else:
         wheels.mkdir()
         wheel = Path(shutil.copy2(wheel, wheels / wheel.name))
+    own = None if skip_deps else vendored_wheel(board)
+    if own is not None:  # pip download finds it among the wheels, and fetches what it requires
+        on_progress(f"the vendored engine wheel {own.name}")
+        shutil.copy2(own, wheels / own.name)
     # The model's own requirements (`hostctl export --requires`): its code runs on the board.
     model_reqs = list(bundle.manifest.get("code", {}).get("requires", []))
     requirements = [] if skip_deps else [*base_requirements(), *engine_reqs, *model_reqs]

@@ -33,7 +33,7 @@ from rich.progress import (
 )
 
 from edge_runtime.bundle import mismatched_files
-from host.deploy.access import BoardAccess, BoardAccessError, open_access
+from host.deploy.access import BoardAccess, BoardAccessError, open_shell
 from host.deploy.board import Board
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.offline import DEPLOY_MANIFEST, DeployBundle, load_deploy_bundle
@@ -86,7 +86,7 @@ def deploy(
         edge_command(board, board.work_dir, bundle.manifest["engine"])  # fail before any step
     owned = access is None
     run = _Deploy(board, bundle, console)
-    run.access = access or open_access(board)
+    run.access = access or open_shell(board, "a deploy with dependency wheels")
     try:
         with run.step("connect"):
             run.connect()

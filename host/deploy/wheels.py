@@ -65,7 +65,9 @@ def pip_download_argv(board: Board, requirements: Iterable[str], dest: Path) -> 
     for tag in PLATFORMS[board.arch]:
         argv += ["--platform", tag]
     argv += ["--python-version", board.python, "--implementation", "cp"]
-    argv += ["--abi", f"cp{board.python_tag}", "-d", str(dest), *requirements]
+    # --find-links dest: a wheel put there beforehand (a vendored engine) satisfies its pin.
+    argv += ["--abi", f"cp{board.python_tag}", "--find-links", str(dest), "-d", str(dest)]
+    argv += requirements
     return argv
 
 

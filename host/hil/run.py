@@ -3,7 +3,7 @@
 The cloud trainer serves on 127.0.0.1; the edge reaches it over the board's link. A board whose
 `[link]` says `emulate = "3g"` (the virtual and qemu boards run on this machine) gets a shaped
 user-space relay in front of the cloud (`emulate = "serial:115200"`: a pty pair paced to the
-baud rate; host/demo/links.py); a board with a `url` connects to the host as it says.
+baud rate; host/session/links.py); a board with a `url` connects to the host as it says.
 The edge is `edge-runtime run` from the board's current release, started through the board's
 BoardAccess (a local process, a chroot under qemu-user, or ssh), so its step times are the
 board's own.
@@ -24,11 +24,11 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.cli import run_argv
 from edge_runtime.errors import HiertrainError
 from host.cloud.server import CloudServer
-from host.demo.links import Emulation, make_emulation
-from host.demo.run import merge_reports
 from host.deploy.access import BoardAccess, BoardAccessError
 from host.deploy.board import Board
 from host.linkemu import parse_link
+from host.session.links import Emulation, make_emulation
+from host.session.runner import merge_reports
 
 
 class HilError(HiertrainError):
@@ -128,7 +128,7 @@ def train_on_board(
         if emulation is not None:
             emulation.open(cloud)
             link_options = emulation.edge_options()
-            connect, link_desc = link_options.pop("url"), emulation.profile.describe()
+            connect, link_desc = link_options.pop("url"), emulation.link.describe()
         else:
             # A real board connects to the host as its board file says: listen on that port.
             connect = link_desc = str(board.link.url)

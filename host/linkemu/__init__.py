@@ -3,7 +3,7 @@ tap); kernel shaping in network namespaces."""
 
 from .damage import Damage, DamageCounts
 from .netns import NamespaceLink, NamespaceLinkError, cleanup_stale, kernel_shaping_available
-from .presets import PRESETS, LinkProfile, LinkSpecError, parse_link
+from .presets import PRESETS, LinkSpec, LinkSpecError, parse_link
 from .relay import Impairment, Relay
 from .shaper import Shape, ShapedRelay, shaped
 from .tap import Tap
@@ -17,7 +17,7 @@ __all__ = [
     "Damage",
     "DamageCounts",
     "Impairment",
-    "LinkProfile",
+    "LinkSpec",
     "LinkSpecError",
     "NamespaceLink",
     "NamespaceLinkError",

@@ -11,7 +11,7 @@ unique (prefix, owner pid, counter). Needs root and iproute2 (``ip``, ``tc``).
 
 Shaping choices (a token bucket filter on each veth's egress: edge -> up, host -> down):
 
-- Rate. A profile's rates are TCP payload rates, as in ``ShapedRelay``. tbf counts whole
+- Rate. A link's rates are TCP payload rates, as in ``ShapedRelay``. tbf counts whole
   Ethernet frames, so it is set to ``rate * 1514 / 1448`` (frame over payload of a full
   segment with timestamps at MTU 1500). A bulk transfer then delivers the set payload rate
   (uncompensated, 2 Mbit/s measures 1.92).
@@ -24,8 +24,8 @@ Shaping choices (a token bucket filter on each veth's egress: edge -> up, host -
   link never to idle.
 
 Delay: ``netem`` is not available in this kernel, so this class adds no delay; the veth round
-trip is well under a millisecond. A caller that needs the profile's RTT puts the user-space
-``ShapedRelay`` (rate ``inf``, the profile's RTT) in the path, or accepts its absence.
+trip is well under a millisecond. A caller that needs the link's RTT puts the user-space
+``ShapedRelay`` (rate ``inf``, the link's RTT) in the path, or accepts its absence.
 
 Cleanup: ``down()`` (also on ``__exit__`` and at interpreter exit) stops the processes ``run``
 started, deletes the veth and both namespaces, and is safe to call twice or after a failed
@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from edge_runtime.errors import HiertrainError
 
-from .presets import LinkProfile, _format_rate
+from .presets import LinkSpec, _format_rate
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def kernel_shaping_available() -> tuple[bool, str]:
 class NamespaceLink:
     """Two network namespaces joined by a veth pair, each direction shaped with tc tbf."""
 
-    def __init__(self, profile: LinkProfile, name: str | None = None) -> None:
-        self.profile = profile
+    def __init__(self, link: LinkSpec, name: str | None = None) -> None:
+        self.link = link
         self.name = name if name is not None else f"{PREFIX}{os.getpid()}-{next(_counter)}"
         self.edge_ns = f"{self.name}-e"
         self.host_ns = f"{self.name}-h"
@@ -183,7 +183,7 @@ class NamespaceLink:
             + ["peer", "name", _VETH["host"], "netns", self.host_ns],
             "veth pair",
         )
-        rates = {"edge": self.profile.up_bps, "host": self.profile.down_bps}
+        rates = {"edge": self.link.up_bps, "host": self.link.down_bps}
         for side in ("edge", "host"):
             ns, dev = self.namespace(side), _VETH[side]
             _run(["ip", "-n", ns, "link", "set", "lo", "up"], "loopback up")
@@ -272,7 +272,7 @@ class NamespaceLink:
         """One line for logs and reports: what shapes the link, at what rates."""
         return (
             f"kernel tc tbf on veth between netns {self.edge_ns} and {self.host_ns}: "
-            f"up {_format_rate(self.profile.up_bps)}, down {_format_rate(self.profile.down_bps)} "
+            f"up {_format_rate(self.link.up_bps)}, down {_format_rate(self.link.down_bps)} "
             "(delay: none in kernel)"
         )
 

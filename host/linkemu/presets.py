@@ -57,7 +57,7 @@ class LinkSpecError(UsageFault, ValueError):
 
 
 @dataclass(frozen=True)
-class LinkProfile:
+class LinkSpec:
     """Rates (bits per second) and round-trip time of an emulated link; ``inf`` rate = unshaped.
 
     ``baud`` is set for a serial line (``serial:<baud>``); its rates are then the data rate.
@@ -94,12 +94,12 @@ def _format_rate(bps: float) -> str:
     return f"{round(bps, 3):g} bit/s"
 
 
-PRESETS: dict[str, LinkProfile] = {
-    "3g": LinkProfile("3g", 768e3, 1.6e6, 0.150),
-    "4g": LinkProfile("4g", 10e6, 30e6, 0.050),
-    "wifi": LinkProfile("wifi", 50e6, 50e6, 0.005),
-    "local": LinkProfile("local", math.inf, math.inf, 0.0),
-    "none": LinkProfile("none", math.inf, math.inf, 0.0),
+PRESETS: dict[str, LinkSpec] = {
+    "3g": LinkSpec("3g", 768e3, 1.6e6, 0.150),
+    "4g": LinkSpec("4g", 10e6, 30e6, 0.050),
+    "wifi": LinkSpec("wifi", 50e6, 50e6, 0.005),
+    "local": LinkSpec("local", math.inf, math.inf, 0.0),
+    "none": LinkSpec("none", math.inf, math.inf, 0.0),
 }
 
 ACCEPTED_FORMS = (
@@ -109,9 +109,9 @@ ACCEPTED_FORMS = (
 )
 
 
-def parse_link(spec: str) -> LinkProfile:
+def parse_link(spec: str) -> LinkSpec:
     """Turn ``"3g"``, ``"768kbit/150ms"`` or ``"serial:115200"`` (see the module doc) into a
-    ``LinkProfile``."""
+    ``LinkSpec``."""
     text = spec.strip().lower()
     if text in PRESETS:
         return PRESETS[text]
@@ -123,7 +123,7 @@ def parse_link(spec: str) -> LinkProfile:
                 f"bad link spec {spec!r}: the baud rate must be above 0; {ACCEPTED_FORMS}"
             )
         data_bps = baud * 8 / _BITS_PER_BYTE_8N1
-        return LinkProfile(f"serial:{baud}", data_bps, data_bps, 0.0, baud=baud)
+        return LinkSpec(f"serial:{baud}", data_bps, data_bps, 0.0, baud=baud)
     match = _SPEC.match(text)
     if match is None:
         raise LinkSpecError(f"bad link spec {spec!r}: expected {ACCEPTED_FORMS}")
@@ -133,4 +133,4 @@ def parse_link(spec: str) -> LinkProfile:
     rtt = float(rtt_num) * (1e-3 if rtt_unit == "ms" else 1.0) if rtt_num is not None else 0.0
     if up <= 0 or down <= 0:
         raise LinkSpecError(f"bad link spec {spec!r}: rates must be above 0; {ACCEPTED_FORMS}")
-    return LinkProfile(text, up, down, rtt)
+    return LinkSpec(text, up, down, rtt)

@@ -17,7 +17,7 @@ import math
 import threading
 import time
 
-from .presets import LinkProfile, parse_link
+from .presets import LinkSpec, parse_link
 from .relay import Direction, Impairment, Relay, _sleep_until
 
 _MIN_CHUNK = 4096
@@ -75,16 +75,16 @@ class _TokenBucket:
 class Shape(Impairment):
     """A link's rates (one token bucket per direction) and its one-way delay."""
 
-    def __init__(self, profile: LinkProfile) -> None:
-        self.profile = profile
-        self._rates = {"up": profile.up_bps, "down": profile.down_bps}
+    def __init__(self, link: LinkSpec) -> None:
+        self.link = link
+        self._rates = {"up": link.up_bps, "down": link.down_bps}
         self._buckets = {d: _TokenBucket(rate) for d, rate in self._rates.items()}
 
     def carry(
         self, direction: Direction, data: bytes, due: float, cancelled: threading.Event
     ) -> tuple[bytes, float] | None:
         """Wait until the link has sent ``data``; it arrives one-way delay later."""
-        one_way = self.profile.one_way_s
+        one_way = self.link.one_way_s
         if not data:  # a FIN takes no time on the link, only the delay
             return data, due + one_way
         sent_at = max(due, self._buckets[direction].reserve(len(data)))
@@ -98,7 +98,7 @@ class Shape(Impairment):
 
     def buffer_bytes(self, direction: Direction) -> int:
         """Twice what the link holds in flight."""
-        return _queue_limit(self._rates[direction], self.profile.one_way_s)
+        return _queue_limit(self._rates[direction], self.link.one_way_s)
 
     def stats(self) -> dict[str, float | int]:
         """Seconds each direction of the link was busy sending."""
@@ -108,20 +108,20 @@ class Shape(Impairment):
         }
 
     def __repr__(self) -> str:
-        return f"Shape({self.profile.describe()})"
+        return f"Shape({self.link.describe()})"
 
 
 class ShapedRelay(Relay):
-    """A relay whose only impairment is ``Shape(profile)``: a slow link between edge and host."""
+    """A relay whose only impairment is ``Shape(link)``: a slow link between edge and host."""
 
     def __init__(
         self,
         target: tuple[str, int],
-        profile: LinkProfile,
+        link: LinkSpec,
         listen: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:
-        super().__init__(target, [Shape(profile)], listen)
-        self.profile = profile
+        super().__init__(target, [Shape(link)], listen)
+        self.link = link
 
 
 def shaped(target: tuple[str, int], spec: str) -> ShapedRelay:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge_runtime.link.codecs import BY_NAME, CODECS, LOSSLESS_CODECS
-from host.linkemu.presets import LinkProfile
+from host.linkemu.presets import LinkSpec
 from host.plan.board_profile import (
     CODEC_FIGURES,
     STEP_FIELDS,
@@ -40,7 +40,7 @@ class PlanRequest:
     """
 
     model: str
-    link: LinkProfile
+    link: LinkSpec
     codec: str = "int8"
     lossless_only: bool = False
     batch_size: int = 32

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from host.linkemu.presets import LinkProfile
+from host.linkemu.presets import LinkSpec
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class Prediction:
 
 
 def message_link_s(
-    wire_bytes: int, link: LinkProfile, window: int = 16, *, down: bool = False
+    wire_bytes: int, link: LinkSpec, window: int = 16, *, down: bool = False
 ) -> float:
     """Seconds the uplink (``down``: the downlink) is taken by one message of ``wire_bytes``,
     window limit included."""
@@ -149,7 +149,7 @@ def pipeline_s(jobs: list[tuple[float, float, float]], one_way_s: float = 0.0) -
 
 def predict(
     costs: SplitCosts,
-    link: LinkProfile,
+    link: LinkSpec,
     run: RunShape,
     window: int = 16,
     colocated: bool = False,
@@ -195,7 +195,7 @@ def predict(
 
 
 def predict_split(
-    costs: SplitCosts, link: LinkProfile, run: RunShape, window: int = 16
+    costs: SplitCosts, link: LinkSpec, run: RunShape, window: int = 16
 ) -> tuple[float, float]:
     """Split learning at the same split: (training phase, whole run) in seconds.
 

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def hostctl(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -74,3 +76,21 @@ def test_bench_usage_errors(tmp_path) -> None:
         out = hostctl("bench", *args, env=env)
         assert out.returncode == 2, out.stderr
         assert expected in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bench_speed_profile_by_name_and_file(tmp_path) -> None:
+    """--profile: a named speed profile, a JSON file, and clear usage errors for bad files."""
+    from edge_runtime.errors import UsageFault
+    from host.bench.commands import load_speed_profile
+
+    rpi4 = load_speed_profile("rpi4")
+    assert rpi4.slowdown == 16 and "Pi 4" in rpi4.name and rpi4.source
+    own = tmp_path / "board.json"
+    own.write_text('{"slowdown": 4, "source": "measured"}')
+    assert load_speed_profile(str(own)).slowdown == 4
+    for text, why in (("{", "not a speed profile"), ('{"slowdown": 0.5}', "slowdown >= 1")):
+        own.write_text(text)
+        with pytest.raises(UsageFault, match=why):
+            load_speed_profile(str(own))
+    with pytest.raises(UsageFault, match="use one of rpi4"):
+        load_speed_profile("nope")

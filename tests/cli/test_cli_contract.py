@@ -125,12 +125,12 @@ def typed_errors() -> list[tuple[Exception, int, str]]:
     from edge_runtime.data import DataError
     from edge_runtime.engines import EngineError
     from edge_runtime.link import HandshakeRefused, LinkError, LinkTimeout
-    from host.demo.links import EmulationUnavailable
-    from host.demo.run import EdgeRunFailed
     from host.deploy import BoardAccessError, BoardError, DeployError
     from host.hil.run import HilError
     from host.linkemu import LinkSpecError, NamespaceLinkError
     from host.plan import ProfileError
+    from host.session.links import EmulationUnavailable
+    from host.session.runner import EdgeRunFailed
     from models import ModelSpecError
 
     return [
@@ -167,9 +167,9 @@ def test_every_typed_error_has_one_exit_code_and_label() -> None:
 def test_the_typed_errors_keep_their_old_bases() -> None:
     """Code that catches ValueError or RuntimeError still catches these."""
     from edge_runtime.data import DataError
-    from host.demo.run import EdgeRunFailed
     from host.linkemu import LinkSpecError, NamespaceLinkError
     from host.plan import ProfileError
+    from host.session.runner import EdgeRunFailed
 
     assert all(issubclass(e, ValueError) for e in (DataError, LinkSpecError, ProfileError))
     assert all(issubclass(e, RuntimeError) for e in (EdgeRunFailed, NamespaceLinkError))

@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
-from host.demo.links import USER_SPACE
 from host.linkemu import kernel_shaping_available
+from host.session.links import USER_SPACE
 
 
 def test_demo_runs_and_reports(tmp_path) -> None:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from host.deploy import ACCESS, BoardError, DeployError, load_board, open_access
+from host.deploy import (
+    ACCESS,
+    BoardError,
+    CommandRunner,
+    DeployError,
+    FileTransfer,
+    load_board,
+    open_access,
+    open_shell,
+)
 from host.deploy.access import SshAccess
 from host.deploy.offline import engine_requirements
 from host.deploy.unit import render_unit
@@ -101,7 +110,7 @@ def test_not_toml_and_missing_file(tmp_path) -> None:
 
 
 def test_access_is_chosen_by_connection_kind(tmp_path) -> None:
-    assert set(ACCESS) == {"local", "chroot", "ssh"}
+    assert set(ACCESS) == {"local", "chroot", "ssh", "serial"}
     board = load_board(board_file(tmp_path, GOOD))
     access = open_access(board)
     try:
@@ -118,8 +127,12 @@ def test_access_is_chosen_by_connection_kind(tmp_path) -> None:
         GOOD.split("[connection]")[0]
         + '[connection]\nkind = "serial"\ndevice = "/dev/ttyUSB0"\nkey_file = "board.key"\n',
     )
-    with pytest.raises(BoardError, match="deploy works over local, chroot, ssh"):
-        open_access(load_board(serial))
+    (tmp_path / "board.key").write_text("5e" * 32)
+    # A serial board moves files (to its agent) and runs no commands: labgrid's split.
+    with open_access(load_board(serial)) as files_only:
+        assert isinstance(files_only, FileTransfer) and not isinstance(files_only, CommandRunner)
+    with pytest.raises(BoardError, match="the HIL suite needs a shell on the board"):
+        open_shell(load_board(serial), "the HIL suite")
     qemu = load_board(BOARDS / "qemu-aarch64.toml")
     if not qemu.connection.rootfs.is_dir():
         with pytest.raises(BoardError, match="make qemu-rootfs"):

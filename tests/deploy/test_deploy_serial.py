@@ -328,3 +328,31 @@ def test_board_file_for_serial_needs_a_key_and_refuses_systemd(
     board = serial_board(tmp_path, "/dev/ttyUSB0", key_file)
     with pytest.raises(BoardError, match="--systemd needs a shell"):
         deploy_command(board, edge_bundle(), True, Console(quiet=True))
+
+
+def test_serial_board_access_is_file_transfer_only(
+    tmp_path: Path, line: NullModem, key_file: Path
+) -> None:
+    """The serial board's access puts files (checked by the agent) and runs no commands."""
+    from host.deploy import BoardAccessError, CommandRunner, FileTransfer, open_access
+
+    board_dir = tmp_path / "board"
+    agent = start_agent(line.paths[1], board_dir, key_file)
+    payload = tmp_path / "weights.bin"
+    payload.write_bytes(os.urandom(50_000))
+    try:
+        with open_access(load_board(serial_board(tmp_path, line.paths[0], key_file))) as access:
+            assert isinstance(access, FileTransfer) and not isinstance(access, CommandRunner)
+            assert access.inventory().current is None
+            access.put(payload, "edge/weights.bin")
+            verdict = access.verdicts["edge/weights.bin"]
+            assert verdict.ok and verdict.sha256 == sha256_file(payload)
+            staged = list(board_dir.rglob("weights.bin"))
+            assert [p.read_bytes() for p in staged] == [payload.read_bytes()]
+            with pytest.raises(BoardAccessError, match="board refused edge/other.bin: sha256"):
+                access.put(payload, "edge/other.bin", sha256="0" * 64)
+            with pytest.raises(BoardAccessError, match="receives files and sends none back"):
+                access.get("edge/weights.bin", tmp_path / "back")
+    finally:
+        stop(agent)
+    assert not (board_dir / "current").exists()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from e2e_harness import ENV, wait_until
 
-from host.demo.links import USER_SPACE
 from host.linkemu import kernel_shaping_available
+from host.session.links import USER_SPACE
 
 AVAILABLE, WHY_NOT = kernel_shaping_available()
 DATA = "synthetic:256"  # 204 train -> 7 batches of 32, 52 test
@@ -41,7 +41,7 @@ def demo_cmd(bundle: Path, work: Path, *args: str) -> list[str]:
     ]
 
 
-def run_demo(bundle: Path, work: Path, *args: str, env: dict | None = None) -> tuple[dict, int]:
+def run_session(bundle: Path, work: Path, *args: str, env: dict | None = None) -> tuple[dict, int]:
     """Run the demo to the end; returns its report and its pid (namespace names carry it)."""
     proc = subprocess.Popen(
         demo_cmd(bundle, work, *args),
@@ -70,7 +70,7 @@ def check_trained(report: dict) -> None:
 @pytest.mark.root
 @pytest.mark.skipif(not AVAILABLE, reason=f"kernel shaping unavailable: {WHY_NOT}")
 def test_kernel_shaping_carries_the_run_and_leaves_no_namespace(small_bundle, tmp_path) -> None:
-    report, pid = run_demo(
+    report, pid = run_session(
         small_bundle, tmp_path / "k", "--link", "3g", "--link-emulation", "kernel"
     )
     assert report["link_emulation"] == (
@@ -135,7 +135,7 @@ def test_a_failed_kernel_run_leaves_no_namespace(small_bundle, tmp_path) -> None
 
 def test_a_serial_link_is_paced_to_its_baud_rate(small_bundle, tmp_path) -> None:
     baud = 115200
-    report, _ = run_demo(small_bundle, tmp_path / "s", "--link", f"serial:{baud}")
+    report, _ = run_session(small_bundle, tmp_path / "s", "--link", f"serial:{baud}")
     assert report["link_emulation"] == f"serial: pty pair paced to {baud} baud (8N1)"
     assert report["link"].startswith(f"serial:{baud}: {baud} baud 8N1")
     check_trained(report)
@@ -151,7 +151,9 @@ def test_a_serial_link_is_paced_to_its_baud_rate(small_bundle, tmp_path) -> None
 
 
 def test_the_user_space_choice_reports_user_space(small_bundle, tmp_path) -> None:
-    report, pid = run_demo(small_bundle, tmp_path / "u", "--link", "3g", "--link-emulation", "user")
+    report, pid = run_session(
+        small_bundle, tmp_path / "u", "--link", "3g", "--link-emulation", "user"
+    )
     assert report["link_emulation"] == USER_SPACE
     check_trained(report)
     assert report["link_busy_s"] >= 0.95 * report["bytes_up"] * 8 / UP_3G_BPS
@@ -160,7 +162,7 @@ def test_the_user_space_choice_reports_user_space(small_bundle, tmp_path) -> Non
 def test_auto_falls_back_to_user_space_without_kernel_shaping(small_bundle, tmp_path) -> None:
     # No iproute2 on PATH (and, unless root, no CAP_NET_ADMIN): kernel shaping cannot run.
     env = {**ENV, "PATH": str(tmp_path)}
-    report, _ = run_demo(small_bundle, tmp_path / "a", "--link", "4g", env=env)
+    report, _ = run_session(small_bundle, tmp_path / "a", "--link", "4g", env=env)
     assert report["link_emulation"] == USER_SPACE
     check_trained(report)
 

@@ -89,7 +89,7 @@ def test_split_learning_with_torch_scores_no_exit(baseline_bundle, tmp_path) -> 
 
 
 def test_training_phase_needs_both_sides_times() -> None:
-    from host.demo.run import training_s
+    from host.session.runner import training_s
 
     edge = {"started_at": 100.0, "train_done_at": 130.0}
     assert training_s(edge, {"last_trained_at": 142.5}) == 42.5  # the host trained last

@@ -11,12 +11,7 @@ import pytest
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.engines import EngineError, make_engine, resolve_engine_name
-
-# Stated tolerances over 5 steps from the same weights and batches. Measured on resnet18 split 3:
-# AdamW loss |diff| <= 5e-5 and activation relative L2 <= 1e-2 (Adam divides by sqrt(v), so
-# float32 summation-order noise in near-zero gradients grows a little each step); SGD 1e-4.
-LOSS_ATOL = 1e-3
-ACT_REL = {"adamw": 3e-2, "sgd": 1e-3}
+from edge_runtime.engines.parity import ACT_REL, LOSS_ATOL, compare
 
 
 @pytest.mark.parametrize(
@@ -97,3 +92,25 @@ def test_broken_artifact_is_an_engine_error(exported, tmp_path) -> None:
     bundle = load_bundle(copy / "edge", verify=False)  # skip hashes to reach the engine
     with pytest.raises(EngineError, match="could not load the edge artifacts"):
         make_engine("ort", bundle)
+
+
+def test_parity_probe_one_engine_per_process(exported, tmp_path) -> None:
+    """`python -m edge_runtime.engines.parity`, the probe the HIL suite runs on a board: each
+    engine in its own interpreter (ort without torch or onnx), results that agree, and
+    `compare` that notices when they do not."""
+    edge = exported("smallcnn", 2) / "edge"
+    runs = {}
+    for kind in ("ort", "torch"):
+        out = tmp_path / f"{kind}.npz"
+        done = subprocess.run(
+            [sys.executable, "-m", "edge_runtime.engines.parity", "--bundle", str(edge),
+             "--engine", kind, "--out", str(out), "--threads", "2"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs[kind] = dict(np.load(out))
+        assert runs[kind]["losses"].shape == (5,) and float(runs[kind]["peak_rss_mb"]) > 0
+    assert str(runs["ort"]["heavy_modules"]) == "[]"
+    assert compare(runs["ort"], runs["torch"]) == []
+    off = {**runs["torch"], "losses": runs["torch"]["losses"] + 0.01}
+    assert any("loss" in p for p in compare(runs["ort"], off))

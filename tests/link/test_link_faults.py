@@ -14,7 +14,7 @@ from linktest_support import BUNDLE, KEY, Collector, fast_config
 
 from edge_runtime.link import EdgeLink, HostListener
 from edge_runtime.train.messages import Batch
-from host.linkemu import Damage, LinkProfile, Relay, ShapedRelay
+from host.linkemu import Damage, LinkSpec, Relay, ShapedRelay
 
 pytestmark = pytest.mark.timeout(60)
 SEEDS = [int(s) for s in os.environ.get("LINK_FAULT_SEEDS", "1,2").split(",")]
@@ -74,7 +74,7 @@ def test_rto_does_not_fire_while_a_big_message_drains(tmp_path: Path) -> None:
     lst = HostListener(KEY, BUNDLE, config=fast_config())
     host, port = lst.serve_tcp("127.0.0.1", 0, col)
     # Upstream paced to 1 MB/s by the relay's token bucket.
-    relay = ShapedRelay((host, port), LinkProfile("1MB/s", 8e6, math.inf, 0.0))
+    relay = ShapedRelay((host, port), LinkSpec("1MB/s", 8e6, math.inf, 0.0))
     relay.start()
     try:
         link = EdgeLink.connect(

@@ -9,7 +9,7 @@ import time
 import pytest
 from linkemu_servers import IO_TIMEOUT_S
 
-from host.linkemu import Damage, LinkProfile, Relay, Shape, Tap
+from host.linkemu import Damage, LinkSpec, Relay, Shape, Tap
 
 pytestmark = pytest.mark.timeout(60)
 MESSAGE = bytes(range(256)) * 64  # 16 KiB
@@ -65,7 +65,7 @@ def test_damage_is_the_same_for_the_same_seed_and_spares_other_directions() -> N
 
 
 def test_shape_before_tap_paces_what_the_tap_sees(echo) -> None:
-    profile = LinkProfile("t", 1e6, float("inf"), 0.050)
+    profile = LinkSpec("t", 1e6, float("inf"), 0.050)
     tap = Tap()
     with Relay(echo, [Shape(profile), tap]) as relay:
         started = time.monotonic()

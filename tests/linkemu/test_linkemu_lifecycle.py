@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 from linkemu_servers import IO_TIMEOUT_S
 
-from host.linkemu import LinkProfile, ShapedRelay, shaped
+from host.linkemu import LinkSpec, ShapedRelay, shaped
 
-SLOW = LinkProfile("slow", 1e6, 1e6, 0.020)
+SLOW = LinkSpec("slow", 1e6, 1e6, 0.020)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
@@ -127,7 +127,7 @@ def test_host_reset_drops_the_client_and_is_recorded(holder) -> None:
 
 def test_stop_mid_transfer_ends_every_thread_quickly(holder) -> None:
     address, accepted = holder
-    relay = ShapedRelay(address, LinkProfile("slow", 256e3, 256e3, 0.200))
+    relay = ShapedRelay(address, LinkSpec("slow", 256e3, 256e3, 0.200))
     relay.start()
     clients = []
     for _ in range(3):
@@ -180,7 +180,7 @@ def test_unreachable_target_resets_the_client_and_is_recorded() -> None:
 
 def test_start_twice_is_an_error_and_shaped_does_not_start(echo) -> None:
     relay = shaped(echo, "3g")
-    assert relay.profile.name == "3g"
+    assert relay.link.name == "3g"
     assert relay_threads() == []
     relay.start()
     try:

@@ -17,7 +17,7 @@ from typing import Literal
 import pytest
 
 from host.linkemu import (
-    LinkProfile,
+    LinkSpec,
     NamespaceLink,
     NamespaceLinkError,
     cleanup_stale,
@@ -155,7 +155,7 @@ class TestKernel:
     pytestmark = needs_kernel
 
     def test_uplink_measures_within_10_percent_of_the_set_rate(self) -> None:
-        with NamespaceLink(LinkProfile("t", 2e6, 50e6, 0.0)) as link:
+        with NamespaceLink(LinkSpec("t", 2e6, 50e6, 0.0)) as link:
             rate = measure_up(link, 400_000)
         print(f"netns uplink: set 2 Mbit/s, measured {rate / 1e6:.3f} Mbit/s")
         assert rate == pytest.approx(2e6, rel=0.10)
@@ -218,8 +218,8 @@ class TestKernel:
     def test_two_links_at_once_do_not_collide(self) -> None:
         rates: dict[str, float] = {}
         with (
-            NamespaceLink(LinkProfile("a", 2e6, 2e6, 0.0)) as a,
-            NamespaceLink(LinkProfile("b", 1e6, 1e6, 0.0)) as b,
+            NamespaceLink(LinkSpec("a", 2e6, 2e6, 0.0)) as a,
+            NamespaceLink(LinkSpec("b", 1e6, 1e6, 0.0)) as b,
         ):
             assert not {a.edge_ns, a.host_ns} & {b.edge_ns, b.host_ns}
             threads = [

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from host.linkemu import PRESETS, LinkProfile, LinkSpecError, parse_link
+from host.linkemu import PRESETS, LinkSpec, LinkSpecError, parse_link
 
 
 def test_presets_have_the_documented_values() -> None:
-    assert parse_link("3g") == LinkProfile("3g", 768e3, 1.6e6, 0.150)
-    assert parse_link("4G") == LinkProfile("4g", 10e6, 30e6, 0.050)
-    assert parse_link(" wifi ") == LinkProfile("wifi", 50e6, 50e6, 0.005)
+    assert parse_link("3g") == LinkSpec("3g", 768e3, 1.6e6, 0.150)
+    assert parse_link("4G") == LinkSpec("4g", 10e6, 30e6, 0.050)
+    assert parse_link(" wifi ") == LinkSpec("wifi", 50e6, 50e6, 0.005)
     for name in ("local", "none"):
         profile = parse_link(name)
         assert math.isinf(profile.up_bps) and math.isinf(profile.down_bps)
@@ -73,7 +73,7 @@ def test_bad_specs_say_what_is_accepted_in_one_line(spec: str) -> None:
 
 def test_a_serial_line_keeps_its_baud_and_carries_eight_bits_in_ten() -> None:
     profile = parse_link("Serial:115200")
-    assert profile == LinkProfile("serial:115200", 92160.0, 92160.0, 0.0, baud=115200)
+    assert profile == LinkSpec("serial:115200", 92160.0, 92160.0, 0.0, baud=115200)
     assert profile.describe() == "serial:115200: 115200 baud 8N1, 92.16 kbit/s each way"
     assert parse_link("3g").baud is None
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from linkemu_servers import IO_TIMEOUT_S, Received, read_all
 
-from host.linkemu import LinkProfile, ShapedRelay, parse_link, shaped
+from host.linkemu import LinkSpec, ShapedRelay, parse_link, shaped
 
 PAYLOAD = bytes(range(256)) * 1200  # 307 kB
 
@@ -28,7 +28,7 @@ def push(address: tuple[str, int], payload: bytes) -> float:
 
 def test_uplink_runs_at_the_set_rate_and_delivers_intact(sink) -> None:
     address, results = sink
-    with ShapedRelay(address, LinkProfile("t", 2e6, 50e6, 0.0)) as relay:
+    with ShapedRelay(address, LinkSpec("t", 2e6, 50e6, 0.0)) as relay:
         started = push(relay.address, PAYLOAD)
         got: Received = results.get(timeout=IO_TIMEOUT_S)
     assert (got.nbytes, got.sha256) == (len(PAYLOAD), hashlib.sha256(PAYLOAD).hexdigest())
@@ -40,7 +40,7 @@ def test_uplink_runs_at_the_set_rate_and_delivers_intact(sink) -> None:
 def test_downlink_runs_at_its_own_rate(source) -> None:
     address, payload = source
     with (
-        ShapedRelay(address, LinkProfile("t", 50e6, 1e6, 0.0)) as relay,
+        ShapedRelay(address, LinkSpec("t", 50e6, 1e6, 0.0)) as relay,
         socket.create_connection(relay.address, timeout=IO_TIMEOUT_S) as sock,
     ):
         started = time.monotonic()
@@ -107,7 +107,7 @@ def test_connections_share_one_uplink(sink) -> None:
 
 
 def test_stats_count_bytes_and_link_busy_time(echo) -> None:
-    profile = LinkProfile("t", 4e6, 8e6, 0.0)
+    profile = LinkSpec("t", 4e6, 8e6, 0.0)
     message = b"x" * 50_000
     with ShapedRelay(echo, profile) as relay:
         with socket.create_connection(relay.address, timeout=IO_TIMEOUT_S) as sock:

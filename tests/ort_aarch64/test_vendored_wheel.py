@@ -3,72 +3,27 @@
 vendor/onnxruntime-aarch64/ holds the wheel that tools/ort-aarch64/build.sh cross-builds
 (hours; docs/boards.md) and SHA256SUMS, its record. CI checks what a board would install:
 the bytes match the record, and the wheel says linux aarch64 / CPython 3.11 in its name, in
-its WHEEL metadata and in the machine field of its extension module. The checker itself is
-tested on wheels made here, so it is exercised even before a wheel is vendored.
+its WHEEL metadata and in the machine field of its extension module. The checker
+(host/deploy/vendor.py, the one `hostctl bundle` uses) is tested on wheels made here, so it is exercised even before a wheel is vendored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from host.deploy.board import load_board
+from host.deploy.errors import BoardError
+from host.deploy.offline import engine_requirements
+from host.deploy.vendor import EXTENSION, VENDORED, vendored_wheel, wheel_problems
+
 REPO = Path(__file__).resolve().parents[2]
-VENDOR = REPO / "vendor" / "onnxruntime-aarch64"
-EXTENSION = "onnxruntime/capi/onnxruntime_pybind11_state.so"
+VENDOR = VENDORED[("ort", "aarch64", "3.11")]
 EM_AARCH64 = 183  # ELF e_machine of arm64
-
-
-def recorded_sha256(record: Path) -> dict[str, str]:
-    """`sha256sum` output -> {file name: hex digest}."""
-    sums = {}
-    for line in record.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[Path(name.lstrip("*")).name] = digest
-    return sums
-
-
-def wheel_problems(wheel: Path, record: Path) -> list[str]:
-    """Everything that makes `wheel` not the recorded aarch64 / cp311 wheel; empty when it is."""
-    problems = []
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    expected = recorded_sha256(record).get(wheel.name)
-    if expected is None:
-        problems.append(f"{record.name} has no line for {wheel.name}")
-    elif expected != digest:
-        problems.append(f"sha256 {digest} != recorded {expected}")
-    # name-version-[build-]python-abi-platform.whl
-    python_tag, abi_tag, platform_tag = wheel.stem.split("-")[-3:]
-    if (python_tag, abi_tag) != ("cp311", "cp311"):
-        problems.append(f"file name says {python_tag}-{abi_tag}, not cp311-cp311")
-    if not platform_tag.endswith("aarch64"):
-        problems.append(f"file name says platform {platform_tag}")
-    with zipfile.ZipFile(wheel) as z:
-        names = z.namelist()
-        metadata = [n for n in names if n.endswith(".dist-info/WHEEL")]
-        if len(metadata) != 1:
-            return [*problems, f"{len(metadata)} .dist-info/WHEEL files"]
-        tags = [
-            line.split(":", 1)[1].strip()
-            for line in z.read(metadata[0]).decode().splitlines()
-            if line.startswith("Tag:")
-        ]
-        if not tags or not all(
-            t.startswith("cp311-cp311-") and t.endswith("aarch64") for t in tags
-        ):
-            problems.append(f"WHEEL tags {tags}")
-        if EXTENSION not in names:
-            return [*problems, f"no {EXTENSION}"]
-        header = z.read(EXTENSION)[:20]
-        # ELF, 64-bit, little-endian; e_machine is the half-word at offset 18.
-        if header[:6] != b"\x7fELF\x02\x01":
-            problems.append(f"{EXTENSION} is not a 64-bit little-endian ELF")
-        elif int.from_bytes(header[18:20], "little") != EM_AARCH64:
-            problems.append(f"{EXTENSION} e_machine {int.from_bytes(header[18:20], 'little')}")
-    return problems
 
 
 def make_wheel(tmp: Path, platform: str, machine: int) -> tuple[Path, Path]:
@@ -109,3 +64,28 @@ def test_vendored_wheel_matches_its_record_and_is_aarch64_cp311() -> None:
         pytest.skip("no vendored wheel yet: see docs/boards.md")
     assert len(wheels) == 1, f"one wheel expected in {VENDOR}, found {[w.name for w in wheels]}"
     assert wheel_problems(wheels[0], VENDOR / "SHA256SUMS") == []
+
+
+def test_bundle_refuses_a_vendored_wheel_that_differs_from_its_record(tmp_path: Path) -> None:
+    """`hostctl bundle` for an aarch64 ort board checks the vendored wheel before it ships."""
+    wheel, record = make_wheel(tmp_path, "linux_aarch64", EM_AARCH64)
+    board = dataclasses.replace(
+        load_board(REPO / "hw_tests" / "boards" / "qemu-aarch64.toml"), engine="ort"
+    )
+    folder = tmp_path / "vendor"
+    folder.mkdir()
+    VENDORED[("ort", "aarch64", "3.11")] = folder
+    try:
+        assert vendored_wheel(board) is None  # nothing vendored: the caller says what to do
+        (folder / wheel.name).write_bytes(wheel.read_bytes())
+        (folder / "SHA256SUMS").write_text(record.read_text())
+        assert vendored_wheel(board) == folder / wheel.name
+        # The bundle pins the vendored wheel's version, which pip finds among the bundle's wheels.
+        assert engine_requirements(board) == ("edge", ["onnxruntime-training==1.21.0+cpu"])
+        assert dataclasses.replace(board, engine="auto").resolved_engine == "ort"
+        with zipfile.ZipFile(folder / wheel.name, "a") as z:
+            z.writestr("extra.txt", "changed after the record")
+        with pytest.raises(BoardError, match="not the recorded one: sha256"):
+            vendored_wheel(board)
+    finally:
+        VENDORED[("ort", "aarch64", "3.11")] = VENDOR

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from host.linkemu.presets import LinkProfile
+from host.linkemu.presets import LinkSpec
 from host.plan.runtime_model import (
     RunShape,
     SplitCosts,
@@ -17,7 +17,7 @@ from host.plan.runtime_model import (
     why,
 )
 
-MBIT = LinkProfile("1mbit", 1e6, 1e6, 0.0)  # 125,000 bytes/s: 12,500 bytes take 0.1 s
+MBIT = LinkSpec("1mbit", 1e6, 1e6, 0.0)  # 125,000 bytes/s: 12,500 bytes take 0.1 s
 
 
 def costs(split: int, edge: float, cloud: float, wire: int, **kw: float) -> SplitCosts:
@@ -26,11 +26,11 @@ def costs(split: int, edge: float, cloud: float, wire: int, **kw: float) -> Spli
 
 def test_link_time_is_wire_bytes_at_the_uplink_rate() -> None:
     assert message_link_s(12_500, MBIT) == pytest.approx(0.1)
-    assert message_link_s(12_500, LinkProfile("local", math.inf, math.inf, 0.0)) == 0.0
+    assert message_link_s(12_500, LinkSpec("local", math.inf, math.inf, 0.0)) == 0.0
 
 
 def test_a_small_window_on_a_long_round_trip_caps_the_link() -> None:
-    slow_rtt = LinkProfile("x", 1e6, 1e6, 1.6)
+    slow_rtt = LinkSpec("x", 1e6, 1e6, 1.6)
     # 16 messages of 0.1 s each per (1.6 + 0.1) s round: the window, not the rate, binds.
     assert message_link_s(12_500, slow_rtt, window=16) == pytest.approx(1.7 / 16)
     assert message_link_s(12_500, slow_rtt, window=64) == pytest.approx(0.1)
@@ -77,7 +77,7 @@ def test_eval_pass_epoch_end_warm_up_and_round_trip_add_on() -> None:
     assert predict(c, MBIT, with_eval).runtime_s == pytest.approx(1.01 + 0.4 + 0.01)
     warm = costs(2, 0.01, 0.01, 12_500, edge_warmup_s=0.5)
     assert predict(warm, MBIT, base).runtime_s == pytest.approx(plain + 0.5)
-    rtt = LinkProfile("rtt", 1e6, 1e6, 0.2)
+    rtt = LinkSpec("rtt", 1e6, 1e6, 0.2)
     # half an RTT before the last batch reaches the host, half for its METRICS to come back
     assert predict(costs(2, 0.01, 0.01, 12_500), rtt, base).runtime_s == pytest.approx(plain + 0.2)
 
@@ -111,7 +111,7 @@ def test_best_split_trades_bytes_against_edge_compute() -> None:
         in line
     )
     # A link ten times faster makes the edge the bottleneck: the shallowest cut wins.
-    fast = LinkProfile("10mbit", 1e7, 1e7, 0.0)
+    fast = LinkSpec("10mbit", 1e7, 1e7, 0.0)
     assert best([predict(c, fast, run) for c in candidates]).split == 1
 
 
@@ -142,7 +142,7 @@ def test_split_learning_waits_for_every_gradient() -> None:
     """Per batch: edge + up + cloud + down + RTT, nothing overlapped; the gradient at the
     downlink rate, which is why an asymmetric link flatters split learning."""
     run = RunShape(train_samples=32 * 10, batch_size=32)
-    asym = LinkProfile("asym", 1e6, 2e6, 0.1)  # down twice the up, RTT 0.1 s
+    asym = LinkSpec("asym", 1e6, 2e6, 0.1)  # down twice the up, RTT 0.1 s
     c = costs(3, edge=0.1, cloud=0.02, wire=12_500)  # 0.1 s up, 0.05 s down
     p = predict(c, asym, run)
     assert p.split_train_s == pytest.approx(10 * (0.1 + 0.1 + 0.02 + 0.05 + 0.1))
@@ -152,7 +152,7 @@ def test_split_learning_waits_for_every_gradient() -> None:
     assert p.vs_split == pytest.approx(p.runtime_s / p.split_runtime_s)
     # Edge time equal to the uplink's: the best hierarchical can do is 1 / (1 + 1 + down/up).
     assert p.train_vs_split == pytest.approx(1.17 / 3.7)
-    symmetric = predict(c, LinkProfile("sym", 1e6, 1e6, 0.1), run)
+    symmetric = predict(c, LinkSpec("sym", 1e6, 1e6, 0.1), run)
     assert symmetric.split_train_s == pytest.approx(10 * 0.42)
     assert symmetric.train_vs_split < p.train_vs_split
 

@@ -258,6 +258,12 @@ wheel() {
     # The host interpreter is CPython 3.11 (cp311 tag); the platform is the target's.
     rm -rf "$DIST"
     mkdir -p "$DIST"
+    # setup.py reads requirements-training.txt from the working directory first. ORT's own
+    # lists onnx, h5py and cerberus, which serve artifact generation and ORTModule, neither of
+    # which a board runs: the on-device training API needs what the inference package needs,
+    # so the board installs no onnx (the edge runtime with the ort engine imports neither
+    # torch nor onnx, and installs neither).
+    cp "$ORT/requirements.txt" "$OBJ/requirements-training.txt"
     (cd "$OBJ" && "$VENV/bin/python" "$ORT/setup.py" bdist_wheel --enable_training \
         --plat-name linux_aarch64 -d "$DIST")
     local whl

@@ -6,9 +6,9 @@ Three emulations, chosen by name (``--link-emulation``, see ``choose_emulation``
             (``host/linkemu/netns.py``; needs root). The edge runtime runs in the edge
             namespace (``ip netns exec``); the cloud listens on the host namespace's loopback.
             This kernel has no ``netem``, so the RTT comes from a user-space relay in the host
-            namespace with unlimited rate and the profile's delay, listening on the host veth
+            namespace with unlimited rate and the link's delay, listening on the host veth
             address. Link busy time is the bytes the relay carried each way (TCP payload) over
-            the profile's rate: the time tbf needed to let them through.
+            the link's rate: the time tbf needed to let them through.
 ``user``    The user-space token bucket relay (``host/linkemu/shaper.py``) on loopback: rate and
             delay in one; its own busy counters.
 ``serial``  For ``serial:<baud>`` links: a pty pair paced to the baud rate, 8N1
@@ -28,7 +28,7 @@ from edge_runtime.link import LinkConfig
 from host.cloud.server import CloudServer
 from host.linkemu import (
     EMULATION_CHOICES,
-    LinkProfile,
+    LinkSpec,
     NamespaceLink,
     ShapedRelay,
     cleanup_stale,
@@ -44,7 +44,7 @@ class EmulationUnavailable(UsageFault, ValueError):
 
 
 class Emulation(ABC):
-    """One way of putting ``profile``'s link between a CloudServer and an edge process.
+    """One way of putting ``link``'s link between a CloudServer and an edge process.
 
     ``open`` makes the cloud listen behind the link; ``edge_options`` are the `edge-runtime run`
     options that reach it; ``start_edge`` starts that command where the edge belongs;
@@ -54,8 +54,8 @@ class Emulation(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, profile: LinkProfile) -> None:
-        self.profile = profile
+    def __init__(self, link: LinkSpec) -> None:
+        self.link = link
 
     def link_config(self) -> LinkConfig:
         """The cloud's link settings (the serial emulation sets the baud rate)."""
@@ -91,12 +91,12 @@ class UserSpaceLink(Emulation):
 
     name = "user"
 
-    def __init__(self, profile: LinkProfile) -> None:
-        super().__init__(profile)
+    def __init__(self, link: LinkSpec) -> None:
+        super().__init__(link)
         self.relay: ShapedRelay | None = None
 
     def open(self, cloud: CloudServer) -> None:
-        self.relay = ShapedRelay(cloud.serve_tcp("127.0.0.1", 0), self.profile)
+        self.relay = ShapedRelay(cloud.serve_tcp("127.0.0.1", 0), self.link)
         self.relay.start()
 
     def edge_options(self) -> dict[str, Any]:
@@ -120,9 +120,9 @@ class KernelLink(Emulation):
 
     name = "kernel"
 
-    def __init__(self, profile: LinkProfile) -> None:
-        super().__init__(profile)
-        self.netns = NamespaceLink(profile)
+    def __init__(self, link: LinkSpec) -> None:
+        super().__init__(link)
+        self.netns = NamespaceLink(link)
         self.relay: ShapedRelay | None = None
 
     def open(self, cloud: CloudServer) -> None:
@@ -133,9 +133,7 @@ class KernelLink(Emulation):
         # the caller's close() takes the namespaces down.
         with self.netns.entered("host"):
             target = cloud.serve_tcp("127.0.0.1", 0)
-            delay = LinkProfile(
-                f"{self.profile.name} delay", math.inf, math.inf, self.profile.rtt_s
-            )
+            delay = LinkSpec(f"{self.link.name} delay", math.inf, math.inf, self.link.rtt_s)
             self.relay = ShapedRelay(target, delay, listen=(self.netns.host_ip, 0))
             self.relay.start()
 
@@ -152,14 +150,14 @@ class KernelLink(Emulation):
         return {
             "bytes_up": relay["bytes_up"],
             "bytes_down": relay["bytes_down"],
-            "busy_up_s": _seconds_at(relay["bytes_up"], self.profile.up_bps),
-            "busy_down_s": _seconds_at(relay["bytes_down"], self.profile.down_bps),
+            "busy_up_s": _seconds_at(relay["bytes_up"], self.link.up_bps),
+            "busy_down_s": _seconds_at(relay["bytes_down"], self.link.down_bps),
         }
 
     def describe(self) -> str:
-        shaped = not (math.isinf(self.profile.up_bps) and math.isinf(self.profile.down_bps))
+        shaped = not (math.isinf(self.link.up_bps) and math.isinf(self.link.down_bps))
         what = "tc tbf on a veth pair" if shaped else "an unshaped veth pair"
-        rtt = ", RTT by user-space delay" if self.profile.rtt_s > 0 else ""
+        rtt = ", RTT by user-space delay" if self.link.rtt_s > 0 else ""
         return f"kernel: {what} between two network namespaces{rtt}"
 
     def close(self) -> None:
@@ -175,11 +173,11 @@ class SerialLink(Emulation):
 
     name = "serial"
 
-    def __init__(self, profile: LinkProfile) -> None:
-        super().__init__(profile)
-        if profile.baud is None:
-            raise ValueError(f"link {profile.name} is not a serial line (serial:<baud>)")
-        self.baud = profile.baud
+    def __init__(self, link: LinkSpec) -> None:
+        super().__init__(link)
+        if link.baud is None:
+            raise ValueError(f"link {link.name} is not a serial line (serial:<baud>)")
+        self.baud = link.baud
         self.modem: NullModem | None = None
         self._closed = False
 
@@ -223,8 +221,8 @@ def _seconds_at(nbytes: float, rate_bps: float) -> float:
     return 0.0 if math.isinf(rate_bps) else nbytes * 8 / rate_bps
 
 
-def choose_emulation(profile: LinkProfile, choice: str) -> str:
-    """The emulation that runs ``profile`` for ``--link-emulation choice`` (auto|kernel|user).
+def choose_emulation(link: LinkSpec, choice: str) -> str:
+    """The emulation that runs ``link`` for ``--link-emulation choice`` (auto|kernel|user).
 
     A serial link is always the paced pty pair (``user`` allows that; ``kernel`` is refused).
     ``auto`` is ``kernel`` where kernel shaping works here (root, iproute2, a namespace could
@@ -234,10 +232,10 @@ def choose_emulation(profile: LinkProfile, choice: str) -> str:
         raise EmulationUnavailable(
             f"--link-emulation {choice!r}: choose from {', '.join(EMULATION_CHOICES)}"
         )
-    if profile.baud is not None:
+    if link.baud is not None:
         if choice == "kernel":
             raise EmulationUnavailable(
-                f"--link-emulation kernel: --link {profile.name} is a serial line, paced on a "
+                f"--link-emulation kernel: --link {link.name} is a serial line, paced on a "
                 "pty pair; kernel shaping is for network links (use auto or user)"
             )
         return "serial"
@@ -253,6 +251,6 @@ def choose_emulation(profile: LinkProfile, choice: str) -> str:
     return "user"
 
 
-def make_emulation(profile: LinkProfile, choice: str) -> Emulation:
-    """A not yet opened emulation of ``profile`` for ``choice`` (see ``choose_emulation``)."""
-    return EMULATIONS[choose_emulation(profile, choice)](profile)
+def make_emulation(link: LinkSpec, choice: str) -> Emulation:
+    """A not yet opened emulation of ``link`` for ``choice`` (see ``choose_emulation``)."""
+    return EMULATIONS[choose_emulation(link, choice)](link)

@@ -1,9 +1,11 @@
-"""`hostctl demo`: the whole system on one machine over an emulated slow link.
+"""The local session runner: the whole system on one machine over an emulated slow link.
 
-Export the small model, start the cloud trainer, put an emulated link (3G-like by default;
-kernel shaping as root, else a user-space token bucket, or a paced pty pair for a serial link:
-see host/demo/links.py) between it and an edge runtime started as a separate process, train on
-the embedded synthetic dataset, and print one report. Nothing here needs a download or a dataset.
+Export the model (or take a bundle), start the cloud trainer, put an emulated link (3G-like by
+default; kernel shaping as root, else a user-space token bucket, or a paced pty pair for a serial
+link: see host/session/links.py) between it and an edge runtime started as a separate process,
+train, and print one merged report. `hostctl demo` runs it with `SessionOptions`' defaults (the
+embedded synthetic data: nothing to download); `hostctl bench`, the HIL suite and the benchmarks
+run it with their own.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from edge_runtime.modes import mode_spec
 from edge_runtime.report import RunReport, write_report
 from host.cloud.serve import fan_out, log_events
 from host.cloud.server import CloudServer
-from host.demo.links import USER_SPACE, Emulation, make_emulation
 from host.export import ExportOptions, export_bundle
 from host.linkemu import parse_link
 from host.report.curves import CurveWriter
+from host.session.links import USER_SPACE, Emulation, make_emulation
 
 EDGE_STOP_S = 60.0  # how long an interrupted edge may take to checkpoint and report
 
@@ -41,8 +43,8 @@ class EdgeRunFailed(HiertrainError, RuntimeError):
 
 
 @dataclass
-class DemoOptions:
-    """The demo's defaults are chosen to finish in about a minute on a 2-core machine."""
+class SessionOptions:
+    """One session's options. The defaults are the demo's: about a minute on a 2-core machine."""
 
     model: str = "smallcnn"
     split: int = 3
@@ -60,19 +62,19 @@ class DemoOptions:
     edge_log: Path | None = None  # the edge's output goes here instead of the terminal
     mode: str = "hierarchical"
     bundle: Path | None = None  # reuse this bundle instead of exporting one
-    slowdown: float = 1.0  # board profile: the edge computes this many times slower
-    link_emulation: str = "auto"  # auto | kernel | user (see host/demo/links.py)
+    slowdown: float = 1.0  # board speed profile: the edge computes this many times slower
+    link_emulation: str = "auto"  # auto | kernel | user (see host/session/links.py)
     model_out: Path | None = None  # write the trained model here (host/model)
     infer: bool = False  # after training, hierarchical inference with the trained model
     resume: bool = False  # continue the interrupted run in work_dir
 
 
-def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
-    """Run the demo; returns the merged report (also written to work_dir/report.json)."""
-    profile = parse_link(opts.link)
+def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
+    """Run one session; returns the merged report (also written to work_dir/report.json)."""
+    link = parse_link(opts.link)
     # Chosen before anything runs, so an unavailable emulation fails fast (ValueError).
     spec = mode_spec(opts.mode)
-    emulation = make_emulation(profile, opts.link_emulation) if spec.needs_link else None
+    emulation = make_emulation(link, opts.link_emulation) if spec.needs_link else None
     work = opts.work_dir
     if opts.resume and not (work / "edge-work").is_dir():
         raise UsageFault(f"--resume: {work} holds no demo run to resume")
@@ -134,7 +136,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         )
         try:
             emulation.open(cloud)
-            console.print(f"edge link {profile.describe()}; {emulation.describe()}")
+            console.print(f"edge link {link.describe()}; {emulation.describe()}")
             cmd = run_argv(program, **edge_options, **emulation.edge_options())
             rc, wall = _run_edge(emulation, cmd, opts.edge_log)
             # An edge interrupted before it trained (while connecting) writes no report.
@@ -153,7 +155,7 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
         if rc == EXIT_INTERRUPTED and stopped:
             # Ctrl-C: what was trained so far, reported, and how to go on.
             partial = merge_reports(
-                edge, cloud.report(profile.name), emulation.stats(), profile.describe(), wall
+                edge, cloud.report(link.name), emulation.stats(), link.describe(), wall
             )
             partial["interrupted"] = True
             path = opts.report or work / "report.json"
@@ -172,9 +174,9 @@ def run_demo(opts: DemoOptions, console: Console) -> dict[str, Any]:
             raise EdgeRunFailed("the edge runtime was stopped before the run's end (a signal)")
         report = merge_reports(
             edge,
-            cloud.report(profile.name),
+            cloud.report(link.name),
             emulation.stats(),
-            profile.describe(),
+            link.describe(),
             wall,
             emulation=emulation.describe(),
         )
@@ -310,7 +312,7 @@ def _training_part(r: dict) -> str:
 
 
 def report_table(r: dict) -> Table:
-    """The demo's closing table."""
+    """The session's closing table."""
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"

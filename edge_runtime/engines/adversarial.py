@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +81,27 @@ def release(activation: torch.Tensor, noise: ActivationNoise | None) -> torch.Te
     return clipped + noise.sigma * torch.randn_like(clipped)
 
 
+@contextmanager
+def frozen_batch_stats(module: nn.Module) -> Iterator[None]:
+    """Train-mode BatchNorm (batch statistics, as the released activations are computed) that
+    leaves the running statistics alone: the adversary's re-encodings of remembered batches
+    must not count them again in the statistics the exported front evaluates with."""
+    norms = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = running x (1 - 0) + batch x 0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
 class AdversarialTorchEngine(TorchEngine):
     """The torch engine with an adversary decoder and the min-max objective above."""
 
@@ -111,7 +134,7 @@ class AdversarialTorchEngine(TorchEngine):
         remembered = list(self._memory)[::-1]
         for i in range(ADVERSARY_STEPS):
             inputs = remembered[i % len(remembered)]
-            with torch.no_grad():
+            with torch.no_grad(), frozen_batch_stats(self._net.front):
                 released = release(self._net.front(inputs), self.noise)
             loss = nn.functional.mse_loss(self._adversary(released), inputs)
             self._adv_optimizer.zero_grad(set_to_none=True)

@@ -84,6 +84,20 @@ def test_with_noise_the_exit_reads_the_noised_activation(digits_bundle: Path) ->
     assert not np.allclose(clean_w, noised_w)
 
 
+def test_the_adversarys_re_encodings_leave_the_running_statistics_alone(
+    digits_bundle: Path,
+) -> None:
+    """Each step counts its batch once in the front's BatchNorm statistics, as plain training
+    does, however many remembered batches the adversary re-encodes."""
+    torch.manual_seed(0)
+    engine = AdversarialTorchEngine(edge_bundle(digits_bundle), 1.0, threads=1)
+    for seed in range(4):
+        engine.train_step(*batch(seed))
+    tracked = [k for k, v in engine.export_weights().items() if k.endswith("num_batches_tracked")]
+    assert tracked
+    assert all(int(engine.export_weights()[k]) == 4 for k in tracked if k.startswith("front."))
+
+
 def test_checkpoint_keeps_the_adversary(digits_bundle: Path, tmp_path: Path) -> None:
     bundle = edge_bundle(digits_bundle)
     torch.manual_seed(0)

@@ -393,7 +393,33 @@ def run(
     "--max-offload", type=float, default=None, help="calibrate: offload at most this fraction"
 )
 @click.option(
+    "--calibration-samples",
+    type=int,
+    default=None,
+    help="with --target-accuracy/--max-offload: held-out samples to calibrate on, not answered "
+    "[half the held-out split, at most 1000]",
+)
+@click.option(
     "--latency-budget", type=float, default=None, help="ms: answer at the edge past it (adaptive)"
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=None,
+    help="samples/s arriving, evenly spaced (open loop) [default: the next when the board is free]",
+)
+@click.option(
+    "--burst",
+    default=None,
+    metavar="FACTOR:START:COUNT",
+    help="with --rate: samples START..START+COUNT-1 arrive FACTOR times faster",
+)
+@click.option(
+    "--slowdown",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="board profile: pace each edge.onnx run to this many times its compute time here",
 )
 @click.option("--codec", type=click.Choice(list(CODECS)), default="fp32", show_default=True)
 @click.option(
@@ -401,7 +427,13 @@ def run(
 )
 @edge_id_option
 @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
-@click.option("--answer-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option(
+    "--answer-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="seconds without an answer while the host owes one: then the board answers alone",
+)
 @click.option("--limit", type=int, default=None, help="the first N samples only")
 @baud_option
 @report_option()
@@ -412,7 +444,11 @@ def infer(
     threshold: float | None,
     target_accuracy: float | None,
     max_offload: float | None,
+    calibration_samples: int | None,
     latency_budget: float | None,
+    rate: float | None,
+    burst: str | None,
+    slowdown: float,
     codec: str,
     key_file: Path | None,
     edge_id: str | None,
@@ -423,18 +459,23 @@ def infer(
     report_path: Path | None,
 ) -> None:
     """Hierarchical inference: answer confident samples at the exit, offload the rest."""
-    from edge_runtime.infer.command import run_infer
+    from edge_runtime.infer.arrivals import Arrivals, parse_burst
+    from edge_runtime.infer.command import PolicyOptions, run_infer
 
+    factor, start, count = parse_burst(burst) if burst is not None else (1.0, 0, 0)
     run_infer(
         model_dir,
         url,
         data_spec,
-        policy_options=dict(
+        policy_options=PolicyOptions(
             threshold=threshold,
             target_accuracy=target_accuracy,
             max_offload=max_offload,
             latency_budget_ms=latency_budget,
+            calibration_samples=calibration_samples,
         ),
+        arrivals=Arrivals(rate, factor, start, count),
+        slowdown=slowdown,
         codec=codec,
         key_file=key_file,
         edge_id=edge_id or socket.gethostname(),

@@ -1,9 +1,20 @@
-"""The model-out family: the edge's trained front + exit head, sent to the host after training.
+"""The model-out family: the edge's front + exit head as weights, never data.
 
-Weights only, by their torch state-dict name (``Engine.export_weights``), never data. A model
-that does not fit one frame goes as several MODEL_WEIGHTS messages (``part`` of ``parts``); each
-carries the run's ``meta`` (input normalisation, class names, input shape), so the host can
-assemble the model once every part is in. Importing this module registers the family.
+Weights only, by their torch state-dict name (``Engine.export_weights``). A model that does not
+fit one frame goes as several MODEL_WEIGHTS messages (``part`` of ``parts``). Two uses, one
+message:
+
+- ``round == 0``: the edge's trained model after training, up; each part carries the run's
+  ``meta`` (input normalisation, class names, input shape), so the host can assemble the model
+  once every part is in.
+- ``round > 0``: front averaging in a shared-tail fleet (``hostctl serve --shared-tail
+  --average-fronts-every``). Up: this edge's front + exit at the boundary of averaging round
+  ``round``, with the ``samples`` it trained since its last round (the FedAvg weight) and
+  ``last`` on its final round. Down: the averaged front + exit of front version ``round``,
+  ``samples`` the round's total. The round fields travel only when ``round > 0``, so a model
+  out is the same bytes as before them.
+
+Importing this module registers the family.
 """
 
 from __future__ import annotations
@@ -27,20 +38,25 @@ _DTYPES = ("float32", "int64", "float64", "int32")
 @register
 @dataclass(eq=False)
 class ModelWeights(Message):
-    """u32 n | JSON {part, parts, meta, tensors: [[name, dtype, shape], ...]} | raw tensors."""
+    """u32 n | JSON {part, parts, meta, tensors: [[name, dtype, shape], ...][, round, samples,
+    last]} | raw tensors."""
 
     TYPE: ClassVar[MsgType] = MsgType.MODEL_WEIGHTS
     part: int
     parts: int
     tensors: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
+    round: int = 0  # 0: a model out; > 0: a front-averaging round (see the module's docstring)
+    samples: int = 0
+    last: bool = False
 
     def encode(self) -> bytes:
         """Payload: the JSON index, then each tensor's bytes (little-endian, C order)."""
         index = [[k, str(v.dtype), list(v.shape)] for k, v in self.tensors.items()]
-        head = dump_json(
-            {"part": self.part, "parts": self.parts, "meta": self.meta, "tensors": index}
-        )
+        fields_ = {"part": self.part, "parts": self.parts, "meta": self.meta, "tensors": index}
+        if self.round:  # left out at 0: a model out keeps the bytes of peers before averaging
+            fields_.update(round=self.round, samples=self.samples, last=self.last)
+        head = dump_json(fields_)
         body = b"".join(
             np.ascontiguousarray(v).astype(v.dtype.newbyteorder("<")).tobytes()
             for v in self.tensors.values()
@@ -73,13 +89,39 @@ class ModelWeights(Message):
         meta = head.get("meta", {})
         if not isinstance(meta, dict):
             raise ProtocolError("MODEL_WEIGHTS: meta must be a JSON object")
-        return cls(part, parts, tensors, meta)
+        round_, samples, last = (
+            head.get("round", 0),
+            head.get("samples", 0),
+            head.get("last", False),
+        )
+        if not (_count(round_) and _count(samples) and isinstance(last, bool)):
+            raise ProtocolError(
+                f"MODEL_WEIGHTS: round {round_!r}, samples {samples!r}, last {last!r}"
+            )
+        return cls(part, parts, tensors, meta, round_, samples, last)
+
+    @property
+    def nbytes(self) -> int:
+        """The tensors' bytes (what a report counts as weights on the wire, framing aside)."""
+        return sum(int(v.nbytes) for v in self.tensors.values())
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def weight_messages(
-    weights: dict[str, np.ndarray], meta: dict[str, Any], part_bytes: int = PART_BYTES
+    weights: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    part_bytes: int = PART_BYTES,
+    *,
+    round: int = 0,  # noqa: A002 - the message's field
+    samples: int = 0,
+    last: bool = False,
 ) -> list[ModelWeights]:
-    """The messages that carry `weights`: tensors in order, a new part past `part_bytes`."""
+    """The messages that carry `weights`: tensors in order, a new part past `part_bytes`.
+
+    `round`, `samples`, `last`: a front-averaging round's weights (0: a model out)."""
     groups: list[dict[str, np.ndarray]] = [{}]
     size = 0
     for name, value in weights.items():
@@ -88,7 +130,9 @@ def weight_messages(
             size = 0
         groups[-1][name] = value
         size += value.nbytes
-    return [ModelWeights(i, len(groups), g, meta) for i, g in enumerate(groups)]
+    return [
+        ModelWeights(i, len(groups), g, meta, round, samples, last) for i, g in enumerate(groups)
+    ]
 
 
 def model_meta(dataset: Any, epoch: int) -> dict[str, Any]:

@@ -49,6 +49,12 @@ class Engine(ABC):
     def export_weights(self) -> dict[str, np.ndarray]:
         """Every parameter and BatchNorm buffer, by its torch state-dict name."""
 
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Take `weights` (every name `export_weights` gives, same shapes) as the front + exit's
+        parameters and buffers, between two steps; the optimizer's state stays (front averaging
+        replaces the weights, not how this edge's optimizer moves them)."""
+        raise EngineError(f"the {self.name} engine cannot load weights")
+
     @abstractmethod
     def set_lr(self, lr: float) -> None:
         """Set the learning rate for the following steps."""

@@ -125,6 +125,21 @@ class OrtEngine(Engine):
     def export_weights(self) -> dict[str, np.ndarray]:
         return {name: np.array(param.data) for name, param in self._state.parameters}
 
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        # The Module trains on the CheckpointState's own buffers: copying into them
+        # (CheckpointState.copy_parameter_from, ORT's API for this) is all it takes, no torch.
+        params = self._state.parameters
+        names = {name for name, _ in params}
+        if set(weights) != names:
+            raise EngineError(_mismatch(names, set(weights)))
+        for name, value in weights.items():
+            current = params[name].data
+            if current.shape != value.shape:
+                raise EngineError(
+                    f"weight {name!r} has shape {value.shape}, expected {current.shape}"
+                )
+            params[name] = np.array(value, dtype=current.dtype, order="C")
+
     def export_inference(self, path: Path) -> None:
         # ORT prunes the eval graph to these outputs (the loss and the labels input go) and
         # writes the state's current weights: no torch and no onnx on the board.
@@ -157,3 +172,9 @@ class OrtEngine(Engine):
         self._module.lazy_reset_grad()
         for (param, _), value in zip(self._bn_updates, outputs[2:], strict=True):
             self._state.parameters[param].data = value
+
+
+def _mismatch(have: set[str], given: set[str]) -> str:
+    """One line naming what a weights dict lacks and what it has that the front has not."""
+    missing, extra = sorted(have - given), sorted(given - have)
+    return f"weights do not fit this front: missing {missing[:3]}, unknown {extra[:3]}"

@@ -78,6 +78,21 @@ class TorchEngine(Engine):
     def export_weights(self) -> dict[str, np.ndarray]:
         return {k: v.detach().numpy().copy() for k, v in self._net.state_dict().items()}
 
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        own = self._net.state_dict()
+        if set(weights) != set(own):
+            missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+            raise EngineError(
+                f"weights do not fit this front: missing {missing[:3]}, unknown {extra[:3]}"
+            )
+        with torch.no_grad():
+            for name, value in weights.items():
+                if tuple(own[name].shape) != value.shape:
+                    raise EngineError(
+                        f"weight {name!r} has shape {value.shape}, expected {tuple(own[name].shape)}"
+                    )
+                own[name].copy_(torch.from_numpy(np.array(value, order="C")))  # 0-d stays 0-d
+
     def export_inference(self, path: Path) -> None:
         # The same graph contract as the ort engine's export: input -> logits, activation.
         path = Path(path)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.bundle import KEY_FILE, read_key_file, sha256_file
 from edge_runtime.data import load_dataset
 from edge_runtime.errors import UsageFault
+from edge_runtime.infer.arrivals import Arrivals
+from edge_runtime.infer.calibration import calibrate_on_validation, validation_split
 from edge_runtime.infer.model_dir import MODEL_JSON
-from edge_runtime.infer.policy import ExitPolicy, calibrate, check_fraction
+from edge_runtime.infer.policy import ExitPolicy, check_fraction
 from edge_runtime.infer.runner import EdgeModel, InferRun, infer_report
 from edge_runtime.link import EdgeLink, LinkConfig, LinkError
 from edge_runtime.report import write_report
@@ -20,36 +24,49 @@ from edge_runtime.report import write_report
 DEFAULT_THRESHOLD = 0.9
 
 
-def choose_policy(
-    description: dict[str, Any],
-    threshold: float | None,
-    target_accuracy: float | None,
-    max_offload: float | None,
-    latency_budget_ms: float | None,
-) -> ExitPolicy:
-    """The exit policy the options ask for (at most one of the three; default threshold 0.9)."""
-    given = [n for n, v in (("--threshold", threshold), ("--target-accuracy", target_accuracy),
-                            ("--max-offload", max_offload)) if v is not None]  # fmt: skip
-    if len(given) > 1:
-        raise UsageFault(
-            f"give one of --threshold, --target-accuracy, --max-offload, not {' and '.join(given)}"
-        )
-    for name, value in zip(
-        given, (v for v in (threshold, target_accuracy, max_offload) if v is not None), strict=True
-    ):
-        check_fraction(name, value)
-    if latency_budget_ms is not None and latency_budget_ms <= 0:
-        raise UsageFault(f"--latency-budget {latency_budget_ms}: must be a positive number of ms")
-    budget = None if latency_budget_ms is None else latency_budget_ms / 1000
-    if target_accuracy is not None or max_offload is not None:
-        t, why = calibrate(
-            description.get("early_exit") or [],
-            target_accuracy=target_accuracy,
-            max_offload=max_offload,
-        )
-        return ExitPolicy(t, f"calibrated ({why})", budget)
-    t = DEFAULT_THRESHOLD if threshold is None else threshold
-    return ExitPolicy(t, "fixed", budget)
+@dataclass(frozen=True)
+class PolicyOptions:
+    """What the policy options ask for, checked: a fixed threshold, or a calibration target."""
+
+    threshold: float | None = None
+    target_accuracy: float | None = None
+    max_offload: float | None = None
+    latency_budget_ms: float | None = None
+    calibration_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        given = [n for n, v in (("--threshold", self.threshold),
+                                ("--target-accuracy", self.target_accuracy),
+                                ("--max-offload", self.max_offload)) if v is not None]  # fmt: skip
+        if len(given) > 1:
+            raise UsageFault(
+                f"give one of --threshold, --target-accuracy, --max-offload, not {' and '.join(given)}"
+            )
+        for name in given:
+            check_fraction(name, getattr(self, name[2:].replace("-", "_")))
+        if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
+            raise UsageFault(
+                f"--latency-budget {self.latency_budget_ms}: must be a positive number of ms"
+            )
+        if self.calibration_samples is not None and not self.calibrates:
+            raise UsageFault(
+                "--calibration-samples only goes with --target-accuracy or --max-offload"
+            )
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether the threshold is calibrated on a validation split."""
+        return self.target_accuracy is not None or self.max_offload is not None
+
+    @property
+    def budget_s(self) -> float | None:
+        """The adaptive policy's latency budget in seconds (None: not adaptive)."""
+        return None if self.latency_budget_ms is None else self.latency_budget_ms / 1000
+
+    def fixed(self) -> ExitPolicy:
+        """The policy of a fixed threshold (default 0.9)."""
+        t = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        return ExitPolicy(t, "fixed", self.budget_s)
 
 
 def run_infer(
@@ -57,7 +74,7 @@ def run_infer(
     url: str | None,
     data_spec: str,
     *,
-    policy_options: dict[str, float | None],
+    policy_options: PolicyOptions,
     codec: str,
     key_file: Path | None,
     edge_id: str,
@@ -66,17 +83,22 @@ def run_infer(
     baud: int,
     limit: int | None,
     report_path: Path | None,
+    arrivals: Arrivals | None = None,
+    slowdown: float = 1.0,
     say: Any = print,
 ) -> dict[str, Any]:
-    """Answer the test split of `data_spec` (or its train split if it has none)."""
+    """Answer the held-out split of `data_spec` (its test split, or its train split if it has
+    none); when the policy calibrates, answer all but the validation samples it calibrates on."""
     model = EdgeModel(model_dir)
-    policy = choose_policy(model.description, **policy_options)
     data = load_dataset(data_spec, seed=0, limit=limit)
     images, labels = (
         (data.x_test, data.y_test) if len(data.x_test) else (data.x_train, data.y_train)
     )
     x = data.normalise(images)
     model.check_input(x)
+    split = None
+    if policy_options.calibrates:
+        split = validation_split(len(x), policy_options.calibration_samples)
     link = None
     lost = None
     if url is not None:
@@ -94,20 +116,46 @@ def run_infer(
         except LinkError as exc:  # the board answers alone, marked degraded
             lost = f"host unreachable: {exc}"
             say(f"{lost}; answering every sample at the edge (degraded)")
-    run = InferRun(model, policy, link, codec, answer_timeout_s=answer_timeout)
-    if lost is not None:
-        run.host_lost = lost
-    t0 = time.perf_counter()
+
+    def new_run(policy: ExitPolicy, **kw: Any) -> InferRun:
+        return InferRun(
+            model, policy, link, codec, answer_timeout_s=answer_timeout, slowdown=slowdown, **kw
+        )
+
+    calibration: dict[str, Any] | None = None
+    host_lost = lost
     try:
+        if split is not None:
+            say(split.describe())
+            policy, calibration, cal_lost = _calibrate(
+                new_run, x[split.validation], labels[split.validation], policy_options, lost
+            )
+            host_lost = host_lost or cal_lost
+            x, labels = x[split.answered], labels[split.answered]
+        else:
+            policy = policy_options.fixed()
+        run = new_run(policy, arrivals=arrivals or Arrivals())
+        if host_lost is not None:
+            run.host_lost = host_lost
+        t0 = time.perf_counter()
         answers = run.run(x)
+        wall = time.perf_counter() - t0
     finally:
         if link is not None:
             link.close("done")
-    report = infer_report(answers, labels, run, time.perf_counter() - t0)
+    report = infer_report(answers, labels, run, wall)
     report.update(
         model=model.description["model"], split=model.description["split"], data=data.describe()
     )
-    if run.host_lost and lost is None and url is not None:
+    if split is not None and calibration is not None:
+        # The answering run's bytes only; the calibration pass's are its own.
+        report["bytes_up"] -= calibration.get("bytes_up", 0)
+        report["bytes_down"] -= calibration.get("bytes_down", 0)
+        report["calibration"] = calibration | {
+            "how": split.describe(),
+            "answered_indices": split.answered.tolist(),
+        }
+    if run.host_lost and host_lost is None and url is not None:
         say(f"host lost mid-run: {run.host_lost}; the rest answered at the edge (degraded)")
     if report_path:
         write_report(report_path, report)
@@ -119,3 +167,24 @@ def run_infer(
         + (f", {report['answers']['degraded']} degraded" if report["degraded"] else "")
     )
     return report
+
+
+def _calibrate(
+    new_run: Any, x_val: Any, y_val: Any, options: PolicyOptions, lost: str | None
+) -> tuple[ExitPolicy, dict[str, Any], str | None]:
+    """(policy, calibration summary, why the host was lost or None) from the validation pass."""
+    if lost is not None:  # every answer is the edge's: no threshold to choose
+        summary = {"validation_samples": len(x_val), "incomplete": lost}
+        return ExitPolicy(DEFAULT_THRESHOLD, "not calibrated: no host"), summary, lost
+    cal = new_run(ExitPolicy(DEFAULT_THRESHOLD, "calibration pass"))
+    threshold, why, summary = calibrate_on_validation(
+        cal,
+        x_val,
+        y_val,
+        target_accuracy=options.target_accuracy,
+        max_offload=options.max_offload,
+    )
+    if math.isnan(threshold):
+        return ExitPolicy(DEFAULT_THRESHOLD, "not calibrated: host lost"), summary, cal.host_lost
+    summary["threshold"] = threshold
+    return ExitPolicy(threshold, why, options.budget_s), summary, None

@@ -9,6 +9,7 @@ after is answered from the exit and marked degraded, so a run always ends.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.engines.ort_import import inference_runtime
+from edge_runtime.infer.arrivals import Arrivals
 from edge_runtime.infer.messages import InferAnswer, InferRequest
 from edge_runtime.infer.model_dir import ModelDirError, read_model_dir
 from edge_runtime.infer.policy import ExitPolicy
 from edge_runtime.link import EdgeLink, LinkError
 from edge_runtime.train.loop import softmax_confidence
+from edge_runtime.train.pacing import pace
 
 EDGE_ONNX = "edge.onnx"
 
@@ -69,8 +72,10 @@ class Answer:
     sample: int
     predicted: int
     path: str  # "edge", "cloud", or "degraded" (the host was meant to answer but could not)
-    latency_s: float
-    reason: str
+    latency_s: float  # from the sample's arrival to its answer
+    reason: str  # confident, backlog, offload, or why the host was given up
+    confidence: float = float("nan")  # the exit's (max softmax)
+    exit_class: int = -1  # the exit's answer, whoever answered
 
 
 @dataclass
@@ -83,23 +88,36 @@ class InferRun:
     codec: str = "fp32"
     answer_timeout_s: float = 10.0
     max_pending: int = 64
+    arrivals: Arrivals = field(default_factory=Arrivals)
+    slowdown: float = 1.0  # board profile: edge.onnx paced to this many times its time here
     answers: dict[int, Answer] = field(default_factory=dict)
+    exits: dict[int, tuple[float, int]] = field(default_factory=dict)  # id -> (conf, class)
     host_lost: str | None = None  # why the host was given up, if it was
+    _last_heard: float = 0.0  # perf_counter of the host's last answer (or first debt)
 
     def run(self, x: np.ndarray) -> list[Answer]:
-        """Answer samples x[0], x[1], ... in order of arrival; returns the answers by sample."""
+        """Answer samples x[0], x[1], ... as they arrive (`arrivals`); returns the answers by
+        sample."""
         self.model.check_input(x)
-        pending: dict[
-            int, tuple[float, int, int, float]
-        ] = {}  # id -> (t0, exit class, ahead, conf)
+        # id -> (arrival, exit class, offloads ahead of it, sent at)
+        pending: dict[int, tuple[float, int, int, float]] = {}
         if self.link is None:
             self.host_lost = "no host link"
+        due = self.arrivals.times(len(x))
+        start = time.perf_counter()
         for i in range(len(x)):
-            t0 = time.perf_counter()
+            if due is None:
+                t0 = time.perf_counter()
+            else:
+                t0 = start + float(due[i])
+                self._wait_until(t0, pending)
+            tc = time.perf_counter()
             logits, activation = self.model(x[i : i + 1])
+            pace(time.perf_counter() - tc, self.slowdown)
             conf = float(softmax_confidence(logits)[0])
             exit_class = int(logits.argmax(1)[0])
-            at_edge, why = self.policy.at_edge(conf, len(pending))
+            self.exits[i] = (conf, exit_class)
+            at_edge, why = self.policy.at_edge(conf, len(pending), sample=i)
             if at_edge:
                 self._answer(i, exit_class, "edge", t0, why)
             elif self.host_lost is not None:
@@ -112,10 +130,19 @@ class InferRun:
             self._collect(pending, 0.05)
         return [self.answers[i] for i in range(len(x))]
 
+    def _wait_until(self, t: float, pending: dict) -> None:
+        """Take the host's answers until time `t` (perf_counter), when the next sample arrives."""
+        while (left := t - time.perf_counter()) > 0:
+            if self.link is None or self.host_lost is not None:
+                time.sleep(left)
+            else:
+                self._collect(pending, min(left, 0.05))
+
     def _answer(self, i: int, cls: int, path: str, t0: float, why: str) -> None:
         if i in self.answers:  # an answer the host sent after it was given up
             return
-        self.answers[i] = Answer(i, cls, path, time.perf_counter() - t0, why)
+        conf, exit_class = self.exits.get(i, (float("nan"), cls))
+        self.answers[i] = Answer(i, cls, path, time.perf_counter() - t0, why, conf, exit_class)
 
     def _offload(
         self, i: int, activation: np.ndarray, t0: float, exit_class: int, pending: dict
@@ -126,7 +153,9 @@ class InferRun:
         if self.host_lost is not None:
             self._answer(i, exit_class, "degraded", t0, self.host_lost)
             return
-        pending[i] = (t0, exit_class, len(pending))
+        if not pending:  # the silence clock starts when the host first owes something
+            self._last_heard = time.perf_counter()
+        pending[i] = (t0, exit_class, len(pending), time.perf_counter())
         try:
             assert self.link is not None
             self.link.send(InferRequest(i, activation, self.codec), timeout=self.answer_timeout_s)
@@ -143,9 +172,12 @@ class InferRun:
                     for k, cls in enumerate(msg.classes):
                         sid = msg.first_id + k
                         if sid in pending:
-                            t0, _, ahead = pending.pop(sid)
+                            self._last_heard = time.perf_counter()
+                            t0, _, ahead, sent = pending.pop(sid)
                             self._answer(sid, int(cls), "cloud", t0, "offload")
-                            self.policy.observed(time.perf_counter() - t0, ahead)
+                            # From the send, not the arrival: the policy predicts the link's
+                            # and host's part, which the backlog of offloads drives.
+                            self.policy.observed(time.perf_counter() - sent, ahead)
                 msg = self.link.poll(0.0)
         except LinkError as exc:
             self._lose_host(pending, f"link failed: {exc}")
@@ -153,10 +185,12 @@ class InferRun:
         self._check_stale(pending)
 
     def _check_stale(self, pending: dict) -> None:
-        if pending and self.host_lost is None:
-            oldest = min(t0 for t0, *_ in pending.values())
-            if time.perf_counter() - oldest > self.answer_timeout_s:
-                self._lose_host(pending, f"no answer from the host in {self.answer_timeout_s} s")
+        # Silence, not age: on a slow link a deep backlog's oldest request may wait longer than
+        # the timeout while answers keep coming; a host that answers nothing for the timeout
+        # while it owes answers is gone.
+        silent = time.perf_counter() - self._last_heard
+        if pending and self.host_lost is None and silent > self.answer_timeout_s:
+            self._lose_host(pending, f"no answer from the host in {self.answer_timeout_s} s")
 
     def _lose_host(self, pending: dict, why: str) -> None:
         """Answer what the host owes from the exit; offload nothing more."""
@@ -168,7 +202,7 @@ class InferRun:
                 "why": why,
             }
         )
-        for sid, (t0, exit_class, _) in sorted(pending.items()):
+        for sid, (t0, exit_class, *_) in sorted(pending.items()):
             self._answer(sid, exit_class, "degraded", t0, why)
         pending.clear()
 
@@ -192,9 +226,12 @@ def infer_report(
         | {"mean": round(float(lat.mean()), 3) if len(lat) else None},
         "fraction_at_edge": round(float((paths != "cloud").mean()), 4) if len(paths) else None,
         "answers": {p: int((paths == p).sum()) for p in ("edge", "cloud", "degraded")},
+        "answers_by_reason": dict(Counter(a.reason for a in answers)),
         "degraded": bool((paths == "degraded").any()),
         "host_lost": run.host_lost,
         "policy": run.policy.describe(),
+        "arrivals": run.arrivals.describe(),
+        "slowdown": run.slowdown,
         "codec": run.codec,
     }
     if labels is not None:

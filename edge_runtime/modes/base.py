@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -38,6 +38,20 @@ class EdgeMode(ABC):
 
     def before_epochs(self, sender: Sender) -> None:  # noqa: B027 - most modes need nothing
         """Work before the first training epoch (cloud mode uploads the data set)."""
+
+    def after_epoch(self, epoch: int, sender: Sender) -> None:  # noqa: B027 - most need nothing
+        """Work after an epoch's training batches, before the model out and the evaluation (a
+        front-averaging round on an epoch schedule)."""
+
+    @property
+    def front_version(self) -> int:
+        """Which front version the edge trains now: what its activations say they came from
+        (0: the bundle's; modes that average fronts count up)."""
+        return 0
+
+    def report(self) -> dict[str, Any]:
+        """What the mode adds to the edge's report."""
+        return {}
 
     @abstractmethod
     def train_batch(

@@ -61,6 +61,8 @@ class EdgeRunConfig:
     final_metrics_timeout: float = 120.0
     mode: str = "hierarchical"
     grad_timeout: float = 300.0
+    # Front averaging: how long the edge waits for the fleet's average at a round boundary.
+    round_timeout: float = 600.0
     # Board profile: pace each step to `slowdown` times this machine's compute time, so that a
     # virtual board computes like the slower board it stands for (0 or 1: as fast as it can).
     slowdown: float = 1.0
@@ -203,6 +205,7 @@ class EdgeTrainer:
                 if not self._train_epoch(epoch, sender):
                     self.stopped_early = True
                     break
+                self.mode.after_epoch(epoch, sender)
                 self.train_done_at = time.time()
                 if epoch == self.cfg.epochs - 1:
                     self._send_model(epoch, sender)
@@ -286,7 +289,14 @@ class EdgeTrainer:
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
             self.blocked_s += sender.put(
-                EvalBatch(epoch, index, y, self.released(step.activation), self.cfg.codec)
+                EvalBatch(
+                    epoch,
+                    index,
+                    y,
+                    self.released(step.activation),
+                    self.cfg.codec,
+                    front_version=self.mode.front_version,
+                )
             )
             acc = float(corrects[-1].mean()) if corrects else 0.0
             self.on_batch("eval", epoch, index + 1, total, step.loss, acc)
@@ -402,5 +412,6 @@ class EdgeTrainer:
                 "edge_send_s": round(sender.send_s, 3),
                 "edge_blocked_s": round(self.blocked_s, 3),
                 "host_metrics": sender.metrics,
+                **self.mode.report(),
             },
         ).as_dict()

@@ -26,12 +26,20 @@ from edge_runtime.link.messages import JsonMessage, Message, dump_json, load_jso
 RAW_TRAIN, RAW_TEST = 0, 1  # RawBatch.raw_set: which data set a raw batch belongs to
 
 _IDS = struct.Struct("!II")
+# BATCH's optional front version: a tag no labels block starts with (its dtype codes are 0-4),
+# then u32. Left out for version 0, so a batch of the bundle's front is the bytes it was before.
+_FRONT_TAG, _FRONT = 0xFE, struct.Struct("!BI")
 
 
 @register
 @dataclass(eq=False)
 class Batch(Message):
-    """Activations of one training batch: u32 epoch | u32 index | labels block | tensor."""
+    """Activations of one training batch:
+    u32 epoch | u32 index | [u8 0xFE | u32 front_version] | labels block | tensor.
+
+    ``front_version``: which front produced the activation (0: the bundle's; v > 0: the edge
+    had adopted averaged front v, see ``edge_runtime/train/averaging.py``).
+    """
 
     TYPE: ClassVar[MsgType] = MsgType.BATCH
     TENSOR: ClassVar[bool] = True
@@ -40,11 +48,14 @@ class Batch(Message):
     labels: np.ndarray
     tensor: np.ndarray
     codec: str = "fp32"
+    front_version: int = field(default=0, kw_only=True)
     wire_bytes: int = field(default=0, kw_only=True, compare=False)
 
     def encode(self) -> bytes:
-        """Payload: epoch, index, labels (smallest int type that fits), encoded tensor."""
+        """Payload: epoch, index, [front version], labels (smallest int type that fits), tensor."""
         head = _IDS.pack(self.epoch, self.index)
+        if self.front_version:
+            head += _FRONT.pack(_FRONT_TAG, self.front_version)
         return head + pack_ints(self.labels, compact=True) + encode_tensor(self.tensor, self.codec)
 
     @property
@@ -60,9 +71,21 @@ class Batch(Message):
         """
         view = memoryview(payload)
         epoch, index = _IDS.unpack_from(view)
-        labels, offset = unpack_ints(view, _IDS.size)
+        offset, front_version = _IDS.size, 0
+        if len(view) > offset and view[offset] == _FRONT_TAG:
+            _, front_version = _FRONT.unpack_from(view, offset)
+            offset += _FRONT.size
+        labels, offset = unpack_ints(view, offset)
         tensor, codec = decode_tensor_with_codec(view[offset:], max_inflated)
-        return cls(epoch, index, labels.astype(np.int64), tensor, codec, wire_bytes=len(view))
+        return cls(
+            epoch,
+            index,
+            labels.astype(np.int64),
+            tensor,
+            codec,
+            front_version=front_version,
+            wire_bytes=len(view),
+        )
 
 
 @register

@@ -14,6 +14,7 @@ import time
 from edge_runtime.link import EdgeLink, LinkError
 from edge_runtime.link.control import Error
 from edge_runtime.link.messages import Malformed, Message
+from edge_runtime.model_messages import ModelWeights
 from edge_runtime.train.messages import Batch, EvalBatch, Grad, Metrics
 
 _STOP = object()
@@ -34,6 +35,8 @@ class Sender:
         self.metrics: list[dict] = []
         self._grads: dict[tuple[int, int], Grad] = {}
         self._grad_ready = threading.Condition(self._lock)
+        # Averaged fronts from the host (front averaging), by version, by part.
+        self._fronts: dict[int, dict[int, ModelWeights]] = {}
         self.batches_sent = 0
         self.eval_batches_sent = 0
         self.send_s = 0.0  # time spent inside link.send (transmit or blocked by the window)
@@ -69,6 +72,13 @@ class Sender:
                 with self._grad_ready:
                     self._grads[(msg.epoch, msg.index)] = msg
                     self._grad_ready.notify_all()
+            elif isinstance(msg, ModelWeights):
+                with self._grad_ready:
+                    parts = self._fronts.setdefault(msg.round, {})
+                    if any(p.parts != msg.parts for p in parts.values()):
+                        parts.clear()  # a new count restarts the version, as on the host
+                    parts[msg.part] = msg
+                    self._grad_ready.notify_all()
             elif isinstance(msg, Error):
                 self._fail(HostRefused(f"host error {msg.code}: {msg.message}"))
             elif isinstance(msg, Malformed):
@@ -85,6 +95,36 @@ class Sender:
             if time.monotonic() > deadline:
                 raise LinkError(
                     f"no gradient from the host for batch {(epoch, index)} in {timeout} s"
+                )
+            self.poll_host(0.05)
+
+    def take_front(self, newer_than: int) -> list[ModelWeights] | None:
+        """The parts of the newest complete averaged front above version `newer_than` (None if
+        there is none yet); older versions are dropped."""
+        with self._lock:
+            complete = [
+                v
+                for v, parts in self._fronts.items()
+                if v > newer_than and parts and len(parts) == next(iter(parts.values())).parts
+            ]
+            if not complete:
+                return None
+            best = max(complete)
+            parts = self._fronts.pop(best)
+            for v in [v for v in self._fronts if v <= best]:
+                del self._fronts[v]
+        return [parts[i] for i in sorted(parts)]
+
+    def await_front(self, newer_than: int, timeout: float) -> list[ModelWeights]:
+        """Front averaging: block until an averaged front above version `newer_than` is in."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if (parts := self.take_front(newer_than)) is not None:
+                return parts
+            self._raise_if_failed()
+            if time.monotonic() > deadline:
+                raise LinkError(
+                    f"no averaged front above version {newer_than} from the host in {timeout} s"
                 )
             self.poll_host(0.05)
 

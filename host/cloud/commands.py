@@ -46,7 +46,7 @@ from host.console import console
     default=None,
     help="pre-shared link key [default: the bundle's link.key]",
 )
-@report_option(help="write the cloud's JSON report here")
+@report_option(help="write the cloud's JSON report here (with --infer: the inference host's)")
 @click.option(
     "--metrics-csv",
     type=click.Path(path_type=Path),
@@ -71,6 +71,22 @@ from host.console import console
     "--shared-tail",
     is_flag=True,
     help="train one tail on every edge's activations (each edge's accounting stays its own)",
+)
+@click.option(
+    "--average-fronts-every",
+    "average_every",
+    default=None,
+    metavar="N{batches|epochs}",
+    help="with --shared-tail: average the edges' fronts (FedAvg, weighted by samples) every N "
+    "batches or epochs of each edge, and at the end of training",
+)
+@click.option(
+    "--round-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="with --average-fronts-every: seconds a round waits for its slowest edge before it "
+    "closes with the fronts it has",
 )
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--window", type=int, default=16, show_default=True)
@@ -107,6 +123,8 @@ def serve_cmd(
     mode: str,
     shared_key: bool,
     shared_tail: bool,
+    average_every: str | None,
+    round_timeout: float,
     baud: int,
     window: int,
     model_out: Path | None,
@@ -118,11 +136,23 @@ def serve_cmd(
     With --infer: answer the samples edges offload, with the trained model's tail."""
     from edge_runtime.bundle import load_bundle, read_key_file
     from edge_runtime.link import LinkConfig
+    from edge_runtime.train.averaging import AveragingSchedule
     from host.cloud.modes import host_mode
     from host.cloud.serve import parse_listen, serve
 
     if shared_tail and not host_mode(mode).trains_tail:
         raise UsageFault(f"--shared-tail: mode {mode!r} trains no tail to share")
+    schedule = None
+    if average_every is not None:
+        try:
+            schedule = AveragingSchedule.parse(average_every)
+        except ValueError as exc:
+            raise UsageFault(str(exc)) from None
+        if not shared_tail or not host_mode(mode).averages_fronts:
+            raise UsageFault(
+                "--average-fronts-every needs --shared-tail and --mode hierarchical "
+                "(the edges' own fronts are what is averaged)"
+            )
     if (listen is None) == (serial is None):
         raise UsageFault("serve needs exactly one of --listen tcp://HOST:PORT or --serial DEVICE")
     if listen is not None:
@@ -140,6 +170,8 @@ def serve_cmd(
             key=read_key_file(key_file or model_dir / KEY_FILE),
             config=LinkConfig(baudrate=baud, window=window),
             exit_when_done=exit_when_done,
+            report_path=report_path,
+            link_label=link_label,
             say=console.print,
         )
         return
@@ -165,12 +197,21 @@ def serve_cmd(
         shared_key=shared_key,
         model_out=model_out,
         shared_tail=shared_tail,
+        average_fronts=schedule,
+        round_timeout=round_timeout,
     )
     if result["shared_tail"] is not None:
         edges = ", ".join(e["edge_id"] for e in result["shared_tail"]["edges"]) or "none"
         console.print(
             f"shared tail: {result['shared_tail']['steps']} optimizer steps from edges {edges}"
         )
+        averaging = result["shared_tail"].get("front_averaging")
+        if averaging is not None:
+            console.print(
+                f"front averaging ({averaging['schedule']}): version {averaging['version']}, "
+                f"{averaging['bytes_up'] / 1e6:.2f} MB of fronts up, "
+                f"{averaging['bytes_down'] / 1e6:.2f} MB of averages down"
+            )
     console.print(
         f"cloud done: {result['batches_trained_cloud']} batches trained, "
         f"{result['bytes_up'] / 1e6:.2f} MB received"

@@ -101,6 +101,9 @@ class SharedTail:
         # every later checkpoint, since the tail holds their batches.
         self.saved: dict[tuple[str, str], dict[str, Any]] = {}
         self.steps = 0  # optimizer steps of the tail over its whole life, across restarts
+        # Front averaging (host/cloud/modes/averaging.py): the averaged front, its version and
+        # its rounds, saved with the tail so that a restarted host goes on from them.
+        self.front: dict[str, Any] = {}
         if self.path.exists():
             payload = read_state(
                 self.path, kind=SHARED_KIND, version=SHARED_VERSION, way_out=RESTORE
@@ -108,6 +111,7 @@ class SharedTail:
             saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
             self.trainer.load_state_dict(saved["trainer"])
             self.steps = saved["steps"]
+            self.front = saved.get("front", {})
             self.saved = {(e["edge_id"], e["run_id"]): e["meta"] for e in saved["edges"]}
 
     def join(self, state: EdgeState) -> None:
@@ -122,7 +126,13 @@ class SharedTail:
         edges = [{"edge_id": e, "run_id": r, "meta": m} for (e, r), m in metas.items()]
         buffer = io.BytesIO()
         torch.save(
-            {"trainer": self.trainer.state_dict(), "steps": self.steps, "edges": edges}, buffer
+            {
+                "trainer": self.trainer.state_dict(),
+                "steps": self.steps,
+                "edges": edges,
+                "front": self.front,
+            },
+            buffer,
         )
         write_state(self.path, buffer.getvalue(), kind=SHARED_KIND, version=SHARED_VERSION)
         for state in self.members.values():

@@ -12,6 +12,7 @@ from edge_runtime.command_line import PROGRESS, Throttle
 from edge_runtime.errors import UsageFault
 from edge_runtime.link import LinkConfig
 from edge_runtime.report import write_report
+from edge_runtime.train.averaging import AveragingSchedule
 from host.cloud.edge_state import EdgeState
 from host.cloud.server import CloudServer, EventSink
 from host.report.curves import CurveWriter
@@ -97,6 +98,8 @@ def serve(
     shared_key: bool = True,
     model_out: Path | None = None,
     shared_tail: bool = False,
+    average_fronts: AveragingSchedule | None = None,
+    round_timeout: float = 600.0,
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
 
@@ -115,6 +118,8 @@ def serve(
         mode=mode,
         shared_key=shared_key,
         shared_tail=shared_tail,
+        average_fronts=average_fronts,
+        round_timeout=round_timeout,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())
@@ -127,6 +132,8 @@ def serve(
     log.info(server.key_mode)
     if server.shared is not None:
         log.info("one tail shared by every edge, checkpointed in %s", server.shared.path)
+    if server.averaging is not None:
+        log.info("edges' fronts averaged %s and at the end of training", average_fronts)
     try:
         server.wait(exit_when_done=exit_when_done)
     finally:
@@ -138,7 +145,11 @@ def serve(
     if server.fatal is not None:
         raise server.fatal
     if model_out is not None:
-        from host.model.collect import run_models_out
+        from host.model.collect import averaged_model_out, run_models_out
 
-        run_models_out(bundle, server.states(), model_out, say=log.info)
+        averaged = server.averaging.latest if server.averaging is not None else None
+        if averaged is not None:  # one front for the whole fleet: one model (docs/model_out.md)
+            averaged_model_out(bundle, server.states(), averaged, model_out, say=log.info)
+        else:
+            run_models_out(bundle, server.states(), model_out, say=log.info)
     return result

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_runtime.bundle import Bundle, BundleError
 from edge_runtime.link import (
@@ -33,9 +33,13 @@ from edge_runtime.link.transports import Transport
 from edge_runtime.model_messages import ModelWeights
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
+from edge_runtime.train.averaging import AveragingSchedule
 from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
 from host.cloud.edge_state import EdgeState, SharedTail, check_state_dir
 from host.cloud.modes import host_mode
+
+if TYPE_CHECKING:
+    from host.cloud.modes.averaging import FrontAverager
 from host.cloud.tail import TailTrainer
 from host.cloud.validate import BadMessage, check_message
 from host.keys.boards import Revocations
@@ -60,10 +64,17 @@ class CloudServer:
         mode: str = "hierarchical",
         shared_key: bool = True,
         shared_tail: bool = False,
+        average_fronts: AveragingSchedule | None = None,
+        round_timeout: float = 600.0,
     ) -> None:
         self.mode_half = host_mode(mode)(self)
         if shared_tail and not self.mode_half.trains_tail:
             raise ValueError(f"--shared-tail: mode {mode!r} trains no tail to share")
+        if average_fronts is not None and not (shared_tail and self.mode_half.averages_fronts):
+            raise ValueError(
+                f"--average-fronts-every: needs --shared-tail and a mode whose edges train "
+                f"their own front ({mode!r} with shared tail {shared_tail})"
+            )
         self.mode = mode
         self.bundle = bundle
         self.state_dir = Path(state_dir)
@@ -92,6 +103,11 @@ class CloudServer:
                 TailTrainer(bundle)
         except (ModelSpecError, ManifestError) as exc:
             raise BundleError(f"{bundle.root}: the tail cannot be built: {exc}") from None
+        self.averaging: FrontAverager | None = None
+        if average_fronts is not None:
+            from host.cloud.modes.averaging import FrontAverager
+
+            self.averaging = FrontAverager(self, average_fronts, round_timeout)
         # Per-board keys: the host derives each board's key from the edge id its HELLO claims.
         # The shared key: every board holds the bundle's key and may claim any edge id.
         self.shared_key = shared_key
@@ -168,7 +184,10 @@ class CloudServer:
                 "state", f"the host cannot load this run's tail: {exc}"
             ) from None
         with state.lock:
-            return state.consumed_seq, state.resume_info()
+            return state.consumed_seq, {
+                **state.resume_info(),
+                **self.mode_half.resume_info(state),
+            }
 
     # -- one session --------------------------------------------------------------------------
 
@@ -178,8 +197,11 @@ class CloudServer:
             self._active.add(session)
             self._sessions.append(session)
             self._changed.notify_all()
-        self.on_event("connected", state, {})
         try:
+            # Before "connected": whoever waits for that event finds the edge in the mode's
+            # bookkeeping (a fleet's averaging round waits for it from then on).
+            self.mode_half.session_started(session, state)
+            self.on_event("connected", state, {})
             while not self._stopping.is_set():
                 try:
                     msg = session.recv(timeout=0.2)
@@ -189,11 +211,11 @@ class CloudServer:
                     continue
                 try:
                     check_message(msg, self.bundle.manifest)
+                    with state.lock:  # a mode may refuse what only it can judge
+                        self._dispatch(session, state, msg)
                 except BadMessage as exc:
                     self._refuse(session, state, exc)
                     break
-                with state.lock:
-                    self._dispatch(session, state, msg)
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
             self.on_event("error", state, {"error": str(exc)})
@@ -208,6 +230,7 @@ class CloudServer:
             with self._changed:
                 self._active.discard(session)
                 self._changed.notify_all()
+            self.mode_half.session_ended(session, state)
             self.on_event("disconnected", state, {})
 
     def _dispatch(self, session: HostSession, state: EdgeState, msg: Any) -> None:
@@ -317,6 +340,8 @@ class CloudServer:
     def stop(self) -> None:
         """Finish the batch in hand, checkpoint every edge, stop listening."""
         self._stopping.set()
+        if self.averaging is not None:
+            self.averaging.close()
         with self._changed:
             self._changed.notify_all()
         deadline = time.monotonic() + 30
@@ -399,6 +424,7 @@ class CloudServer:
                 "steps": self.shared.steps,
                 "checkpoint": str(self.shared.path),
                 "edges": [{"edge_id": e, "run_id": r} for e, r in keys],
+                **self.mode_half.report(),
             }
 
     def listener_stats(self) -> dict[str, int]:

@@ -19,6 +19,7 @@ from edge_runtime.infer.messages import InferAnswer, InferRequest
 from edge_runtime.infer.model_dir import MODEL_JSON, read_model_dir
 from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
 from edge_runtime.link.transports import Transport
+from edge_runtime.report import RunReport, write_report
 
 TAIL_ONNX = "tail.onnx"
 
@@ -41,7 +42,9 @@ class InferServer:
         self._shape = tuple(self.description["activation_shape"])
         self._lock = threading.Lock()
         self.answered = 0
+        self.requests = 0
         self.busy_s = 0.0
+        self._by_edge: dict[int, int] = {}  # id(session) -> samples the tail answered
         self.errors: list[str] = []
         self._sessions: list[HostSession] = []
         self._active = 0
@@ -108,25 +111,56 @@ class InferServer:
                     with self._lock:
                         self.busy_s += time.perf_counter() - t
                         self.answered += len(msg.tensor)
+                        self.requests += 1
+                        key = id(session)
+                        self._by_edge[key] = self._by_edge.get(key, 0) + len(msg.tensor)
                 session.consumed(msg.seq)
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
 
     def stats(self) -> dict[str, Any]:
-        """Samples answered, busy time, wire bytes over every session (up: edge to host)."""
+        """Samples answered, busy time, wire bytes over every session (up: edge to host), and
+        the same per session (an edge that connects twice has two records)."""
         with self._lock:
             sessions = list(self._sessions)
-        up = sum(s.stats.get("bytes_up", 0) for s in sessions)
-        down = sum(s.stats.get("bytes_down", 0) for s in sessions)
+            by_edge = dict(self._by_edge)
+        per_edge = [
+            {
+                "edge_id": s.edge_id,
+                "run_id": s.run_id,
+                "answered": by_edge.get(id(s), 0),
+                "bytes_up": s.stats.get("bytes_up", 0),
+                "bytes_down": s.stats.get("bytes_down", 0),
+            }
+            for s in sessions
+        ]
         return {
             "role": "cloud",
             "mode": "infer",
             "answered": self.answered,
+            "requests": self.requests,
             "cloud_busy_s": round(self.busy_s, 3),
-            "bytes_up": up,
-            "bytes_down": down,
+            "bytes_up": sum(e["bytes_up"] for e in per_edge),
+            "bytes_down": sum(e["bytes_down"] for e in per_edge),
+            "edges": per_edge,
             "errors": self.errors,
         }
+
+    def report(self, runtime_s: float, link: str | None = None) -> RunReport:
+        """The host's run report: the shared keys, and what the tail answered per edge."""
+        figures = self.stats()
+        return RunReport(
+            mode="infer",
+            role="cloud",
+            model=self.description.get("model"),
+            split=self.description.get("split"),
+            link=link,
+            runtime_s=round(runtime_s, 3),
+            bytes_up=figures["bytes_up"],
+            bytes_down=figures["bytes_down"],
+            cloud_busy_s=figures["cloud_busy_s"],
+            extra={k: figures[k] for k in ("answered", "requests", "edges", "errors")},
+        )
 
     def close(self) -> None:
         """Stop listening."""
@@ -141,9 +175,12 @@ def serve_infer(
     key: bytes,
     config: LinkConfig,
     exit_when_done: bool,
+    report_path: Path | None = None,
+    link_label: str | None = None,
     say: Any = print,
 ) -> dict[str, Any]:
-    """Run the inference host in the foreground; SIGINT/SIGTERM stop it. Returns its figures."""
+    """Run the inference host in the foreground; SIGINT/SIGTERM stop it. Returns its report
+    (written to `report_path` as JSON when given)."""
     import signal
 
     from host.cloud.serve import parse_listen
@@ -157,10 +194,16 @@ def serve_infer(
     else:
         server.serve_serial(serial)
         print(f"listening on serial {serial}", flush=True)
+    t0 = time.perf_counter()
     try:
         server.wait(exit_when_done=exit_when_done)
     finally:
         server.close()
-    figures = server.stats()
-    say(f"inference host done: {figures['answered']} samples answered")
-    return figures
+    report = server.report(time.perf_counter() - t0, link_label).as_dict()
+    if report_path is not None:
+        write_report(report_path, report)
+    say(
+        f"inference host done: {report['answered']} samples answered for "
+        f"{len(report['edges'])} edge session(s), {report['bytes_up'] / 1e3:.1f} kB received"
+    )
+    return report

@@ -143,6 +143,30 @@ def run_models_out(
     return results
 
 
+def averaged_model_out(
+    bundle: Bundle,
+    states: list[EdgeState],
+    front: dict[str, np.ndarray],
+    out: Path,
+    samples: np.ndarray | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`--model-out DIR` of a fleet that averaged its fronts: one model in DIR, the averaged
+    front + exit on the shared tail (every edge ended training on that front). Normalisation,
+    classes and accuracies are those of the first edge by id that sent its model (edges of one
+    fleet normalise alike only if their data do: each edge's statistics are its own split's)."""
+    ordered = sorted(states, key=lambda s: s.edge_id)
+    first = next((s for s in ordered if s.edge_model() is not None), None)
+    if first is None:
+        raise ModelCheckFailed("no edge of the fleet sent its model: nothing to take meta from")
+    _, meta = first.edge_model()
+    tail = {k: v.detach().clone() for k, v in first.trainer.tail.state_dict().items()}
+    parts = ModelParts(
+        bundle.manifest, bundle.side_dir("cloud"), front, tail, meta, _results(first.epochs)
+    )
+    return model_out(parts, Path(out), samples, say)
+
+
 def held_out_samples(data_spec: str, count: int = 64) -> np.ndarray:
     """The first `count` test samples of a data set, normalised as training saw them."""
     from edge_runtime.data import load_dataset

@@ -53,12 +53,21 @@ def _check(report: dict, model_dir: Path) -> None:
 
 
 def test_infer_over_tcp(model_dir, digits_path, tmp_path) -> None:
-    host, where = _serve_infer(model_dir, tmp_path, "--listen", "tcp://127.0.0.1:0")
+    host_report = tmp_path / "host.json"
+    host, where = _serve_infer(
+        model_dir, tmp_path, "--listen", "tcp://127.0.0.1:0", "--report", str(host_report)
+    )
     url = "socket://" + where.removeprefix("tcp://")
     out, report = _edge_infer(model_dir, url, digits_path, tmp_path, "--threshold", "0.9")
     assert out.returncode == 0, out.stderr[-2000:]
     assert host.wait(60) == 0
     _check(report, model_dir)
+    # The host's side of the same run: what its tail answered, for whom, and the bytes.
+    figures = json.loads(host_report.read_text())
+    assert (figures["mode"], figures["role"]) == ("infer", "cloud")
+    assert figures["answered"] == report["answers"]["cloud"]
+    (edge,) = figures["edges"]
+    assert edge["answered"] == figures["answered"] and edge["bytes_up"] == figures["bytes_up"] > 0
 
 
 def test_infer_over_a_pty_pair(model_dir, digits_path, tmp_path) -> None:
@@ -78,6 +87,10 @@ def test_bad_input_is_one_line(model_dir, digits_path, tmp_path) -> None:
     cases = [
         (model_dir, ["--threshold", "1.5"], 2, "--threshold 1.5: must be between 0 and 1"),
         (model_dir, ["--data", "synthetic:100"], 1, "the model takes 1x8x8"),
+        (model_dir, ["--burst", "4:10:20"], 2, "--burst needs --rate"),
+        (model_dir, ["--rate", "5", "--burst", "4"], 2, "--burst 4: give FACTOR:START:COUNT"),
+        (model_dir, ["--threshold", "0.9", "--calibration-samples", "50"], 2, "only goes with"),
+        (model_dir, ["--target-accuracy", "0.9", "--calibration-samples", "360"], 2, "need 1..359"),
     ]
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)

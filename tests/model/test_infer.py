@@ -179,7 +179,7 @@ def test_calibration_reads_the_table() -> None:
 def test_adaptive_policy_answers_at_the_edge_under_backlog() -> None:
     policy = ExitPolicy(0.9, "fixed", latency_budget_s=0.1)
     assert policy.at_edge(0.5, 0) == (False, "offload")  # nothing observed yet
-    policy.observed(0.05, 0)  # 50 ms per queued request
+    policy.observed(0.05, 0)  # 50 ms with nothing ahead: base, and service until a queue is seen
     assert policy.at_edge(0.5, 0) == (False, "offload")
     assert policy.at_edge(0.5, 5) == (True, "backlog")  # 300 ms predicted
     assert policy.events and "budget 100.0 ms" in policy.events[0]["why"]

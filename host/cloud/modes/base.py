@@ -25,9 +25,25 @@ class HostMode(ABC):
     handles: ClassVar[tuple[type, ...]]
     # Whether the host half trains a tail on activations (and so can share one across edges).
     trains_tail: ClassVar[bool] = True
+    # Whether its edges can average their fronts through the host (a shared tail's fleet).
+    averages_fronts: ClassVar[bool] = False
 
     def __init__(self, server: CloudServer) -> None:
         self.server = server
+
+    def resume_info(self, state: EdgeState) -> dict[str, Any]:
+        """What this mode adds to an edge's WELCOME (`resume`)."""
+        return {}
+
+    def session_started(self, session: HostSession, state: EdgeState) -> None:  # noqa: B027
+        """An edge's session began (after WELCOME); most modes need nothing."""
+
+    def session_ended(self, session: HostSession, state: EdgeState) -> None:  # noqa: B027
+        """An edge's session ended (its state is committed); most modes need nothing."""
+
+    def report(self) -> dict[str, Any]:
+        """What the mode adds to the shared tail's report."""
+        return {}
 
     @abstractmethod
     def handle(self, session: HostSession, state: EdgeState, msg: Any) -> bool:

@@ -55,8 +55,10 @@ def test_shipped_board_files_load() -> None:
         "ort",
     )
     qemu = load_board(BOARDS / "qemu-aarch64.toml")
-    assert (qemu.arch, qemu.engine, qemu.connection.access_kind) == ("aarch64", "torch", "chroot")
+    assert (qemu.arch, qemu.engine, qemu.connection.access_kind) == ("aarch64", "ort", "chroot")
     assert qemu.connection.rootfs == (BOARDS / "../../build/qemu-aarch64-rootfs").resolve()
+    twin = load_board(BOARDS / "qemu-aarch64-torch.toml")
+    assert (twin.engine, twin.connection.rootfs) == ("torch", qemu.connection.rootfs)
     pi = load_board(BOARDS / "example-pi.toml")
     assert (pi.connection.kind, pi.connection.user, pi.engine) == ("ssh", "pi", "torch")
     assert pi.connection.known_hosts == BOARDS / ".known_hosts"

@@ -1,10 +1,12 @@
 """Benchmark: what each privacy defence costs and what it buys, smallcnn on the real digits.
 
     .venv/bin/python benchmarks/bench_privacy.py [--data PATH] [--epochs 5] [--json PATH]
+    .venv/bin/python benchmarks/bench_privacy.py --model resnet18 [--splits 2,4,8] [--samples N]
 
 For every split of smallcnn (1x8x8 digits, 10 classes; exported with lr 3e-3) and each defence
 (none; activation noise at a few multipliers, with the clip set to the median norm of the trained
-front's activations; PriPHiT's adversarial exit, which trains its own front):
+front's activations; PriPHiT's adversarial exit, which trains its own front, alone and with the
+lightest noise in its loop):
 
 1. Hierarchical training in one process, as the two sides do it: the torch engine trains front
    + exit on the victim's share of the train split (the audit's split: the attacker holds a
@@ -21,6 +23,11 @@ front's activations; PriPHiT's adversarial exit, which trains its own front):
 4. The edge step's cost of each edge-side defence, interleaved step by step on random batches
    (plain step, noise on its activation, adversarial step), medians: on a shared machine the
    per-row times of 1-3 are taken at different moments, these are not (`--only-step-times`).
+
+`--model resnet18`: ResNet-18 on synthetic 3x32x32 shapes (`synthetic:N:32`), splits 2, 4, 8:
+no attacks (a decoder per row costs more than this machine has), only each defence's cost: the
+edge step's median time with the defence (noise: apply() on top of the plain step; adversarial
+exit: its own step) and exit and final accuracy after a short run, the same for every defence.
 
 Everything runs with one torch thread (a shared machine); figures are printed side by side.
 """
@@ -56,22 +63,29 @@ from host.privacy.audit import AuditOptions, run_audit, split_data  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digits.csv.gz"
 CODEC = "int8"
-MULTIPLIERS = (0.1, 1.0)
-ADV_LAMBDAS = (1.0,)
+MULTIPLIERS = (0.05, 0.1, 1.0)
+ADV_LAMBDA = 2.0
+ADV_NOISE = 0.05  # the multiplier the adversarial exit trains with (and the link applies)
 DELTA = 1e-5
 
 
 def train_front(
-    bundle_dir: Path, victim_data, epochs: int, batch_size: int, seed: int, adv_lambda=None
+    bundle_dir: Path,
+    victim_data,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    adv_lambda: float | None = None,
+    noise: ActivationNoise | None = None,
 ):
-    """Train front + exit (with PriPHiT's adversarial exit if `adv_lambda`); keep every batch's
-    activation and labels for the tails."""
+    """Train front + exit (with PriPHiT's adversarial exit if `adv_lambda`, `noise` in its loop);
+    keep every batch's activation and labels for the tails."""
     bundle = load_bundle(bundle_dir / "edge")
+    torch.manual_seed(seed)
     if adv_lambda is None:
         engine = make_engine("torch", bundle, threads=1)
     else:
-        torch.manual_seed(seed)
-        engine = AdversarialTorchEngine(bundle, adv_lambda, threads=1)
+        engine = AdversarialTorchEngine(bundle, adv_lambda, noise=noise, threads=1)
     steps, step_s = [], []
     for epoch in range(epochs):
         for _, x, y in batches(victim_data, "train", batch_size, epoch=epoch, seed=seed):
@@ -125,8 +139,8 @@ def step_overhead(splits: list[int], tmp: Path, steps: int = 60) -> list[dict]:
         )
         bundle = load_bundle(bundle_dir / "edge")
         plain = make_engine("torch", bundle, threads=1)
-        adversarial = AdversarialTorchEngine(bundle, 1.0, threads=1)
-        noise = ActivationNoise(1.0, 1.0)
+        noise = ActivationNoise(1.0, ADV_NOISE)
+        adversarial = AdversarialTorchEngine(bundle, ADV_LAMBDA, noise=noise, threads=1)
         times: dict[str, list[float]] = {"plain": [], "noise": [], "adversarial": []}
         for _ in range(steps):
             x = rng.normal(size=(32, 1, 8, 8)).astype(np.float32)
@@ -169,7 +183,16 @@ def main() -> None:
     parser.add_argument(
         "--only-step-times", action="store_true", help="only the interleaved edge step times"
     )
+    parser.add_argument("--model", choices=("smallcnn", "resnet18"), default="smallcnn")
+    parser.add_argument(
+        "--samples", type=int, default=480, help="resnet18: synthetic samples (a fifth for test)"
+    )
     args = parser.parse_args()
+    if args.model == "resnet18":
+        torch.set_num_threads(1)
+        splits = [int(s) for s in args.splits.split(",")] if args.splits != "1,2,3,4" else [2, 4, 8]
+        resnet_rows(splits, args.samples, args.batch_size, args.epochs, args.json)
+        return
     if not args.data.is_file():
         sys.exit(f"bench_privacy: {args.data} is absent (the real digits live in ../shared/data)")
     torch.set_num_threads(1)
@@ -197,13 +220,22 @@ def main() -> None:
                 (f"clip {clip:.3g}, noise {m:g}", ActivationNoise(round(clip, 3), m), plain)
                 for m in MULTIPLIERS
             ]
+            light = ActivationNoise(round(clip, 3), ADV_NOISE)
             runs += [
                 (
-                    f"adversarial exit {lam:g}",
+                    f"adversarial exit {ADV_LAMBDA:g}",
                     None,
-                    train_front(bundle_dir, victim_data, args.epochs, args.batch_size, 0, lam),
-                )
-                for lam in ADV_LAMBDAS
+                    train_front(
+                        bundle_dir, victim_data, args.epochs, args.batch_size, 0, ADV_LAMBDA
+                    ),
+                ),
+                (
+                    f"adv. exit {ADV_LAMBDA:g} + noise {ADV_NOISE:g}",
+                    light,
+                    train_front(
+                        bundle_dir, victim_data, args.epochs, args.batch_size, 0, ADV_LAMBDA, light
+                    ),
+                ),
             ]
             for name, defence, (engine, steps, test, exit_acc, step_s) in runs:
                 checkpoint = Path(tmp) / f"split{split}-{len(rows)}.ckpt"
@@ -247,6 +279,57 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"epochs": args.epochs, "rows": rows, "step_times": step_times}, indent=2)
         )
+
+
+def resnet_rows(
+    splits: list[int], samples: int, batch_size: int, epochs: int, json_path: Path | None
+) -> list[dict]:
+    """ResNet-18 on synthetic 32x32 shapes: each defence's edge step time and accuracies."""
+    spec = f"synthetic:{samples}:32"
+    data = load_dataset(spec, seed=0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for split in splits:
+            bundle_dir = Path(tmp) / f"split{split}"
+            # The torch engine trains it; ORT artifacts would only cost export time here.
+            export_bundle(
+                ExportOptions(model="resnet18", split=split, engine="torch", validate=False),
+                bundle_dir,
+            )
+            plain = train_front(bundle_dir, data, epochs, batch_size, 0)
+            last = np.concatenate([a for a, _ in plain[1][-4:]])
+            clip = round(float(np.median(np.linalg.norm(last.reshape(len(last), -1), axis=1))), 3)
+            light = ActivationNoise(clip, ADV_NOISE)
+            adversarial = train_front(bundle_dir, data, epochs, batch_size, 0, ADV_LAMBDA, light)
+            for name, defence, run in (
+                ("none", None, plain),
+                (f"noise {ADV_NOISE:g} (clip {clip:.3g})", light, plain),
+                (f"adv. exit {ADV_LAMBDA:g} + noise {ADV_NOISE:g}", light, adversarial),
+            ):
+                _, steps, test, exit_acc, step_s = run
+                extra = apply_time(defence, steps) if defence is not None and run is plain else 0.0
+                row = {
+                    "model": "resnet18",
+                    "split": split,
+                    "defence": name,
+                    "exit_accuracy": exit_acc,
+                    "final_accuracy": train_tail(bundle_dir, steps, test, defence),
+                    "edge_step_s": step_s + extra,
+                    "plain_step_s": plain[4],
+                    "epsilon": None
+                    if defence is None
+                    else activation_epsilon(defence.noise_multiplier, epochs, DELTA),
+                }
+                rows.append(row)
+                print(
+                    f"resnet18 split {split} | {name:<26} | exit {100 * exit_acc:5.1f}% final "
+                    f"{100 * row['final_accuracy']:5.1f}% | edge step {1e3 * row['edge_step_s']:.0f}"
+                    f" ms ({row['edge_step_s'] / row['plain_step_s']:.2f}x plain)",
+                    flush=True,
+                )
+    if json_path:
+        json_path.write_text(json.dumps({"data": spec, "epochs": epochs, "rows": rows}, indent=2))
+    return rows
 
 
 def print_row(r: dict) -> None:

@@ -196,6 +196,13 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
             raise BundleError(
                 f"{path}: field {name!r} is {manifest[name]!r:.60} but must be {what}; re-export"
             )
+    if "privacy" in manifest:  # optional: the defence `hostctl export` recorded
+        from edge_runtime.privacy import PrivacyOptionError, exported_defence
+
+        try:
+            exported_defence(manifest["privacy"])
+        except PrivacyOptionError as exc:
+            raise BundleError(f"{path}: field 'privacy': {exc}; re-export") from None
 
 
 def read_manifest(

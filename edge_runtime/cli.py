@@ -243,6 +243,15 @@ def run(
     bundle = load_bundle(bundle_dir)
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
+    exported = bundle.manifest.get("privacy")
+    if exported and mode == "hierarchical" and (dp_clip, dp_noise, adv_lambda) == (None,) * 3:
+        # The defence `hostctl export` recorded applies unless this command line names one.
+        dp_clip, dp_noise, adv_lambda = (
+            exported.get(k) for k in ("dp_clip", "dp_noise", "adv_lambda")
+        )
+        log.info("privacy defence from the bundle: %s", exported)
+        activation_noise = _activation_noise(dp_clip, dp_noise, mode)
+        _check_adversarial_exit(adv_lambda, engine, mode)
     data = load_dataset(data_spec, seed=seed, limit=limit)  # a DataError is a usage error
     _check_data_fits(data, bundle.manifest)
     spec = mode_spec(mode)
@@ -264,7 +273,7 @@ def run(
     if adv_lambda is not None:  # PriPHiT's adversarial exit: the torch engine's variant
         from edge_runtime.engines.adversarial import AdversarialTorchEngine
 
-        eng = AdversarialTorchEngine(bundle, adv_lambda, threads=threads)
+        eng = AdversarialTorchEngine(bundle, adv_lambda, noise=activation_noise, threads=threads)
     else:
         eng = (
             make_engine(engine, bundle, threads=threads, variant=spec.engine_variant)
@@ -601,7 +610,7 @@ def _check_adversarial_exit(adv_lambda: float | None, engine: str, mode: str) ->
     """--adv-lambda: >= 0, hierarchical mode, and an engine that can train it (torch)."""
     if adv_lambda is None:
         return
-    from edge_runtime.engines.adversarial import check_lambda
+    from edge_runtime.privacy import check_lambda
 
     try:
         check_lambda(adv_lambda)

@@ -12,8 +12,18 @@ from host.deploy.vendor import VENDORED
 from host.hil.report import HilReport
 
 # What proves an engine is there: its training API imports on the board's own Python.
+# The ort engine imports the training API as edge_runtime/engines/ort_import.py does: without
+# onnxruntime/training/__init__.py, which imports onnx (artifact generation) the board lacks.
 ENGINE_IMPORTS = {
-    "ort": "import onnxruntime.training.api",
+    "ort": (
+        "import importlib.util, pathlib, sys, types\n"
+        "d = pathlib.Path(importlib.util.find_spec('onnxruntime').origin).parent / 'training'\n"
+        "p = types.ModuleType('onnxruntime.training')\n"
+        "p.__path__ = [str(d)]\n"
+        "sys.modules['onnxruntime.training'] = p\n"
+        "sys.modules['onnxruntime.training.ortmodule'] = None\n"
+        "import onnxruntime.training.api"
+    ),
     "torch": "import torch",
 }
 

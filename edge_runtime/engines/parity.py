@@ -30,14 +30,20 @@ ACT_REL = {"adamw": 3e-2, "sgd": 1e-3}
 
 
 def peak_rss_mb() -> float | None:
-    """This process's RSS high-water mark (VmHWM), MB; None where /proc does not say."""
+    """This process's RSS high-water mark, MB: VmHWM from /proc, else getrusage's ru_maxrss
+    (qemu-user emulates no VmHWM; its getrusage is the emulator process's); None if neither."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
+        pass  # no /proc: getrusage below
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    except (ImportError, OSError):
         return None
-    return None
 
 
 def batches(shape: tuple[int, ...], classes: int, steps: int, batch: int, seed: int = 42):

@@ -6,6 +6,7 @@ Imports torch only inside the command: `hostctl --help` loads this module.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,9 @@ from edge_runtime.command_line import logging_options, report_option
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import LINK_MODE_NAMES
 from host.console import console
+
+if TYPE_CHECKING:
+    from host.cloud.ranks import RankOptions
 
 
 @click.command("serve")
@@ -73,6 +77,36 @@ from host.console import console
     help="train one tail on every edge's activations (each edge's accounting stays its own)",
 )
 @click.option(
+    "--ranks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="with --shared-tail: train the tail data-parallel on N torch.distributed ranks "
+    "(torchrun, gloo; even N=1 runs under torchrun); rank r listens on the --listen port + r "
+    "[default: one process, no torchrun]",
+)
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="with --ranks: torchrun's elastic restarts of the ranks after a rank dies",
+)
+@click.option(
+    "--expect-edges",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="with --ranks and --exit-when-done: exit only after this many edges connected",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="with --ranks: where the ranks train (cuda with nccl is not built yet)",
+)
+@click.option("--rank-hashes", is_flag=True, hidden=True, help="hash the tail every step")
+@click.option(
     "--average-fronts-every",
     "average_every",
     default=None,
@@ -123,6 +157,11 @@ def serve_cmd(
     mode: str,
     shared_key: bool,
     shared_tail: bool,
+    ranks: int | None,
+    max_restarts: int,
+    expect_edges: int,
+    device: str,
+    rank_hashes: bool,
     average_every: str | None,
     round_timeout: float,
     baud: int,
@@ -180,6 +219,38 @@ def serve_cmd(
     bundle = load_bundle(bundle_dir)
     if bundle.side == "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")
+    if ranks is not None:
+        from host.cloud.ranks import RankOptions
+
+        host, port = parse_listen(listen) if listen is not None else ("", 0)
+        opts = RankOptions(
+            bundle_dir=bundle.root,
+            state_dir=state_dir,
+            host=host,
+            port=port,
+            ranks=ranks,
+            max_restarts=max_restarts,
+            key_file=key_file,
+            checkpoint_every=checkpoint_every,
+            metrics_csv=metrics_csv,
+            window=window,
+            shared_key=shared_key,
+            exit_when_done=exit_when_done,
+            expect_edges=expect_edges,
+            hashes=rank_hashes,
+            device=device,
+        )
+        if schedule is not None:
+            raise UsageFault("--average-fronts-every is not built for --ranks yet")
+        _serve_ranks(
+            opts,
+            shared_tail=shared_tail,
+            mode=mode,
+            listen=listen,
+            model_out=model_out,
+            report=report_path,
+        )
+        return
     key = read_key_file(key_file) if key_file else bundle.key()
     result = serve(
         bundle,
@@ -215,6 +286,32 @@ def serve_cmd(
     console.print(
         f"cloud done: {result['batches_trained_cloud']} batches trained, "
         f"{result['bytes_up'] / 1e6:.2f} MB received"
+    )
+
+
+def _serve_ranks(
+    opts: RankOptions,
+    *,
+    shared_tail: bool,
+    mode: str,
+    listen: str | None,
+    model_out: Path | None,
+    report: Path | None,
+) -> None:
+    """`serve --ranks N`: the shared tail on N ranks (host/cloud/ranks.py)."""
+    from host.cloud.edge_state import check_state_dir
+    from host.cloud.ranks import serve_ranks
+
+    if not shared_tail or mode != "hierarchical":
+        raise UsageFault("--ranks trains a shared tail: give --shared-tail (mode hierarchical)")
+    if listen is None or model_out is not None:
+        raise UsageFault("--ranks serves TCP only (--listen tcp://HOST:PORT), without --model-out")
+    check_state_dir(opts.state_dir, shared=True)  # a damaged checkpoint: one line, now
+    result = serve_ranks(opts, report)
+    shared = result.get("shared_tail") or {}
+    console.print(
+        f"ranks done: {shared.get('steps')} batches in the shared tail from "
+        f"{len(shared.get('edges', []))} edges on {opts.ranks} ranks"
     )
 
 

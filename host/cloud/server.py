@@ -51,6 +51,10 @@ EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
 class CloudServer:
     """Serves one training mode to any number of edges holding the same bundle."""
 
+    # The shared tail's class: a rank of `hostctl serve --ranks` (host/cloud/distributed.py)
+    # swaps in one whose steps and checkpoints are collective.
+    shared_tail_type: type[SharedTail] = SharedTail
+
     def __init__(
         self,
         bundle: Bundle,
@@ -98,7 +102,7 @@ class CloudServer:
         self.shared: SharedTail | None = None
         try:  # and a tail that cannot be built (a damaged user model) too
             if shared_tail:
-                self.shared = SharedTail(bundle, self.state_dir)
+                self.shared = self.shared_tail_type(bundle, self.state_dir)
             else:
                 TailTrainer(bundle)
         except (ModelSpecError, ManifestError) as exc:

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import tomllib
-
 from edge_runtime.bundle import (
     BundleError,
     load_bundle,
@@ -38,7 +36,12 @@ from edge_runtime.bundle import (
 from host.deploy.board import Board, ort_wheel_exists
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.vendor import vendored_wheel
-from host.deploy.wheels import download_for_board, parse_wheel_filename
+from host.deploy.wheels import (
+    download_for_board,
+    parse_wheel_filename,
+    requires_dist,
+    target_environment,
+)
 
 DEPLOY_MANIFEST = "deploy-manifest.json"
 DEPLOY_FORMAT = "hiertrain-deploy/1"
@@ -74,10 +77,10 @@ class DeployBundle:
         return dict(self.manifest["files"])
 
 
-def base_requirements() -> list[str]:
-    """The base install's dependencies, read from pyproject.toml (one list, not two)."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return list(project["dependencies"])
+def wheel_requirements(wheel: Path, extra: str, board: Board) -> list[str]:
+    """What `pip install hiertrain[extra]` needs on the board, read from our wheel's own
+    metadata (its base dependencies and the extra's, markers evaluated for the board)."""
+    return [str(r) for r in requires_dist(wheel, [extra], target_environment(board))]
 
 
 def engine_requirements(board: Board) -> tuple[str, list[str]]:
@@ -178,46 +181,57 @@ def make_deploy_bundle(
         )
     extra, engine_reqs = engine_requirements(board) if not skip_deps else _extra_only(board)
     _prepare_out(out)
-    shutil.copytree(edge_src, out / "edge")
-    wheels = out / "wheels"
-    if wheel is None:
-        on_progress("building the hiertrain wheel")
-        wheel = build_wheel(wheels)
-    else:
-        wheels.mkdir()
-        wheel = Path(shutil.copy2(wheel, wheels / wheel.name))
-    own = None if skip_deps else vendored_wheel(board)
-    if own is not None:  # pip download finds it among the wheels, and fetches what it requires
-        on_progress(f"the vendored engine wheel {own.name}")
-        shutil.copy2(own, wheels / own.name)
-    # The model's own requirements (`hostctl export --requires`): its code runs on the board.
-    model_reqs = list(bundle.manifest.get("code", {}).get("requires", []))
-    requirements = [] if skip_deps else [*base_requirements(), *engine_reqs, *model_reqs]
-    if requirements:
-        on_progress(f"pip download for {board.arch}, Python {board.python}")
-        download_for_board(board, requirements, wheels, on_progress)
-    files = {
-        rel: sha
-        for rel, sha in sha256_listing(out).items()
-        if PurePosixPath(rel).name != DEPLOY_MANIFEST
-    }
-    manifest = {
-        "format": DEPLOY_FORMAT,
-        "board": {"name": board.name, "arch": board.arch, "python": board.python},
-        "engine": board.resolved_engine,
-        "extra": extra,
-        "skip_deps": skip_deps,
-        "requirements": requirements,
-        "wheel": wheel.relative_to(out).as_posix(),
-        "bundle": {
-            "manifest_sha256": bundle.manifest_sha256,
-            "model": bundle.model,
-            "split": bundle.split,
-        },
-        "files": files,
-    }
-    raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    (out / DEPLOY_MANIFEST).write_bytes(raw)
+    try:
+        shutil.copytree(edge_src, out / "edge")
+        wheels = out / "wheels"
+        if wheel is None:
+            on_progress("building the hiertrain wheel")
+            wheel = build_wheel(wheels)
+        else:
+            wheels.mkdir()
+            wheel = Path(shutil.copy2(wheel, wheels / wheel.name))
+        own = None if skip_deps else vendored_wheel(board)
+        if own is not None:  # pip download finds it among the wheels, and fetches what it requires
+            on_progress(f"the vendored engine wheel {own.name}")
+            shutil.copy2(own, wheels / own.name)
+        # The model's own requirements (`hostctl export --requires`): its code runs on the board.
+        model_reqs = list(bundle.manifest.get("code", {}).get("requires", []))
+        # The engine's pin narrows the extra's (torch -> the board's torch version).
+        requirements = (
+            []
+            if skip_deps
+            else [*wheel_requirements(wheel, extra, board), *engine_reqs, *model_reqs]
+        )
+        if requirements:
+            on_progress(f"pip download for {board.arch}, Python {board.python}")
+            download_for_board(board, requirements, wheels, on_progress)
+        files = {
+            rel: sha
+            for rel, sha in sha256_listing(out).items()
+            if PurePosixPath(rel).name != DEPLOY_MANIFEST
+        }
+        manifest = {
+            "format": DEPLOY_FORMAT,
+            "board": {"name": board.name, "arch": board.arch, "python": board.python},
+            "engine": board.resolved_engine,
+            "extra": extra,
+            "skip_deps": skip_deps,
+            "requirements": requirements,
+            "wheel": wheel.relative_to(out).as_posix(),
+            "bundle": {
+                "manifest_sha256": bundle.manifest_sha256,
+                "model": bundle.model,
+                "split": bundle.split,
+            },
+            "files": files,
+        }
+        raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        (out / DEPLOY_MANIFEST).write_bytes(raw)
+    except BaseException:
+        # A half-made bundle (a failed download, Ctrl-C) is removed, so that the same
+        # command runs again; pip's own cache keeps what was downloaded.
+        _clear(out)
+        raise
     return DeployBundle(out, manifest, hashlib.sha256(raw).hexdigest())
 
 
@@ -232,13 +246,18 @@ def _prepare_out(out: Path) -> None:
             f"--out {out} exists and is not a deploy bundle (no {DEPLOY_MANIFEST}); "
             "give a new or empty directory"
         )
+    _clear(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _clear(out: Path) -> None:
+    """Remove what a deploy bundle consists of from `out` (nothing else)."""
     for name in ("edge", "wheels", DEPLOY_MANIFEST):
         target = out / name
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def load_deploy_bundle(path: Path) -> DeployBundle:

@@ -31,11 +31,19 @@ except ImportError:  # pip always carries a copy
 from host.deploy.board import Board
 from host.deploy.errors import DeployError
 
-# pip --platform: pip widens a manylinux_2_28 tag to every older manylinux the board accepts.
-# armv7l has no manylinux wheels of numpy; piwheels builds linux_armv7l (docs/boards.md).
+# pip --platform takes each tag literally (it does not widen manylinux_2_28 to older ones), so
+# every tag a board accepts is listed: manylinux_2_28 (numpy, torch), manylinux2014 / _2_17
+# (zstandard, protobuf), and linux_aarch64, the tag of our own onnxruntime-training build
+# (vendor/). armv7l has no manylinux wheels of numpy; piwheels builds linux_armv7l
+# (docs/boards.md).
 PLATFORMS: dict[str, tuple[str, ...]] = {
-    "x86_64": ("manylinux_2_28_x86_64",),
-    "aarch64": ("manylinux_2_28_aarch64",),
+    "x86_64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+    "aarch64": (
+        "manylinux_2_28_aarch64",
+        "manylinux_2_17_aarch64",
+        "manylinux2014_aarch64",
+        "linux_aarch64",
+    ),
     "armv7l": ("manylinux_2_28_armv7l", "linux_armv7l"),
 }
 MAX_ROUNDS = 12  # dependency depth; real trees are 3-4 deep

@@ -82,6 +82,9 @@ class ExportOptions:
     includes: list[Path] = field(default_factory=list)
     requires: list[str] = field(default_factory=list)
     validate: bool = True
+    # The defence an edge run applies unless its command line names one: the manifest's
+    # `privacy` entry (edge_runtime.privacy.defence_entry); None: no defence, no entry.
+    privacy: dict[str, float] | None = None
 
 
 def default_out_dir(opts: ExportOptions) -> Path:
@@ -368,6 +371,8 @@ def _write(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "export_seconds": round(time.perf_counter() - t0, 3),
     }
+    if opts.privacy:
+        manifest["privacy"] = dict(opts.privacy)
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     for d in (root, edge_dir, cloud_dir):
         (d / MANIFEST).write_text(text)

@@ -78,6 +78,27 @@ from host.console import console, stdout_console
     "(repeatable; `hostctl bundle` fetches its wheels)",
 )
 @click.option("--no-validate", is_flag=True, help="skip comparing the ONNX models with torch")
+@click.option(
+    "--dp-clip",
+    type=float,
+    default=None,
+    help="privacy default for the edge run: clip each sample's activation to this L2 norm "
+    "(> 0; pick about the activations' median norm) [default: no clipping]",
+)
+@click.option(
+    "--dp-noise",
+    type=float,
+    default=None,
+    help="privacy default: Gaussian noise of std DP_NOISE x DP_CLIP (>= 0; needs --dp-clip) "
+    "[default: none]",
+)
+@click.option(
+    "--adv-lambda",
+    type=float,
+    default=None,
+    help="privacy default: PriPHiT's adversarial exit with this weight (>= 0; the edge then "
+    "trains with the torch engine) [default: none]",
+)
 def export(
     model: str,
     split: int,
@@ -97,6 +118,9 @@ def export(
     includes: tuple[Path, ...],
     requires: tuple[str, ...],
     no_validate: bool,
+    dp_clip: float | None,
+    dp_noise: float | None,
+    adv_lambda: float | None,
 ) -> None:
     """Split a model, write the edge's training artifacts and the cloud's tail, and validate
     every ONNX model against torch (exit 1, --out as it was, when one disagrees)."""
@@ -106,6 +130,12 @@ def export(
 
     if new_key and not force:
         raise UsageFault("--new-key replaces the key of an existing bundle: use it with --force")
+    from edge_runtime.privacy import PrivacyOptionError, defence_entry
+
+    try:  # the edge's own checks: the same ranges, the same words
+        privacy = defence_entry(dp_clip, dp_noise, adv_lambda)
+    except PrivacyOptionError as exc:
+        raise UsageFault(str(exc)) from None
 
     opts = ExportOptions(
         model=model,
@@ -125,6 +155,7 @@ def export(
         includes=list(includes),
         requires=list(requires),
         validate=not no_validate,
+        privacy=privacy,
     )
     out = out or default_out_dir(opts)
     with console.status("exporting") as status:

@@ -96,6 +96,11 @@ def bundle_view(bundle: Bundle) -> Table:
             if m.get("code", {}).get("requires")
             else []
         ),
+        *(
+            [("privacy", ", ".join(f"{k} {v:g}" for k, v in m["privacy"].items()))]
+            if m.get("privacy")
+            else []
+        ),
         ("files", f"{len(m['files'])} files, sha256 verified"),
         ("manifest sha256", bundle.manifest_sha256),
         ("made with", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),

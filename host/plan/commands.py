@@ -103,6 +103,14 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
     show_default=True,
     help="with --edges: tail ranks on the host side",
 )
+@click.option(
+    "--privacy-report",
+    "privacy_reports",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="a `hostctl privacy audit --report` JSON (repeat, one per split): adds the best "
+    "attack's PSNR / SSIM per audited split",
+)
 @logging_options
 def plan(
     model: str,
@@ -125,6 +133,7 @@ def plan(
     save_path: Path | None,
     edges: int | None,
     ranks: int,
+    privacy_reports: tuple[Path, ...],
 ) -> None:
     """Predict a hierarchical run's time per split (edge, link, cloud overlap); mark the best."""
     from host.linkemu import parse_link
@@ -153,6 +162,12 @@ def plan(
         colocated=colocated,
     )
     board = load_profile(profile_path) if profile_path else None
+    audits = None
+    if privacy_reports:  # checked before profiling: a wrong file should not cost a measurement
+        from host.plan.audits import load_audits
+        from host.plan.planner import activation_shapes
+
+        audits = load_audits(privacy_reports, model, activation_shapes(req))
     with console.status("profiling") as status:
 
         def progress(msg: str) -> None:
@@ -162,8 +177,18 @@ def plan(
 
         result = make_plan(req, board, progress=progress)
     out = stdout_console()
-    out.print(plan_table(result))
+    out.print(plan_table(result, audits))
     out.print(result.reason)
+    if audits:
+        shown = {p.split for p in result.predictions}
+        for split, figures in sorted(audits.items()):
+            where = "" if split in shown else " (not among the planned splits)"
+            out.print(
+                f"privacy, split {split}{where}: best attack {figures.attack} "
+                f"{figures.psnr:.2f} dB, SSIM {figures.ssim:.3f}, "
+                f"{figures.psnr_over_baseline:+.2f} dB over the mean image; "
+                f"defence {figures.defence} ({figures.source})"
+            )
     if edges is not None:
         from host.plan.fleet import fleet_lines, fleet_plan
         from host.plan.planner import activation_shapes, split_costs

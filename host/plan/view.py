@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from host.plan.audits import AuditFigures
 from host.plan.planner import Plan
 
 
@@ -20,9 +21,10 @@ def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def plan_table(plan: Plan) -> Table:
+def plan_table(plan: Plan, audits: dict[int, AuditFigures] | None = None) -> Table:
     """Per split: ms per batch on each stage, predicted epoch time, what binds, split learning's
-    epoch at the same split and the ratio; best marked."""
+    epoch at the same split and the ratio; best marked. With `audits`, a column with the best
+    reconstruction attack's PSNR / SSIM (and its margin over the mean image) where measured."""
     req = plan.request
     table = Table(
         title=(
@@ -40,6 +42,8 @@ def plan_table(plan: Plan) -> Table:
     table.add_column("binds")
     table.add_column("split learning", justify="right")
     table.add_column("vs split", justify="right")
+    if audits is not None:
+        table.add_column("attack dB/SSIM", justify="right")
     table.add_column("best")
     for p in plan.predictions:
         is_best = p is plan.choice
@@ -52,6 +56,7 @@ def plan_table(plan: Plan) -> Table:
             p.bound,
             "" if p.split_runtime_s is None else _duration(p.split_runtime_s / req.epochs),
             "" if p.vs_split is None else f"{p.vs_split:.2f}",
+            *([] if audits is None else [audits[p.split].cell() if p.split in audits else "-"]),
             "<- best" if is_best else "",
             style="bold green" if is_best else None,
         )

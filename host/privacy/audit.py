@@ -153,6 +153,7 @@ def run_audit(opts: AuditOptions, progress=None) -> dict[str, Any]:
                 opts.batch_size,
                 opts.seed,
                 opts.adv_lambda,
+                opts.noise,
             )
             fronts["trained"] = net.front
             trained_how = {

@@ -177,7 +177,7 @@ def audit(
 
     _check_delta(delta)
     if adv_lambda is not None:
-        from edge_runtime.engines.adversarial import check_lambda
+        from edge_runtime.privacy import check_lambda
 
         try:
             check_lambda(adv_lambda)

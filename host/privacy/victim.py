@@ -18,6 +18,7 @@ from edge_runtime.bundle import Bundle, BundleError, load_bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines import Engine, make_engine
 from edge_runtime.errors import HiertrainError
+from edge_runtime.privacy import ActivationNoise
 
 
 class AuditError(HiertrainError):
@@ -90,17 +91,21 @@ def train_briefly(
     batch_size: int,
     seed: int,
     adv_lambda: float | None = None,
+    noise: ActivationNoise | None = None,
 ) -> tuple[nn.Module, BriefTraining]:
     """Train front + exit as the edge does (the torch engine's train step, the exit's loss, the
-    manifest's optimizer) on `data`'s train split; no activation noise, which changes only what
-    is released, never what the front learns. `adv_lambda`: with PriPHiT's adversarial exit."""
+    manifest's optimizer) on `data`'s train split. Plain training ignores `noise`, which changes
+    only what is released; PriPHiT's adversarial exit (`adv_lambda`) trains with it in the loop,
+    as the edge's does."""
     engine: Engine
     if adv_lambda is None:
         engine = make_engine("torch", bundle, threads=torch.get_num_threads())
     else:
         from edge_runtime.engines.adversarial import AdversarialTorchEngine
 
-        engine = AdversarialTorchEngine(bundle, adv_lambda, threads=torch.get_num_threads())
+        engine = AdversarialTorchEngine(
+            bundle, adv_lambda, noise=noise, threads=torch.get_num_threads()
+        )
     for epoch in range(epochs):
         for _, x, y in batches(data, "train", batch_size, epoch=epoch, seed=seed):
             engine.train_step(x, y)

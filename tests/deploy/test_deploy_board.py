@@ -55,8 +55,10 @@ def test_shipped_board_files_load() -> None:
         "ort",
     )
     qemu = load_board(BOARDS / "qemu-aarch64.toml")
-    assert (qemu.arch, qemu.engine, qemu.connection.access_kind) == ("aarch64", "torch", "chroot")
+    assert (qemu.arch, qemu.engine, qemu.connection.access_kind) == ("aarch64", "ort", "chroot")
     assert qemu.connection.rootfs == (BOARDS / "../../build/qemu-aarch64-rootfs").resolve()
+    twin = load_board(BOARDS / "qemu-aarch64-torch.toml")
+    assert (twin.engine, twin.connection.rootfs) == ("torch", qemu.connection.rootfs)
     pi = load_board(BOARDS / "example-pi.toml")
     assert (pi.connection.kind, pi.connection.user, pi.engine) == ("ssh", "pi", "torch")
     assert pi.connection.known_hosts == BOARDS / ".known_hosts"
@@ -142,11 +144,16 @@ def test_access_is_chosen_by_connection_kind(tmp_path) -> None:
 def test_engine_wheels_per_platform(tmp_path) -> None:
     board = load_board(board_file(tmp_path, GOOD))
     assert engine_requirements(board) == ("edge-torch", ["torch==2.8.0"])
+    # aarch64 / Python 3.11: no wheel on PyPI; our build is vendored, pinned by its version.
+    ort = dataclasses.replace(board, engine="ort")
+    assert engine_requirements(ort) == ("edge", ["onnxruntime-training==1.21.0+cpu"])
+    assert dataclasses.replace(board, engine="auto").resolved_engine == "ort"
+    # Another Python on aarch64: neither published nor vendored.
     with pytest.raises(
         BoardError, match=r'use engine = "torch", or build ORT training from source'
     ):
-        engine_requirements(dataclasses.replace(board, engine="ort"))
-    assert dataclasses.replace(board, engine="auto").resolved_engine == "torch"
+        engine_requirements(dataclasses.replace(ort, python="3.12"))
+    assert dataclasses.replace(board, engine="auto", python="3.12").resolved_engine == "torch"
     x86 = dataclasses.replace(board, arch="x86_64", engine="auto")
     assert engine_requirements(x86) == ("edge", ["onnxruntime-training==1.19.2"])
     argv = pip_download_argv(board, ["numpy>=1.24"], tmp_path)

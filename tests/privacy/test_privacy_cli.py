@@ -15,6 +15,7 @@ from e2e_harness import run_edge, start_cloud
 from edge_runtime.link.framing import FrameDecoder
 from edge_runtime.link.header import MsgType, decode_header
 from edge_runtime.train.messages import Batch, EvalBatch
+from host.export import ExportOptions, export_bundle
 from host.linkemu import Relay, Tap
 
 HOSTCTL = [sys.executable, "-m", "host.cli"]
@@ -161,3 +162,34 @@ def test_clipped_activations_are_what_crosses_the_link(
     norms = np.concatenate([np.linalg.norm(t.reshape(len(t), -1), axis=1) for t in tensors])
     assert norms.max() <= clip * (1 + 1e-4)
     assert norms.min() > 0.5 * clip  # clipped down to the bound, not zeroed
+
+
+@pytest.mark.slow
+def test_the_bundles_exported_defence_applies_when_the_edge_names_none(
+    digits_path: Path, tmp_path: Path
+) -> None:
+    """`hostctl export --dp-clip` makes clipping the edge's default: a run with no privacy
+    options releases clipped activations, and its report says so."""
+    clip = 1e-3
+    bundle = tmp_path / "bundle"
+    export_bundle(
+        ExportOptions(model="smallcnn", split=1, input_shape=(1, 8, 8), privacy={"dp_clip": clip}),
+        bundle,
+    )
+    cloud = start_cloud(bundle, tmp_path)
+    tap = Tap()
+    relay = Relay(("127.0.0.1", cloud.port), [tap])
+    relay.start()
+    try:
+        edge = run_edge(
+            bundle, relay.url, tmp_path, "--data", f"digits:{digits_path}", "--limit", "128",
+            "--epochs", "1", "--engine", "torch",
+        )  # fmt: skip
+        cloud.finish()
+    finally:
+        relay.stop()
+    assert edge["privacy"] == {"dp_clip": clip, "dp_noise": 0.0}
+    tensors = released_activations(bytes(tap.captured["up"]))
+    assert len(tensors) >= edge["batches_sent"] > 0
+    norms = np.concatenate([np.linalg.norm(t.reshape(len(t), -1), axis=1) for t in tensors])
+    assert norms.max() <= clip * (1 + 1e-4)

@@ -67,6 +67,34 @@ DEB_SOURCES="abseil=20240722.0-4 protobuf=3.21.12-11+deb13u1 flatbuffers=23.5.26
  howardhinnant-date=3.0.3+ds-2 cpuinfo=0.0~git20250905.877328f-1 cxxopts=3.3.1-1
  onnxruntime=1.21.0+dfsg-1 onnxruntime=1.23.2+dfsg-6.1"
 
+guard_early_logging() {
+    "$VENV/bin/python" - "$ORT" <<'PY'
+import pathlib, sys
+root = pathlib.Path(sys.argv[1]) / "onnxruntime" / "core"
+guard = " && logging::LoggingManager::HasDefaultLogger()"
+for rel, cond in (
+    ("platform/posix/env.cc", "if (!cpuinfo_available_)"),
+    ("common/cpuid_info.cc", "if (!pytorch_cpuinfo_init_)"),
+):
+    path = root / rel
+    text = path.read_text()
+    if cond[:-1] + guard not in text:
+        assert cond in text, (rel, cond)
+        path.write_text(text.replace(cond, cond[:-1] + guard + ")", 1))
+PY
+}
+
+drop_datasets_copy() {
+    "$VENV/bin/python" - "$ORT/cmake/onnxruntime_python.cmake" <<'PY'
+import pathlib, sys
+path = pathlib.Path(sys.argv[1])
+text = path.read_text()
+copy = ("  COMMAND ${CMAKE_COMMAND} -E copy\n      ${onnxruntime_python_datasets_data}\n"
+        "      $<TARGET_FILE_DIR:${build_output_target}>/onnxruntime/datasets/\n")
+path.write_text(text.replace(copy, ""))
+PY
+}
+
 fetch() {
     mkdir -p "$SRC" "$B/apt"
     cat >"$B/apt/src.list" <<'EOF'
@@ -153,6 +181,15 @@ unpack() {
     patch -d "$DEPS/gsl" -p1 --binary --ignore-whitespace -s <"$P/gsl/1064.patch"
     # Debian's patch for Eigen 3.4.0 (no Eigen::PropagateNaN there; ORT pins a later commit).
     patch -d "$ORT" -p1 -s <"$B/debian/patches/disable-propagate-nan-in-eigen3.patch"
+    # The dfsg tarball drops the sample models of onnxruntime/python/datasets (*.onnx, *.pb):
+    # ORT's post-build copy of them would run `cmake -E copy` with no source and fail the link
+    # step of onnxruntime_pybind11_state. The wheel needs none of them.
+    drop_datasets_copy
+    # Where cpuinfo cannot read the CPU (qemu-user shows the host's /proc/cpuinfo; AWS Lambda
+    # arm64 lacks the sysfs lists), ORT 1.21 logs the failure before any logger exists and
+    # aborts at import ("Attempt to use DefaultLogger but none has been registered"; fixed
+    # upstream later, microsoft/onnxruntime#28230): log only where a logger exists.
+    guard_early_logging
     # utf8_range: ORT declares it for protobuf >= 22; protobuf 21.12 does not use it.
     mkdir -p "$DEPS/utf8_range"
     printf 'cmake_minimum_required(VERSION 3.16)\nproject(utf8_range C)\n' >"$DEPS/utf8_range/CMakeLists.txt"
@@ -268,9 +305,14 @@ wheel() {
         --plat-name linux_aarch64 -d "$DIST")
     local whl
     whl=$(ls "$DIST"/*.whl)
-    # The extension must be an aarch64 ELF, or the tag above would be a lie.
-    unzip -p "$whl" onnxruntime/capi/onnxruntime_pybind11_state.so | head -c 20 |
-        od -An -tx1 | tr -d ' \n' | grep -q '^7f454c46020101.*b700' || {
+    # The extension must be an aarch64 ELF, or the tag above would be a lie. (Read with
+    # zipfile: `unzip -p | head -c` dies of SIGPIPE, which pipefail counts as a failure.)
+    "$VENV/bin/python" - "$whl" <<'PY' || {
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    head = z.read("onnxruntime/capi/onnxruntime_pybind11_state.so")[:20]
+sys.exit(0 if head[:6] == b"\x7fELF\x02\x01" and int.from_bytes(head[18:20], "little") == 183 else 1)
+PY
         echo "onnxruntime_pybind11_state.so in $whl is not an aarch64 ELF" >&2
         exit 1
     }

@@ -1,0 +1,189 @@
+"""`hostctl serve --shared-tail --ranks N`: the shared tail on N torch.distributed ranks.
+
+This process is only the launcher: it picks one port per rank, runs torchrun
+(`python -m torch.distributed.run --standalone --nproc-per-node N --max-restarts K
+-m host.cloud.distributed ...`), passes SIGINT/SIGTERM on, and, when torchrun is done, merges
+the ranks' reports into one and turns a failed rank into one line. The ranks themselves are
+`host/cloud/distributed.py`; docs/architecture.md "Cloud ranks" says how edges reach them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
+from edge_runtime.report import write_report
+
+RANKS_DIR = "ranks"  # the same name host/cloud/distributed.py writes under (kept torch-free)
+
+
+class RankFailed(HiertrainError):
+    """A rank could not start or kept failing past torchrun's restarts."""
+
+    label = "ranks failed"
+
+
+@dataclass(frozen=True)
+class RankOptions:
+    """What `hostctl serve --ranks` passes to every rank."""
+
+    bundle_dir: Path
+    state_dir: Path
+    host: str
+    port: int  # rank r listens on port + r; 0: the launcher picks N free ports
+    ranks: int
+    max_restarts: int = 3
+    key_file: Path | None = None
+    checkpoint_every: int = 50
+    metrics_csv: Path | None = None
+    window: int = 16
+    shared_key: bool = True
+    exit_when_done: bool = False
+    expect_edges: int = 1
+    hashes: bool = False
+    device: str = "cpu"
+
+
+def rank_ports(host: str, port: int, ranks: int) -> list[int]:
+    """Rank r's port: `port + r`; with port 0, N free ports picked now (kept across restarts,
+    so a restarted rank listens where its edges reconnect)."""
+    if port:
+        if port + ranks - 1 > 65535:
+            raise UsageFault(f"--listen port {port} + {ranks} ranks passes 65535")
+        return [port + r for r in range(ranks)]
+    sockets = []
+    try:
+        for _ in range(ranks):
+            s = socket.socket()
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    except OSError as exc:
+        raise UsageFault(f"--listen {host}: cannot bind there: {exc.strerror}") from None
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def torchrun_command(opts: RankOptions, ports: list[int]) -> list[str]:
+    """The torchrun command line that starts the ranks on this machine."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(opts.ranks),
+        "--max-restarts",
+        str(opts.max_restarts),
+        "--monitor-interval",
+        "0.5",
+        "-m",
+        "host.cloud.distributed",
+        "--bundle",
+        str(opts.bundle_dir),
+        "--state-dir",
+        str(opts.state_dir),
+        "--host",
+        opts.host,
+        "--ports",
+        ",".join(map(str, ports)),
+        "--checkpoint-every",
+        str(opts.checkpoint_every),
+        "--window",
+        str(opts.window),
+        "--expect-edges",
+        str(opts.expect_edges),
+        "--shared-key" if opts.shared_key else "--no-shared-key",
+    ]
+    if opts.key_file is not None:
+        cmd += ["--key-file", str(opts.key_file)]
+    if opts.metrics_csv is not None:
+        cmd += ["--metrics-csv", str(opts.metrics_csv)]
+    if opts.exit_when_done:
+        cmd.append("--exit-when-done")
+    if opts.hashes:
+        cmd.append("--hashes")
+    return cmd
+
+
+def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]:
+    """Run the ranks until they stop; returns (and writes to `report`) the merged report."""
+    if opts.device != "cpu":
+        # nccl needs the tail, its optimizer state and every batch on the rank's GPU; the
+        # rank's trainer is CPU-only today.
+        raise UsageFault(f"--device {opts.device}: ranks train on the CPU (gloo) only")
+    ranks_dir = opts.state_dir / RANKS_DIR
+    ranks_dir.mkdir(parents=True, exist_ok=True)
+    for old in ranks_dir.glob("rank-*"):
+        old.unlink()
+    ports = rank_ports(opts.host, opts.port, opts.ranks)
+    log_path = ranks_dir / "torchrun.log"
+    with open(log_path, "w") as log:
+        # The ranks' "listening on" lines reach our stdout; their logs and torchrun's go to
+        # the log file (torchrun prints tracebacks a user should not have to read).
+        proc = subprocess.Popen(torchrun_command(opts, ports), stderr=log)
+        stopped: list[int] = []
+
+        def stop(signum: int, _frame: object) -> None:
+            # torchrun passes SIGTERM to every rank; each stops at the next collective round.
+            stopped.append(signum)
+            proc.send_signal(signal.SIGTERM)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            rc = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    merged = merge_reports(ranks_dir, opts.ranks)
+    if report is not None and merged:
+        write_report(report, merged)
+    if stopped:
+        raise Interrupted(
+            "serve the ranks again with the same --state-dir; the edges resend what was not "
+            "acknowledged"
+        )
+    if rc != 0:
+        errors = [p.read_text().strip() for p in sorted(ranks_dir.glob("rank-*.error"))]
+        why = "; ".join(errors) or f"torchrun exited {rc}"
+        raise RankFailed(f"{why} (torchrun log: {log_path})")
+    return merged
+
+
+def merge_reports(ranks_dir: Path, ranks: int) -> dict[str, Any]:
+    """One report from the ranks' own: rank 0's keys, every rank's edges, bytes and errors,
+    and `ranks` with each rank's steps and tail hash. {} if no rank wrote one."""
+    reports = []
+    for r in range(ranks):
+        path = ranks_dir / f"rank-{r}.json"
+        if path.exists():
+            reports.append(json.loads(path.read_text()))
+    if not reports:
+        return {}
+    merged = dict(reports[0])
+    edges = [e for rep in reports for e in rep["edges"]]
+    merged["edges"] = edges
+    merged["errors"] = [e for rep in reports for e in rep["errors"]]
+    for key in ("bytes_up", "bytes_down", "batches_trained_cloud"):
+        merged[key] = sum(rep.get(key) or 0 for rep in reports)
+    merged["cloud_busy_s"] = round(sum(rep.get("cloud_busy_s") or 0 for rep in reports), 3)
+    merged["runtime_s"] = max(rep.get("runtime_s") or 0 for rep in reports)
+    merged["ranks"] = [rep["rank"] for rep in reports]
+    merged.pop("rank", None)
+    shared = dict(reports[0].get("shared_tail") or {})
+    shared["edges"] = sorted(
+        {(e["edge_id"], e["run_id"]) for rep in reports for e in rep["shared_tail"]["edges"]}
+    )
+    shared["edges"] = [{"edge_id": e, "run_id": r} for e, r in shared["edges"]]
+    merged["shared_tail"] = shared
+    return merged

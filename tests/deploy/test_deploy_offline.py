@@ -138,6 +138,7 @@ def test_model_requirements_are_downloaded_for_the_board(
     write_wheel(index, "click", "8.1.7", [])
     write_wheel(index, "rich", "13.7.0", [])
     write_wheel(index, "torch", "2.8.0", [])
+    write_wheel(index, "zstandard", "0.25.0", [])
     write_wheel(index, "timm", "1.0.9", ["safetensors"])
     write_wheel(index, "safetensors", "0.4.5", [])
     monkeypatch.setenv("PIP_NO_INDEX", "1")
@@ -160,6 +161,9 @@ def test_model_requirements_are_downloaded_for_the_board(
     assert "wheels/timm-1.0.9-py3-none-any.whl" in names
     assert "wheels/safetensors-0.4.5-py3-none-any.whl" in names  # timm's own dependency
     assert "wheels/torch-2.8.0-py3-none-any.whl" in names  # the aarch64 torch pin
+    # The extra's own requirements, read from our wheel's metadata (they once went missing, and
+    # the board's offline install failed on zstandard).
+    assert "wheels/zstandard-0.25.0-py3-none-any.whl" in names
 
 
 def test_a_torch_only_bundle_is_refused_for_an_ort_board(

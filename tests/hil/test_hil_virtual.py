@@ -176,7 +176,7 @@ def test_board_that_cannot_be_opened_skips_with_the_reason(tmp_path: Path) -> No
     assert report["counts"]["passed"] == report["counts"]["failed"] == 0
     assert report["counts"]["skipped"] == len(report["tests"]) > 0
     assert all("make qemu-rootfs" in t["reason"] for t in report["tests"])
-    assert "| qemu-aarch64 | aarch64 | torch |" in (out / "hil-report.md").read_text()
+    assert "| qemu-aarch64 | aarch64 | ort |" in (out / "hil-report.md").read_text()
 
 
 def test_hostctl_hil_runs_the_suite_and_exits_with_its_code(tmp_path: Path) -> None:

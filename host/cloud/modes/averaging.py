@@ -74,6 +74,15 @@ class FrontAverager:
         self._parts: dict[Key, dict[int, ModelWeights]] = {}  # a contribution's parts so far
         self._round: dict[Key, tuple[dict[str, np.ndarray], int, int]] = {}  # weights, n, seq
         self._finished: set[Key] = set()  # sent their last round: not waited for any more
+        # A restarted host: the edges its checkpoint knew mid-run come back one by one. The open
+        # round waits for each until it is back (then it counts as connected) or the round
+        # times out; else the first edge back would close a round alone and the fleet's rounds
+        # would no longer line up (edges ending on different averages).
+        self._returning: set[Key] = (
+            {k for k, meta in self.shared.saved.items() if not meta.get("done")}
+            if self.version
+            else set()
+        )
         self._sessions: dict[Key, HostSession] = {}
         self._timer: threading.Timer | None = None
         self._closed = False  # the server stopped: no round closes any more (a restart goes on)
@@ -93,6 +102,7 @@ class FrontAverager:
         """An edge (re)connected: it takes part from now on, and gets the latest average."""
         with state.lock:
             self._sessions[(state.edge_id, state.run_id)] = session
+            self._returning.discard((state.edge_id, state.run_id))
             if self.latest is not None:
                 self._send(session, self.latest)
 
@@ -164,13 +174,14 @@ class FrontAverager:
     def _required(self) -> set[Key]:
         """The edges the open round waits for."""
         members = self.shared.members
-        return {
+        connected = {
             k
             for k in self._sessions
             if k in members
             and not members[k].done
             and (k not in self._finished or k in self._round)
         }
+        return connected | self._returning
 
     def _close_if_complete(self) -> None:
         if not self._closed and self._round and self._required() <= set(self._round):
@@ -180,6 +191,7 @@ class FrontAverager:
         with self.shared.lock:
             if not self._closed and self.version == version and self._round:
                 self._close("timeout")
+                self._returning.clear()  # not back within a round: not waited for any more
 
     def close(self) -> None:
         """The server stops: close no more rounds. An open round's weights were never

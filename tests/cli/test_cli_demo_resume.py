@@ -24,7 +24,9 @@ def _demo(work: Path, *extra: str) -> list[str]:
         "--epochs",
         "2",
         "--link",
-        "4g",
+        # Slow enough that the run outlasts the wait for 10 trained batches on a quiet machine
+        # (on 4g the whole demo once ended before the interrupt reached it).
+        "1mbit/50ms",
         "--link-emulation",
         "user",
         "--work-dir",

@@ -225,3 +225,21 @@ def test_the_board_infers_without_torch_or_onnx(model_dir) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_demo_infer_answers_the_test_split(model_dir, digits_path, tmp_path) -> None:
+    """`hostctl demo --infer`'s last step: the tail served here, `edge-runtime infer` as its own
+    process over local TCP, one line of figures."""
+    import io
+
+    from rich.console import Console
+
+    from host.infer.demo import run_infer_demo
+
+    out = io.StringIO()
+    report = run_infer_demo(model_dir, str(digits_path), tmp_path, Console(file=out, width=200))
+    assert report["samples"] == 360 and sum(report["answers"].values()) == 360
+    assert report["answers"]["cloud"] > 0 and not report["degraded"]
+    assert out.getvalue().startswith("inference: 360 samples") and "answered at the edge" in (
+        out.getvalue()
+    )

@@ -33,14 +33,14 @@ cycled (repeated in order) to make up that many arrivals. The budget (`--latency
 (e)) is twice the p95 of (d) at the steady rate.
 
 ResNet-18 is the zoo's at width 16 (stage widths 16/32/64/128, `model_kwargs={"width": 16}`),
-split 4 (activation 32x16x16, default exit head), trained 8 epochs on the 2400 training samples
-of `synthetic:3000:32` (600 held out; the embedded shapes data set, edge_runtime/data/
-synthetic.py). At full width and one epoch it stayed at chance on two shared cores (11-14%),
-so calibration put every sample at the exit. The epochs matter for what (d) and (e) show: at 6
-epochs the exit scored 51% (final 86%), at 7 86% (97.5%), at 10 100% (99.8%), where (d)
-answers everything at the exit and its rate is the board's own. Trained models are cached
-under --cache (artifacts/bench_infer by default), keyed by their training settings;
-`--retrain` ignores the cache.
+split 4 (activation 32x16x16, default exit head), trained on the 2400 training samples of
+`synthetic:3000:32` (600 held out; the embedded shapes data set, edge_runtime/data/
+synthetic.py), twice: 8 epochs and 10 epochs. At full width and one epoch it stayed at chance
+on two shared cores (11-14%), so calibration put every sample at the exit. The two trainings
+show that the targets pull apart here: (d)'s latency target needs an exit nearly as good as the
+tail (few offloads), (e)'s needs the offloads, not the board, to bound (d)'s rate by more than
+4x. Trained models are cached under --cache (artifacts/bench_infer by default), keyed by their
+training settings; `--retrain` ignores the cache.
 
 Targets: (d) within 1 point of (c)'s accuracy at no more than half of (c)'s mean latency;
 (e) holds its p95 budget where (d) does not.
@@ -137,17 +137,20 @@ def cases(quick: bool) -> list[tuple[Case | None, str]]:
         )
     else:
         out.append((None, f"smallcnn / digits skipped: {DIGITS} is absent"))
-    resnet = Case(
-        "resnet18 (width 16) / synthetic 32x32",
-        "resnet18",
-        4,
-        (3, 32, 32),
-        "synthetic:1000:32" if quick else "synthetic:3000:32",
-        2 if quick else 8,
-        2e-3,
-        {"width": 16},
-    )
-    out.append((resnet, ""))
+    # Two trainings of the same narrow ResNet-18: the targets pull apart on this data (the
+    # module docstring), so both are measured in the same run.
+    for epochs in (2,) if quick else (8, 10):
+        resnet = Case(
+            f"resnet18 w16, {epochs} epochs / synthetic 32x32",
+            "resnet18",
+            4,
+            (3, 32, 32),
+            "synthetic:1000:32" if quick else "synthetic:3000:32",
+            epochs,
+            2e-3,
+            {"width": 16},
+        )
+        out.append((resnet, ""))
     return out
 
 
@@ -428,7 +431,8 @@ def verdicts(r: dict) -> list[tuple[str, bool, str]]:
     """(target, pass, the figures) per target."""
     rows = r["rows"]
     c, d, db, e = rows["c"], rows["d"], rows["d_burst"], rows["e"]
-    acc_gap = 100 * (c["accuracy"] - d["accuracy"])
+    # Rounded: 0.97 - 0.96 is a hair over 0.01 in floating point, and one point is what it is.
+    acc_gap = round(100 * (c["accuracy"] - d["accuracy"]), 6)
     ratio = d["mean_ms"] / c["mean_ms"]
     return [
         (

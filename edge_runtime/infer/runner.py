@@ -103,7 +103,7 @@ class InferRun:
         self.model.check_input(x)
         # id -> (arrival, exit class, offloads ahead of it, sent at)
         pending: dict[int, tuple[float, int, int, float]] = {}
-        if self.link is None:
+        if self.link is None and self.host_lost is None:  # keep a reason the caller gave
             self.host_lost = "no host link"
         due = self.arrivals.times(len(x))
         start = time.perf_counter()

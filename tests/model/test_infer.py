@@ -243,3 +243,38 @@ def test_demo_infer_answers_the_test_split(model_dir, digits_path, tmp_path) -> 
     assert out.getvalue().startswith("inference: 360 samples") and "answered at the edge" in (
         out.getvalue()
     )
+
+
+def test_unreachable_host_everything_answered_at_the_edge_degraded(model_dir, tmp_path) -> None:
+    """No host at the address: the board does not hang; it answers every sample from the exit,
+    each marked degraded, and the report says why."""
+    import socket
+
+    from edge_runtime.infer.command import PolicyOptions, run_infer
+
+    with socket.socket() as s:  # a port nothing listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    said: list[str] = []
+    report = run_infer(
+        model_dir,
+        f"socket://127.0.0.1:{port}",
+        str(DIGITS["path"]),
+        policy_options=PolicyOptions(threshold=0.9),
+        codec="fp32",
+        key_file=None,
+        edge_id="board",
+        connect_timeout=1.0,
+        answer_timeout=3.0,
+        baud=115200,
+        limit=None,
+        report_path=tmp_path / "infer.json",
+        say=said.append,
+    )
+    assert report["samples"] == 360 and report["answers"]["cloud"] == 0
+    # Confident samples are the exit's answer anyway; the rest are degraded.
+    assert report["answers"]["degraded"] > 0 and report["degraded"]
+    assert report["answers"]["edge"] + report["answers"]["degraded"] == 360
+    assert report["host_lost"].startswith("host unreachable")
+    assert any("answering every sample at the edge (degraded)" in line for line in said)
+    assert json.loads((tmp_path / "infer.json").read_text())["host_lost"] == report["host_lost"]

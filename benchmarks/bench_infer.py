@@ -510,7 +510,11 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data, fewer epochs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller data, fewer epochs: a smoke run (the ResNet stays near chance)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--codec", default="int8", help="link codec for activations and inputs [int8]"

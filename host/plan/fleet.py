@@ -41,7 +41,7 @@ class FleetPlan:
     rank_samples_per_s: float  # what one rank's tail takes (measured tail step time)
     capacity_samples_per_s: float  # what `ranks` ranks take together (on the cores there are)
     throughput_samples_per_s: float  # what the fleet trains
-    ranks_needed: int  # for the tail to keep up with every edge (a core each)
+    ranks_needed: int  # for the tail to keep up with every edge (a core each), at most `edges`
     saturating_edges: int  # edges that `ranks` ranks (and the cores) keep up with
     ingress_bytes_per_s: float  # at the host, at the fleet's throughput
     binds: str  # "edges" (the tail keeps up), "tail" (edges wait for the host), "cores"
@@ -53,6 +53,12 @@ class FleetPlan:
     def utilisation(self) -> float:
         """Busy fraction of the tail ranks."""
         return self.throughput_samples_per_s / self.capacity_samples_per_s
+
+    @property
+    def edge_outruns_rank(self) -> bool:
+        """One edge offers more than one rank takes: as an edge trains on one rank, no number
+        of ranks keeps up (a faster tail step, or a split with less tail, would)."""
+        return self.edge_samples_per_s > self.rank_samples_per_s * (1 + 1e-9)
 
     @property
     def machines_needed(self) -> int | None:
@@ -113,6 +119,7 @@ def fleet_plan(
     needed = max(1, math.ceil(1 + (demand / per_rank - 1) / efficiency - 1e-9))
     while per_rank * (1 + (needed - 1) * efficiency) < demand * (1 - 1e-12):
         needed += 1
+    needed = min(needed, edges)
     return FleetPlan(
         edges=edges,
         ranks=ranks,
@@ -163,4 +170,10 @@ def fleet_lines(plan: FleetPlan) -> list[str]:
         )
         + f"; {plan.ranks} rank(s) saturate at {plan.saturating_edges} edges",
     ]
+    if plan.edge_outruns_rank:
+        lines.append(
+            f"  one edge offers more than one rank takes ({plan.edge_samples_per_s:,.1f} against "
+            f"{plan.rank_samples_per_s:,.1f} samples/s) and trains on one rank: no number of "
+            "ranks keeps up; a faster tail step or a deeper split would"
+        )
     return lines

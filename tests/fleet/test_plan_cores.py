@@ -17,14 +17,24 @@ STEPS = {"batch_size": 16, "edge_s": 0.1, "link_s": 0.0, "cloud_s": 0.3, "batch_
 
 
 def test_ranks_past_the_cores_add_nothing() -> None:
-    free = fleet_plan(edges=100, ranks=4, **STEPS)
-    two_cores = fleet_plan(edges=100, ranks=4, host_cores=2, **STEPS)
-    assert free.capacity_samples_per_s == pytest.approx(4 * 16 / 0.3)
-    assert two_cores.capacity_samples_per_s == pytest.approx(2 * 16 / 0.3)
+    fast_tail = {**STEPS, "cloud_s": 0.03}  # one rank: 16 / 0.03 = 533.3 samples/s
+    free = fleet_plan(edges=100, ranks=4, **fast_tail)
+    two_cores = fleet_plan(edges=100, ranks=4, host_cores=2, **fast_tail)
+    assert free.capacity_samples_per_s == pytest.approx(4 * 16 / 0.03)
+    assert two_cores.capacity_samples_per_s == pytest.approx(2 * 16 / 0.03)
     assert two_cores.binds == "tail"
-    # 16,000 samples/s of demand needs 300 ranks, 150 machines of two cores.
-    assert two_cores.ranks_needed == 300 and two_cores.machines_needed == 150
-    assert any("150 machine(s) of 2 cores" in line for line in fleet_lines(two_cores))
+    # 16,000 samples/s of demand needs 30 ranks, 15 machines of two cores.
+    assert two_cores.ranks_needed == 30 and two_cores.machines_needed == 15
+    assert any("15 machine(s) of 2 cores" in line for line in fleet_lines(two_cores))
+    assert not two_cores.edge_outruns_rank
+
+
+def test_an_edge_that_outruns_a_rank_is_said() -> None:
+    # One edge offers 160/s, a rank takes 53.3/s: an edge trains on one rank, so no number of
+    # ranks keeps up; the ranks that help are at most the edges.
+    p = fleet_plan(edges=100, ranks=4, **STEPS)
+    assert p.edge_outruns_rank and p.ranks_needed == 100
+    assert any("no number of ranks keeps up" in line for line in fleet_lines(p))
 
 
 def test_colocated_edges_and_ranks_share_the_cores() -> None:

@@ -10,10 +10,12 @@ the ranks' reports into one and turns a failed rank into one line. The ranks the
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ class RankOptions:
     expect_edges: int = 1
     hashes: bool = False
     device: str = "cpu"
+    model_out: Path | None = None  # each rank writes its edges' models there at the end
 
 
 def rank_ports(host: str, port: int, ranks: int) -> list[int]:
@@ -113,7 +116,28 @@ def torchrun_command(opts: RankOptions, ports: list[int]) -> list[str]:
         cmd.append("--exit-when-done")
     if opts.hashes:
         cmd.append("--hashes")
+    if opts.model_out is not None:
+        cmd += ["--model-out", str(opts.model_out)]
     return cmd
+
+
+def _die_with(launcher: int) -> Callable[[], None]:
+    """For torchrun's child, before exec: SIGTERM it when this launcher dies (Linux), so that
+    a launcher killed outright (a test's or a benchmark's kill) leaves no torchrun behind;
+    torchrun stops its ranks on SIGTERM, and each rank leaves when torchrun is gone
+    (host/cloud/distributed.py, watch_parent)."""
+
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+            if os.getppid() != launcher:  # the launcher died before the signal was armed
+                os._exit(1)
+
+    return arm
 
 
 def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]:
@@ -131,7 +155,9 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
     with open(log_path, "w") as log:
         # The ranks' "listening on" lines reach our stdout; their logs and torchrun's go to
         # the log file (torchrun prints tracebacks a user should not have to read).
-        proc = subprocess.Popen(torchrun_command(opts, ports), stderr=log)
+        proc = subprocess.Popen(
+            torchrun_command(opts, ports), stderr=log, preexec_fn=_die_with(os.getpid())
+        )
         stopped: list[int] = []
 
         def stop(signum: int, _frame: object) -> None:
@@ -145,6 +171,13 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if proc.poll() is None:  # we are leaving on an exception: so does torchrun
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     merged = merge_reports(ranks_dir, opts.ranks)
     if report is not None and merged:
         write_report(report, merged)

@@ -125,8 +125,12 @@ class Ranks:
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"the ranks did not finish within {timeout:g} s\n{self.logs()}")
-        while (line := self.lines.get(timeout=30)) is not None:
-            self.out.append(line)
+        try:
+            while (line := self.lines.get(timeout=30)) is not None:
+                self.out.append(line)
+        except queue.Empty:  # someone still holds the ranks' stdout: a rank outlived torchrun
+            self.kill()
+            pytest.fail(f"stdout still open 30 s after the launcher exited\n{self.logs()}")
         self.err.close()
         return rc, "".join(self.out), (self.tmp / "serve.err").read_text()
 

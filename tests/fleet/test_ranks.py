@@ -288,11 +288,26 @@ def test_a_sigkilled_rank_is_restarted_and_nothing_is_lost_or_doubled(
     assert [r["restart"] for r in report["ranks"]] == [1, 1]
 
 
-def test_a_rank_that_cannot_listen_is_one_clear_line(bundle, tmp_path, fleet) -> None:
-    with socket.socket() as taken:
+def _taken_after_a_free_port() -> tuple[socket.socket, int]:
+    """A listening socket on port P + 1 where P was free just now (rank 0 gets P, rank 1 the
+    taken one); a P that someone else holds would make rank 0 fail instead."""
+    for _ in range(50):
+        taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1] - 1  # rank 0 gets port, rank 1 gets the taken one
+        port = taken.getsockname()[1] - 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return taken, port
+            except OSError:
+                taken.close()
+    pytest.fail("found no free port below a taken one in 50 tries")
+
+
+def test_a_rank_that_cannot_listen_is_one_clear_line(bundle, tmp_path, fleet) -> None:
+    taken, port = _taken_after_a_free_port()
+    with taken:
         ranks = Ranks(bundle, tmp_path, "--max-restarts", "0", listen=f"tcp://127.0.0.1:{port}")
         fleet.append(ranks)
         rc, out, err = ranks.finish(timeout=300)

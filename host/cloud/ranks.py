@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,10 +188,35 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
             "acknowledged"
         )
     if rc != 0:
+        _wait_ranks_gone(ranks_dir)  # a rank outliving torchrun says why as it leaves
         errors = [p.read_text().strip() for p in sorted(ranks_dir.glob("rank-*.error"))]
         why = "; ".join(errors) or f"torchrun exited {rc}"
         raise RankFailed(f"{why} (torchrun log: {log_path})")
     return merged
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not); False where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_ranks_gone(ranks_dir: Path, timeout_s: float = 10.0) -> None:
+    """Wait (a while) for the ranks of a failed torchrun to leave: a torchrun killed outright
+    stops none of them, and each leaves within a second or two of seeing it gone
+    (host/cloud/distributed.py, watch_parent), writing why in its error file."""
+    pids = []
+    for path in ranks_dir.glob("rank-*.pid"):
+        try:
+            pids.append(int(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.1)
 
 
 def merge_reports(ranks_dir: Path, ranks: int) -> dict[str, Any]:

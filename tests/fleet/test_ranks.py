@@ -366,6 +366,24 @@ def test_a_killed_launcher_leaves_no_torchrun_or_rank_behind(bundle, tmp_path, f
     assert not left, f"still running: {left}\n{ranks.logs()}"
 
 
+def test_ranks_whose_torchrun_is_killed_leave(bundle, tmp_path, fleet) -> None:
+    """SIGKILL of torchrun itself: nothing passes SIGTERM on to its ranks (each in a session of
+    its own); each rank sees its parent gone and leaves, and the launcher fails in one line."""
+    ranks = Ranks(bundle, tmp_path, "--max-restarts", "0")
+    fleet.append(ranks)
+    ranks.wait_listening()
+    rank_pids = ranks.rank_pids()
+    torchrun = int(Path(f"/proc/{rank_pids[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(torchrun, signal.SIGKILL)
+    rc, _, err = ranks.finish(timeout=300)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(map(_alive, rank_pids)):
+        time.sleep(0.2)
+    assert not any(map(_alive, rank_pids)), ranks.logs()
+    assert rc == 1 and len(err.strip().splitlines()) == 1, err
+    assert "torchrun" in err and "is gone; leaving" in err, err
+
+
 def test_a_rank_missing_at_start_is_named_not_waited_on(bundle, tmp_path) -> None:
     """Two ranks started by hand (no torchrun: rank 0 hosts the store). Rank 1 stalls before
     the start-up barrier (its --key-file is a FIFO that no one writes: a read that never

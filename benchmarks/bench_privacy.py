@@ -213,6 +213,9 @@ def main() -> None:
         default=[ADV_NOISE, 1.0],
         help="resnet18: noise multipliers of the noise-only rows",
     )
+    parser.add_argument(
+        "--no-adversarial", action="store_true", help="resnet18: skip the adversarial exit's rows"
+    )
     args = parser.parse_args()
     if args.model == "resnet18":
         torch.set_num_threads(1)
@@ -329,15 +332,16 @@ def resnet_rows(args: argparse.Namespace, splits: list[int]) -> list[dict]:
             last = np.concatenate([a for a, _ in plain[1][-20:]])
             clip = round(float(np.median(np.linalg.norm(last.reshape(len(last), -1), axis=1))), 3)
             light = ActivationNoise(clip, ADV_NOISE)
-            adversarial = train_front(
-                bundle_dir, victim_data, args.epochs, args.batch_size, 0, ADV_LAMBDA, light
-            )
             runs = [("none", None, plain)]
             runs += [
                 (f"noise {m:g} (clip {clip:.3g})", ActivationNoise(clip, m), plain)
                 for m in args.resnet_noise
             ]
-            runs.append((f"adv. exit {ADV_LAMBDA:g} + noise {ADV_NOISE:g}", light, adversarial))
+            if not args.no_adversarial:
+                adversarial = train_front(
+                    bundle_dir, victim_data, args.epochs, args.batch_size, 0, ADV_LAMBDA, light
+                )
+                runs.append((f"adv. exit {ADV_LAMBDA:g} + noise {ADV_NOISE:g}", light, adversarial))
             for name, defence, (engine, steps, test, exit_acc, step_s) in runs:
                 checkpoint = Path(tmp) / f"split{split}-{len(rows)}.ckpt"
                 engine.save_checkpoint(checkpoint)

@@ -206,7 +206,9 @@ def main() -> None:
         "--samples", type=int, default=2400, help="resnet18: synthetic samples (a fifth for test)"
     )
     parser.add_argument("--width", type=int, default=16, help="resnet18: base width (zoo: 64)")
-    parser.add_argument("--decoder-width", type=int, default=64, help="the learned attack's")
+    parser.add_argument(
+        "--decoder-width", type=int, default=32, help="resnet18: the learned attack's decoder width"
+    )
     parser.add_argument(
         "--resnet-noise",
         type=lambda v: [float(m) for m in v.split(",")],

@@ -35,18 +35,20 @@ cycled (repeated in order) to make up that many arrivals. The budget (`--latency
 ResNet-18 is the zoo's at width 16 (stage widths 16/32/64/128, `model_kwargs={"width": 16}`),
 split 4 (activation 32x16x16, default exit head), trained on the 2400 training samples of
 `synthetic:3000:32` (600 held out; the embedded shapes data set, edge_runtime/data/
-synthetic.py), twice: 8 epochs and 10 epochs. At full width and one epoch it stayed at chance
-on two shared cores (11-14%), so calibration put every sample at the exit. The two trainings
-show that the targets pull apart here: (d)'s latency target needs an exit nearly as good as the
-tail (few offloads), (e)'s needs the offloads, not the board, to bound (d)'s rate by more than
-4x. Trained models are cached under --cache (artifacts/bench_infer by default), keyed by their
+synthetic.py), for 7, 8, 9 and 10 epochs (`--resnet-epochs`). At full width and one epoch it
+stayed at chance on two shared cores (11-14%), so calibration put every sample at the exit. The
+trainings show where the targets hold together: (d)'s latency target needs an exit good enough
+that few samples are offloaded, (e)'s needs the offloads, not the board, to bound (d)'s rate by
+more than 4x (else the burst outruns the board's own edge model, and no policy can hold a
+budget). Measured: both hold at 7 epochs (45% offloaded), not at 8 (67%) or 9-10 (9%, 0.3%).
+Trained models are cached under --cache (artifacts/bench_infer by default), keyed by their
 training settings; `--retrain` ignores the cache.
 
 Targets: (d) within 1 point of (c)'s accuracy at no more than half of (c)'s mean latency;
 (e) holds its p95 budget where (d) does not.
 
     .venv/bin/python benchmarks/bench_infer.py [--quick] [--json PATH] [--codec int8]
-        [--cache DIR] [--retrain]
+        [--cache DIR] [--retrain] [--resnet-epochs 7,8,9,10] [--no-digits]
 """
 
 from __future__ import annotations
@@ -128,18 +130,20 @@ class Case:
         )
 
 
-def cases(quick: bool) -> list[tuple[Case | None, str]]:
+def cases(
+    quick: bool, resnet_epochs: tuple[int, ...] = (7, 8, 9, 10), digits: bool = True
+) -> list[tuple[Case | None, str]]:
     """(case, why skipped) per model."""
     out: list[tuple[Case | None, str]] = []
-    if DIGITS.is_file():
+    if digits and DIGITS.is_file():
         out.append(
             (Case("smallcnn / digits 8x8", "smallcnn", 2, (1, 8, 8), str(DIGITS), 3, 3e-3), "")
         )
-    else:
+    elif digits:
         out.append((None, f"smallcnn / digits skipped: {DIGITS} is absent"))
-    # Two trainings of the same narrow ResNet-18: the targets pull apart on this data (the
-    # module docstring), so both are measured in the same run.
-    for epochs in (2,) if quick else (8, 10):
+    # Several trainings of the same narrow ResNet-18: the targets hold together only for an exit
+    # of middling accuracy (the module docstring), so each is measured in the same run.
+    for epochs in (2,) if quick else resnet_epochs:
         resnet = Case(
             f"resnet18 w16, {epochs} epochs / synthetic 32x32",
             "resnet18",
@@ -523,7 +527,22 @@ def main() -> None:
         "--cache", type=Path, default=CACHE, help=f"trained models are kept here [{CACHE}]"
     )
     parser.add_argument("--retrain", action="store_true", help="train even if cached")
+    parser.add_argument(
+        "--resnet-epochs",
+        default="7,8,9,10",
+        help="the ResNet-18 trainings to measure, in epochs, comma-separated [7,8,9,10]",
+    )
+    parser.add_argument("--no-digits", action="store_true", help="the ResNet-18 cases only")
     args = parser.parse_args()
+    try:
+        resnet_epochs = tuple(int(e) for e in args.resnet_epochs.split(","))
+        if min(resnet_epochs) < 1:
+            raise ValueError
+    except ValueError:
+        print(
+            f"--resnet-epochs {args.resnet_epochs!r}: positive integers, e.g. 8,10", file=sys.stderr
+        )
+        sys.exit(2)
     if args.codec not in BY_NAME:
         print(f"--codec {args.codec}: known codecs are {', '.join(BY_NAME)}", file=sys.stderr)
         sys.exit(2)
@@ -533,7 +552,7 @@ def main() -> None:
     results = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (case, skipped) in enumerate(cases(args.quick)):
+        for i, (case, skipped) in enumerate(cases(args.quick, resnet_epochs, not args.no_digits)):
             if case is None:
                 print(skipped)
                 continue

@@ -92,6 +92,34 @@ if TYPE_CHECKING:
     help="with --ranks: torchrun's elastic restarts of the ranks after a rank dies",
 )
 @click.option(
+    "--nnodes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="with --ranks: machines the ranks span, each running this command with the same "
+    "--ranks, --nnodes, --rdzv-endpoint and --listen port (global rank r listens on PORT + r)",
+)
+@click.option(
+    "--node-rank",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="with --nnodes: this machine's place, 0 to M-1; its ranks are K*N to K*N+N-1",
+)
+@click.option(
+    "--rdzv-endpoint",
+    default=None,
+    metavar="HOST:PORT",
+    help="with --nnodes: where the nodes meet (node 0 hosts torchrun's static rendezvous)",
+)
+@click.option(
+    "--rdzv-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="with --nnodes: seconds to wait for the rendezvous endpoint and the other nodes",
+)
+@click.option(
     "--expect-edges",
     type=click.IntRange(min=1),
     default=1,
@@ -159,6 +187,10 @@ def serve_cmd(
     shared_tail: bool,
     ranks: int | None,
     max_restarts: int,
+    nnodes: int,
+    node_rank: int,
+    rdzv_endpoint: str | None,
+    rdzv_timeout: float,
     expect_edges: int,
     device: str,
     rank_hashes: bool,
@@ -240,6 +272,10 @@ def serve_cmd(
             hashes=rank_hashes,
             device=device,
             model_out=model_out,
+            nnodes=nnodes,
+            node_rank=node_rank,
+            rdzv_endpoint=rdzv_endpoint,
+            rdzv_timeout=rdzv_timeout,
         )
         if schedule is not None:
             raise UsageFault("--average-fronts-every is not built for --ranks yet")
@@ -311,6 +347,7 @@ def _serve_ranks(
     console.print(
         f"ranks done: {shared.get('steps')} batches in the shared tail from "
         f"{len(shared.get('edges', []))} edges on {opts.ranks} ranks"
+        + (f" (node {opts.node_rank} of {opts.nnodes})" if opts.nnodes > 1 else "")
     )
 
 

@@ -5,6 +5,11 @@ This process is only the launcher: it picks one port per rank, runs torchrun
 -m host.cloud.distributed ...`), passes SIGINT/SIGTERM on, and, when torchrun is done, merges
 the ranks' reports into one and turns a failed rank into one line. The ranks themselves are
 `host/cloud/distributed.py`; docs/architecture.md "Cloud ranks" says how edges reach them.
+
+With `--nnodes M --node-rank K --rdzv-endpoint HOST:PORT` it is one node of M: torchrun's
+static rendezvous (node 0 hosts the store at the endpoint) instead of `--standalone`, so that
+node K's ranks are the global ranks K*N .. K*N+N-1 and each listens where edges can be told in
+advance (c10d's rendezvous ignores --node-rank and orders nodes by host name and pid).
 """
 
 from __future__ import annotations
@@ -53,6 +58,20 @@ class RankOptions:
     hashes: bool = False
     device: str = "cpu"
     model_out: Path | None = None  # each rank writes its edges' models there at the end
+    nnodes: int = 1  # machines ("nodes"), each running this launcher with `ranks` ranks
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None  # HOST:PORT on node 0; needed when nnodes > 1
+    rdzv_timeout: float = 300.0  # how long the nodes wait for each other at the rendezvous
+
+    @property
+    def world(self) -> int:
+        """Ranks on all nodes together."""
+        return self.nnodes * self.ranks
+
+    @property
+    def my_ranks(self) -> range:
+        """The global ranks this node runs (torchrun's static rendezvous: node-major)."""
+        return range(self.node_rank * self.ranks, (self.node_rank + 1) * self.ranks)
 
 
 def rank_ports(host: str, port: int, ranks: int) -> list[int]:
@@ -76,15 +95,83 @@ def rank_ports(host: str, port: int, ranks: int) -> list[int]:
             s.close()
 
 
+def rendezvous_address(opts: RankOptions) -> tuple[str, int]:
+    """(host, port) of `--rdzv-endpoint`, checked with the node options (a UsageFault)."""
+    if opts.nnodes == 1:
+        if opts.rdzv_endpoint is not None or opts.node_rank != 0:
+            raise UsageFault("--rdzv-endpoint and --node-rank need --nnodes 2 or more")
+        return "", 0
+    if opts.rdzv_endpoint is None:
+        raise UsageFault(f"--nnodes {opts.nnodes}: give --rdzv-endpoint HOST:PORT (on node 0)")
+    if not 0 <= opts.node_rank < opts.nnodes:
+        raise UsageFault(f"--node-rank {opts.node_rank}: valid are 0 to {opts.nnodes - 1}")
+    if opts.port == 0:
+        # Every node must know every rank's port; free ports picked here are this node's only.
+        raise UsageFault(
+            f"--nnodes {opts.nnodes}: give --listen a fixed port (global rank r listens on "
+            "PORT + r on its node's address)"
+        )
+    host, _, port = opts.rdzv_endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageFault(f"--rdzv-endpoint {opts.rdzv_endpoint!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def reach_rendezvous(opts: RankOptions) -> None:
+    """Check, before torchrun, that this node can take its part in the rendezvous: node 0 can
+    listen on the endpoint, another node reaches it within `rdzv_timeout` (node 0 may start
+    later). torchrun's own failure here is a traceback in its log after its own timeout."""
+    host, port = rendezvous_address(opts)
+    if opts.nnodes == 1:
+        return
+    endpoint = opts.rdzv_endpoint
+    if opts.node_rank == 0:
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise RankFailed(
+                    f"node 0 hosts the rendezvous but cannot listen on {endpoint}: {exc.strerror}"
+                ) from None
+        return
+    deadline = time.monotonic() + opts.rdzv_timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(5.0, opts.rdzv_timeout)):
+                return
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise RankFailed(
+                f"node {opts.node_rank}: cannot reach the rendezvous endpoint {endpoint} within "
+                f"{opts.rdzv_timeout:g} s ({why}); start node 0 there (--node-rank 0, the same "
+                "--nnodes and --rdzv-endpoint)"
+            )
+        time.sleep(0.5)
+
+
 def torchrun_command(opts: RankOptions, ports: list[int]) -> list[str]:
-    """The torchrun command line that starts the ranks on this machine."""
+    """The torchrun command line that starts this node's ranks."""
+    if opts.nnodes == 1:
+        rendezvous = ["--standalone", "--nnodes", "1"]
+    else:
+        rendezvous = [
+            "--nnodes",
+            str(opts.nnodes),
+            "--node-rank",
+            str(opts.node_rank),
+            "--rdzv-backend",
+            "static",
+            "--rdzv-endpoint",
+            str(opts.rdzv_endpoint),
+            "--rdzv-conf",
+            f"timeout={max(1, round(opts.rdzv_timeout))}",
+        ]
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
-        "--nnodes",
-        "1",
+        *rendezvous,
         "--nproc-per-node",
         str(opts.ranks),
         "--max-restarts",
@@ -147,11 +234,13 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
         # nccl needs the tail, its optimizer state and every batch on the rank's GPU; the
         # rank's trainer is CPU-only today.
         raise UsageFault(f"--device {opts.device}: ranks train on the CPU (gloo) only")
+    rendezvous_address(opts)  # a usage error before anything is written
     ranks_dir = opts.state_dir / RANKS_DIR
     ranks_dir.mkdir(parents=True, exist_ok=True)
     for old in ranks_dir.glob("rank-*"):
         old.unlink()
-    ports = rank_ports(opts.host, opts.port, opts.ranks)
+    reach_rendezvous(opts)
+    ports = rank_ports(opts.host, opts.port, opts.world)
     log_path = ranks_dir / "torchrun.log"
     with open(log_path, "w") as log:
         # The ranks' "listening on" lines reach our stdout; their logs and torchrun's go to
@@ -179,7 +268,7 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-    merged = merge_reports(ranks_dir, opts.ranks)
+    merged = merge_reports(ranks_dir, opts.my_ranks)
     if report is not None and merged:
         write_report(report, merged)
     if stopped:
@@ -191,6 +280,12 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
         _wait_ranks_gone(ranks_dir)  # a rank outliving torchrun says why as it leaves
         errors = [p.read_text().strip() for p in sorted(ranks_dir.glob("rank-*.error"))]
         why = "; ".join(errors) or f"torchrun exited {rc}"
+        if opts.nnodes > 1 and not errors and not any(ranks_dir.glob("rank-*.pid")):
+            # No rank started: the nodes never met (the other side's store timed out or died).
+            why = (
+                f"node {opts.node_rank}: the {opts.nnodes} nodes did not all meet at the "
+                f"rendezvous {opts.rdzv_endpoint} within {opts.rdzv_timeout:g} s"
+            )
         raise RankFailed(f"{why} (torchrun log: {log_path})")
     return merged
 
@@ -219,11 +314,12 @@ def _wait_ranks_gone(ranks_dir: Path, timeout_s: float = 10.0) -> None:
         time.sleep(0.1)
 
 
-def merge_reports(ranks_dir: Path, ranks: int) -> dict[str, Any]:
-    """One report from the ranks' own: rank 0's keys, every rank's edges, bytes and errors,
-    and `ranks` with each rank's steps and tail hash. {} if no rank wrote one."""
+def merge_reports(ranks_dir: Path, ranks: range) -> dict[str, Any]:
+    """One report from the ranks' own (`ranks`: this node's global ranks): the first rank's
+    keys, every rank's edges, bytes and errors, and `ranks` with each rank's steps and tail
+    hash. {} if no rank wrote one."""
     reports = []
-    for r in range(ranks):
+    for r in ranks:
         path = ranks_dir / f"rank-{r}.json"
         if path.exists():
             reports.append(json.loads(path.read_text()))

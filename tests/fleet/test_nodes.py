@@ -1,0 +1,309 @@
+"""`hostctl serve --shared-tail --ranks 1 --nnodes 2 --node-rank K --rdzv-endpoint H:P`: the
+shared tail on two "nodes" of one rank each, two launchers on 127.0.0.1 (real torchrun with its
+static rendezvous, gloo, real TCP), two `edge-runtime run` processes, smallcnn.
+
+The training test costs a minute or more on a loaded 2-core machine (two launchers, two
+torchruns, two ranks, two edges): it belongs with tests/fleet/test_ranks.py in `make test-slow`.
+The rendezvous errors take seconds each. Nothing asserts on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+NODES = 2
+SAMPLES = 200  # synthetic: 80% train -> 10 batches of 16 per edge
+PER_EDGE = 10
+START_S = 240  # both nodes listen within this, or the test fails (and kills them), not hangs
+
+
+@pytest.fixture(scope="module")
+def bundle(exported) -> Path:
+    return exported("smallcnn", 2)
+
+
+def _die_with_pytest() -> None:
+    """In a launcher's child, before exec: SIGKILL it if pytest dies (its torchrun and rank
+    follow it down, see host/cloud/ranks.py)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _free_ports(count: int) -> int:
+    """A port P where P .. P+count-1 are free on 127.0.0.1 just now."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    pytest.fail(f"found no {count} free consecutive ports in 50 tries")
+
+
+@pytest.fixture
+def started() -> Iterator[list]:
+    """Everything a test starts (nodes, edges), killed whatever the outcome."""
+    things: list = []
+    yield things
+    for thing in reversed(things):
+        thing.kill()
+
+
+class Node:
+    """One `hostctl serve --ranks 1 --nnodes 2 --node-rank K` launcher, in a process group of
+    its own, with a state dir of its own (as on its own machine)."""
+
+    def __init__(self, bundle: Path, tmp: Path, node: int, port: int, endpoint: str, *args: str):
+        self.node = node
+        self.tmp = tmp
+        self.state = tmp / f"state{node}"
+        self.report = tmp / f"report{node}.json"
+        self.err_path = tmp / f"serve{node}.err"
+        cmd = [
+            sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle),
+            "--listen", f"tcp://127.0.0.1:{port}", "--shared-tail", "--ranks", "1",
+            "--nnodes", str(NODES), "--node-rank", str(node), "--rdzv-endpoint", endpoint,
+            "--state-dir", str(self.state), "--report", str(self.report),
+            "--metrics-csv", str(tmp / f"metrics{node}.csv"), "--checkpoint-every", "3",
+            "--exit-when-done", "--expect-edges", str(NODES), "--rank-hashes", *args,
+        ]  # fmt: skip
+        self.err = open(self.err_path, "w")  # noqa: SIM115 - closed in finish()/kill()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+            env=ENV,
+            cwd=tmp,
+            start_new_session=True,  # killpg reaches the launcher and torchrun
+            preexec_fn=_die_with_pytest,
+        )
+        self.port: int | None = None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.out: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_listening(self, timeout: float = START_S) -> int:
+        """This node's rank's 'listening on tcp://H:P (rank K of 2)' line, within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.port is None:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                pytest.fail(f"node {self.node} did not listen within {timeout:g} s\n{self.logs()}")
+            assert line is not None, self.logs()
+            self.out.append(line)
+            found = re.search(r"listening on tcp://127\.0\.0\.1:(\d+) \(rank (\d) of 2\)", line)
+            if found:
+                assert int(found[2]) == self.node, line  # node K runs global rank K
+                self.port = int(found[1])
+        return self.port
+
+    def logs(self) -> str:
+        parts = []
+        for path in (self.err_path, self.state / "ranks" / "torchrun.log"):
+            if path.exists():
+                parts.append(f"--- node {self.node} {path.name}\n{path.read_text()[-3000:]}")
+        return "\n".join(parts)
+
+    def rank_pids(self) -> list[int]:
+        return [int(p.read_text()) for p in sorted((self.state / "ranks").glob("rank-*.pid"))]
+
+    def finish(self, timeout: float = 600) -> tuple[int, str]:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"node {self.node} did not finish within {timeout:g} s\n{self.logs()}")
+        try:
+            while (line := self.lines.get(timeout=30)) is not None:
+                self.out.append(line)
+        except queue.Empty:  # a rank outlived torchrun and holds stdout
+            self.kill()
+            pytest.fail(f"node {self.node}: stdout open 30 s after its launcher\n{self.logs()}")
+        self.err.close()
+        return rc, self.err_path.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL the launcher's group (launcher, torchrun) and its rank's (torchrun starts
+        each rank in a session of its own)."""
+        pids = self.rank_pids() if (self.state / "ranks").is_dir() else []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self.proc.wait()
+        self.err.close()
+
+
+class Edge(subprocess.Popen):
+    """An `edge-runtime run` process that the fixture can kill."""
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            super().kill()
+        self.wait()
+
+
+def start_edge(bundle: Path, tmp: Path, i: int, port: int, started: list) -> Edge:
+    cmd = [
+        sys.executable, "-m", "edge_runtime.cli", "run", "--bundle", str(bundle / "edge"),
+        "--connect", f"socket://127.0.0.1:{port}", "--work-dir", str(tmp / f"edge{i}"),
+        "--edge-id", f"cam{i}", "--data", f"synthetic:{SAMPLES}", "--seed", str(i),
+        "--epochs", "1", "--batch-size", "16", "--slowdown", "1",
+        "--report", str(tmp / f"edge{i}.json"),
+    ]  # fmt: skip
+    log = open(tmp / f"edge{i}.log", "w")  # noqa: SIM115 - the child keeps it
+    edge = Edge(cmd, stdout=log, stderr=log, env=ENV, cwd=tmp)
+    started.append(edge)
+    return edge
+
+
+def test_two_nodes_of_one_rank_train_each_batch_once_into_one_tail(
+    bundle, tmp_path, started
+) -> None:
+    port = _free_ports(NODES + 1)  # ranks at PORT, PORT + 1; the rendezvous at PORT + 2
+    endpoint = f"127.0.0.1:{port + NODES}"
+    # Node 1 first: it waits for node 0's rendezvous to come up instead of failing.
+    nodes = []
+    for k in (1, 0):
+        nodes.append(Node(bundle, tmp_path, k, port, endpoint))
+        started.append(nodes[-1])
+    nodes.sort(key=lambda n: n.node)
+    ports = [n.wait_listening() for n in nodes]
+    assert ports == [port, port + 1]  # global rank r on PORT + r, on its node's address
+    processes = []  # launcher, torchrun and rank of every node, all gone at the end
+    for n in nodes:
+        (rank_pid,) = n.rank_pids()
+        processes += [n.proc.pid, _parent(rank_pid), rank_pid]
+    assert all(map(_alive, processes))
+    edges = [start_edge(bundle, tmp_path, i, ports[i], started) for i in range(NODES)]
+    for i, edge in enumerate(edges):
+        assert edge.wait(600) == 0, (tmp_path / f"edge{i}.log").read_text()[-3000:]
+    reports = []
+    for n in nodes:
+        rc, err = n.finish()
+        assert rc == 0, n.logs()
+        assert f"{NODES * PER_EDGE} batches in the shared tail" in err, err
+        assert f"(node {n.node} of {NODES})" in err, err
+        reports.append(json.loads(n.report.read_text()))
+    for k, report in enumerate(reports):
+        assert report["errors"] == []
+        (edge,) = report["edges"]  # each node served the edge that connected to its rank
+        assert edge["edge_id"] == f"cam{k}" and edge["done"]
+        assert sorted(map(tuple, edge["trained_ids"])) == [(0, i) for i in range(PER_EDGE)]
+        assert edge["unique_batches_trained"] == PER_EDGE
+        assert report["shared_tail"]["steps"] == NODES * PER_EDGE
+    (first,), (second,) = (r["ranks"] for r in reports)
+    assert (first["rank"], second["rank"]) == (0, 1)
+    assert first["world"] == second["world"] == NODES
+    assert first["batches_in_tail"] == second["batches_in_tail"] == NODES * PER_EDGE
+    assert first["optimizer_steps"] == second["optimizer_steps"] > 0
+    assert len(first["step_sha256"]) == first["optimizer_steps"]
+    assert first["step_sha256"] == second["step_sha256"]  # the same tail after every step
+    assert first["tail_sha256"] == second["tail_sha256"]
+    # Rank 0 alone writes the checkpoint, on node 0.
+    assert (tmp_path / "state0" / "shared-tail.fleet").is_file()
+    assert not (tmp_path / "state1" / "shared-tail.fleet").exists()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(map(_alive, processes)):
+        time.sleep(0.2)
+    assert not [pid for pid in processes if _alive(pid)], "\n".join(n.logs() for n in nodes)
+
+
+def test_an_unreachable_rendezvous_is_one_line_not_a_hang(bundle, tmp_path, started) -> None:
+    """Node 1 with no node 0 at the endpoint: one line after --rdzv-timeout, exit 1."""
+    port = _free_ports(NODES + 1)
+    node = Node(bundle, tmp_path, 1, port, f"127.0.0.1:{port + NODES}", "--rdzv-timeout", "3")
+    started.append(node)
+    rc, err = node.finish(timeout=120)
+    assert rc == 1, node.logs()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert (
+        f"node 1: cannot reach the rendezvous endpoint 127.0.0.1:{port + NODES} within 3 s" in err
+    )
+    assert not (tmp_path / "state1" / "ranks" / "torchrun.log").exists()  # torchrun never ran
+
+
+def test_a_node_0_whose_peers_never_come_is_one_line(bundle, tmp_path, started) -> None:
+    """Node 0 alone: torchrun's store waits --rdzv-timeout for node 1, then one line, exit 1."""
+    port = _free_ports(NODES + 1)
+    endpoint = f"127.0.0.1:{port + NODES}"
+    node = Node(bundle, tmp_path, 0, port, endpoint, "--rdzv-timeout", "3")
+    started.append(node)
+    rc, err = node.finish(timeout=120)
+    assert rc == 1, node.logs()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"node 0: the 2 nodes did not all meet at the rendezvous {endpoint} within 3 s" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--nnodes", "2"), "--nnodes 2: give --rdzv-endpoint HOST:PORT"),
+        (("--nnodes", "2", "--rdzv-endpoint", "h:1", "--node-rank", "2"), "valid are 0 to 1"),
+        (("--nnodes", "2", "--rdzv-endpoint", "nohost"), "expected HOST:PORT"),
+        (("--node-rank", "1"), "need --nnodes 2 or more"),
+        (
+            ("--nnodes", "2", "--rdzv-endpoint", "h:1", "--listen", "tcp://127.0.0.1:0"),
+            "fixed port",
+        ),
+    ],
+)
+def test_node_usage_errors_are_one_line(bundle, tmp_path, extra, message) -> None:
+    cmd = [
+        sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle), "--shared-tail",
+        "--listen", "tcp://127.0.0.1:40000", "--ranks", "1", "--state-dir", str(tmp_path),
+        *extra,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

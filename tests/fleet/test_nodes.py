@@ -91,22 +91,25 @@ def started() -> Iterator[list]:
 
 
 class Node:
-    """One `hostctl serve --ranks 1 --nnodes 2 --node-rank K` launcher, in a process group of
+    """One `hostctl serve --ranks N --nnodes 2 --node-rank K` launcher, in a process group of
     its own, with a state dir of its own (as on its own machine)."""
 
-    def __init__(self, bundle: Path, tmp: Path, node: int, port: int, endpoint: str, *args: str):
+    def __init__(
+        self, bundle: Path, tmp: Path, node: int, port: int, endpoint: str, *args: str, per_node=1
+    ):
         self.node = node
+        self.per_node = per_node
         self.tmp = tmp
         self.state = tmp / f"state{node}"
         self.report = tmp / f"report{node}.json"
         self.err_path = tmp / f"serve{node}.err"
         cmd = [
             sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle),
-            "--listen", f"tcp://127.0.0.1:{port}", "--shared-tail", "--ranks", "1",
+            "--listen", f"tcp://127.0.0.1:{port}", "--shared-tail", "--ranks", str(per_node),
             "--nnodes", str(NODES), "--node-rank", str(node), "--rdzv-endpoint", endpoint,
             "--state-dir", str(self.state), "--report", str(self.report),
             "--metrics-csv", str(tmp / f"metrics{node}.csv"), "--checkpoint-every", "3",
-            "--exit-when-done", "--expect-edges", str(NODES), "--rank-hashes", *args,
+            "--exit-when-done", "--expect-edges", str(NODES * per_node), "--rank-hashes", *args,
         ]  # fmt: skip
         self.err = open(self.err_path, "w")  # noqa: SIM115 - closed in finish()/kill()
         self.proc = subprocess.Popen(
@@ -119,7 +122,7 @@ class Node:
             start_new_session=True,  # killpg reaches the launcher and torchrun
             preexec_fn=_die_with_pytest,
         )
-        self.port: int | None = None
+        self.ports: dict[int, int] = {}  # global rank -> its port
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.out: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -129,10 +132,10 @@ class Node:
             self.lines.put(line)
         self.lines.put(None)
 
-    def wait_listening(self, timeout: float = START_S) -> int:
-        """This node's rank's 'listening on tcp://H:P (rank K of 2)' line, within `timeout`."""
+    def wait_listening(self, timeout: float = START_S) -> dict[int, int]:
+        """This node's ranks' 'listening on tcp://H:P (rank r of W)' lines, within `timeout`."""
         deadline = time.monotonic() + timeout
-        while self.port is None:
+        while len(self.ports) < self.per_node:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -140,11 +143,11 @@ class Node:
                 pytest.fail(f"node {self.node} did not listen within {timeout:g} s\n{self.logs()}")
             assert line is not None, self.logs()
             self.out.append(line)
-            found = re.search(r"listening on tcp://127\.0\.0\.1:(\d+) \(rank (\d) of 2\)", line)
+            found = re.search(r"listening on tcp://127\.0\.0\.1:(\d+) \(rank (\d) of (\d)\)", line)
             if found:
-                assert int(found[2]) == self.node, line  # node K runs global rank K
-                self.port = int(found[1])
-        return self.port
+                assert int(found[3]) == NODES * self.per_node, line
+                self.ports[int(found[2])] = int(found[1])
+        return self.ports
 
     def logs(self) -> str:
         parts = []
@@ -207,49 +210,61 @@ def start_edge(bundle: Path, tmp: Path, i: int, port: int, started: list) -> Edg
     return edge
 
 
-def test_two_nodes_of_one_rank_train_each_batch_once_into_one_tail(
-    bundle, tmp_path, started
-) -> None:
-    port = _free_ports(NODES + 1)  # ranks at PORT, PORT + 1; the rendezvous at PORT + 2
-    endpoint = f"127.0.0.1:{port + NODES}"
+@pytest.mark.parametrize("per_node", [1, 2], ids=["1-rank-each", "2-ranks-each"])
+def test_two_nodes_train_each_batch_once_into_one_tail(bundle, tmp_path, started, per_node) -> None:
+    world = NODES * per_node
+    port = _free_ports(world + 1)  # global rank r at PORT + r; the rendezvous at PORT + world
+    endpoint = f"127.0.0.1:{port + world}"
     # Node 1 first: it waits for node 0's rendezvous to come up instead of failing.
     nodes = []
     for k in (1, 0):
-        nodes.append(Node(bundle, tmp_path, k, port, endpoint))
+        nodes.append(Node(bundle, tmp_path, k, port, endpoint, per_node=per_node))
         started.append(nodes[-1])
     nodes.sort(key=lambda n: n.node)
-    ports = [n.wait_listening() for n in nodes]
-    assert ports == [port, port + 1]  # global rank r on PORT + r, on its node's address
-    processes = []  # launcher, torchrun and rank of every node, all gone at the end
+    ports: dict[int, int] = {}
     for n in nodes:
-        (rank_pid,) = n.rank_pids()
-        processes += [n.proc.pid, _parent(rank_pid), rank_pid]
+        ports.update(n.wait_listening())
+    # Node K runs global ranks K*N .. K*N+N-1; global rank r listens on PORT + r.
+    assert [sorted(n.ports) for n in nodes] == [
+        list(range(k * per_node, (k + 1) * per_node)) for k in range(NODES)
+    ]
+    assert ports == {r: port + r for r in range(world)}
+    processes = []  # launcher, torchrun and ranks of every node, all gone at the end
+    for n in nodes:
+        rank_pids = n.rank_pids()
+        assert len(rank_pids) == per_node
+        processes += [n.proc.pid, _parent(rank_pids[0]), *rank_pids]
     assert all(map(_alive, processes))
-    edges = [start_edge(bundle, tmp_path, i, ports[i], started) for i in range(NODES)]
+    edges = [start_edge(bundle, tmp_path, r, ports[r], started) for r in range(world)]
     for i, edge in enumerate(edges):
         assert edge.wait(600) == 0, (tmp_path / f"edge{i}.log").read_text()[-3000:]
     reports = []
     for n in nodes:
         rc, err = n.finish()
         assert rc == 0, n.logs()
-        assert f"{NODES * PER_EDGE} batches in the shared tail" in err, err
+        assert f"{world * PER_EDGE} batches in the shared tail" in err, err
         assert f"(node {n.node} of {NODES})" in err, err
         reports.append(json.loads(n.report.read_text()))
-    for k, report in enumerate(reports):
+    ranks = []
+    for n, report in zip(nodes, reports, strict=True):
         assert report["errors"] == []
-        (edge,) = report["edges"]  # each node served the edge that connected to its rank
-        assert edge["edge_id"] == f"cam{k}" and edge["done"]
-        assert sorted(map(tuple, edge["trained_ids"])) == [(0, i) for i in range(PER_EDGE)]
-        assert edge["unique_batches_trained"] == PER_EDGE
-        assert report["shared_tail"]["steps"] == NODES * PER_EDGE
-    (first,), (second,) = (r["ranks"] for r in reports)
-    assert (first["rank"], second["rank"]) == (0, 1)
-    assert first["world"] == second["world"] == NODES
-    assert first["batches_in_tail"] == second["batches_in_tail"] == NODES * PER_EDGE
-    assert first["optimizer_steps"] == second["optimizer_steps"] > 0
-    assert len(first["step_sha256"]) == first["optimizer_steps"]
-    assert first["step_sha256"] == second["step_sha256"]  # the same tail after every step
-    assert first["tail_sha256"] == second["tail_sha256"]
+        # Each node served the edges that connected to its ranks (edge i to global rank i).
+        assert sorted(e["edge_id"] for e in report["edges"]) == [f"cam{r}" for r in sorted(n.ports)]
+        for edge in report["edges"]:
+            assert edge["done"]
+            assert sorted(map(tuple, edge["trained_ids"])) == [(0, i) for i in range(PER_EDGE)]
+            assert edge["unique_batches_trained"] == PER_EDGE
+        assert report["shared_tail"]["steps"] == world * PER_EDGE
+        ranks += report["ranks"]
+    assert [r["rank"] for r in ranks] == list(range(world))
+    assert {r["world"] for r in ranks} == {world}
+    assert {r["batches_in_tail"] for r in ranks} == {world * PER_EDGE}
+    steps = ranks[0]["optimizer_steps"]
+    assert steps > 0 and {r["optimizer_steps"] for r in ranks} == {steps}
+    assert len(ranks[0]["step_sha256"]) == steps
+    for r in ranks[1:]:
+        assert r["step_sha256"] == ranks[0]["step_sha256"]  # one tail after every step
+        assert r["tail_sha256"] == ranks[0]["tail_sha256"]
     # Rank 0 alone writes the checkpoint, on node 0.
     assert (tmp_path / "state0" / "shared-tail.fleet").is_file()
     assert not (tmp_path / "state1" / "shared-tail.fleet").exists()

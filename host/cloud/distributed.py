@@ -573,7 +573,11 @@ def run_rank(args: argparse.Namespace) -> int:
         server.listener.close()
         return 1
     stepper.addresses = addresses
-    print(f"listening on {address} (rank {rank} of {world})", flush=True)
+    # One write of the whole line: print() writes the text and the newline apart, and under
+    # torchrun (`python -u`) the ranks' writes to their shared stdout then interleaved
+    # ("...(rank 0 of 2)listening on ...(rank 1 of 2)"), so a reader missed a rank's line.
+    sys.stdout.write(f"listening on {address} (rank {rank} of {world})\n")
+    sys.stdout.flush()
     signal.signal(signal.SIGTERM, lambda *_: stepper.stop())
     signal.signal(signal.SIGINT, lambda *_: stepper.stop())
     stepper.start()

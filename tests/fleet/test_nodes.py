@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -196,12 +196,14 @@ class Edge(subprocess.Popen):
         self.wait()
 
 
-def start_edge(bundle: Path, tmp: Path, i: int, port: int, started: list) -> Edge:
+def start_edge(
+    bundle: Path, tmp: Path, i: int, port: int, started: list, slowdown: str = "1"
+) -> Edge:
     cmd = [
         sys.executable, "-m", "edge_runtime.cli", "run", "--bundle", str(bundle / "edge"),
         "--connect", f"socket://127.0.0.1:{port}", "--work-dir", str(tmp / f"edge{i}"),
         "--edge-id", f"cam{i}", "--data", f"synthetic:{SAMPLES}", "--seed", str(i),
-        "--epochs", "1", "--batch-size", "16", "--slowdown", "1",
+        "--epochs", "1", "--batch-size", "16", "--slowdown", slowdown,
         "--report", str(tmp / f"edge{i}.json"),
     ]  # fmt: skip
     log = open(tmp / f"edge{i}.log", "w")  # noqa: SIM115 - the child keeps it
@@ -212,13 +214,51 @@ def start_edge(bundle: Path, tmp: Path, i: int, port: int, started: list) -> Edg
 
 @pytest.mark.parametrize("per_node", [1, 2], ids=["1-rank-each", "2-ranks-each"])
 def test_two_nodes_train_each_batch_once_into_one_tail(bundle, tmp_path, started, per_node) -> None:
+    reports = two_nodes(bundle, tmp_path, started, per_node)
+    assert [r["restart"] for report in reports for r in report["ranks"]] == [0] * NODES * per_node
+
+
+def test_a_sigkilled_rank_on_node_1_is_restarted_and_nothing_is_lost_or_doubled(
+    bundle, tmp_path, started
+) -> None:
+    """SIGKILL of node 1's rank mid-run: rank 0's collective fails, each node's torchrun
+    restarts its own rank, and both join the next life at the same static rendezvous."""
+
+    def kill_rank_1(nodes: list[Node]) -> None:
+        rows = tmp_path / "metrics1.csv.rank1"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and (
+            not rows.exists() or len(rows.read_text().splitlines()) < 5
+        ):
+            time.sleep(0.1)
+        assert rows.exists() and len(rows.read_text().splitlines()) >= 5, nodes[1].logs()
+        os.kill(nodes[1].rank_pids()[0], signal.SIGKILL)
+
+    reports = two_nodes(
+        bundle, tmp_path, started, 1, "--max-restarts", "2", slowdown="4", during=kill_rank_1
+    )
+    assert [r["restart"] for report in reports for r in report["ranks"]] == [1, 1]
+
+
+def two_nodes(
+    bundle: Path,
+    tmp_path: Path,
+    started: list,
+    per_node: int,
+    *args: str,
+    slowdown: str = "1",
+    during: Callable[[list[Node]], None] | None = None,
+) -> list[dict]:
+    """Two nodes of `per_node` ranks, an edge on each rank, `during` called once the edges
+    run: checks every batch of every edge trained once into one tail on every rank, and every
+    process gone at the end. Returns the nodes' reports."""
     world = NODES * per_node
     port = _free_ports(world + 1)  # global rank r at PORT + r; the rendezvous at PORT + world
     endpoint = f"127.0.0.1:{port + world}"
     # Node 1 first: it waits for node 0's rendezvous to come up instead of failing.
     nodes = []
     for k in (1, 0):
-        nodes.append(Node(bundle, tmp_path, k, port, endpoint, per_node=per_node))
+        nodes.append(Node(bundle, tmp_path, k, port, endpoint, *args, per_node=per_node))
         started.append(nodes[-1])
     nodes.sort(key=lambda n: n.node)
     ports: dict[int, int] = {}
@@ -235,7 +275,9 @@ def test_two_nodes_train_each_batch_once_into_one_tail(bundle, tmp_path, started
         assert len(rank_pids) == per_node
         processes += [n.proc.pid, _parent(rank_pids[0]), *rank_pids]
     assert all(map(_alive, processes))
-    edges = [start_edge(bundle, tmp_path, r, ports[r], started) for r in range(world)]
+    edges = [start_edge(bundle, tmp_path, r, ports[r], started, slowdown) for r in range(world)]
+    if during is not None:
+        during(nodes)
     for i, edge in enumerate(edges):
         assert edge.wait(600) == 0, (tmp_path / f"edge{i}.log").read_text()[-3000:]
     reports = []
@@ -268,10 +310,12 @@ def test_two_nodes_train_each_batch_once_into_one_tail(bundle, tmp_path, started
     # Rank 0 alone writes the checkpoint, on node 0.
     assert (tmp_path / "state0" / "shared-tail.fleet").is_file()
     assert not (tmp_path / "state1" / "shared-tail.fleet").exists()
+    processes += [pid for n in nodes for pid in n.rank_pids()]  # a restarted life's ranks
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(map(_alive, processes)):
         time.sleep(0.2)
     assert not [pid for pid in processes if _alive(pid)], "\n".join(n.logs() for n in nodes)
+    return reports
 
 
 def test_an_unreachable_rendezvous_is_one_line_not_a_hang(bundle, tmp_path, started) -> None:

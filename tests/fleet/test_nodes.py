@@ -1,10 +1,11 @@
-"""`hostctl serve --shared-tail --ranks 1 --nnodes 2 --node-rank K --rdzv-endpoint H:P`: the
-shared tail on two "nodes" of one rank each, two launchers on 127.0.0.1 (real torchrun with its
-static rendezvous, gloo, real TCP), two `edge-runtime run` processes, smallcnn.
+"""`hostctl serve --shared-tail --ranks N --nnodes 2 --node-rank K --rdzv-endpoint H:P`: the
+shared tail on two "nodes", two launchers on 127.0.0.1 with state dirs of their own (real
+torchrun with its static rendezvous, gloo, real TCP), an `edge-runtime run` process per rank,
+smallcnn: one and two ranks per node, a SIGKILLed rank restarted, the rendezvous failures.
 
-The training test costs a minute or more on a loaded 2-core machine (two launchers, two
-torchruns, two ranks, two edges): it belongs with tests/fleet/test_ranks.py in `make test-slow`.
-The rendezvous errors take seconds each. Nothing asserts on wall-clock time.
+Each training test took 18-25 s on this loaded 2-core machine (three of them; the whole file
+96 s): they belong with tests/fleet/test_ranks.py in `make test-slow`. The rendezvous errors
+take 5-8 s each. Nothing asserts on wall-clock time.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ def test_smallest_configuration_runs_end_to_end(tmp_path: Path) -> None:
     assert set(entry["final_accuracy"]) == {"end-to-end", "fp32", "fp32+z", "int8+z"}
     assert all(0.0 <= a <= 1.0 for a in entry["final_accuracy"].values())
     assert isinstance(entry["target_met"], bool)
+    assert entry["last5"]["accuracy"] == entry["final_accuracy"]  # one epoch: the same figure
     # Lossless coding: the tail trained on the very same tensors, so the very same curve.
     assert entry["lossless_curve_equals_fp32"] is True
     ratios = entry["bytes_up_over_fp32"]

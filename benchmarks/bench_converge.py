@@ -30,6 +30,9 @@ test accuracies and hierarchical minus end-to-end in points, with the target's v
 
     nice -n 10 .venv/bin/python benchmarks/bench_converge.py --out runs/converge \\
         --png docs/results/converge.png
+
+``--split resnet18=6`` cuts elsewhere and ``--columns end-to-end,fp32`` trains a subset (the
+table shows "-" for what is not there).
 """
 
 from __future__ import annotations
@@ -75,9 +78,9 @@ class Params:
     seed: int = 0
 
 
-def run_key(dataset: str, net: str, column: str, p: Params) -> dict[str, Any]:
+def run_key(dataset: str, net: str, split: int, column: str, p: Params) -> dict[str, Any]:
     """The parameters of one run (a rerun with other ones trains again)."""
-    return {"dataset": dataset, "net": net, "split": SPLITS[net], "column": column, **asdict(p)}
+    return {"dataset": dataset, "net": net, "split": split, "column": column, **asdict(p)}
 
 
 class Results:
@@ -154,16 +157,16 @@ def load(dataset: str, p: Params) -> Any:
     return load_dataset(f"synthetic:{p.synthetic}:{SHAPE[1]}", seed=p.seed, limit=p.limit)
 
 
-def export(net: str, p: Params, out: Path) -> Path:
+def export(net: str, split: int, p: Params, out: Path) -> Path:
     """The network's bundle (torch engine, whole-network weights too), exported once per OUT."""
     from host.export import ExportOptions, export_bundle
 
-    bundle = out / "bundles" / f"{net}-w{p.width}-split{SPLITS[net]}-lr{p.lr:g}-seed{p.seed}"
+    bundle = out / "bundles" / f"{net}-w{p.width}-split{split}-lr{p.lr:g}-seed{p.seed}"
     if not (bundle / "manifest.json").is_file():
         export_bundle(
             ExportOptions(
                 model=net,
-                split=SPLITS[net],
+                split=split,
                 input_shape=SHAPE,
                 num_classes=NUM_CLASSES,
                 lr=p.lr,
@@ -250,12 +253,12 @@ def hierarchical(bundle_dir: Path, data: Any, codec: str, p: Params, work: Path)
     }
 
 
-def train(dataset: str, net: str, column: str, p: Params, out: Path) -> dict[str, Any]:
+def train(dataset: str, net: str, split: int, column: str, p: Params, out: Path) -> dict[str, Any]:
     """One run, timed; the figures of its row."""
     import torch
 
     torch.manual_seed(p.seed)  # nothing here should draw from it; pinned all the same
-    bundle = export(net, p, out)
+    bundle = export(net, split, p, out)
     data = load(dataset, p)
     wall, cpu = time.perf_counter(), time.process_time()
     if column == END_TO_END:
@@ -298,18 +301,19 @@ def _figures(rows: dict[str, dict[str, Any] | None], of: str) -> dict[str, Any]:
     return {"accuracy": acc, "points_vs_end_to_end": diff}
 
 
-def summary(datasets: list[str], nets: list[str], p: Params, results: Results) -> list[dict]:
-    """One entry per (data set, network) with every column's figures found so far."""
+def summary(datasets: list[str], nets: dict[str, int], p: Params, results: Results) -> list[dict]:
+    """One entry per (data set, network cut at its split) with every column's figures found
+    so far."""
     out = []
     for dataset in datasets:
-        for net in nets:
-            rows = {c: results.find(run_key(dataset, net, c, p)) for c in COLUMNS}
+        for net, split in nets.items():
+            rows = {c: results.find(run_key(dataset, net, split, c, p)) for c in COLUMNS}
             final = _figures(rows, "final")
             fp32, lossless = rows["fp32"], rows["fp32+z"]
             entry: dict[str, Any] = {
                 "dataset": dataset,
                 "net": net,
-                "split": SPLITS[net],
+                "split": split,
                 "final_accuracy": final["accuracy"],
                 "points_vs_end_to_end": final["points_vs_end_to_end"],
                 f"last{LAST}": _figures(rows, "last"),
@@ -432,6 +436,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("runs/converge"), help="[runs/converge]")
     ap.add_argument("--png", type=Path, default=None, help="the curves [OUT/converge.png]")
     ap.add_argument("--nets", default=",".join(SPLITS), help=f"[{','.join(SPLITS)}]")
+    ap.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        metavar="NET=N",
+        help="cut NET at block N instead ["
+        + ", ".join(f"{n}={k}" for n, k in SPLITS.items())
+        + "]",
+    )
+    ap.add_argument(
+        "--columns", default=",".join(COLUMNS), help=f"what to train [{','.join(COLUMNS)}]"
+    )
     ap.add_argument("--data", default=",".join(DATASETS), help=f"[{','.join(DATASETS)}]")
     ap.add_argument("--epochs", type=int, default=d.epochs, help=f"[{d.epochs}]")
     ap.add_argument("--width", type=int, default=d.width, help=f"base channels [{d.width}]")
@@ -457,11 +473,29 @@ def _choose(text: str, valid: tuple[str, ...] | list[str], what: str) -> list[st
     return names
 
 
+def _splits(given: list[str], nets: dict[str, int]) -> dict[str, int]:
+    """--split NET=N for networks being run, each N a valid cut of NET."""
+    from models import build_model  # torch; only when a split is given
+
+    out = {}
+    for text in given:
+        net, _, n = text.partition("=")
+        if net not in nets or not n.isdigit():
+            raise SystemExit(f"error: --split takes NET=N with NET one of {', '.join(nets)}")
+        valid = build_model(net, SHAPE, NUM_CLASSES, width=4).valid_splits
+        if int(n) not in valid:
+            raise SystemExit(f"error: --split {net}={n}: valid are {valid.start}..{valid.stop - 1}")
+        out[net] = int(n)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train what is not in the results yet, then print the table; 2 on a usage error."""
     try:
         args = parse_args(argv)
-        nets = _choose(args.nets, list(SPLITS), "network")
+        nets = {n: SPLITS[n] for n in _choose(args.nets, list(SPLITS), "network")}
+        nets.update(_splits(args.split, nets))
+        columns = _choose(args.columns, COLUMNS, "column")
         datasets = _choose(args.data, DATASETS, "data set")
         if min(args.epochs, args.width, args.batch_size, args.synthetic, args.threads) < 1:
             raise SystemExit(
@@ -487,15 +521,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = Results(args.out / "results.jsonl")
     for dataset in datasets:
-        for net in nets:
-            for column in COLUMNS:
-                key = run_key(dataset, net, column, p)
+        for net, split in nets.items():
+            for column in columns:
+                key = run_key(dataset, net, split, column, p)
                 if results.find(key) is not None:
                     print(f"{dataset} {net} {column}: already in {results.path}", flush=True)
                     continue
                 print(f"{dataset} {net} {column}: training {p.epochs} epochs ...", flush=True)
                 try:
-                    figures = train(dataset, net, column, p, args.out)
+                    figures = train(dataset, net, split, column, p, args.out)
                 except (RuntimeError, OSError, ValueError) as exc:  # a failed run: say which
                     print(f"error: {dataset} {net} {column}: {exc}", file=sys.stderr)
                     return 1

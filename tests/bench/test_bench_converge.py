@@ -68,8 +68,8 @@ def test_smallest_configuration_runs_end_to_end(tmp_path: Path) -> None:
     params = bench.Params(epochs=EPOCHS, width=WIDTH, limit=LIMIT)
     results = bench.Results(out / "results.jsonl")
     for column in bench.COLUMNS:  # what a rerun looks up before it trains
-        assert results.find(bench.run_key("digits", "vgg16", column, params)) is not None
-    assert results.find(bench.run_key("digits", "vgg16", "fp32", bench.Params())) is None
+        assert results.find(bench.run_key("digits", "vgg16", 10, column, params)) is not None
+    assert results.find(bench.run_key("digits", "vgg16", 10, "fp32", bench.Params())) is None
 
 
 def test_unknown_network_is_a_usage_error() -> None:

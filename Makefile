@@ -22,8 +22,13 @@ demo: $(STAMP)
 # that the suite stays near 15 minutes on 2 cores.
 SLOW_TESTS := tests/fleet/test_ranks.py tests/e2e/test_e2e_hostile_peers.py
 
+# Two workers (pytest-xdist), a test file each at a time: most tests wait on subprocesses and
+# links, so two keep both cores busy. PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=25 $(addprefix --ignore=,$(SLOW_TESTS)) tests
+	$(BIN)/python -m pytest -q --durations=25 -n $(PYTEST_WORKERS) --dist loadfile \
+		$(addprefix --ignore=,$(SLOW_TESTS)) tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q $(SLOW_TESTS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -229,6 +230,9 @@ def run_cli(group: CommandGroup, args: Sequence[str] | None = None) -> NoReturn:
         # Without standalone mode click raises instead of printing; ctx.exit(n) returns n.
         code = group.main(args=args, prog_name=prog, standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        # Already on the way out: a second SIGINT (the group's Ctrl-C and then the parent's
+        # own, as `hostctl demo` sends it) must not turn exit 130 into death by signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         click.echo(one_line(prog, Fault(prog, *classify(Interrupted()))), err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:

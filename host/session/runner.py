@@ -221,8 +221,9 @@ def _run_edge(
                     proc.kill()
                     raise
                 # The edge stopped because we were interrupted: whether it saw the group's
-                # Ctrl-C first (130) or finished its batch and exited 0, this run was interrupted.
-                if rc == 0:
+                # Ctrl-C first (130), finished its batch and exited 0, or died of the signal
+                # before its handler was set (-SIGINT), this run was interrupted.
+                if rc in (0, -signal.SIGINT):
                     rc = EXIT_INTERRUPTED
             except BaseException:
                 proc.kill()

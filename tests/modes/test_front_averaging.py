@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from restarting_host import RestartingHost
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset, num_batches
 from edge_runtime.engines import EngineError, make_engine
-from edge_runtime.link import EdgeLink, LinkError
+from edge_runtime.link import EdgeLink
 from edge_runtime.link.codecs import encode_tensor, pack_ints
 from edge_runtime.link.header import Header, MsgType
 from edge_runtime.link.messages import decode_message
@@ -291,51 +292,14 @@ def test_an_edge_that_finishes_early_is_not_waited_for(bundle_dir: Path, tmp_pat
     assert run.edges["cam-a"]["front_averaging"]["adopted"] == [1, 2, 3, 4]
 
 
-class RestartingHost:
-    """Whichever CloudServer is up takes each new connection (as in test_shared_tail.py)."""
-
-    def __init__(self, bundle_dir: Path, state_dir: Path) -> None:
-        self.bundle = load_bundle(bundle_dir)
-        self.state_dir = state_dir
-        self.server: CloudServer | None = None
-        self.lock = threading.Lock()
-
-    def start(self) -> CloudServer:
-        server = CloudServer(
-            self.bundle,
-            self.state_dir,
-            key=self.bundle.key(),
-            config=LINK,
-            shared_tail=True,
-            checkpoint_every=3,
-            average_fronts=AveragingSchedule(4, "batches"),
-        )
-        with self.lock:
-            self.server = server
-        return server
-
-    def stop(self) -> CloudServer:
-        with self.lock:
-            server, self.server = self.server, None
-        assert server is not None
-        server.stop()
-        return server
-
-    def open_(self) -> object:
-        with self.lock:
-            if self.server is None:
-                raise LinkError("host down")
-            edge_end, host_end = socket_pair(LINK.read_timeout)
-            self.server.serve_transport(host_end)
-            return edge_end
-
-
 def test_host_restart_mid_run_loses_no_round_and_no_batch(bundle_dir: Path, tmp_path: Path) -> None:
     """Three edges, a round every 4 of 16 batches; the host is stopped and started again once
     the first average is out. The contributions it had not closed a round with were never
     acknowledged, so the edges send them again; every batch is trained once per edge, and every
     edge ends on the host's last average."""
-    host = RestartingHost(bundle_dir, tmp_path / "host")
+    host = RestartingHost(
+        bundle_dir, tmp_path / "host", LINK, average_fronts=AveragingSchedule(4, "batches")
+    )
     server = host.start()
     edge_bundle = load_bundle(bundle_dir / "edge")
     edges = ("cam-a", "cam-b", "cam-c")

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from restarting_host import RestartingHost
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset, num_batches
 from edge_runtime.engines import make_engine
-from edge_runtime.link import EdgeLink, LinkConfig, LinkError
-from edge_runtime.link.transports import socket_pair
+from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.statefile import StateError
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 from host.cloud.edge_state import SharedTail
@@ -35,50 +35,9 @@ def bundle_dir(exported) -> Path:
     return exported("smallcnn", 2)
 
 
-class Host:
-    """The host side of the fleet: whichever CloudServer is up takes each new connection."""
-
-    def __init__(self, bundle_dir: Path, state_dir: Path) -> None:
-        self.bundle = load_bundle(bundle_dir)
-        self.state_dir = state_dir
-        self.server: CloudServer | None = None
-        self.lock = threading.Lock()
-
-    def start(self) -> CloudServer:
-        server = CloudServer(
-            self.bundle,
-            self.state_dir,
-            key=self.bundle.key(),
-            config=CONFIG,
-            shared_tail=True,
-            checkpoint_every=3,
-        )
-        with self.lock:
-            self.server = server
-        return server
-
-    def stop(self) -> CloudServer:
-        with self.lock:
-            server, self.server = self.server, None
-        assert server is not None
-        server.stop()
-        return server
-
-    def opener(self):
-        # A fresh stream per (re)connection, served by the host that is up; none up reads as
-        # a dead link, which the edge retries with backoff.
-        def open_() -> object:
-            with self.lock:
-                if self.server is None:
-                    raise LinkError("host down")
-                edge_end, host_end = socket_pair(CONFIG.read_timeout)
-                self.server.serve_transport(host_end)
-                return edge_end
-
-        return open_
-
-
-def run_edge(bundle_dir: Path, host: Host, edge_id: str, seed: int, tmp: Path, out: dict) -> None:
+def run_edge(
+    bundle_dir: Path, host: RestartingHost, edge_id: str, seed: int, tmp: Path, out: dict
+) -> None:
     """One edge's whole run (hierarchical, one epoch) on its own data; its report into `out`."""
     edge_bundle = load_bundle(bundle_dir / "edge")
     data = load_dataset(f"synthetic:{SAMPLES}", seed=seed)
@@ -91,7 +50,7 @@ def run_edge(bundle_dir: Path, host: Host, edge_id: str, seed: int, tmp: Path, o
         run_id="run-1",
         spool_dir=tmp / edge_id / "spool",
         config=CONFIG,
-        opener=host.opener(),
+        opener=host.open_,
     )
     cfg = EdgeRunConfig(epochs=1, batch_size=BATCH, work_dir=tmp / edge_id)
     try:
@@ -106,7 +65,7 @@ def run_edge(bundle_dir: Path, host: Host, edge_id: str, seed: int, tmp: Path, o
 def run_fleet(bundle_dir: Path, tmp: Path, *, restart_after: int | None) -> tuple[dict, dict]:
     """Three edges on one shared tail; optionally restart the host once the tail has taken
     `restart_after` steps. Returns (edge reports, final host report)."""
-    host = Host(bundle_dir, tmp / "host")
+    host = RestartingHost(bundle_dir, tmp / "host", CONFIG)
     server = host.start()
     steps_seen: list[int] = []
     assert server.shared is not None

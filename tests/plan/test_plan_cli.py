@@ -47,10 +47,12 @@ def test_plan_measures_every_split_and_marks_one_best(measured) -> None:
     assert f"split {marked[0]} is fastest:" in out.stdout
     assert all(("link-bound" in r) or ("compute-bound" in r) for r in rows.values())
     # Split learning at the same split: the int8 activation up against fp32 both ways, waiting
-    # on every gradient, on a link-bound 2 Mbit/s line: well under split learning's time.
+    # on every gradient: where the 2 Mbit/s line binds, well under split learning's time. A split
+    # that the measured compute binds (a loaded machine times the cloud slow) is still faster
+    # than split learning, whose stages add up instead of overlapping.
     for line in rows.values():
         vs_split = float(line.split("│")[8])
-        assert 0 < vs_split < 0.5, line
+        assert 0 < vs_split < (0.5 if "link-bound" in line else 1.0), line
     saved = json.loads(path.read_text())
     assert [s["split"] for s in saved["splits"]] == list(SMALLCNN_SPLITS)
     assert saved["model"] == "smallcnn" and saved["batch_size"] == 32

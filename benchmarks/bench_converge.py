@@ -458,6 +458,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--limit", type=int, default=None, help="train samples kept [all]")
     ap.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"initial weights, batch order, the synthetic images [{d.seed}]",
+    )
+    ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (the sizing assumes 1) [1]"
     )
     return ap.parse_args(argv)
@@ -503,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.limit is not None and args.limit < 1:
             raise SystemExit("error: --limit must be >= 1")
+        if args.seed < 0:
+            raise SystemExit("error: --seed must be >= 0")
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
@@ -518,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         synthetic=args.synthetic,
         limit=args.limit,
+        seed=args.seed,
     )
     results = Results(args.out / "results.jsonl")
     for dataset in datasets:

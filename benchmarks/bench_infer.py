@@ -1,8 +1,9 @@
 """Hierarchical inference with early exits against its alternatives, on a Pi-class board over 3G.
 
-Per model (smallcnn on the UCI digits, ResNet-18 on 32x32 synthetic images), after a short
-hierarchical training run (in process, ORT engine, real link over a socket pair) whose model out
-gives edge.onnx / tail.onnx / full.onnx, five ways to answer the same held-out samples:
+Per model (smallcnn on the UCI digits, a narrow ResNet-18 on 32x32 synthetic shapes), after a
+hierarchical training run (in process, ORT engine, real link over a socket pair;
+host/model/in_process.py) whose model out gives edge.onnx / tail.onnx / full.onnx, five ways to
+answer the same held-out samples:
 
   (a) edge only       every sample answered at the exit (no link)
   (b) cloud only      the raw input goes up, the host runs full.onnx (bench-only host; the
@@ -18,66 +19,90 @@ The board is emulated: real ORT sessions on this machine, each edge.onnx run pac
 board profile's slowdown (host/bench/profiles/rpi4.json: 16) as `edge-runtime infer --slowdown`
 does; the host computes at this machine's speed. The link is the `3g` preset shaped in user
 space (host/linkemu ShapedRelay: up 768 kbit/s, down 1.6 Mbit/s, RTT 150 ms), no root needed.
-Everything but (e) and (d)-under-burst gets evenly spaced arrivals at 0.7 of the rate the
-slowest of (a)-(c) sustains, so latencies are service times, not queues.
+(a)-(d) get evenly spaced arrivals at 0.7 of the rate the slowest of (a)-(c) sustains, so their
+latencies are service times, not queues.
 
-ResNet-18 trains one epoch (1000 samples; `--quick`: 400): from scratch on two shared cores it
-stays at chance in any few epochs (three took 250 s here and scored 14%), so its accuracies say
-nothing and its calibration puts nearly everything at the exit; its latencies still show the
-link and the board. The accuracy targets are meaningful on the digits. The latency budget of (e) is
-set before the burst runs: twice the p95 of (d) unloaded.
+The burst, all of it measured before it runs: (d) sustains S = 1 / max(board, f x offload)
+samples/s, with `board` the board's time per sample (a closed-loop edge-only pass: edge.onnx,
+pacing and the loop), f the fraction (d) offloaded at the steady rate, and `offload` the time
+one offload holds the link (its wire bytes at the uplink's rate, or the closed-loop calibration
+pass's time per offload, whichever is longer). The burst arrives at 4 S for max(5 s, 3 x budget)
+so that (d)'s backlog (growing by 3 s a second) passes the budget many times over; half the
+answered samples arrive before it and half after, at the steady rate. The answered samples are
+cycled (repeated in order) to make up that many arrivals. The budget (`--latency-budget` of
+(e)) is twice the p95 of (d) at the steady rate.
+
+ResNet-18 is the zoo's at width 16 (stage widths 16/32/64/128, `model_kwargs={"width": 16}`),
+split 4 (activation 32x16x16, default exit head), trained on the 2400 training samples of
+`synthetic:3000:32` (600 held out; the embedded shapes data set, edge_runtime/data/
+synthetic.py), for 7, 8, 9 and 10 epochs (`--resnet-epochs`). At full width and one epoch it
+stayed at chance on two shared cores (11-14%), so calibration put every sample at the exit. The
+trainings show where the targets hold together: (d)'s latency target needs an exit good enough
+that few samples are offloaded, (e)'s needs the offloads, not the board, to bound (d)'s rate by
+more than 4x (else the burst outruns the board's own edge model, and no policy can hold a
+budget). Measured: both hold at 7 epochs (45% offloaded), not at 8 (67%) or 9-10 (9%, 0.3%).
+Trained models are cached under --cache (artifacts/bench_infer by default), keyed by their
+training settings; `--retrain` ignores the cache.
 
 Targets: (d) within 1 point of (c)'s accuracy at no more than half of (c)'s mean latency;
 (e) holds its p95 budget where (d) does not.
 
     .venv/bin/python benchmarks/bench_infer.py [--quick] [--json PATH] [--codec int8]
+        [--cache DIR] [--retrain] [--resnet-epochs 7,8,9,10] [--no-digits]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
+import math
+import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from edge_runtime.bundle import load_bundle, read_key_file, sha256_file
+from edge_runtime.bundle import read_key_file, sha256_file
 from edge_runtime.data import load_dataset
-from edge_runtime.engines import make_engine
 from edge_runtime.infer.arrivals import Arrivals
 from edge_runtime.infer.calibration import validation_split
+from edge_runtime.infer.model_dir import ModelDirError, read_model_dir
 from edge_runtime.infer.policy import ALWAYS_OFFLOAD, ExitPolicy, calibrate, exit_table
 from edge_runtime.infer.runner import EdgeModel, InferRun, infer_report
 from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.link.codecs import BY_NAME
-from edge_runtime.link.transports import socket_pair
-from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
-from host.cloud.server import CloudServer
 from host.export import ExportOptions, export_bundle
 from host.infer.server import InferServer
 from host.linkemu.presets import parse_link
 from host.linkemu.shaper import ShapedRelay
-from host.model.collect import held_out_samples, model_out, parts_from_state
+from host.model.in_process import train_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT.parent / "shared" / "data" / "digits.csv.gz"
 PROFILE = ROOT / "host" / "bench" / "profiles" / "rpi4.json"
+CACHE = ROOT / "artifacts" / "bench_infer"
 LINK = "3g"
 BURST_FACTOR = 4.0
+# The burst lasts at least this long, and at least this many budgets.
+BURST_MIN_S = 5.0
+BURST_BUDGETS = 3.0
 # Arrivals outside the burst load the slowest of (a)-(c) to this fraction: evenly spaced
 # arrivals into a near-constant service time do not queue below 1.
 LOAD = 0.7
+# Part of the cache key: bump when the training recipe changes in a way the fields do not show.
+RECIPE = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class Case:
-    """One model and its data."""
+    """One model, its data and how it is trained."""
 
     label: str
     model: str
@@ -86,77 +111,89 @@ class Case:
     data: str
     epochs: int
     lr: float
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    exit_head_width: int | None = None
+
+    def key(self) -> str:
+        """The cache key: every training setting (not the label)."""
+        settings = {k: v for k, v in asdict(self).items() if k != "label"}
+        settings["recipe"] = RECIPE
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        """One line: the model and its training."""
+        options = "".join(f", {k} {v}" for k, v in self.model_kwargs.items())
+        head = f", exit head width {self.exit_head_width}" if self.exit_head_width else ""
+        return (
+            f"{self.model}{options} split {self.split}{head}; {self.data}; "
+            f"{self.epochs} epochs, lr {self.lr:g}"
+        )
 
 
-def cases(quick: bool) -> list[tuple[Case | None, str]]:
+def cases(
+    quick: bool, resnet_epochs: tuple[int, ...] = (7, 8, 9, 10), digits: bool = True
+) -> list[tuple[Case | None, str]]:
     """(case, why skipped) per model."""
     out: list[tuple[Case | None, str]] = []
-    if DIGITS.is_file():
+    if digits and DIGITS.is_file():
         out.append(
             (Case("smallcnn / digits 8x8", "smallcnn", 2, (1, 8, 8), str(DIGITS), 3, 3e-3), "")
         )
-    else:
+    elif digits:
         out.append((None, f"smallcnn / digits skipped: {DIGITS} is absent"))
-    n = 500 if quick else 1250
-    out.append(
-        (
-            Case(
-                "resnet18 / synthetic 32x32",
-                "resnet18",
-                4,
-                (3, 32, 32),
-                f"synthetic:{n}:32",
-                1,
-                1e-3,
-            ),
-            "",
+    # Several trainings of the same narrow ResNet-18: the targets hold together only for an exit
+    # of middling accuracy (the module docstring), so each is measured in the same run.
+    for epochs in (2,) if quick else resnet_epochs:
+        resnet = Case(
+            f"resnet18 w16, {epochs} epochs / synthetic 32x32",
+            "resnet18",
+            4,
+            (3, 32, 32),
+            "synthetic:1000:32" if quick else "synthetic:3000:32",
+            epochs,
+            2e-3,
+            {"width": 16},
         )
-    )
+        out.append((resnet, ""))
     return out
 
 
-def train(case: Case, work: Path) -> Path:
-    """A short hierarchical run (in process, ORT engine, socket pair); returns the model dir."""
-    bundle_dir = work / "bundle"
-    export_bundle(
-        ExportOptions(model=case.model, split=case.split, input_shape=case.input_shape, lr=case.lr),
-        bundle_dir,
+def train(case: Case, cache: Path, retrain: bool, say: Any) -> Path:
+    """The case's model directory: from the cache when a run with the same settings left one
+    there (every file checked against model.json's sha256), else a fresh training run."""
+    target = cache / f"{case.model}-{case.key()}"
+    model_dir = target / "model"
+    if not retrain and model_dir.is_dir():
+        try:
+            read_model_dir(model_dir)
+            say(f"  trained model from the cache: {model_dir}")
+            return model_dir
+        except ModelDirError as exc:
+            say(f"  the cached model is unusable ({exc}); training again")
+    # Train beside the cache entry and move it in whole: an interrupted run leaves no entry.
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    t0 = time.perf_counter()
+    options = ExportOptions(
+        model=case.model,
+        split=case.split,
+        input_shape=case.input_shape,
+        lr=case.lr,
+        model_kwargs=dict(case.model_kwargs),
+        exit_head_width=case.exit_head_width,
     )
-    bundle, edge_bundle = load_bundle(bundle_dir), load_bundle(bundle_dir / "edge")
-    data = load_dataset(case.data, seed=0)
-    config = LinkConfig(read_timeout=0.05)
-    edge_end, host_end = socket_pair(config.read_timeout)
-    server = CloudServer(bundle, work / "host", key=bundle.key(), config=config)
-    server.serve_transport(host_end)
-    link = EdgeLink.connect(
-        "pair:",
-        key=bundle.key(),
-        bundle_sha256=edge_bundle.manifest_sha256,
-        edge_id="edge-1",
-        run_id="run-1",
-        spool_dir=work / "edge" / "spool",
-        config=config,
-        opener=lambda: edge_end,
-    )
-    engine = make_engine("ort", edge_bundle, threads=1)
-    # Eval batches of 64: ResNet-18's split-4 activation (128x16x16 fp32) at 128 per batch is
-    # over the link's 16 MiB frame limit.
-    cfg = EdgeRunConfig(
-        epochs=case.epochs, batch_size=32, eval_batch_size=64, work_dir=work / "edge"
-    )
-    try:
-        EdgeTrainer(engine, data, link, cfg, RunProgress("run-1")).run()
-        link.flush(timeout=600)
-    finally:
-        link.close("done")
-    deadline = time.monotonic() + 600
-    while not all(s.done for s in server.states()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    server.stop()
-    (state,) = server.states()
-    out = work / "model"
-    model_out(parts_from_state(bundle, state), out, held_out_samples(case.data), lambda _: None)
-    return out
+    export_bundle(options, partial / "bundle")
+    # Eval batches of 64: a full-width ResNet-18's split-4 activation (128x16x16 fp32) at 128
+    # per batch is over the link's 16 MiB frame limit.
+    train_in_process(
+        partial / "bundle", case.data, partial, epochs=case.epochs, eval_batch_size=64,
+        timeout_s=3600,
+    )  # fmt: skip
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    say(f"  trained in {time.perf_counter() - t0:.0f} s; cached in {target}")
+    return model_dir
 
 
 class RawInputServer(InferServer):
@@ -243,7 +280,13 @@ class Bench:
         return run, answers
 
 
-def _figures(run: InferRun, answers: list, y: np.ndarray, budget_s: float | None = None) -> dict:
+def _figures(
+    run: InferRun,
+    answers: list,
+    y: np.ndarray,
+    budget_s: float | None = None,
+    burst: slice | None = None,
+) -> dict:
     r = infer_report(answers, y, run, 0.0)
     out = {
         "accuracy": r["accuracy"],
@@ -258,14 +301,18 @@ def _figures(run: InferRun, answers: list, y: np.ndarray, budget_s: float | None
     }
     if budget_s is not None:
         out["within_budget"] = bool(r["latency_ms"]["p95"] <= 1000 * budget_s)
+    if burst is not None:
+        lat = 1000 * np.array([a.latency_s for a in answers[burst]])
+        out["burst_p95_ms"] = round(float(np.percentile(lat, 95)), 3)
+        out["max_ms"] = round(1000 * max(a.latency_s for a in answers), 3)
     return out
 
 
-def bench_case(case: Case, work: Path, codec: str, slowdown: float, say: Any) -> dict[str, Any]:
-    """Train, then the five scenarios; returns the figures."""
-    t0 = time.perf_counter()
-    model_dir = train(case, work)
-    say(f"  trained in {time.perf_counter() - t0:.0f} s")
+def bench_case(
+    case: Case, work: Path, codec: str, slowdown: float, cache: Path, retrain: bool, say: Any
+) -> dict[str, Any]:
+    """Train (or take the cached model), then the five scenarios; returns the figures."""
+    model_dir = train(case, cache, retrain, say)
     desc = json.loads((model_dir / "model.json").read_text())
     data = load_dataset(case.data, seed=0)
     x_all, y_all = data.normalise(data.x_test), data.y_test
@@ -295,15 +342,13 @@ def bench_case(case: Case, work: Path, codec: str, slowdown: float, say: Any) ->
                "validation_exit_accuracy": float(exit_ok.mean()),
                "pass_s": cal_wall}  # fmt: skip
 
-    # Service times. Edge: edge.onnx per sample here (median), paced by the slowdown. Uplink:
-    # the wire bytes per offload the pass measured (tensor + framing, ids, acks), at the link's
-    # rate; the raw input's offload has the same overhead around its own tensor.
-    times = []
-    for i in range(min(21, len(x))):
-        tc = time.perf_counter()
-        b.model(x[i : i + 1])
-        times.append(time.perf_counter() - tc)
-    edge_s = float(np.median(times)) * slowdown
+    # Service times. Board: a closed-loop edge-only pass over the answered samples (edge.onnx
+    # paced by the slowdown, plus the loop's own work), per sample. Uplink: the wire bytes per
+    # offload the calibration pass measured (tensor + framing, ids, acks), at the link's rate;
+    # the raw input's offload has the same overhead around its own tensor.
+    tc = time.perf_counter()
+    b.run(x, ExitPolicy(0.0, "edge only"), Arrivals(), linked=False)
+    board_s = (time.perf_counter() - tc) / len(x)
     itemsize = BY_NAME[codec].wire.itemsize
     per_offload = cal_run.link.stats["bytes_up"] / len(cal_x) if cal_run.link else 0.0
     act_bytes = float(np.prod(desc["activation_shape"])) * itemsize
@@ -311,12 +356,13 @@ def bench_case(case: Case, work: Path, codec: str, slowdown: float, say: Any) ->
     act_s = per_offload * 8 / link.up_bps
     raw_s = (per_offload - act_bytes + raw_bytes) * 8 / link.up_bps
     closed_loop_s = cal_wall / len(cal_x)  # (c)'s measured time per sample, closed loop
-    base_rate = LOAD / max(edge_s, act_s, raw_s, closed_loop_s)
+    base_rate = LOAD / max(board_s, act_s, raw_s, closed_loop_s)
     steady = Arrivals(base_rate)
     say(
-        f"  edge {1000 * edge_s:.1f} ms/sample (x{slowdown:g}); uplink {per_offload:.0f} B = "
-        f"{1000 * act_s:.1f} ms/activation, {1000 * raw_s:.1f} ms/input; split inference "
-        f"closed loop {1000 * closed_loop_s:.1f} ms/sample; arrivals {base_rate:.2f}/s"
+        f"  board {1000 * board_s:.2f} ms/sample (x{slowdown:g}, closed loop); uplink "
+        f"{per_offload:.0f} B = {1000 * act_s:.1f} ms/activation, {1000 * raw_s:.1f} ms/input; "
+        f"split inference closed loop {1000 * closed_loop_s:.1f} ms/sample; arrivals "
+        f"{base_rate:.2f}/s"
     )
     rows: dict[str, dict] = {}
     rows["a"] = _figures(*b.run(x, ExitPolicy(0.0, "edge only"), steady, linked=False), y)
@@ -329,38 +375,59 @@ def bench_case(case: Case, work: Path, codec: str, slowdown: float, say: Any) ->
     rows["d"] = _figures(*b.run(x, ExitPolicy(threshold, why), steady), y)
     say(f"  (d) {rows['d']}")
 
-    # (e): the burst. (d) sustains 1 / max(edge, offloaded fraction x time per offload)
-    # samples/s, an offload taking what the link's rate or the closed-loop pass (window x
-    # RTT) allows, whichever is slower.
-    offload = max(1e-3, 1 - rows["d"]["at_edge"])
-    sustainable = 1 / max(edge_s, offload * max(act_s, closed_loop_s))
+    # (e): the burst (the module docstring says how it is sized).
+    offloaded = max(1e-3, 1 - rows["d"]["at_edge"])
+    offload_s = max(act_s, closed_loop_s)
+    sustainable = 1 / max(board_s, offloaded * offload_s)
+    burst_rate = BURST_FACTOR * sustainable
     budget_s = 2 * rows["d"]["p95_ms"] / 1000
+    burst_s = max(BURST_MIN_S, BURST_BUDGETS * budget_s)
     n = len(x)
-    start, count = n // 5, max(10, (2 * n) // 5)
-    burst = Arrivals(base_rate, BURST_FACTOR * sustainable / base_rate, start, count)
+    before = after = n // 2
+    count = math.ceil(burst_s * burst_rate)
+    order = np.arange(before + count + after) % n  # the answered samples, cycled
+    xb, yb = x[order], y[order]
+    burst = Arrivals(base_rate, burst_rate / base_rate, before, count)
+    window = slice(before, before + count)
+    plan = {
+        "sustainable_rate": sustainable,
+        "burst_rate": burst_rate,
+        "burst_s": burst_s,
+        "burst_samples": count,
+        "samples": len(order),
+        "budget_ms": 1000 * budget_s,
+        "bound": "board" if board_s >= offloaded * offload_s else "offloads",
+        "offload_ms": 1000 * offload_s,
+        "offloaded": offloaded,
+    }
     say(
-        f"  burst: samples {start}..{start + count - 1} at {BURST_FACTOR * sustainable:.1f}/s "
-        f"({BURST_FACTOR:g}x the {sustainable:.1f}/s (d) sustains); budget {1000 * budget_s:.0f} ms"
+        f"  burst: (d) sustains {sustainable:.1f}/s = 1 / max(board {1000 * board_s:.2f} ms, "
+        f"{offloaded:.3f} offloaded x {1000 * offload_s:.1f} ms); samples {before}.."
+        f"{before + count - 1} of {len(order)} (answered samples cycled) at {burst_rate:.1f}/s "
+        f"for {burst_s:.1f} s; budget {1000 * budget_s:.0f} ms = 2 x (d)'s steady p95"
     )
-    rows["d_burst"] = _figures(*b.run(x, ExitPolicy(threshold, why), burst), y, budget_s)
+    rows["d_burst"] = _figures(*b.run(xb, ExitPolicy(threshold, why), burst), yb, budget_s, window)
     say(f"  (d) burst {rows['d_burst']}")
-    rows["e"] = _figures(*b.run(x, ExitPolicy(threshold, why, budget_s), burst), y, budget_s)
+    adaptive = ExitPolicy(threshold, why, budget_s)
+    rows["e"] = _figures(*b.run(xb, adaptive, burst), yb, budget_s, window)
     say(f"  (e) {rows['e']}")
     return {
         "case": case.label,
+        "training": case.describe(),
         "answered": n,
         "validation": len(split.validation),
         "threshold": threshold,
         "target_accuracy": target,
         "calibration": summary,
-        "edge_ms": 1000 * edge_s,
+        "board_ms": 1000 * board_s,
         "uplink_ms_activation": 1000 * act_s,
         "uplink_ms_input": 1000 * raw_s,
         "base_rate": base_rate,
-        "burst_rate": BURST_FACTOR * sustainable,
+        "burst": plan,
         "budget_ms": 1000 * budget_s,
         "rows": rows,
         "final_accuracy_training": desc.get("final_accuracy"),
+        "exit_accuracy_training": desc.get("edge_exit_accuracy"),
     }
 
 
@@ -368,7 +435,8 @@ def verdicts(r: dict) -> list[tuple[str, bool, str]]:
     """(target, pass, the figures) per target."""
     rows = r["rows"]
     c, d, db, e = rows["c"], rows["d"], rows["d_burst"], rows["e"]
-    acc_gap = 100 * (c["accuracy"] - d["accuracy"])
+    # Rounded: 0.97 - 0.96 is a hair over 0.01 in floating point, and one point is what it is.
+    acc_gap = round(100 * (c["accuracy"] - d["accuracy"]), 6)
     ratio = d["mean_ms"] / c["mean_ms"]
     return [
         (
@@ -390,70 +458,114 @@ def verdicts(r: dict) -> list[tuple[str, bool, str]]:
     ]
 
 
+NAMES = {
+    "a": "(a) edge only",
+    "b": "(b) cloud only (raw input up)",
+    "c": "(c) always offload (split)",
+    "d": "(d) early exit, calibrated",
+    "d_burst": "(d) under the burst",
+    "e": "(e) adaptive under the burst",
+}
+
+
 def table(results: list[dict]) -> str:
-    """The figures side by side (markdown), then the targets."""
+    """Per model, the scenarios side by side (markdown) and the targets; then all verdicts."""
     lines = []
-    names = {
-        "a": "(a) edge only",
-        "b": "(b) cloud only (raw input up)",
-        "c": "(c) always offload (split)",
-        "d": "(d) early exit, calibrated",
-        "d_burst": "(d) under the burst",
-        "e": "(e) adaptive under the burst",
-    }
     for r in results:
+        p = r["burst"]
         lines.append(
-            f"\n**{r['case']}**: {r['answered']} answered samples ({r['validation']} others "
-            f"calibrate); edge {r['edge_ms']:.1f} ms/sample, uplink {r['uplink_ms_activation']:.1f}"
-            f" ms/activation and {r['uplink_ms_input']:.1f} ms/input; arrivals "
-            f"{r['base_rate']:.2f}/s, burst {r['burst_rate']:.1f}/s; threshold "
-            f"{r['threshold']:.4g} (target {r['target_accuracy']}); budget {r['budget_ms']:.0f} ms;"
-            f" the training run's final accuracy {100 * r['final_accuracy_training']:.1f}%\n"
+            f"\n**{r['case']}** ({r['training']}; the training run's final accuracy "
+            f"{100 * r['final_accuracy_training']:.1f}%, exit "
+            f"{100 * r['exit_accuracy_training']:.1f}%): {r['answered']} answered samples "
+            f"({r['validation']} others calibrate); board {r['board_ms']:.2f} ms/sample, uplink "
+            f"{r['uplink_ms_activation']:.1f} ms/activation and {r['uplink_ms_input']:.1f} "
+            f"ms/input; arrivals {r['base_rate']:.2f}/s; threshold {r['threshold']:.4g} (target "
+            f"{r['target_accuracy']}). Burst: {p['burst_samples']} samples in {p['burst_s']:.1f}"
+            f" s at {p['burst_rate']:.1f}/s = 4 x the {p['sustainable_rate']:.1f}/s (d) sustains"
+            f" (bound by the {p['bound']}), {p['samples']} samples in all (answered samples "
+            f"cycled); budget {p['budget_ms']:.0f} ms\n"
         )
         lines.append(
-            "| scenario | accuracy | p50 ms | p95 ms | mean ms | at edge | kB up | mean/(c) |"
+            "| scenario | accuracy | p50 ms | p95 ms | mean ms | burst p95 ms | at edge | "
+            "kB up | mean/(c) |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         c_mean = r["rows"]["c"]["mean_ms"]
-        for key, name in names.items():
+        for key, name in NAMES.items():
             f = r["rows"][key]
+            bp = f"{f['burst_p95_ms']:.0f}" if "burst_p95_ms" in f else "-"
             lines.append(
                 f"| {name} | {100 * f['accuracy']:.1f}% | {f['p50_ms']:.1f} | {f['p95_ms']:.1f} "
-                f"| {f['mean_ms']:.1f} | {100 * f['at_edge']:.0f}% | {f['bytes_up'] / 1e3:.1f} "
-                f"| {f['mean_ms'] / c_mean:.2f} |"
+                f"| {f['mean_ms']:.1f} | {bp} | {100 * f['at_edge']:.0f}% | "
+                f"{f['bytes_up'] / 1e3:.1f} | {f['mean_ms'] / c_mean:.2f} |"
             )
         lines.append("")
         for name, ok, figures in verdicts(r):
             lines.append(f"- {'PASS' if ok else 'FAIL'}: {name}: {figures}")
+    if results:
+        lines.append("\n| target | " + " | ".join(r["case"] for r in results) + " |")
+        lines.append("|---|" + "---|" * len(results))
+        per = [verdicts(r) for r in results]
+        for k, (name, _, _) in enumerate(per[0]):
+            cells = [f"{'PASS' if v[k][1] else 'FAIL'}: {v[k][2]}" for v in per]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data, one epoch")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller data, fewer epochs: a smoke run (the ResNet stays near chance)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--codec", default="int8", help="link codec for activations and inputs [int8]"
     )
+    parser.add_argument(
+        "--cache", type=Path, default=CACHE, help=f"trained models are kept here [{CACHE}]"
+    )
+    parser.add_argument("--retrain", action="store_true", help="train even if cached")
+    parser.add_argument(
+        "--resnet-epochs",
+        default="7,8,9,10",
+        help="the ResNet-18 trainings to measure, in epochs, comma-separated [7,8,9,10]",
+    )
+    parser.add_argument("--no-digits", action="store_true", help="the ResNet-18 cases only")
     args = parser.parse_args()
+    try:
+        resnet_epochs = tuple(int(e) for e in args.resnet_epochs.split(","))
+        if min(resnet_epochs) < 1:
+            raise ValueError
+    except ValueError:
+        print(
+            f"--resnet-epochs {args.resnet_epochs!r}: positive integers, e.g. 8,10", file=sys.stderr
+        )
+        sys.exit(2)
+    if args.codec not in BY_NAME:
+        print(f"--codec {args.codec}: known codecs are {', '.join(BY_NAME)}", file=sys.stderr)
+        sys.exit(2)
+    say = functools.partial(print, flush=True)
     slowdown = float(json.loads(PROFILE.read_text())["slowdown"])
     print(f"board: {PROFILE.stem} (slowdown {slowdown:g}x); link {parse_link(LINK).describe()}")
     results = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (case, skipped) in enumerate(cases(args.quick)):
+        for i, (case, skipped) in enumerate(cases(args.quick, resnet_epochs, not args.no_digits)):
             if case is None:
                 print(skipped)
                 continue
-            print(f"{case.label}: {case.model} split {case.split}, {case.data}, {case.epochs} ep")
+            print(f"{case.label}: {case.describe()}", flush=True)
             work = Path(tmp) / str(i)
             work.mkdir()
-            results.append(bench_case(case, work, args.codec, slowdown, print))
+            results.append(
+                bench_case(case, work, args.codec, slowdown, args.cache, args.retrain, say)
+            )
     print(table(results))
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    sys.exit(0)
 
 
 if __name__ == "__main__":

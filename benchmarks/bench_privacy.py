@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_privacy.py [--data PATH] [--epochs 5] [--json PATH]
     .venv/bin/python benchmarks/bench_privacy.py --model resnet18 [--splits 2,4,8] [--samples N]
+        [--width W] [--decoder-width W] [--resnet-noise 0.05,1]
 
 For every split of smallcnn (1x8x8 digits, 10 classes; exported with lr 3e-3) and each defence
 (none; activation noise at a few multipliers, with the clip set to the median norm of the trained
@@ -24,10 +25,15 @@ lightest noise in its loop):
    (plain step, noise on its activation, adversarial step), medians: on a shared machine the
    per-row times of 1-3 are taken at different moments, these are not (`--only-step-times`).
 
-`--model resnet18`: ResNet-18 on synthetic 3x32x32 shapes (`synthetic:N:32`), splits 2, 4, 8:
-no attacks (a decoder per row costs more than this machine has), only each defence's cost: the
-edge step's median time with the defence (noise: apply() on top of the plain step; adversarial
-exit: its own step) and exit and final accuracy after a short run, the same for every defence.
+`--model resnet18`: ResNet-18 narrowed to `--width` (16 by default, the zoo's is 64: at full width
+a row needs hundreds of steps of a 0.3-0.7 s edge step to leave chance) on synthetic 3x32x32
+shapes (`synthetic:N:32`, N = `--samples`), splits 2, 4, 8, the same steps 1-4: defences none,
+noise at each `--resnet-noise` multiplier (0.05 and 1 by default) at the plain front's median
+norm, and the adversarial exit (lambda 2) with noise 0.05 in its loop. The undefended front is
+attacked through fp32 and int8 (the lossy codecs' effect); the rows use int8. The attacks target
+the trained front only (the audit's `trained` stage; the initial one costs as much again). The
+adversarial exit's extra edge time is its own step's median against the plain step's (taken at
+different moments); step 4 (20 interleaved steps) measures both side by side.
 
 Everything runs with one torch thread (a shared machine); figures are printed side by side.
 """
@@ -40,6 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +74,9 @@ MULTIPLIERS = (0.05, 0.1, 1.0)
 ADV_LAMBDA = 2.0
 ADV_NOISE = 0.05  # the multiplier the adversarial exit trains with (and the link applies)
 DELTA = 1e-5
+CODEC_SWEEP = ("fp32", "int8")  # the undefended ResNet-18 rows attack through each
+# ResNet-18's attacks: the trained front only (the one a defence changes), for this machine's share.
+RESNET_STAGES = ("trained",)
 
 
 def train_front(
@@ -127,23 +137,31 @@ def apply_time(defence: ActivationNoise, steps) -> float:
     return statistics.median(times)
 
 
-def step_overhead(splits: list[int], tmp: Path, steps: int = 60) -> list[dict]:
+def _smallcnn_export(split: int) -> ExportOptions:
+    return ExportOptions(model="smallcnn", split=split, input_shape=(1, 8, 8))
+
+
+def step_overhead(
+    splits: list[int],
+    tmp: Path,
+    export: Callable[[int], ExportOptions] = _smallcnn_export,
+    input_shape: tuple[int, int, int] = (1, 8, 8),
+    steps: int = 60,
+) -> list[dict]:
     """Edge train-step time with and without each edge-side defence, interleaved step by step
     (plain, noise, adversarial, plain, ...) so that a shared machine's load hits all alike."""
     rng = np.random.default_rng(0)
     out = []
     for split in splits:
         bundle_dir = tmp / f"steps{split}"
-        export_bundle(
-            ExportOptions(model="smallcnn", split=split, input_shape=(1, 8, 8)), bundle_dir
-        )
+        export_bundle(export(split), bundle_dir)
         bundle = load_bundle(bundle_dir / "edge")
         plain = make_engine("torch", bundle, threads=1)
         noise = ActivationNoise(1.0, ADV_NOISE)
         adversarial = AdversarialTorchEngine(bundle, ADV_LAMBDA, noise=noise, threads=1)
         times: dict[str, list[float]] = {"plain": [], "noise": [], "adversarial": []}
         for _ in range(steps):
-            x = rng.normal(size=(32, 1, 8, 8)).astype(np.float32)
+            x = rng.normal(size=(32, *input_shape)).astype(np.float32)
             y = rng.integers(0, 10, 32)
             t = time.perf_counter()
             step = plain.train_step(x, y)
@@ -185,13 +203,26 @@ def main() -> None:
     )
     parser.add_argument("--model", choices=("smallcnn", "resnet18"), default="smallcnn")
     parser.add_argument(
-        "--samples", type=int, default=480, help="resnet18: synthetic samples (a fifth for test)"
+        "--samples", type=int, default=2400, help="resnet18: synthetic samples (a fifth for test)"
+    )
+    parser.add_argument("--width", type=int, default=16, help="resnet18: base width (zoo: 64)")
+    parser.add_argument(
+        "--decoder-width", type=int, default=32, help="resnet18: the learned attack's decoder width"
+    )
+    parser.add_argument(
+        "--resnet-noise",
+        type=lambda v: [float(m) for m in v.split(",")],
+        default=[ADV_NOISE, 1.0],
+        help="resnet18: noise multipliers of the noise-only rows",
+    )
+    parser.add_argument(
+        "--no-adversarial", action="store_true", help="resnet18: skip the adversarial exit's rows"
     )
     args = parser.parse_args()
     if args.model == "resnet18":
         torch.set_num_threads(1)
         splits = [int(s) for s in args.splits.split(",")] if args.splits != "1,2,3,4" else [2, 4, 8]
-        resnet_rows(splits, args.samples, args.batch_size, args.epochs, args.json)
+        resnet_rows(args, splits)
         return
     if not args.data.is_file():
         sys.exit(f"bench_privacy: {args.data} is absent (the real digits live in ../shared/data)")
@@ -281,55 +312,152 @@ def main() -> None:
         )
 
 
-def resnet_rows(
-    splits: list[int], samples: int, batch_size: int, epochs: int, json_path: Path | None
-) -> list[dict]:
-    """ResNet-18 on synthetic 32x32 shapes: each defence's edge step time and accuracies."""
-    spec = f"synthetic:{samples}:32"
-    data = load_dataset(spec, seed=0)
-    rows = []
+def resnet_rows(args: argparse.Namespace, splits: list[int]) -> list[dict]:
+    """ResNet-18 (narrowed to `--width`) on synthetic 32x32 shapes: every split x defence, as
+    the smallcnn table (accuracies, best attack, epsilon, edge time), plus the codecs' effect on
+    the undefended front's attacks and the interleaved edge step cost of each defence."""
+    spec = f"synthetic:{args.samples}:32"
+    data = load_dataset(spec)
+    rows: list[dict] = []
+    codec_rows: list[dict] = []
+    decoder = attacks.DecoderTraining(epochs=args.decoder_epochs, width=args.decoder_width)
+    whitebox = attacks.WhiteBoxSettings(steps=args.whitebox_steps)
+    export = {"model": "resnet18", "input_shape": (3, 32, 32), "width": args.width}
     with tempfile.TemporaryDirectory() as tmp:
         for split in splits:
+            t_split = time.perf_counter()
             bundle_dir = Path(tmp) / f"split{split}"
-            # The torch engine trains it; ORT artifacts would only cost export time here.
-            export_bundle(
-                ExportOptions(model="resnet18", split=split, engine="torch", validate=False),
-                bundle_dir,
-            )
-            plain = train_front(bundle_dir, data, epochs, batch_size, 0)
-            last = np.concatenate([a for a, _ in plain[1][-4:]])
+            export_bundle(_resnet_export(export, split), bundle_dir)
+            base = AuditOptions(bundle_dir, spec, epochs=args.epochs, batch_size=args.batch_size)
+            victim_data = split_data(data, base).victim_data
+            plain = train_front(bundle_dir, victim_data, args.epochs, args.batch_size, 0)
+            last = np.concatenate([a for a, _ in plain[1][-20:]])
             clip = round(float(np.median(np.linalg.norm(last.reshape(len(last), -1), axis=1))), 3)
             light = ActivationNoise(clip, ADV_NOISE)
-            adversarial = train_front(bundle_dir, data, epochs, batch_size, 0, ADV_LAMBDA, light)
-            for name, defence, run in (
-                ("none", None, plain),
-                (f"noise {ADV_NOISE:g} (clip {clip:.3g})", light, plain),
-                (f"adv. exit {ADV_LAMBDA:g} + noise {ADV_NOISE:g}", light, adversarial),
-            ):
-                _, steps, test, exit_acc, step_s = run
-                extra = apply_time(defence, steps) if defence is not None and run is plain else 0.0
+            runs = [("none", None, plain)]
+            runs += [
+                (f"noise {m:g} (clip {clip:.3g})", ActivationNoise(clip, m), plain)
+                for m in args.resnet_noise
+            ]
+            if not args.no_adversarial:
+                adversarial = train_front(
+                    bundle_dir, victim_data, args.epochs, args.batch_size, 0, ADV_LAMBDA, light
+                )
+                runs.append((f"adv. exit {ADV_LAMBDA:g} + noise {ADV_NOISE:g}", light, adversarial))
+            for name, defence, (engine, steps, test, exit_acc, step_s) in runs:
+                checkpoint = Path(tmp) / f"split{split}-{len(rows)}.ckpt"
+                engine.save_checkpoint(checkpoint)
+                final_acc = train_tail(bundle_dir, steps, test, defence)
+                # The undefended front is attacked through every codec: the codecs' effect.
+                codecs = CODEC_SWEEP if defence is None else (CODEC,)
+                audit = run_audit(
+                    AuditOptions(
+                        bundle_dir,
+                        spec,
+                        codecs=codecs,
+                        noise=defence,
+                        checkpoint=checkpoint,
+                        epochs=args.epochs,
+                        batch_size=args.batch_size,
+                        victims=args.victims,
+                        stages=RESNET_STAGES,
+                        decoder=decoder,
+                        whitebox=whitebox,
+                    )
+                )
+                if defence is None:
+                    codec_rows += _codec_rows(split, audit)
+                link = [r for r in audit["results"] if r["codec"] == CODEC]
+                best = max(link, key=lambda r: r["psnr"])
+                if defence is None:
+                    extra = 0.0
+                elif engine is plain[0]:
+                    extra = apply_time(defence, steps)
+                else:  # its own step (noise inside) against the plain one, medians over the runs
+                    extra = step_s - plain[4]
                 row = {
-                    "model": "resnet18",
+                    "model": f"resnet18 width {args.width}",
                     "split": split,
+                    "activation": audit["activation_shape"],
                     "defence": name,
                     "exit_accuracy": exit_acc,
-                    "final_accuracy": train_tail(bundle_dir, steps, test, defence),
-                    "edge_step_s": step_s + extra,
-                    "plain_step_s": plain[4],
+                    "final_accuracy": final_acc,
+                    "best_attack": f"{best['attack']} ({best['stage']})",
+                    "psnr": best["psnr"],
+                    "ssim": best["ssim"],
+                    "baseline_psnr": audit["baseline"]["psnr"],
+                    "baseline_ssim": audit["baseline"]["ssim"],
                     "epsilon": None
                     if defence is None
-                    else activation_epsilon(defence.noise_multiplier, epochs, DELTA),
+                    else activation_epsilon(defence.noise_multiplier, args.epochs, DELTA),
+                    "edge_step_s": plain[4],
+                    "extra_edge_s": extra,
+                    "audit_s": audit["audit_s"],
                 }
                 rows.append(row)
-                print(
-                    f"resnet18 split {split} | {name:<26} | exit {100 * exit_acc:5.1f}% final "
-                    f"{100 * row['final_accuracy']:5.1f}% | edge step {1e3 * row['edge_step_s']:.0f}"
-                    f" ms ({row['edge_step_s'] / row['plain_step_s']:.2f}x plain)",
-                    flush=True,
-                )
-    if json_path:
-        json_path.write_text(json.dumps({"data": spec, "epochs": epochs, "rows": rows}, indent=2))
+                print_row(row)
+            print(f"split {split}: {time.perf_counter() - t_split:.0f} s", flush=True)
+        step_times = step_overhead(
+            splits, Path(tmp), lambda s: _resnet_export(export, s), (3, 32, 32), 20
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": f"resnet18 width {args.width}",
+                    "data": spec,
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "rows": rows,
+                    "codecs": codec_rows,
+                    "step_times": step_times,
+                },
+                indent=2,
+            )
+        )
     return rows
+
+
+def _resnet_export(export: dict, split: int) -> ExportOptions:
+    # The torch engine trains it; ORT artifacts would only cost export time here.
+    return ExportOptions(
+        model=export["model"],
+        split=split,
+        input_shape=export["input_shape"],
+        engine="torch",
+        validate=False,
+        model_kwargs={"width": export["width"]},
+    )
+
+
+def _codec_rows(split: int, audit: dict) -> list[dict]:
+    """Per codec, the best attack on the undefended front (the audit's codec comparison)."""
+    out = []
+    for codec in audit["codecs"]:
+        mine = [r for r in audit["results"] if r["codec"] == codec]
+        best = max(mine, key=lambda r: r["psnr"])
+        by_attack = {
+            a: max((r["psnr"] for r in mine if r["attack"] == a), default=None)
+            for a in ("learned", "whitebox")
+        }
+        out.append(
+            {
+                "split": split,
+                "codec": codec,
+                "best_attack": f"{best['attack']} ({best['stage']})",
+                "psnr": best["psnr"],
+                "ssim": best["ssim"],
+                "learned_psnr": by_attack["learned"],
+                "whitebox_psnr": by_attack["whitebox"],
+            }
+        )
+        print(
+            f"split {split} codec {codec:<5}: best {out[-1]['best_attack']:<20} PSNR "
+            f"{best['psnr']:5.2f} SSIM {best['ssim']:.3f} (learned {by_attack['learned']:.2f}, "
+            f"white-box {by_attack['whitebox'] or float('nan'):.2f})",
+            flush=True,
+        )
+    return out
 
 
 def print_row(r: dict) -> None:

@@ -39,6 +39,8 @@ DISTRIBUTION = "hiertrain"  # --version reads the installed distribution's metad
 # and looked up in sys.modules: an error whose module was never imported cannot have been raised.
 FOREIGN_ERRORS: dict[tuple[str, str], type[HiertrainError]] = {
     ("models.errors", "ModelSpecError"): UsageFault,
+    # Saved weights or a manifest that cannot be rebuilt: the message names the file and why.
+    ("models.errors", "ManifestError"): HiertrainError,
 }
 
 

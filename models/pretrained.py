@@ -8,6 +8,7 @@ torch.load(weights_only=True): tensors and plain data, never pickled code.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -28,12 +29,26 @@ def read_pretrained(path: Path) -> dict:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises pickle, zip and runtime errors alike
-        # torch's own message runs to several lines of advice; its first says what failed.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ManifestError(f"--weights {path}: not a torch state dict ({first})") from None
+        raise ManifestError(f"--weights {path}: {_why_unreadable(path, exc)}") from None
     if not isinstance(saved, dict):
         raise ManifestError(f"--weights {path}: holds a {type(saved).__name__}, not a state dict")
     return saved
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """One line on why torch.load(weights_only=True) refused `path`."""
+    if not zipfile.is_zipfile(path):
+        return "not a file torch.save wrote (no zip archive): a damaged or foreign file"
+    text = str(exc)
+    if "Weights only load failed" in text:
+        # The archive holds objects, not tensors: most often a whole model, torch.save(model).
+        return (
+            "holds pickled objects, not only tensors (a whole model saved with "
+            "torch.save(model)?); save model.state_dict() instead"
+        )
+    # torch's own message runs to several lines of advice; its first says what failed.
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"not a torch state dict ({first})"
 
 
 def load_pretrained(path: Path, edge: EdgeNet, tail: nn.Module) -> str:

@@ -7,7 +7,8 @@
   table with `exit_table`).
 - adaptive (`--latency-budget MS`, on top of either): when the offload backlog would push a
   sample's latency past the budget, the board answers it (MDI-Exit's load adaptation); each
-  switch is recorded with when and why.
+  switch is recorded with when and why. A sample's latency counts from its arrival, so the
+  time it already waited for a busy board is part of the prediction.
 """
 
 from __future__ import annotations
@@ -129,15 +130,21 @@ class ExitPolicy:
         return base + pending * service
 
     def at_edge(
-        self, confidence: float, pending: int, sample: int | None = None
+        self,
+        confidence: float,
+        pending: int,
+        sample: int | None = None,
+        waited_s: float = 0.0,
     ) -> tuple[bool, str]:
         """(answer at the edge?, why) for a sample whose exit confidence is `confidence`, with
-        `pending` offloads awaiting answers; a switch is recorded against `sample`."""
+        `pending` offloads awaiting answers, `waited_s` after it arrived; a switch is recorded
+        against `sample`."""
         if confidence >= self.threshold:
             return True, "confident"
-        predicted = self.predicted_s(pending)
-        if self.latency_budget_s is None or predicted is None:
+        offload_s = self.predicted_s(pending)
+        if self.latency_budget_s is None or offload_s is None:
             return False, "offload"
+        predicted = waited_s + offload_s
         over = predicted > self.latency_budget_s
         if over != self.overloaded:
             self.overloaded = over
@@ -148,7 +155,7 @@ class ExitPolicy:
                     "policy": "edge-answers-all" if over else f"threshold {self.threshold}",
                     "why": f"predicted offload latency {1000 * predicted:.1f} ms "
                     f"{'>' if over else '<='} budget {1000 * self.latency_budget_s:.1f} ms "
-                    f"({pending} pending)",
+                    f"({pending} pending, waited {1000 * waited_s:.1f} ms)",
                 }
             )
         return (True, "backlog") if over else (False, "offload")

@@ -239,6 +239,7 @@ def serve_cmd(
             expect_edges=expect_edges,
             hashes=rank_hashes,
             device=device,
+            model_out=model_out,
         )
         if schedule is not None:
             raise UsageFault("--average-fronts-every is not built for --ranks yet")
@@ -247,7 +248,6 @@ def serve_cmd(
             shared_tail=shared_tail,
             mode=mode,
             listen=listen,
-            model_out=model_out,
             report=report_path,
         )
         return
@@ -295,7 +295,6 @@ def _serve_ranks(
     shared_tail: bool,
     mode: str,
     listen: str | None,
-    model_out: Path | None,
     report: Path | None,
 ) -> None:
     """`serve --ranks N`: the shared tail on N ranks (host/cloud/ranks.py)."""
@@ -304,8 +303,8 @@ def _serve_ranks(
 
     if not shared_tail or mode != "hierarchical":
         raise UsageFault("--ranks trains a shared tail: give --shared-tail (mode hierarchical)")
-    if listen is None or model_out is not None:
-        raise UsageFault("--ranks serves TCP only (--listen tcp://HOST:PORT), without --model-out")
+    if listen is None:
+        raise UsageFault("--ranks serves TCP only (--listen tcp://HOST:PORT)")
     check_state_dir(opts.state_dir, shared=True)  # a damaged checkpoint: one line, now
     result = serve_ranks(opts, report)
     shared = result.get("shared_tail") or {}

@@ -37,6 +37,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -440,6 +441,41 @@ def _write_error(state_dir: Path, rank: int, message: str) -> None:
         path.write_text(message + "\n")
 
 
+def watch_parent(state_dir: Path, rank: int, every_s: float = 1.0) -> None:
+    """Exit when torchrun, our parent, is gone (its agent SIGKILLed, or its launcher's test or
+    benchmark killed): an orphaned rank would keep its listener, its gloo sockets and a core,
+    and stray ranks were about when a later run's start-up hung."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            if os.getppid() != parent:
+                message = f"rank {rank}: torchrun (pid {parent}) is gone; leaving"
+                log.error("%s", message)
+                _write_error(state_dir, rank, message)
+                logging.shutdown()
+                os._exit(1)
+
+    threading.Thread(target=watch, name="rank-parent-watch", daemon=True).start()
+
+
+def meet(what: str, timeout: timedelta) -> None:
+    """A start-up barrier that names the ranks that did not come within `timeout`
+    (`monitored_barrier`, gloo) instead of waiting in the next collective."""
+    try:
+        dist.monitored_barrier(timeout=timeout, wait_all_ranks=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RankStartError(
+            f"the ranks did not all {what} (waited up to {timeout.total_seconds():g} s): {first}"
+        ) from None
+
+
+class RankStartError(RuntimeError):
+    """The ranks could not start together (a rank missing at a start-up barrier)."""
+
+
 def init_ranks(timeout: timedelta) -> tuple[int, int]:
     """Join the process group (gloo); returns (rank, world size).
 
@@ -487,9 +523,12 @@ def run_rank(args: argparse.Namespace) -> int:
     from host.cloud.serve import log_events
 
     state_dir = Path(args.state_dir)
-    rank, world = init_ranks(timedelta(seconds=args.timeout))
+    rank = int(os.environ["RANK"])
     rank_file(state_dir, rank, "pid").parent.mkdir(parents=True, exist_ok=True)
     rank_file(state_dir, rank, "pid").write_text(f"{os.getpid()}\n")
+    watch_parent(state_dir, rank)
+    start = timedelta(seconds=args.start_timeout)
+    rank, world = init_ranks(timedelta(seconds=args.timeout))
     bundle = load_bundle(args.bundle)
     key = read_key_file(Path(args.key_file)) if args.key_file else bundle.key()
     metrics = Path(f"{args.metrics_csv}.rank{rank}") if args.metrics_csv else None
@@ -510,6 +549,9 @@ def run_rank(args: argparse.Namespace) -> int:
     ports = [int(p) for p in args.ports.split(",")]
     if len(ports) != world:
         raise SystemExit(f"rank {rank}: {len(ports)} ports for {world} ranks")
+    # Every rank has loaded the bundle and built its tail; a rank that has not by now is named
+    # here, not left for the next collective to wait on.
+    meet("load the bundle", start)
     adopt_rank0_state(server.shared)
     server.unfinished_saved = {k for k, meta in server.shared.saved.items() if not meta["done"]}
     try:
@@ -518,6 +560,7 @@ def run_rank(args: argparse.Namespace) -> int:
     except OSError as exc:
         address = None
         problem = f"rank {rank} cannot listen on tcp://{args.host}:{ports[rank]}: {exc.strerror}"
+    meet("bind their listeners", start)
     addresses: list[Any] = [None] * world
     dist.all_gather_object(addresses, address)
     if None in addresses:
@@ -553,8 +596,26 @@ def run_rank(args: argparse.Namespace) -> int:
         "restart": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
     }
     write_report(rank_file(state_dir, rank, "json"), report)
+    if args.model_out and server.fatal is None:
+        write_models(server, bundle, Path(args.model_out))
     dist.destroy_process_group()
     return 1 if server.fatal is not None else 0
+
+
+def write_models(server: RankServer, bundle: Bundle, out: Path) -> None:
+    """`--model-out DIR` on ranks: each rank writes the models of the edges it served, each
+    that edge's front + exit (sent at the end of its run) on the one shared tail (the same on
+    every rank). As one process does: DIR when the whole fleet is one edge, else
+    DIR/<edge id>; the ranks agree on which by gathering who sent a model."""
+    from host.model.collect import model_out, parts_from_state
+
+    mine = [s for s in server.states() if s.edge_model() is not None]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, [s.edge_id for s in mine])
+    total = sum(len(ids) for ids in gathered)
+    for state in mine:
+        target = out if total == 1 else out / state.edge_id
+        model_out(parts_from_state(bundle, state), target, say=log.info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,7 +633,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-when-done", action="store_true")
     parser.add_argument("--expect-edges", type=int, default=1)
     parser.add_argument("--hashes", action="store_true", help="hash the tail after every step")
+    parser.add_argument("--model-out", default=None, help="write the edges' models here")
     parser.add_argument("--timeout", type=float, default=120.0, help="collective timeout (s)")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=120.0,
+        help="how long the ranks wait for each other at start-up (s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,

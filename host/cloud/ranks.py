@@ -10,10 +10,13 @@ the ranks' reports into one and turns a failed rank into one line. The ranks the
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ class RankOptions:
     expect_edges: int = 1
     hashes: bool = False
     device: str = "cpu"
+    model_out: Path | None = None  # each rank writes its edges' models there at the end
 
 
 def rank_ports(host: str, port: int, ranks: int) -> list[int]:
@@ -113,7 +117,28 @@ def torchrun_command(opts: RankOptions, ports: list[int]) -> list[str]:
         cmd.append("--exit-when-done")
     if opts.hashes:
         cmd.append("--hashes")
+    if opts.model_out is not None:
+        cmd += ["--model-out", str(opts.model_out)]
     return cmd
+
+
+def _die_with(launcher: int) -> Callable[[], None]:
+    """For torchrun's child, before exec: SIGTERM it when this launcher dies (Linux), so that
+    a launcher killed outright (a test's or a benchmark's kill) leaves no torchrun behind;
+    torchrun stops its ranks on SIGTERM, and each rank leaves when torchrun is gone
+    (host/cloud/distributed.py, watch_parent)."""
+
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+            if os.getppid() != launcher:  # the launcher died before the signal was armed
+                os._exit(1)
+
+    return arm
 
 
 def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]:
@@ -131,7 +156,9 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
     with open(log_path, "w") as log:
         # The ranks' "listening on" lines reach our stdout; their logs and torchrun's go to
         # the log file (torchrun prints tracebacks a user should not have to read).
-        proc = subprocess.Popen(torchrun_command(opts, ports), stderr=log)
+        proc = subprocess.Popen(
+            torchrun_command(opts, ports), stderr=log, preexec_fn=_die_with(os.getpid())
+        )
         stopped: list[int] = []
 
         def stop(signum: int, _frame: object) -> None:
@@ -145,6 +172,13 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if proc.poll() is None:  # we are leaving on an exception: so does torchrun
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     merged = merge_reports(ranks_dir, opts.ranks)
     if report is not None and merged:
         write_report(report, merged)
@@ -154,10 +188,35 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
             "acknowledged"
         )
     if rc != 0:
+        _wait_ranks_gone(ranks_dir)  # a rank outliving torchrun says why as it leaves
         errors = [p.read_text().strip() for p in sorted(ranks_dir.glob("rank-*.error"))]
         why = "; ".join(errors) or f"torchrun exited {rc}"
         raise RankFailed(f"{why} (torchrun log: {log_path})")
     return merged
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not); False where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_ranks_gone(ranks_dir: Path, timeout_s: float = 10.0) -> None:
+    """Wait (a while) for the ranks of a failed torchrun to leave: a torchrun killed outright
+    stops none of them, and each leaves within a second or two of seeing it gone
+    (host/cloud/distributed.py, watch_parent), writing why in its error file."""
+    pids = []
+    for path in ranks_dir.glob("rank-*.pid"):
+        try:
+            pids.append(int(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.1)
 
 
 def merge_reports(ranks_dir: Path, ranks: int) -> dict[str, Any]:

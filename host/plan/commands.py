@@ -6,6 +6,7 @@ Imports torch only inside the command: `hostctl --help` loads this module.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -104,6 +105,20 @@ def _parse_splits(text: str | None) -> tuple[int, ...] | None:
     help="with --edges: tail ranks on the host side",
 )
 @click.option(
+    "--host-cores",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="with --edges: cores per host machine (a rank is one thread; ranks past the cores "
+    "add nothing) [default: a core per rank; with --colocated, this machine's cores]",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="threads of the edge engine and the tail when timing here (a torchrun rank and "
+    "`edge-runtime run --threads 1` run one) [default: every core]",
+)
+@click.option(
     "--privacy-report",
     "privacy_reports",
     type=click.Path(path_type=Path),
@@ -133,6 +148,8 @@ def plan(
     save_path: Path | None,
     edges: int | None,
     ranks: int,
+    host_cores: float | None,
+    threads: int | None,
     privacy_reports: tuple[Path, ...],
 ) -> None:
     """Predict a hierarchical run's time per split (edge, link, cloud overlap); mark the best."""
@@ -160,7 +177,10 @@ def plan(
         steps=steps,
         window=window,
         colocated=colocated,
+        threads=threads,
     )
+    if host_cores is not None and edges is None:
+        raise UsageFault("--host-cores goes with --edges (it sizes the fleet's host)")
     board = load_profile(profile_path) if profile_path else None
     audits = None
     if privacy_reports:  # checked before profiling: a wrong file should not cost a measurement
@@ -206,6 +226,9 @@ def plan(
             link_s=choice.link_s,
             cloud_s=choice.cloud_s,
             batch_wire_bytes=costs[choice.split].batch_wire_bytes,
+            # Colocated edges (virtual boards) compute on this machine's cores with the ranks.
+            host_cores=host_cores or ((os.cpu_count() or 1) if colocated else None),
+            colocated=colocated,
         )
         for line in fleet_lines(fleet):
             out.print(line)

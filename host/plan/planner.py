@@ -55,6 +55,7 @@ class PlanRequest:
     steps: int = 3
     window: int = 16
     colocated: bool = False  # edge and host on one CPU (a virtual board): compute adds up
+    threads: int | None = None  # edge engine and tail threads when timing here (None: all)
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -141,6 +142,7 @@ def step_figures(
                 eval_batch_size=req.eval_batch_size,
                 engine=req.engine,
                 steps=req.steps,
+                threads=req.threads,
             ),
             missing,
             progress,

@@ -13,11 +13,12 @@ best of three encode and decode times, since the edge's CPU pays for coding and 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,22 @@ def _time_edge(
     }
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """The tail timed at ``threads`` torch threads (a torchrun rank runs one), then as before."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
     """Time one exported split's edge and cloud steps (training and eval).
 
@@ -150,8 +167,9 @@ def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
     gc.collect()
     activation = edge["activation"]
     tail = TailTrainer(load_bundle(bundle_dir / "cloud"))
-    cloud_step, cloud_warm = _timed(lambda: tail.train_step(activation, y), setup.steps)
-    cloud_eval, _ = _timed(lambda: tail.predict(activation), 1)
+    with _torch_threads(setup.threads):
+        cloud_step, cloud_warm = _timed(lambda: tail.train_step(activation, y), setup.steps)
+        cloud_eval, _ = _timed(lambda: tail.predict(activation), 1)
     return StepTimes(
         split=manifest_split,
         activation_shape=tuple(activation.shape[1:]),

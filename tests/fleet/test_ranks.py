@@ -7,14 +7,19 @@ edges); the timeouts are generous and nothing asserts on wall-clock time.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +28,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 EDGES = 4
 SAMPLES = 400  # synthetic: 80% train -> 20 batches of 16 per edge
 PER_EDGE = 20
+START_S = 240  # the ranks listen within this, or the test fails (and kills them), not hangs
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +36,24 @@ def bundle(exported) -> Path:
     return exported("smallcnn", 2)
 
 
+def _die_with_pytest() -> None:
+    """In the launcher's child, before exec: SIGKILL it if pytest dies (a killed run leaves no
+    launcher; the launcher's torchrun and ranks follow it down, see host/cloud/ranks.py)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+@pytest.fixture
+def fleet() -> Iterator[list]:
+    """Everything a test starts (Ranks and edge processes), killed whatever the outcome:
+    a failed or timed-out test leaves no torchrun, rank or edge behind."""
+    started: list = []
+    yield started
+    for thing in reversed(started):
+        thing.kill()
+
+
 class Ranks:
-    """A running `hostctl serve --shared-tail --ranks 2`."""
+    """A running `hostctl serve --shared-tail --ranks 2`, in a process group of its own."""
 
     def __init__(self, bundle: Path, tmp: Path, *args: str, listen: str = "tcp://127.0.0.1:0"):
         self.tmp = tmp
@@ -46,31 +68,96 @@ class Ranks:
         ]  # fmt: skip
         self.err = open(tmp / "serve.err", "w")  # noqa: SIM115 - closed in finish()
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self.err, text=True, env=ENV, cwd=tmp
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+            env=ENV,
+            cwd=tmp,
+            start_new_session=True,  # killpg reaches the launcher and torchrun
+            preexec_fn=_die_with_pytest,
         )
         self.ports: dict[int, int] = {}
+        # stdout is read by a thread for the whole run: a deadline on the listening lines, and
+        # a pipe that never fills whatever the ranks print.
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.out: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
 
-    def wait_listening(self) -> None:
-        """Read the ranks' 'listening on tcp://H:P (rank r of 2)' lines."""
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_listening(self, timeout: float = START_S) -> None:
+        """Read the ranks' 'listening on tcp://H:P (rank r of 2)' lines, within `timeout`."""
+        deadline = time.monotonic() + timeout
         while len(self.ports) < 2:
-            line = self.proc.stdout.readline()
-            assert line, (self.tmp / "serve.err").read_text()[-3000:]
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                pytest.fail(f"the ranks did not listen within {timeout:g} s\n{self.logs()}")
+            assert line is not None, self.logs()
+            self.out.append(line)
             found = re.search(r"listening on tcp://[\d.]+:(\d+) \(rank (\d) of 2\)", line)
             if found:
                 self.ports[int(found[2])] = int(found[1])
+
+    def logs(self) -> str:
+        """The ends of the launcher's stderr and torchrun's log, for a failure message."""
+        parts = []
+        for path in (self.tmp / "serve.err", self.state / "ranks" / "torchrun.log"):
+            if path.exists():
+                parts.append(f"--- {path.name}\n{path.read_text()[-3000:]}")
+        return "\n".join(parts)
+
+    def rank_pids(self) -> list[int]:
+        return [int(p.read_text()) for p in sorted((self.state / "ranks").glob("rank-*.pid"))]
 
     def rows(self, rank: int) -> int:
         path = self.tmp / f"metrics.csv.rank{rank}"
         return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
     def finish(self, timeout: float = 600) -> tuple[int, str, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the ranks did not finish within {timeout:g} s\n{self.logs()}")
+        try:
+            while (line := self.lines.get(timeout=30)) is not None:
+                self.out.append(line)
+        except queue.Empty:  # someone still holds the ranks' stdout: a rank outlived torchrun
+            self.kill()
+            pytest.fail(f"stdout still open 30 s after the launcher exited\n{self.logs()}")
         self.err.close()
-        return self.proc.returncode, out, (self.tmp / "serve.err").read_text()
+        return rc, "".join(self.out), (self.tmp / "serve.err").read_text()
+
+    def kill(self) -> None:
+        """SIGKILL the launcher's group (launcher, torchrun) and every rank (torchrun starts
+        each rank in a session of its own)."""
+        pids = self.rank_pids() if (self.state / "ranks").is_dir() else []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self.proc.wait()
+        self.err.close()
+
+
+class Edge(subprocess.Popen):
+    """An `edge-runtime run` process that the fleet fixture can kill."""
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            super().kill()
+        self.wait()
 
 
 def start_edges(
-    bundle: Path, ranks: Ranks, slowdown: str, which: range = range(EDGES)
+    bundle: Path, ranks: Ranks, fleet: list, slowdown: str, which: range = range(EDGES)
 ) -> list[subprocess.Popen]:
     """Edge i connects to rank i % 2, with its own data (seed i)."""
     edges = []
@@ -84,7 +171,8 @@ def start_edges(
             "--report", str(ranks.tmp / f"edge{i}.json"),
         ]  # fmt: skip
         log = open(ranks.tmp / f"edge{i}.log", "w")  # noqa: SIM115 - the child keeps it
-        edges.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=ENV, cwd=ranks.tmp))
+        edges.append(Edge(cmd, stdout=log, stderr=log, env=ENV, cwd=ranks.tmp))
+        fleet.append(edges[-1])
     return edges
 
 
@@ -116,11 +204,14 @@ def check_fleet(ranks: Ranks, edges: list[subprocess.Popen], refused: int = 0) -
     return report
 
 
-def test_four_edges_on_two_ranks_train_each_batch_once_into_one_tail(bundle, tmp_path) -> None:
-    ranks = Ranks(bundle, tmp_path)
+def test_four_edges_on_two_ranks_train_each_batch_once_into_one_tail(
+    bundle, tmp_path, fleet
+) -> None:
+    ranks = Ranks(bundle, tmp_path, "--model-out", str(tmp_path / "models"))
+    fleet.append(ranks)
     ranks.wait_listening()
     # cam0 first: the ranks wait for all four edges, so they are up when its twin comes.
-    edges = start_edges(bundle, ranks, slowdown="1", which=range(1))
+    edges = start_edges(bundle, ranks, fleet, slowdown="1", which=range(1))
     metrics0 = tmp_path / "metrics.csv.rank0"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (
@@ -154,17 +245,38 @@ def test_four_edges_on_two_ranks_train_each_batch_once_into_one_tail(bundle, tmp
     )
     assert twin.returncode == 1, twin.stderr[-2000:]
     assert "edge id 'cam0' trains on rank 0" in twin.stderr, twin.stderr[-2000:]
-    edges += start_edges(bundle, ranks, slowdown="1", which=range(1, EDGES))
+    edges += start_edges(bundle, ranks, fleet, slowdown="1", which=range(1, EDGES))
     report = check_fleet(ranks, edges, refused=1)
     assert [r["restart"] for r in report["ranks"]] == [0, 0]
     # Both ranks trained: every edge stayed on the rank it reached.
     assert {e["edge_id"] for e in report["edges"][:2]} in ({"cam0", "cam2"}, {"cam1", "cam3"})
+    # --model-out: each rank wrote its edges' models, each edge's front on the one tail.
+    import torch
+
+    models = {
+        d.name: torch.load(d / "model.pt", weights_only=True)
+        for d in sorted((tmp_path / "models").iterdir())
+    }
+    assert sorted(models) == [f"cam{i}" for i in range(EDGES)]
+    tails = [m["tail"] for m in models.values()]
+    for tail in tails[1:]:
+        assert tail.keys() == tails[0].keys()
+        assert all(torch.equal(tail[k], tails[0][k]) for k in tail)
+    fronts = [m["edge"] for m in models.values()]
+    assert any(not torch.equal(fronts[0][k], fronts[1][k]) for k in fronts[0])  # their own
+    for d in (tmp_path / "models").iterdir():
+        assert {"edge.onnx", "tail.onnx", "full.onnx", "model.json"} <= {
+            f.name for f in d.iterdir()
+        }
 
 
-def test_a_sigkilled_rank_is_restarted_and_nothing_is_lost_or_doubled(bundle, tmp_path) -> None:
+def test_a_sigkilled_rank_is_restarted_and_nothing_is_lost_or_doubled(
+    bundle, tmp_path, fleet
+) -> None:
     ranks = Ranks(bundle, tmp_path, "--max-restarts", "2")
+    fleet.append(ranks)
     ranks.wait_listening()
-    edges = start_edges(bundle, ranks, slowdown="4")
+    edges = start_edges(bundle, ranks, fleet, slowdown="4")
     deadline = time.monotonic() + 300
     while ranks.rows(1) < 8 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -176,12 +288,28 @@ def test_a_sigkilled_rank_is_restarted_and_nothing_is_lost_or_doubled(bundle, tm
     assert [r["restart"] for r in report["ranks"]] == [1, 1]
 
 
-def test_a_rank_that_cannot_listen_is_one_clear_line(bundle, tmp_path) -> None:
-    with socket.socket() as taken:
+def _taken_after_a_free_port() -> tuple[socket.socket, int]:
+    """A listening socket on port P + 1 where P was free just now (rank 0 gets P, rank 1 the
+    taken one); a P that someone else holds would make rank 0 fail instead."""
+    for _ in range(50):
+        taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1] - 1  # rank 0 gets port, rank 1 gets the taken one
+        port = taken.getsockname()[1] - 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return taken, port
+            except OSError:
+                taken.close()
+    pytest.fail("found no free port below a taken one in 50 tries")
+
+
+def test_a_rank_that_cannot_listen_is_one_clear_line(bundle, tmp_path, fleet) -> None:
+    taken, port = _taken_after_a_free_port()
+    with taken:
         ranks = Ranks(bundle, tmp_path, "--max-restarts", "0", listen=f"tcp://127.0.0.1:{port}")
+        fleet.append(ranks)
         rc, out, err = ranks.finish(timeout=300)
     assert rc == 1, err[-3000:]
     lines = err.strip().splitlines()
@@ -194,7 +322,7 @@ def test_a_rank_that_cannot_listen_is_one_clear_line(bundle, tmp_path) -> None:
     ("extra", "message"),
     [
         ((), "--ranks trains a shared tail: give --shared-tail"),
-        (("--shared-tail", "--model-out", "out"), "--ranks serves TCP only"),
+        (("--shared-tail", "--average-fronts-every", "1epochs"), "not built for --ranks"),
         (("--shared-tail", "--device", "cuda"), "--device cuda: ranks train on the CPU"),
     ],
 )
@@ -206,3 +334,96 @@ def test_ranks_usage_errors_are_one_line(bundle, tmp_path, extra, message) -> No
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_launcher_leaves_no_torchrun_or_rank_behind(bundle, tmp_path, fleet) -> None:
+    """SIGKILL of `hostctl serve --ranks` alone (what a benchmark's or a test's kill did):
+    torchrun gets SIGTERM from the kernel and stops its ranks; a rank whose torchrun is gone
+    leaves by itself. Stray ranks from such kills were about when a later start-up hung."""
+    ranks = Ranks(bundle, tmp_path, "--max-restarts", "0")
+    fleet.append(ranks)
+    ranks.wait_listening()
+    rank_pids = ranks.rank_pids()
+    torchrun = int(
+        Path(f"/proc/{rank_pids[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    )  # the ranks' parent
+    assert len(rank_pids) == 2 and all(map(_alive, [*rank_pids, torchrun]))
+    os.kill(ranks.proc.pid, signal.SIGKILL)  # the launcher only, not its group
+    ranks.proc.wait()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(map(_alive, [*rank_pids, torchrun])):
+        time.sleep(0.2)
+    left = [pid for pid in [*rank_pids, torchrun] if _alive(pid)]
+    assert not left, f"still running: {left}\n{ranks.logs()}"
+
+
+def test_ranks_whose_torchrun_is_killed_leave(bundle, tmp_path, fleet) -> None:
+    """SIGKILL of torchrun itself: nothing passes SIGTERM on to its ranks (each in a session of
+    its own); each rank sees its parent gone and leaves, and the launcher fails in one line."""
+    ranks = Ranks(bundle, tmp_path, "--max-restarts", "0")
+    fleet.append(ranks)
+    ranks.wait_listening()
+    rank_pids = ranks.rank_pids()
+    torchrun = int(Path(f"/proc/{rank_pids[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(torchrun, signal.SIGKILL)
+    rc, _, err = ranks.finish(timeout=300)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(map(_alive, rank_pids)):
+        time.sleep(0.2)
+    assert not any(map(_alive, rank_pids)), ranks.logs()
+    assert rc == 1 and len(err.strip().splitlines()) == 1, err
+    assert "torchrun" in err and "is gone; leaving" in err, err
+
+
+def test_a_rank_missing_at_start_is_named_not_waited_on(bundle, tmp_path) -> None:
+    """Two ranks started by hand (no torchrun: rank 0 hosts the store). Rank 1 stalls before
+    the start-up barrier (its --key-file is a FIFO that no one writes: a read that never
+    returns, as the hung start-up's rank never came); rank 0 names rank 1 after
+    --start-timeout instead of waiting in the next collective for --timeout."""
+    stalled = tmp_path / "key.fifo"
+    os.mkfifo(stalled)
+    with socket.socket() as s:  # a free port for the store, as torchrun would pick one
+        s.bind(("127.0.0.1", 0))
+        store_port = s.getsockname()[1]
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        ports = f"{a.getsockname()[1]},{b.getsockname()[1]}"
+    state = tmp_path / "state"
+    procs = []
+    for rank, key in ((0, []), (1, ["--key-file", str(stalled)])):
+        env = {
+            **ENV, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store_port),
+        }  # fmt: skip
+        cmd = [
+            sys.executable, "-m", "host.cloud.distributed", "--bundle", str(bundle),
+            "--state-dir", str(state), "--ports", ports, "--start-timeout", "20",
+            "--timeout", "1000", *key,
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+        )
+    try:
+        out0, err0 = procs[0].communicate(timeout=280)
+    finally:
+        for p in procs:  # rank 1 waits on its FIFO for good: it is killed here
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    assert procs[0].returncode == 1, err0[-3000:]
+    error = (state / "ranks" / "rank-0.error").read_text()
+    assert "the ranks did not all load the bundle (waited up to 20 s)" in error, error
+    assert re.search(r"Ranks? 1 failed to pass monitoredBarrier", error), error
+    assert "listening on" not in out0

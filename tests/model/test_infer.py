@@ -225,3 +225,56 @@ def test_the_board_infers_without_torch_or_onnx(model_dir) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_demo_infer_answers_the_test_split(model_dir, digits_path, tmp_path) -> None:
+    """`hostctl demo --infer`'s last step: the tail served here, `edge-runtime infer` as its own
+    process over local TCP, one line of figures."""
+    import io
+
+    from rich.console import Console
+
+    from host.infer.demo import run_infer_demo
+
+    out = io.StringIO()
+    report = run_infer_demo(model_dir, str(digits_path), tmp_path, Console(file=out, width=200))
+    assert report["samples"] == 360 and sum(report["answers"].values()) == 360
+    assert report["answers"]["cloud"] > 0 and not report["degraded"]
+    assert out.getvalue().startswith("inference: 360 samples") and "answered at the edge" in (
+        out.getvalue()
+    )
+
+
+def test_unreachable_host_everything_answered_at_the_edge_degraded(model_dir, tmp_path) -> None:
+    """No host at the address: the board does not hang; it answers every sample from the exit,
+    each marked degraded, and the report says why."""
+    import socket
+
+    from edge_runtime.infer.command import PolicyOptions, run_infer
+
+    with socket.socket() as s:  # a port nothing listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    said: list[str] = []
+    report = run_infer(
+        model_dir,
+        f"socket://127.0.0.1:{port}",
+        str(DIGITS["path"]),
+        policy_options=PolicyOptions(threshold=0.9),
+        codec="fp32",
+        key_file=None,
+        edge_id="board",
+        connect_timeout=1.0,
+        answer_timeout=3.0,
+        baud=115200,
+        limit=None,
+        report_path=tmp_path / "infer.json",
+        say=said.append,
+    )
+    assert report["samples"] == 360 and report["answers"]["cloud"] == 0
+    # Confident samples are the exit's answer anyway; the rest are degraded.
+    assert report["answers"]["degraded"] > 0 and report["degraded"]
+    assert report["answers"]["edge"] + report["answers"]["degraded"] == 360
+    assert report["host_lost"].startswith("host unreachable")
+    assert any("answering every sample at the edge (degraded)" in line for line in said)
+    assert json.loads((tmp_path / "infer.json").read_text())["host_lost"] == report["host_lost"]

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+import edge_runtime.infer.runner as runner_module
 from edge_runtime.bundle import read_key_file, sha256_file
 from edge_runtime.data import load_dataset
 from edge_runtime.errors import UsageFault
@@ -251,7 +252,28 @@ def test_adaptive_prediction_is_base_plus_backlog_times_service() -> None:
     assert policy.at_edge(0.5, 0, sample=7) == (False, "offload")
     assert policy.at_edge(0.5, 2, sample=8) == (True, "backlog")
     assert policy.at_edge(0.5, 0, sample=9) == (False, "offload")
+    # Latency counts from arrival: a sample that waited 250 ms for a busy board would miss the
+    # budget with nothing ahead of it (100 + 250 ms > 300 ms).
+    assert policy.at_edge(0.5, 0, sample=10, waited_s=0.25) == (True, "backlog")
+    assert "waited 250.0 ms" in policy.events[-1]["why"]
     assert [(e["sample"], e["policy"]) for e in policy.events] == [
         (8, "edge-answers-all"),
         (9, "threshold 0.9"),
+        (10, "edge-answers-all"),
     ]
+
+
+def test_pacing_takes_the_typical_call_not_a_preempted_one(monkeypatch) -> None:
+    """--slowdown X makes a sample take X times the median edge.onnx call: a call preempted by
+    this machine's other work is not stretched X-fold. time.sleep is captured, not slept."""
+    slept: list[float] = []
+    monkeypatch.setattr(runner_module.time, "sleep", slept.append)
+    run = InferRun(None, ExitPolicy(0.9, "fixed"), None, slowdown=16.0)  # type: ignore[arg-type]
+    for call_s in (0.001, 0.001, 0.001, 0.010):
+        run._pace(call_s)
+    assert slept[:3] == pytest.approx([0.015] * 3)
+    assert slept[3] == pytest.approx(0.016 - 0.010)  # 16 x the 1 ms median, less the call
+    run._pace(0.050)  # longer than 16 x the median: no sleep at all
+    assert slept[4] == 0.0
+    InferRun(None, ExitPolicy(0.9, "fixed"), None)._pace(0.001)  # type: ignore[arg-type]
+    assert len(slept) == 5  # no slowdown: no pacing

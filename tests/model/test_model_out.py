@@ -195,12 +195,19 @@ def test_export_weights_starts_from_them(trained, tmp_path, digits_path) -> None
 def test_export_weights_bad_file_is_one_line(tmp_path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a state dict")
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
-    for name, expected in (("junk.pt", "not a torch state dict"), ("other.pt", "do not fit")):
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole-model.pt")  # a module, not its weights
+    for name, expected in (
+        ("junk.pt", "not a file torch.save wrote"),
+        ("other.pt", "do not fit"),
+        ("whole-model.pt", "save model.state_dict() instead"),
+        ("absent.pt", "does not exist"),
+    ):
         args = ["export", "--model", "smallcnn", "--split", "2", "--input-shape", "1x8x8"]
         args += ["--out", str(tmp_path / "b"), "--weights", str(tmp_path / name)]
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, result.output
         assert expected in result.output and "Traceback" not in result.output
+        assert "ManifestError" not in result.output  # a typed error: no class name to the user
         assert len(result.output.strip().splitlines()) == 1
 
 

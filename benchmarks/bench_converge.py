@@ -51,6 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from host.bench.rows import ResultRows  # noqa: E402 - after the repo is on the path
+
 FORMAT = "hiertrain-bench-converge/1"
 DIGITS = REPO.parent / "shared" / "data" / "digits.csv.gz"
 # The splits of bench_paper.py (and docs/results.md's Pi-class runs): VGG-16 10, ResNet-18 8.
@@ -83,39 +85,11 @@ def run_key(dataset: str, net: str, split: int, column: str, p: Params) -> dict[
     return {"dataset": dataset, "net": net, "split": split, "column": column, **asdict(p)}
 
 
-class Results:
-    """The JSON Lines file: one run a line, appended (and flushed) as each run ends."""
+class Results(ResultRows):
+    """The JSON Lines file of this benchmark's rows (host/bench/rows.py), resumable."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if path.is_file():
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a kill: that run is redone
-                    print(f"{path}:{n}: not a complete row, ignored", file=sys.stderr)
-                    continue
-                if isinstance(row, dict) and row.get("format") == FORMAT and "key" in row:
-                    self.rows.append(row)
-
-    def find(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        """The last row trained with exactly ``key``, or None."""
-        for row in reversed(self.rows):
-            if row["key"] == key:
-                return row
-        return None
-
-    def add(self, key: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
-        """Append a row and return it."""
-        row = {"format": FORMAT, "key": key, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        self.rows.append(row)
-        return row
+        super().__init__(path, FORMAT)
 
 
 # -- data and bundles -------------------------------------------------------------------------
@@ -202,8 +176,7 @@ def hierarchical(bundle_dir: Path, data: Any, codec: str, p: Params, work: Path)
     final (tail) and exit test accuracy, and the bytes that went up."""
     from edge_runtime.bundle import load_bundle
     from edge_runtime.engines import make_engine
-    from edge_runtime.link import EdgeLink, LinkConfig
-    from edge_runtime.link.transports import socket_pair
+    from edge_runtime.link import LinkConfig
     from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
     from host.cloud.server import CloudServer
 
@@ -216,19 +189,8 @@ def hierarchical(bundle_dir: Path, data: Any, codec: str, p: Params, work: Path)
             epochs.append(info)
 
     config = LinkConfig(read_timeout=0.05)
-    edge_end, host_end = socket_pair(config.read_timeout)
     server = CloudServer(bundle, work / "host", key=bundle.key(), config=config, on_event=on_event)
-    server.serve_transport(host_end)
-    link = EdgeLink.connect(
-        "pair:",
-        key=bundle.key(),
-        bundle_sha256=edge_bundle.manifest_sha256,
-        edge_id="edge-1",
-        run_id="converge",
-        spool_dir=work / "edge" / "spool",
-        config=config,
-        opener=lambda: edge_end,
-    )
+    link = server.connect_in_process(edge_bundle, work / "edge" / "spool", run_id="converge")
     cfg = EdgeRunConfig(
         epochs=p.epochs, batch_size=p.batch_size, codec=codec, seed=p.seed, work_dir=work / "edge"
     )

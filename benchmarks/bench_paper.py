@@ -35,7 +35,6 @@ already there for the same parameters, so an interrupted run resumes where it st
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -45,6 +44,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from host.bench.rows import ResultRows  # noqa: E402 - after the repo is on the path
 
 FORMAT = "hiertrain-bench-paper/1"
 
@@ -134,41 +135,11 @@ def run_key(s: Setting, p: Params, link: str, mode: str, codec: str) -> dict[str
     }
 
 
-class Results:
-    """The JSON Lines file: one row a line, appended (and flushed) as each row is done."""
+class Results(ResultRows):
+    """The JSON Lines file of this benchmark's rows (host/bench/rows.py), resumable."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if path.is_file():
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    # A line cut short by a kill mid-write: that row is measured again.
-                    print(f"{path}:{n}: not a complete row, ignored", file=sys.stderr)
-                    continue
-                if isinstance(row, dict) and row.get("format") == FORMAT and "key" in row:
-                    self.rows.append(row)
-
-    def find(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        """The last row measured with exactly ``key``, or None."""
-        for row in reversed(self.rows):
-            if row["key"] == key:
-                return row
-        return None
-
-    def add(self, key: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
-        """Append a row and return it."""
-        row = {"format": FORMAT, "key": key, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-        self.rows.append(row)
-        return row
+        super().__init__(path, FORMAT)
 
 
 # -- measuring --------------------------------------------------------------------------------

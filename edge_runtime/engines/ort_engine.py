@@ -22,13 +22,22 @@ from edge_runtime.engines.ort_import import describe, training_api
 
 
 def session_options(threads: int | None):  # -> onnxruntime.SessionOptions
-    """Options that matter on a small board: all cores, all graph optimisations."""
+    """Options that matter on a small board: all cores, all graph optimisations, and idle
+    intra-op workers that sleep instead of spinning.
+
+    Spinning off: the edge runtime's own threads (the link's sender coding activations, its
+    receiver, the spool) share the cores with ORT's pool, and spinning workers take CPU from
+    them. Measured side by side (benchmarks/bench_ort_speed.py, docs/results.md "ORT engine
+    speed"): a 2-thread ResNet-18 step took 0.79 of the wall time and 0.62 of the CPU time with
+    spinning off, on 2 cores with other work beside it.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return opts
 

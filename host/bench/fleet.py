@@ -22,7 +22,6 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.data import Dataset
 from edge_runtime.engines import Engine, make_engine
 from edge_runtime.link import EdgeLink, LinkConfig
-from edge_runtime.link.transports import socket_pair
 from edge_runtime.train.averaging import AveragingSchedule
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 from host.cloud.server import CloudServer
@@ -115,17 +114,8 @@ def run_fleet(
     links: dict[str, EdgeLink] = {}
     engines: dict[str, Engine] = {}
     for edge_id in datasets:
-        edge_end, host_end = socket_pair(LINK.read_timeout)
-        server.serve_transport(host_end)
-        links[edge_id] = EdgeLink.connect(
-            "pair:",
-            key=bundle.key(),
-            bundle_sha256=edge_bundle.manifest_sha256,
-            edge_id=edge_id,
-            run_id="run-1",
-            spool_dir=work / edge_id / "spool",
-            config=LINK,
-            opener=lambda end=edge_end: end,
+        links[edge_id] = server.connect_in_process(
+            edge_bundle, work / edge_id / "spool", edge_id=edge_id
         )
         engines[edge_id] = make_engine(engine, edge_bundle, threads=1, variant="train")
     with changed:  # every session live on the host before any edge trains

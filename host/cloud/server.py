@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_runtime.bundle import Bundle, BundleError
 from edge_runtime.link import (
+    EdgeLink,
     HandshakeRefused,
     HostListener,
     HostSession,
@@ -29,7 +30,7 @@ from edge_runtime.link import (
 )
 from edge_runtime.link.control import Bye, Error
 from edge_runtime.link.handshake import board_key
-from edge_runtime.link.transports import Transport
+from edge_runtime.link.transports import Transport, socket_pair
 from edge_runtime.model_messages import ModelWeights
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
@@ -115,6 +116,7 @@ class CloudServer:
         # Per-board keys: the host derives each board's key from the edge id its HELLO claims.
         # The shared key: every board holds the bundle's key and may claim any edge id.
         self.shared_key = shared_key
+        self._key, self._config = key, config or LinkConfig()
         listener_key = key if shared_key else partial(board_key, key)
         self.listener = HostListener(
             listener_key,
@@ -148,6 +150,30 @@ class CloudServer:
     def serve_transport(self, transport: Transport) -> None:
         """Serve one edge on an already-connected stream (one end of `socket_pair`)."""
         self.listener.serve_transport(transport, self._handle)
+
+    def connect_in_process(
+        self,
+        edge_bundle: Bundle,
+        spool_dir: Path,
+        *,
+        edge_id: str = "edge-1",
+        run_id: str = "run-1",
+    ) -> EdgeLink:
+        """An edge's link to this server in the same process: the real protocol (framing,
+        handshake, acks, spool) over one `socket_pair`, with the server's key and link config.
+        For in-process fleets, tests and benchmarks; a reconnection finds the stream closed."""
+        edge_end, host_end = socket_pair(self._config.read_timeout)
+        self.serve_transport(host_end)
+        return EdgeLink.connect(
+            "pair:",
+            key=self._key if self.shared_key else board_key(self._key, edge_id),
+            bundle_sha256=edge_bundle.manifest_sha256,
+            edge_id=edge_id,
+            run_id=run_id,
+            spool_dir=spool_dir,
+            config=self._config,
+            opener=lambda: edge_end,
+        )
 
     def serve_serial(self, url: str) -> None:
         """Serve the edge on a serial device (or any pyserial URL)."""

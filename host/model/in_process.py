@@ -17,8 +17,7 @@ from typing import Any
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset
 from edge_runtime.engines import make_engine
-from edge_runtime.link import EdgeLink, LinkConfig
-from edge_runtime.link.transports import socket_pair
+from edge_runtime.link import LinkConfig
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 from host.cloud.edge_state import EdgeState
 from host.cloud.server import CloudServer
@@ -55,19 +54,8 @@ def train_in_process(
     edge_bundle = load_bundle(Path(bundle_dir) / "edge")
     data = load_dataset(data_spec, seed=0)
     config = LinkConfig(read_timeout=0.05)
-    edge_end, host_end = socket_pair(config.read_timeout)
     server = CloudServer(bundle, work / "host", key=bundle.key(), config=config)
-    server.serve_transport(host_end)
-    link = EdgeLink.connect(
-        "pair:",
-        key=bundle.key(),
-        bundle_sha256=edge_bundle.manifest_sha256,
-        edge_id="edge-1",
-        run_id="run-1",
-        spool_dir=work / "edge" / "spool",
-        config=config,
-        opener=lambda: edge_end,
-    )
+    link = server.connect_in_process(edge_bundle, work / "edge" / "spool")
     engine = make_engine("ort", edge_bundle, threads=threads)
     cfg = EdgeRunConfig(
         epochs=epochs,

@@ -114,3 +114,16 @@ def test_parity_probe_one_engine_per_process(exported, tmp_path) -> None:
     assert compare(runs["ort"], runs["torch"]) == []
     off = {**runs["torch"], "losses": runs["torch"]["losses"] + 0.01}
     assert any("loss" in p for p in compare(runs["ort"], off))
+
+
+def test_ort_sessions_sleep_instead_of_spinning() -> None:
+    """The shipped session options: all threads asked for, all optimisations, and idle
+    intra-op workers that do not spin (they would take CPU from the link's own threads)."""
+    import onnxruntime as ort
+
+    from edge_runtime.engines.ort_engine import session_options
+
+    opts = session_options(2)
+    assert opts.intra_op_num_threads == 2 and opts.inter_op_num_threads == 1
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"

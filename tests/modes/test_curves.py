@@ -15,8 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset
 from edge_runtime.engines import make_engine
-from edge_runtime.link import EdgeLink, LinkConfig
-from edge_runtime.link.transports import socket_pair
+from edge_runtime.link import LinkConfig
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 from host.cli import cli
 from host.cloud.server import CloudServer
@@ -29,20 +28,9 @@ def _train(bundle_dir: Path, tmp: Path) -> None:
     bundle = load_bundle(bundle_dir)
     edge_bundle = load_bundle(bundle_dir / "edge")
     config = LinkConfig(read_timeout=0.05)
-    edge_end, host_end = socket_pair(config.read_timeout)
     curves = CurveWriter(tmp / "run")
     server = CloudServer(bundle, tmp / "run", key=bundle.key(), config=config, on_event=curves)
-    server.serve_transport(host_end)
-    link = EdgeLink.connect(
-        "pair:",
-        key=bundle.key(),
-        bundle_sha256=edge_bundle.manifest_sha256,
-        edge_id="edge-1",
-        run_id="run-1",
-        spool_dir=tmp / "edge" / "spool",
-        config=config,
-        opener=lambda: edge_end,
-    )
+    link = server.connect_in_process(edge_bundle, tmp / "edge" / "spool")
     cfg = EdgeRunConfig(epochs=EPOCHS, batch_size=32, work_dir=tmp / "edge")
     try:
         engine = make_engine("ort", edge_bundle, threads=1, variant="train")

@@ -16,8 +16,7 @@ import pytest
 from edge_runtime.bundle import load_bundle
 from edge_runtime.data import load_dataset, num_batches
 from edge_runtime.engines import make_engine
-from edge_runtime.link import EdgeLink, LinkConfig
-from edge_runtime.link.transports import socket_pair
+from edge_runtime.link import LinkConfig
 from edge_runtime.modes import LINK_MODE_NAMES, MODE_NAMES, mode_spec
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 from host.cloud.modes import HOST_MODES
@@ -40,24 +39,13 @@ def run_in_process(
     edge_bundle = load_bundle(bundle_dir / "edge")
     data = load_dataset(f"synthetic:{SAMPLES}", seed=0)
     config = LinkConfig(read_timeout=0.05)
-    edge_end, host_end = socket_pair(config.read_timeout)
     server = CloudServer(bundle, tmp / "host", key=bundle.key(), mode=mode, config=config)
-    server.serve_transport(host_end)
     engine = (
         make_engine("ort", edge_bundle, threads=1, variant=spec.engine_variant)
         if spec.engine_variant
         else None
     )
-    link = EdgeLink.connect(
-        "pair:",
-        key=bundle.key(),
-        bundle_sha256=edge_bundle.manifest_sha256,
-        edge_id="edge-1",
-        run_id="run-1",
-        spool_dir=tmp / "edge" / "spool",
-        config=config,
-        opener=lambda: edge_end,
-    )
+    link = server.connect_in_process(edge_bundle, tmp / "edge" / "spool")
     cfg = EdgeRunConfig(epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge", codec=codec)
     try:
         edge = EdgeTrainer(engine, data, link, cfg, RunProgress("run-1")).run()

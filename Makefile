@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hostctl demo
 
-# The torch.distributed ranks tests (tests/fleet/test_ranks.py: torchrun, two gloo ranks and
-# four edge processes per test) and the hostile-peers soak (84 s) run in their own target, so
-# that the suite stays near 15 minutes on 2 cores.
-SLOW_TESTS := tests/fleet/test_ranks.py tests/e2e/test_e2e_hostile_peers.py
+# The torch.distributed ranks tests (tests/fleet/test_ranks.py and test_nodes.py: torchrun,
+# gloo ranks on one or two "nodes" and four edge processes per test) and the hostile-peers soak
+# (84 s) run in their own target, so that the suite stays well under 15 minutes on 2 cores.
+SLOW_TESTS := tests/fleet/test_ranks.py tests/fleet/test_nodes.py tests/e2e/test_e2e_hostile_peers.py
 
 # Two workers (pytest-xdist), a test file each at a time: most tests wait on subprocesses and
 # links, so two keep both cores busy. PYTEST_WORKERS=0 runs the suite in one process.

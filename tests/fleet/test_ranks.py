@@ -348,7 +348,8 @@ def _alive(pid: int) -> bool:
 def test_a_killed_launcher_leaves_no_torchrun_or_rank_behind(bundle, tmp_path, fleet) -> None:
     """SIGKILL of `hostctl serve --ranks` alone (what a benchmark's or a test's kill did):
     torchrun gets SIGTERM from the kernel and stops its ranks; a rank whose torchrun is gone
-    leaves by itself. Stray ranks from such kills were about when a later start-up hung."""
+    leaves by itself, so no stray rank outlives its run. (The start-up that once seemed to
+    hang was two ranks' "listening" lines merged into one; each is now one write.)"""
     ranks = Ranks(bundle, tmp_path, "--max-restarts", "0")
     fleet.append(ranks)
     ranks.wait_listening()

@@ -226,7 +226,10 @@ def one_line(prog: str, exc: click.ClickException) -> str:
 
 
 def run_cli(group: CommandGroup, args: Sequence[str] | None = None) -> NoReturn:
-    """Entry point of a CLI: run the group, end with one line and the exit code of its kind."""
+    """Entry point of a CLI: run the group, end with one line and the exit code of its kind.
+
+    It ends the process: on Ctrl-C it ignores SIGINT from then on (a caller that runs it in a
+    process that goes on must put the handler back)."""
     prog = group.prog
     try:
         # Without standalone mode click raises instead of printing; ctx.exit(n) returns n.

@@ -263,11 +263,12 @@ class HostListener:
                 full = self._handshaking >= self.config.max_handshakes
             if full:
                 # Each peer in its handshake holds a thread and a frame buffer: a flood of them
-                # is turned away here, before either is spent.
-                sock.close()
+                # is turned away here, before either is spent. Counted first: a peer that sees
+                # its connection closed finds the refusal in the counts.
                 self.refusals.add(
                     peer, BUSY, f"{self.config.max_handshakes} peers already in their handshake"
                 )
+                sock.close()
                 continue
             transport = SocketTransport(sock, self.config.read_timeout)
             self.serve_transport(transport, on_session, peer)

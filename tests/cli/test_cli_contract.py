@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -210,7 +211,18 @@ def test_hiertrain_traceback_lets_an_unexpected_error_through(monkeypatch) -> No
     assert isinstance(result.exception, ZeroDivisionError)
 
 
-def test_run_cli_ends_with_the_code_and_one_line(capsys) -> None:
+@pytest.fixture
+def sigint_restored():
+    """run_cli ends a process: on Ctrl-C it ignores SIGINT on its way out (a second Ctrl-C
+    must not turn exit 130 into death by signal). Called in this test process, that would leave
+    the worker ignoring SIGINT, and every process it starts after (a demo a later test
+    interrupts) with it; so the handler is put back."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_run_cli_ends_with_the_code_and_one_line(capsys, sigint_restored) -> None:
     for exc, code, line in (
         (KeyboardInterrupt(), 130, "prog: interrupted"),
         (UsageFault("--x 3: valid 1..2"), 2, "prog: error: --x 3: valid 1..2"),
@@ -220,6 +232,7 @@ def test_run_cli_ends_with_the_code_and_one_line(capsys) -> None:
             run_cli(group_raising(exc), ["go"])
         assert ended.value.code == code
         assert capsys.readouterr().err.strip().splitlines()[-1] == line
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the second Ctrl-C is ignored
 
 
 def test_click_usage_errors_are_one_line_too(capsys) -> None:

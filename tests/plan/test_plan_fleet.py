@@ -74,9 +74,16 @@ def test_plan_edges_prints_the_fleet_from_the_measured_steps() -> None:
     edge_ms, cloud_ms, link_ms = (float(c) for c in row.split("│")[2:5])
     needed = re.search(r"ranks needed to keep up with 1000 edges: (\d+)", out.stdout)
     assert needed is not None, out.stdout
-    # The table rounds to 0.1 ms: allow the rank count that rounding can move.
+    # The table rounds to 0.1 ms: allow the rank count that rounding can move. An edge trains
+    # on one rank, so more ranks than edges never help: where one edge alone outruns a rank
+    # (a loaded machine times the tail slow), the count stops at the edges and the plan says so.
     expect = 1000 * cloud_ms / max(edge_ms, link_ms)
-    assert abs(int(needed.group(1)) - math.ceil(expect)) <= max(1, 0.01 * expect)
+    if expect < 990:
+        assert abs(int(needed.group(1)) - math.ceil(expect)) <= max(1, 0.01 * expect)
+    else:
+        assert int(needed.group(1)) == 1000 or abs(int(needed.group(1)) - expect) <= 10
+    if cloud_ms > 1.01 * max(edge_ms, link_ms):
+        assert "one edge offers more than one rank takes" in out.stdout
     assert "on one shared tail, 2 rank(s)" in out.stdout
 
 

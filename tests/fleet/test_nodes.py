@@ -10,22 +10,18 @@ take 5-8 s each. Nothing asserts on wall-clock time.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import queue
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from launchers import Edge, Launcher, alive
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 NODES = 2
@@ -37,21 +33,6 @@ START_S = 240  # both nodes listen within this, or the test fails (and kills the
 @pytest.fixture(scope="module")
 def bundle(exported) -> Path:
     return exported("smallcnn", 2)
-
-
-def _die_with_pytest() -> None:
-    """In a launcher's child, before exec: SIGKILL it if pytest dies (its torchrun and rank
-    follow it down, see host/cloud/ranks.py)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _parent(pid: int) -> int:
@@ -91,7 +72,7 @@ def started() -> Iterator[list]:
         thing.kill()
 
 
-class Node:
+class Node(Launcher):
     """One `hostctl serve --ranks N --nnodes 2 --node-rank K` launcher, in a process group of
     its own, with a state dir of its own (as on its own machine)."""
 
@@ -100,101 +81,26 @@ class Node:
     ):
         self.node = node
         self.per_node = per_node
-        self.tmp = tmp
-        self.state = tmp / f"state{node}"
         self.report = tmp / f"report{node}.json"
-        self.err_path = tmp / f"serve{node}.err"
         cmd = [
             sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle),
             "--listen", f"tcp://127.0.0.1:{port}", "--shared-tail", "--ranks", str(per_node),
             "--nnodes", str(NODES), "--node-rank", str(node), "--rdzv-endpoint", endpoint,
-            "--state-dir", str(self.state), "--report", str(self.report),
+            "--state-dir", str(tmp / f"state{node}"), "--report", str(self.report),
             "--metrics-csv", str(tmp / f"metrics{node}.csv"), "--checkpoint-every", "3",
             "--exit-when-done", "--expect-edges", str(NODES * per_node), "--rank-hashes", *args,
         ]  # fmt: skip
-        self.err = open(self.err_path, "w")  # noqa: SIM115 - closed in finish()/kill()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=self.err,
-            text=True,
-            env=ENV,
-            cwd=tmp,
-            start_new_session=True,  # killpg reaches the launcher and torchrun
-            preexec_fn=_die_with_pytest,
+        super().__init__(
+            cmd, tmp, tmp / f"state{node}", tmp / f"serve{node}.err", ENV, f"node {node}"
         )
-        self.ports: dict[int, int] = {}  # global rank -> its port
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.out: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
 
     def wait_listening(self, timeout: float = START_S) -> dict[int, int]:
         """This node's ranks' 'listening on tcp://H:P (rank r of W)' lines, within `timeout`."""
-        deadline = time.monotonic() + timeout
-        while len(self.ports) < self.per_node:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.kill()
-                pytest.fail(f"node {self.node} did not listen within {timeout:g} s\n{self.logs()}")
-            assert line is not None, self.logs()
-            self.out.append(line)
-            found = re.search(r"listening on tcp://127\.0\.0\.1:(\d+) \(rank (\d) of (\d)\)", line)
-            if found:
-                assert int(found[3]) == NODES * self.per_node, line
-                self.ports[int(found[2])] = int(found[1])
-        return self.ports
-
-    def logs(self) -> str:
-        parts = []
-        for path in (self.err_path, self.state / "ranks" / "torchrun.log"):
-            if path.exists():
-                parts.append(f"--- node {self.node} {path.name}\n{path.read_text()[-3000:]}")
-        return "\n".join(parts)
-
-    def rank_pids(self) -> list[int]:
-        return [int(p.read_text()) for p in sorted((self.state / "ranks").glob("rank-*.pid"))]
+        return self.wait_ports(self.per_node, NODES * self.per_node, timeout)
 
     def finish(self, timeout: float = 600) -> tuple[int, str]:
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"node {self.node} did not finish within {timeout:g} s\n{self.logs()}")
-        try:
-            while (line := self.lines.get(timeout=30)) is not None:
-                self.out.append(line)
-        except queue.Empty:  # a rank outlived torchrun and holds stdout
-            self.kill()
-            pytest.fail(f"node {self.node}: stdout open 30 s after its launcher\n{self.logs()}")
-        self.err.close()
+        rc = self.wait_done(timeout)
         return rc, self.err_path.read_text()
-
-    def kill(self) -> None:
-        """SIGKILL the launcher's group (launcher, torchrun) and its rank's (torchrun starts
-        each rank in a session of its own)."""
-        pids = self.rank_pids() if (self.state / "ranks").is_dir() else []
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        self.proc.wait()
-        self.err.close()
-
-
-class Edge(subprocess.Popen):
-    """An `edge-runtime run` process that the fixture can kill."""
-
-    def kill(self) -> None:
-        if self.poll() is None:
-            super().kill()
-        self.wait()
 
 
 def start_edge(
@@ -275,7 +181,7 @@ def two_nodes(
         rank_pids = n.rank_pids()
         assert len(rank_pids) == per_node
         processes += [n.proc.pid, _parent(rank_pids[0]), *rank_pids]
-    assert all(map(_alive, processes))
+    assert all(map(alive, processes))
     edges = [start_edge(bundle, tmp_path, r, ports[r], started, slowdown) for r in range(world)]
     if during is not None:
         during(nodes)
@@ -313,9 +219,9 @@ def two_nodes(
     assert not (tmp_path / "state1" / "shared-tail.fleet").exists()
     processes += [pid for n in nodes for pid in n.rank_pids()]  # a restarted life's ranks
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(map(_alive, processes)):
+    while time.monotonic() < deadline and any(map(alive, processes)):
         time.sleep(0.2)
-    assert not [pid for pid in processes if _alive(pid)], "\n".join(n.logs() for n in nodes)
+    assert not [pid for pid in processes if alive(pid)], "\n".join(n.logs() for n in nodes)
     return reports
 
 

@@ -7,22 +7,19 @@ edges); the timeouts are generous and nothing asserts on wall-clock time.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from launchers import Edge, Launcher, alive
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 EDGES = 4
@@ -36,12 +33,6 @@ def bundle(exported) -> Path:
     return exported("smallcnn", 2)
 
 
-def _die_with_pytest() -> None:
-    """In the launcher's child, before exec: SIGKILL it if pytest dies (a killed run leaves no
-    launcher; the launcher's torchrun and ranks follow it down, see host/cloud/ranks.py)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
 @pytest.fixture
 def fleet() -> Iterator[list]:
     """Everything a test starts (Ranks and edge processes), killed whatever the outcome:
@@ -52,108 +43,31 @@ def fleet() -> Iterator[list]:
         thing.kill()
 
 
-class Ranks:
+class Ranks(Launcher):
     """A running `hostctl serve --shared-tail --ranks 2`, in a process group of its own."""
 
     def __init__(self, bundle: Path, tmp: Path, *args: str, listen: str = "tcp://127.0.0.1:0"):
-        self.tmp = tmp
-        self.state = tmp / "state"
         self.report = tmp / "report.json"
         cmd = [
             sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle),
             "--listen", listen, "--shared-tail", "--ranks", "2",
-            "--state-dir", str(self.state), "--report", str(self.report),
+            "--state-dir", str(tmp / "state"), "--report", str(self.report),
             "--metrics-csv", str(tmp / "metrics.csv"), "--checkpoint-every", "3",
             "--exit-when-done", "--expect-edges", str(EDGES), "--rank-hashes", *args,
         ]  # fmt: skip
-        self.err = open(tmp / "serve.err", "w")  # noqa: SIM115 - closed in finish()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=self.err,
-            text=True,
-            env=ENV,
-            cwd=tmp,
-            start_new_session=True,  # killpg reaches the launcher and torchrun
-            preexec_fn=_die_with_pytest,
-        )
-        self.ports: dict[int, int] = {}
-        # stdout is read by a thread for the whole run: a deadline on the listening lines, and
-        # a pipe that never fills whatever the ranks print.
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.out: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
+        super().__init__(cmd, tmp, tmp / "state", tmp / "serve.err", ENV, "the ranks")
 
     def wait_listening(self, timeout: float = START_S) -> None:
         """Read the ranks' 'listening on tcp://H:P (rank r of 2)' lines, within `timeout`."""
-        deadline = time.monotonic() + timeout
-        while len(self.ports) < 2:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.kill()
-                pytest.fail(f"the ranks did not listen within {timeout:g} s\n{self.logs()}")
-            assert line is not None, self.logs()
-            self.out.append(line)
-            found = re.search(r"listening on tcp://[\d.]+:(\d+) \(rank (\d) of 2\)", line)
-            if found:
-                self.ports[int(found[2])] = int(found[1])
-
-    def logs(self) -> str:
-        """The ends of the launcher's stderr and torchrun's log, for a failure message."""
-        parts = []
-        for path in (self.tmp / "serve.err", self.state / "ranks" / "torchrun.log"):
-            if path.exists():
-                parts.append(f"--- {path.name}\n{path.read_text()[-3000:]}")
-        return "\n".join(parts)
-
-    def rank_pids(self) -> list[int]:
-        return [int(p.read_text()) for p in sorted((self.state / "ranks").glob("rank-*.pid"))]
+        self.wait_ports(2, 2, timeout)
 
     def rows(self, rank: int) -> int:
         path = self.tmp / f"metrics.csv.rank{rank}"
         return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
     def finish(self, timeout: float = 600) -> tuple[int, str, str]:
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"the ranks did not finish within {timeout:g} s\n{self.logs()}")
-        try:
-            while (line := self.lines.get(timeout=30)) is not None:
-                self.out.append(line)
-        except queue.Empty:  # someone still holds the ranks' stdout: a rank outlived torchrun
-            self.kill()
-            pytest.fail(f"stdout still open 30 s after the launcher exited\n{self.logs()}")
-        self.err.close()
-        return rc, "".join(self.out), (self.tmp / "serve.err").read_text()
-
-    def kill(self) -> None:
-        """SIGKILL the launcher's group (launcher, torchrun) and every rank (torchrun starts
-        each rank in a session of its own)."""
-        pids = self.rank_pids() if (self.state / "ranks").is_dir() else []
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        self.proc.wait()
-        self.err.close()
-
-
-class Edge(subprocess.Popen):
-    """An `edge-runtime run` process that the fleet fixture can kill."""
-
-    def kill(self) -> None:
-        if self.poll() is None:
-            super().kill()
-        self.wait()
+        rc = self.wait_done(timeout)
+        return rc, "".join(self.out), self.err_path.read_text()
 
 
 def start_edges(
@@ -336,15 +250,6 @@ def test_ranks_usage_errors_are_one_line(bundle, tmp_path, extra, message) -> No
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_killed_launcher_leaves_no_torchrun_or_rank_behind(bundle, tmp_path, fleet) -> None:
     """SIGKILL of `hostctl serve --ranks` alone (what a benchmark's or a test's kill did):
     torchrun gets SIGTERM from the kernel and stops its ranks; a rank whose torchrun is gone
@@ -357,13 +262,13 @@ def test_a_killed_launcher_leaves_no_torchrun_or_rank_behind(bundle, tmp_path, f
     torchrun = int(
         Path(f"/proc/{rank_pids[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]
     )  # the ranks' parent
-    assert len(rank_pids) == 2 and all(map(_alive, [*rank_pids, torchrun]))
+    assert len(rank_pids) == 2 and all(map(alive, [*rank_pids, torchrun]))
     os.kill(ranks.proc.pid, signal.SIGKILL)  # the launcher only, not its group
     ranks.proc.wait()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and any(map(_alive, [*rank_pids, torchrun])):
+    while time.monotonic() < deadline and any(map(alive, [*rank_pids, torchrun])):
         time.sleep(0.2)
-    left = [pid for pid in [*rank_pids, torchrun] if _alive(pid)]
+    left = [pid for pid in [*rank_pids, torchrun] if alive(pid)]
     assert not left, f"still running: {left}\n{ranks.logs()}"
 
 
@@ -378,9 +283,9 @@ def test_ranks_whose_torchrun_is_killed_leave(bundle, tmp_path, fleet) -> None:
     os.kill(torchrun, signal.SIGKILL)
     rc, _, err = ranks.finish(timeout=300)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(map(_alive, rank_pids)):
+    while time.monotonic() < deadline and any(map(alive, rank_pids)):
         time.sleep(0.2)
-    assert not any(map(_alive, rank_pids)), ranks.logs()
+    assert not any(map(alive, rank_pids)), ranks.logs()
     assert rc == 1 and len(err.strip().splitlines()) == 1, err
     assert "torchrun" in err and "is gone; leaving" in err, err
 

@@ -216,15 +216,16 @@ def _run_edge(
             except KeyboardInterrupt:
                 try:
                     proc.send_signal(signal.SIGINT)
-                    rc = proc.wait(EDGE_STOP_S)
+                    proc.wait(EDGE_STOP_S)
                 except BaseException:
                     proc.kill()
                     raise
                 # The edge stopped because we were interrupted: whether it saw the group's
-                # Ctrl-C first (130), finished its batch and exited 0, or died of the signal
-                # before its handler was set (-SIGINT), this run was interrupted.
-                if rc in (0, -signal.SIGINT):
-                    rc = EXIT_INTERRUPTED
+                # Ctrl-C first (130), finished its batch and exited 0, died of the signal
+                # before its handler was set (-SIGINT), or failed because the signal broke
+                # its start-up (an import interrupted midway fails as an ImportError: exit 1),
+                # this run was interrupted; the edge's own line above says what it saw.
+                rc = EXIT_INTERRUPTED
             except BaseException:
                 proc.kill()
                 raise

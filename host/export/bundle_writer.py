@@ -171,7 +171,9 @@ def build_parts(opts: ExportOptions) -> tuple[SplitModel, EdgeNet, torch.nn.Modu
     )
     model.check_split(opts.split)
     act_shape = model.activation_shape(opts.split)
-    head = build_exit_head(act_shape, opts.num_classes, opts.exit_head_width)
+    # The model's own count, not the option: a factory that takes no `num_classes` fixes it
+    # (a 7-class model under the default --num-classes 10), and the exit must match the tail.
+    head = build_exit_head(act_shape, model.num_classes, opts.exit_head_width)
     edge, tail = EdgeNet(model.front(opts.split), head), model.tail(opts.split)
     if opts.weights is not None:
         load_pretrained(opts.weights, edge, tail)  # front and tail share the model's blocks
@@ -346,7 +348,7 @@ def _write(
         "edge_blocks": model.block_names[: opts.split],
         "tail_blocks": model.block_names[opts.split :],
         "input_shape": list(opts.input_shape),
-        "num_classes": opts.num_classes,
+        "num_classes": model.num_classes,
         "activation": {"shape": list(act_shape), "dtype": "float32"},
         "raw_bytes_per_sample": int(row["raw_bytes"]),
         "activation_bytes_per_sample": int(row["activation_bytes"]),

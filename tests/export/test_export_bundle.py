@@ -185,3 +185,34 @@ def test_export_keeps_the_initial_running_statistics(exported) -> None:
             fresh = 0.0 if name.endswith("mean") else 1.0
             np.testing.assert_array_equal(npz[name], fresh, err_msg=name)
             np.testing.assert_array_equal(in_checkpoint[name], fresh, err_msg=name)
+
+
+FIXED_CLASSES_MODEL = """
+import torch.nn as nn
+
+def factory():  # takes nothing: its 7 classes are fixed, whatever --num-classes says
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Flatten(),
+        nn.Linear(8 * 7 * 7, 7),
+    )
+"""
+
+
+def test_factory_without_num_classes_sets_the_class_count(exported, tmp_path_factory) -> None:
+    """The model's own class count (read from its output) is the bundle's: the exit head, the
+    manifest and the tail agree, although --num-classes kept its default of 10."""
+    src = tmp_path_factory.getbasetemp() / "fixed_classes.py"
+    src.write_text(FIXED_CLASSES_MODEL)
+    root = exported(f"{src}:factory", 2, input_shape=(1, 28, 28))
+    bundle = load_bundle(root / "edge")
+    assert bundle.manifest["num_classes"] == 7
+    x = np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    inf = ort.InferenceSession(str(root / "edge" / "inference_model.onnx"))
+    exit_logits, activation = inf.run(["logits", "activation"], {"input": x})
+    tail = ort.InferenceSession(str(root / "cloud" / "tail_model.onnx"))
+    (logits,) = tail.run(["logits"], {tail.get_inputs()[0].name: activation})
+    assert exit_logits.shape == logits.shape == (4, 7)
+    step = make_engine("ort", bundle).train_step(x, np.array([0, 3, 6, 2]))
+    assert np.isfinite(step.loss)

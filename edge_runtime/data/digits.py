@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,21 @@ def load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read every row: x uint8 (N, 1, 8, 8) rescaled from 0..16 to 0..255, y int64 0..9."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt") as f:
+        # An empty file is numpy's warning and an empty table: said below as one line instead.
+        with opener(path, "rt") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(
             f"{path} is not a digits CSV ({exc}); expected rows of 64 integer pixels 0..16 "
             "and a label, comma separated, no header"
         ) from exc
-    if table.shape[0] == 0 or table.shape[1] != _SIDE * _SIDE + 1:
+    if table.size == 0:
+        raise DataError(
+            f"{path} holds no rows; a digits CSV has one row per image: 64 pixels 0..16 of an "
+            "8x8 image, then the label"
+        )
+    if table.shape[1] != _SIDE * _SIDE + 1:
         raise DataError(
             f"{path} has {table.shape[1]} columns; a digits CSV has 65 "
             "(64 pixels 0..16 of an 8x8 image, then the label)"

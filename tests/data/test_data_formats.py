@@ -132,6 +132,28 @@ def test_digits_wrong_columns(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "d.csv"))
 
 
+def test_digits_empty_or_truncated_file_is_one_error(tmp_path: Path, write_digits) -> None:
+    """An empty CSV says so (not numpy's warning and a column count); a cut-off gzip names the
+    file."""
+    import gzip
+    import warnings
+
+    (tmp_path / "empty.csv").write_text("")
+    with gzip.open(tmp_path / "empty.csv.gz", "wt") as f:
+        f.write("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "input contained no data" must not leak
+        for name in ("empty.csv", "empty.csv.gz"):
+            with pytest.raises(DataError, match="holds no rows"):
+                load_dataset(str(tmp_path / name))
+    whole = tmp_path / "whole.csv.gz"
+    write_digits(whole, 50)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(DataError, match="cut.csv.gz is not a digits CSV"):
+        load_dataset(str(cut))
+
+
 @pytest.mark.skipif(
     not SHARED_DIGITS.exists(), reason=f"{SHARED_DIGITS} is absent (not in a clone)"
 )

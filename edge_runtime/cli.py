@@ -6,6 +6,7 @@ exit code (edge_runtime/command_line.py), as hostctl's does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import shutil
@@ -13,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -78,6 +80,70 @@ def _check_data_fits(ds, manifest: dict) -> None:
             f"data {ds.name} has {ds.num_classes} classes but the bundle's model has "
             f"{manifest['num_classes']}: export with --num-classes {ds.num_classes}"
         )
+
+
+class _Signalled(BaseException):
+    """Raised by the handler inside ``_StopSignals.at_once``; BaseException, so that a wait's
+    ``except Exception`` retry loop does not swallow it."""
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM for ``edge-runtime run``, installed on the command's first line.
+
+    By default a signal is only recorded and ``event`` set: the trainer finishes the batch in
+    hand, and start-up's imports (onnxruntime, torch) complete, where a KeyboardInterrupt in
+    the middle of ``import onnxruntime`` fails as "ImportError: initialization failed". Inside
+    ``at_once()`` a signal ends the wait at once: connecting to a host that is not there knows
+    nothing of ``event`` and would otherwise hold a Ctrl-C for all of --connect-timeout.
+    Ctrl-C ends the command as interrupted (130); SIGTERM, as systemd sends it, as a clean
+    stop (0).
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.by: list[int] = []
+        self._at_once = False
+        self._previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _on_signal(self, signum: int, frame: object) -> None:  # noqa: ARG002 - signal's signature
+        self.by.append(signum)
+        self.event.set()
+        if self._at_once:
+            raise _Signalled
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before (a process that goes on keeps its own)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C (SIGINT) was among the signals: the run ends as interrupted."""
+        return signal.SIGINT in self.by
+
+    def check(self, what: str) -> None:
+        """End the command now if a signal came; ``what`` says where it stopped and what next."""
+        if not self.by:
+            return
+        if self.interrupted:
+            raise Interrupted(what)
+        console.print(what, soft_wrap=True)  # one line in a log, whatever the width
+        raise click.exceptions.Exit(0)
+
+    @contextlib.contextmanager
+    def at_once(self, what: str) -> Iterator[None]:
+        """A block a signal breaks off at once, ending the command as ``check(what)`` does."""
+        self.check(what)  # one that came before the block
+        self._at_once = True
+        try:
+            yield
+        except _Signalled:
+            self._at_once = False
+            self.check(what)
+        finally:
+            self._at_once = False
 
 
 def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | None) -> RunProgress:
@@ -238,6 +304,9 @@ def run(
     model_out: Path | None,
 ) -> None:
     """Train the front + exit on local data and stream activations and labels to the host."""
+    # First of all: a signal from here on is recorded, not raised into the imports below.
+    signals = _StopSignals()
+    click.get_current_context().call_on_close(signals.restore)
     activation_noise = _activation_noise(dp_clip, dp_noise, mode)
     _check_adversarial_exit(adv_lambda, engine, mode)
     bundle = load_bundle(bundle_dir)
@@ -256,7 +325,9 @@ def run(
     _check_data_fits(data, bundle.manifest)
     spec = mode_spec(mode)
     if not spec.needs_link:
-        _run_alone(bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown)
+        _run_alone(
+            bundle, data, epochs, batch_size, seed, augment, threads, report_path, slowdown, signals
+        )
         return
     if url is None:
         raise UsageFault(f"--mode {mode} needs --connect URL (socket://HOST:PORT or a device)")
@@ -301,25 +372,25 @@ def run(
         eng.name if eng else "none",
         data.describe(),
     )
-    stop = threading.Event()
-    stopped_by: list[int] = []  # SIGINT (Ctrl-C) ends the run as interrupted; SIGTERM as done
-
-    def on_signal(signum: int, frame: object) -> None:  # noqa: ARG001 - signal's signature
-        stopped_by.append(signum)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    link = EdgeLink.connect(
-        url,
-        key=key,
-        bundle_sha256=bundle.manifest_sha256,
-        edge_id=edge_id,
-        run_id=progress.run_id,
-        spool_dir=work_dir / "spool",
-        config=config,
-        bundle_info=bundle.identity,
-    )
+    stop = signals.event
+    if resume:
+        not_started = f"stopped before reconnecting; continue with --resume --work-dir {work_dir}"
+    else:
+        not_started = (
+            f"stopped before run {progress.run_id} started: nothing was trained or sent; "
+            "run the same command again"
+        )
+    with signals.at_once(not_started):
+        link = EdgeLink.connect(
+            url,
+            key=key,
+            bundle_sha256=bundle.manifest_sha256,
+            edge_id=edge_id,
+            run_id=progress.run_id,
+            spool_dir=work_dir / "spool",
+            config=config,
+            bundle_info=bundle.identity,
+        )
     cfg = EdgeRunConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -365,7 +436,7 @@ def run(
             f"stopped at epoch {progress.epoch} batch {progress.next_index}; "
             f"continue with --resume --work-dir {work_dir}"
         )
-        if signal.SIGINT in stopped_by:
+        if signals.interrupted:
             raise Interrupted(resume)
         # A service stop (SIGTERM, as systemd sends) is a clean end: exit 0.
         console.print(resume)
@@ -654,20 +725,24 @@ def _run_alone(
     threads: int | None,
     report_path: Path | None,
     slowdown: float,
+    signals: _StopSignals,
 ) -> None:
     """A mode without a link (edge-only): the board trains the whole network alone."""
     from edge_runtime.modes.edge import EdgeAlone
 
-    report = EdgeAlone(bundle, threads=threads, slowdown=slowdown).run(
-        data,
-        epochs,
-        batch_size,
-        seed,
-        augment,
-        on_epoch=lambda e, tr, te: console.print(
-            f"epoch {e}: train {100 * tr:.1f}%, test {100 * (te or 0):.1f}%"
-        ),
-    )
+    alone = EdgeAlone(bundle, threads=threads, slowdown=slowdown)  # imports torch: deferred
+    # It keeps no checkpoint to resume from: a signal ends it at once, with nothing saved.
+    with signals.at_once("stopped: edge-only training keeps no checkpoint; run it again"):
+        report = alone.run(
+            data,
+            epochs,
+            batch_size,
+            seed,
+            augment,
+            on_epoch=lambda e, tr, te: console.print(
+                f"epoch {e}: train {100 * tr:.1f}%, test {100 * (te or 0):.1f}%"
+            ),
+        )
     if report_path:
         write_report(report_path, report)
     acc = report["final_accuracy"]

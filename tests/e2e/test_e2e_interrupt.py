@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from pathlib import Path
 
+import pytest
 from e2e_harness import ENV, edge_cmd, expected_ids, free_port, run_edge, start_cloud, wait_until
 
 RUN = ["--data", "synthetic", "--epochs", "2", "--batch-size", "32"]
@@ -34,3 +36,74 @@ def test_ctrl_c_on_the_edge_exits_130_and_says_how_to_resume(small_bundle, tmp_p
     run_edge(small_bundle, cloud.url, tmp_path, *RUN, "--resume", tag="edge2")
     (record,) = cloud.finish()["edges"]
     assert record["trained_ids"] == expected_ids(TRAIN, BATCH, EPOCHS)
+
+
+def _edge_to_nobody(bundle, tmp_path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """An edge whose host is not there (a closed port), with stderr in a file to poll."""
+    err = tmp_path / "edge.err"
+    cmd = edge_cmd(bundle, f"socket://127.0.0.1:{free_port()}", tmp_path, *args)
+    with err.open("w") as sink:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=sink, text=True, env=ENV, cwd=tmp_path
+        )
+    return proc, err
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # the process is gone: nothing more will be mapped
+        return "gone"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/PID/maps")
+def test_ctrl_c_while_onnxruntime_imports_is_an_interruption(small_bundle, tmp_path) -> None:
+    """SIGINT as soon as onnxruntime's extension is mapped, i.e. during `import onnxruntime`:
+    the edge's handler is already set, so the import completes and the run ends as
+    interrupted (130), not as "failed: ImportError: initialization failed"."""
+    proc, err = _edge_to_nobody(
+        small_bundle,
+        tmp_path,
+        "--engine",
+        "ort",
+        "--data",
+        "synthetic:64",
+        "--connect-timeout",
+        "600",
+    )
+    try:
+        wait_until(lambda: "onnxruntime" in _maps(proc.pid), 120, "onnxruntime being imported")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)  # far below --connect-timeout: the signal ended the wait
+    finally:
+        proc.kill()
+    text = err.read_text()
+    assert proc.returncode == 130, text[-2000:]
+    assert "ImportError" not in text and "Traceback" not in text, text[-2000:]
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("edge-runtime: interrupted: stopped before run "), last
+    assert last.endswith("nothing was trained or sent; run the same command again"), last
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_a_signal_ends_the_wait_for_a_missing_host(small_bundle, tmp_path, sig, code) -> None:
+    """The connect loop retries for --connect-timeout; Ctrl-C (130) or SIGTERM (0) ends it at
+    once, and the never-started run does not block the next one."""
+    proc, err = _edge_to_nobody(
+        small_bundle, tmp_path, "--data", "synthetic:64", "--connect-timeout", "600"
+    )
+    try:
+        wait_until(lambda: "waiting for socket://" in err.read_text(), 120, "a connect retry")
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    text = err.read_text()
+    assert proc.returncode == code, text[-2000:]
+    assert "Traceback" not in text and "cannot reach the host" not in text, text[-2000:]
+    assert "nothing was trained or sent; run the same command again" in text, text[-2000:]
+    again, err = _edge_to_nobody(
+        small_bundle, tmp_path, "--data", "synthetic:64", "--connect-timeout", "0.5"
+    )
+    assert again.wait(timeout=120) == 1  # no --fresh needed: it got as far as connecting
+    assert "cannot reach the host" in err.read_text()

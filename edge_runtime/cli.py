@@ -505,7 +505,9 @@ def run(
     show_default=True,
     help="seconds without an answer while the host owes one: then the board answers alone",
 )
-@click.option("--limit", type=int, default=None, help="the first N samples only")
+@click.option(
+    "--limit", type=int, default=None, help="answer only the first N samples of the held-out split"
+)
 @baud_option
 @report_option()
 def infer(

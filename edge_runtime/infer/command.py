@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 import tempfile
@@ -10,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge_runtime.bundle import KEY_FILE, read_key_file, sha256_file
-from edge_runtime.data import load_dataset
+from edge_runtime.data import Dataset, load_dataset
 from edge_runtime.errors import UsageFault
 from edge_runtime.infer.arrivals import Arrivals
 from edge_runtime.infer.calibration import calibrate_on_validation, validation_split
-from edge_runtime.infer.model_dir import MODEL_JSON
+from edge_runtime.infer.model_dir import MODEL_JSON, ModelDirError
 from edge_runtime.infer.policy import ExitPolicy, check_fraction
 from edge_runtime.infer.runner import EdgeModel, InferRun, infer_report
 from edge_runtime.link import EdgeLink, LinkConfig, LinkError
@@ -90,11 +93,15 @@ def run_infer(
     """Answer the held-out split of `data_spec` (its test split, or its train split if it has
     none); when the policy calibrates, answer all but the validation samples it calibrates on."""
     model = EdgeModel(model_dir)
-    data = load_dataset(data_spec, seed=0, limit=limit)
+    if limit is not None and limit < 1:
+        raise UsageFault(f"--limit {limit}: answer at least 1 sample")
+    data = load_dataset(data_spec, seed=0)
     images, labels = (
         (data.x_test, data.y_test) if len(data.x_test) else (data.x_train, data.y_train)
     )
-    x = data.normalise(images)
+    if limit is not None:  # the samples answered, not (as load_dataset's limit) the train split
+        images, labels = images[:limit], labels[:limit]
+    x = normalise_as_trained(data, images, model)
     model.check_input(x)
     split = None
     if policy_options.calibrates:
@@ -167,6 +174,30 @@ def run_infer(
         + (f", {report['answers']['degraded']} degraded" if report["degraded"] else "")
     )
     return report
+
+
+def normalise_as_trained(data: Dataset, images: np.ndarray, model: EdgeModel) -> np.ndarray:
+    """Raw uint8 `images` as the model saw its training inputs: scaled with model.json's
+    `normalisation` (the training data's train-split statistics), not with statistics of the
+    data being answered, which may be a handful of new samples of another make-up. A model
+    directory without it (assembled from checkpoints that lacked it) falls back on `data`'s."""
+    norm = model.description.get("normalisation")
+    if norm:
+        channels = model.input_shape[0]
+        mean = np.asarray(norm.get("mean", ()), np.float32)
+        std = np.asarray(norm.get("std", ()), np.float32)
+        if (
+            mean.shape != (channels,)
+            or std.shape != (channels,)
+            or not math.isclose(norm.get("pixel_scale", 0.0), 1 / 255)
+        ):
+            raise ModelDirError(
+                f"model.json's normalisation {norm} does not fit {channels}-channel inputs "
+                "scaled by 1/255"
+            )
+        if data.input_shape[0] == channels:  # else check_input says what does not fit
+            data = dataclasses.replace(data, mean=mean, std=std)
+    return data.normalise(images)
 
 
 def _calibrate(

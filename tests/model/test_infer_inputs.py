@@ -1,0 +1,71 @@
+"""What `edge-runtime infer` answers from a user's own data: inputs scaled as in training
+(model.json's normalisation, whatever the data file holds besides), and `--limit` counting the
+samples answered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.data import load_dataset
+from edge_runtime.errors import UsageFault
+from edge_runtime.infer.command import PolicyOptions, run_infer
+from edge_runtime.infer.runner import EdgeModel
+
+
+def _answer(model_dir: Path, spec: str, limit: int | None = None) -> dict:
+    """Every sample answered at the board (threshold 0, no host), as the CLI runs it."""
+    return run_infer(
+        model_dir,
+        None,
+        spec,
+        policy_options=PolicyOptions(threshold=0.0),
+        codec="fp32",
+        key_file=None,
+        edge_id="board",
+        connect_timeout=1.0,
+        answer_timeout=1.0,
+        baud=115200,
+        limit=limit,
+        report_path=None,
+        say=lambda _line: None,
+    )
+
+
+def _expected(model_dir: Path, images: np.ndarray) -> list[int]:
+    """The exit's classes for raw uint8 images scaled with model.json's statistics."""
+    model = EdgeModel(model_dir)
+    norm = model.description["normalisation"]
+    mean = np.asarray(norm["mean"], np.float32)[:, None, None]
+    std = np.asarray(norm["std"], np.float32)[:, None, None]
+    x = ((images.astype(np.float32) * norm["pixel_scale"] - mean) / std).astype(np.float32)
+    logits, _ = model(x)
+    return logits.argmax(1).tolist()
+
+
+def test_new_samples_are_scaled_as_the_model_was_trained(trained, digits_path, tmp_path) -> None:
+    """A file of 40 digits to classify beside 10 blank images: the answers are those of the
+    training normalisation, not of statistics taken from this file's train split."""
+    model_dir = trained[3]
+    digits = load_dataset(str(digits_path))
+    new = digits.x_test[:40]
+    blank = np.zeros((10, *new.shape[1:]), np.uint8)
+    path = tmp_path / "new.npz"
+    np.savez(path, x=blank, y=np.zeros(10, np.int64), x_test=new, y_test=digits.y_test[:40])
+    report = _answer(model_dir, f"npz:{path}")
+    assert report["samples"] == 40
+    assert report["predictions"] == _expected(model_dir, new)
+
+
+def test_limit_counts_the_samples_answered(trained, digits_path) -> None:
+    """--limit N answers the first N held-out samples (it used to cut the train split and
+    answer all 360)."""
+    model_dir = trained[3]
+    report = _answer(model_dir, str(digits_path), limit=7)
+    assert report["samples"] == 7
+    held_out = load_dataset(str(digits_path)).x_test[:7]
+    assert report["predictions"] == _expected(model_dir, held_out)
+    with pytest.raises(UsageFault, match="--limit 0"):
+        _answer(model_dir, str(digits_path), limit=0)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from edge_runtime.bundle import Bundle
+from edge_runtime.errors import UsageFault
 from edge_runtime.statefile import StateError, read_state
 from host.cloud.edge_state import RESTORE, STATE_KIND, STATE_VERSION, SUFFIX, EdgeState
 from host.model.assemble import ModelParts, write_model
@@ -54,7 +55,17 @@ def read_edge_checkpoint(path: Path) -> dict[str, np.ndarray]:
         raise ModelCheckFailed(f"--edge-checkpoint {path} does not exist")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError):
+    # A file that is not torch's zip fails in the unpickler with whatever its bytes provoke
+    # (a JSON file: KeyError; a CSV: IndexError).
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        ValueError,
+        EOFError,
+        OSError,
+        KeyError,
+        IndexError,
+    ):
         saved = None  # not a torch file: try ORT's format
     if isinstance(saved, dict) and "net" in saved:
         return {k: v.numpy() for k, v in saved["net"].items()}
@@ -63,8 +74,10 @@ def read_edge_checkpoint(path: Path) -> dict[str, np.ndarray]:
     try:
         state = training_api().CheckpointState.load_checkpoint(str(path))
     except RuntimeError as exc:
+        why = str(exc).strip().rsplit(" : ", 1)[-1]  # ORT's text after its source location
         raise ModelCheckFailed(
-            f"{path}: neither a torch nor an ORT engine checkpoint ({exc})"
+            f"{path}: neither a torch nor an ORT engine checkpoint ({why}); give engine.ckpt "
+            "from the edge's --work-dir"
         ) from None
     return {name: np.array(param.data) for name, param in state.parameters}
 
@@ -81,7 +94,12 @@ def read_edge_meta(edge_checkpoint: Path) -> dict[str, Any]:
 
 def tail_checkpoint(host_state: Path, edge_id: str | None) -> Path:
     """The one tail checkpoint in `host_state` (of `edge_id` where there are several)."""
-    paths = sorted(Path(host_state).glob(f"*{SUFFIX}")) if Path(host_state).is_dir() else []
+    if not Path(host_state).is_dir():
+        raise ModelCheckFailed(
+            f"--host-state {host_state} is not a directory; give the --state-dir of "
+            "`hostctl serve` (runs/cloud by default)"
+        )
+    paths = sorted(Path(host_state).glob(f"*{SUFFIX}"))
     if edge_id is not None:
         paths = [p for p in paths if unquote(p.stem.split("+")[0]) == edge_id]
     if len(paths) != 1:
@@ -167,10 +185,19 @@ def averaged_model_out(
     return model_out(parts, Path(out), samples, say)
 
 
-def held_out_samples(data_spec: str, count: int = 64) -> np.ndarray:
-    """The first `count` test samples of a data set, normalised as training saw them."""
+def held_out_samples(
+    data_spec: str, count: int = 64, input_shape: list[int] | None = None
+) -> np.ndarray:
+    """The first `count` test samples of a data set, normalised as training saw them;
+    UsageFault when they are not of `input_shape` (the bundle's), rather than torch's error."""
     from edge_runtime.data import load_dataset
 
     data = load_dataset(data_spec, seed=0)
+    if input_shape is not None and data.input_shape != tuple(input_shape):
+        shape = "x".join(map(str, data.input_shape))
+        raise UsageFault(
+            f"--data {data_spec}: its samples are {shape}, the model takes "
+            f"{'x'.join(map(str, input_shape))}"
+        )
     x = data.x_test if len(data.x_test) else data.x_train
     return data.normalise(x[:count])

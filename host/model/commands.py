@@ -55,8 +55,10 @@ def model_cmd(
     bundle = load_bundle(bundle_dir)
     if bundle.side == "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle directory or its cloud/ half")
+    # The data first: a --data that does not fit is a usage error before the checkpoints load.
+    shape = bundle.manifest["input_shape"]
+    samples = held_out_samples(data_spec, input_shape=shape) if data_spec else None
     parts = parts_from_checkpoints(bundle, edge_checkpoint, host_state, edge_id)
-    samples = held_out_samples(data_spec) if data_spec else None
     model_out(parts, out, samples, say=click.echo)
 
 

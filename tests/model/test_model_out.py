@@ -154,6 +154,29 @@ def test_hostctl_model_from_checkpoints(trained, tmp_path, digits_path) -> None:
     assert "Traceback" not in bad.output
 
 
+def test_hostctl_model_wrong_inputs_are_one_line(trained, tmp_path) -> None:
+    """What a user gets wrong, each one line naming it: a file that is no engine checkpoint
+    (progress.json beside it), a --host-state that does not exist, --data of another shape."""
+    bundle_dir, _, _, _, tmp, _, _ = trained
+    base = ["model", "--bundle", str(bundle_dir), "--out", str(tmp_path / "m")]
+    ckpt, state = (
+        ["--edge-checkpoint", str(tmp / "edge" / CHECKPOINT)],
+        ["--host-state", str(tmp / "host")],
+    )
+    cases = [
+        (["--edge-checkpoint", str(tmp / "edge" / "progress.json"), *state], 1,
+         "neither a torch nor an ORT engine checkpoint"),
+        ([*ckpt, "--host-state", str(tmp_path / "nothere")], 1, "is not a directory"),
+        ([*ckpt, *state, "--data", "synthetic:40"], 2, "its samples are 3x32x32, the model takes 1x8x8"),
+    ]  # fmt: skip
+    for extra, code, words in cases:
+        result = CliRunner().invoke(cli, [*base, *extra])
+        assert result.exit_code == code, result.output
+        assert words in result.output and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "m").exists()
+
+
 def _first_batch_loss(bundle_dir: Path, digits_path: Path) -> float:
     from edge_runtime.data import batches
 

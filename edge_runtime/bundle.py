@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.errors import HiertrainError
+from edge_runtime.errors import HiertrainError, UsageFault
 
 MANIFEST = "manifest.json"
 KEY_FILE = "link.key"
@@ -107,6 +107,24 @@ class Bundle:
             "num_classes": m.get("num_classes"),
         }
         return {k: v for k, v in found.items() if v is not None}
+
+
+def check_data_fits(data: Any, manifest: Mapping[str, Any]) -> None:
+    """UsageFault unless a data set (edge_runtime.data.Dataset) fits the bundle's model: its
+    sample shape, and no more classes than the model has. One check for every command that
+    pairs data with a bundle (the edge's run, the demo, bench), so they refuse it alike."""
+    expected = tuple(manifest["input_shape"])
+    if data.input_shape != expected:
+        shape = "x".join(map(str, data.input_shape))
+        raise UsageFault(
+            f"data {data.name} is {shape} but the bundle expects {'x'.join(map(str, expected))}: "
+            f"export with --input-shape {shape}"
+        )
+    if data.num_classes > manifest["num_classes"]:
+        raise UsageFault(
+            f"data {data.name} has {data.num_classes} classes but the bundle's model has "
+            f"{manifest['num_classes']}: export with --num-classes {data.num_classes}"
+        )
 
 
 def read_key_file(path: Path) -> bytes:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge_runtime.agent import run_agent
-from edge_runtime.bundle import load_bundle, read_key_file
+from edge_runtime.bundle import check_data_fits, load_bundle, read_key_file
 from edge_runtime.command_line import (
     PROGRESS,
     CommandGroup,
@@ -65,21 +65,6 @@ baud_option = click.option(
 @version_option(PROG)
 def cli() -> None:
     """The edge side of hierarchical training: trains the front, streams activations."""
-
-
-def _check_data_fits(ds, manifest: dict) -> None:
-    expected = tuple(manifest["input_shape"])
-    if ds.input_shape != expected:
-        shape = "x".join(map(str, ds.input_shape))
-        raise UsageFault(
-            f"data {ds.name} is {shape} but the bundle expects {'x'.join(map(str, expected))}: "
-            f"export with --input-shape {shape}"
-        )
-    if ds.num_classes > manifest["num_classes"]:
-        raise UsageFault(
-            f"data {ds.name} has {ds.num_classes} classes but the bundle's model has "
-            f"{manifest['num_classes']}: export with --num-classes {ds.num_classes}"
-        )
 
 
 class _Signalled(BaseException):
@@ -322,7 +307,7 @@ def run(
         activation_noise = _activation_noise(dp_clip, dp_noise, mode)
         _check_adversarial_exit(adv_lambda, engine, mode)
     data = load_dataset(data_spec, seed=seed, limit=limit)  # a DataError is a usage error
-    _check_data_fits(data, bundle.manifest)
+    check_data_fits(data, bundle.manifest)
     spec = mode_spec(mode)
     if not spec.needs_link:
         _run_alone(

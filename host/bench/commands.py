@@ -15,12 +15,11 @@ from edge_runtime.errors import UsageFault
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.modes import MODE_NAMES, UnknownMode, mode_spec, parse_modes
 from host.cli_options import (
+    InputShape,
     check_link,
     engine_option,
-    input_shape_option,
     link_options,
     model_option,
-    num_classes_option,
     parse_csv,
 )
 from host.console import stdout_console
@@ -66,8 +65,18 @@ def load_speed_profile(spec: str) -> SpeedProfile:
     help="hierarchical mode's activation codec(s), e.g. fp32,int8 (a run each)",
 )
 @click.option("--lr", type=float, default=3e-3, show_default=True)
-@input_shape_option
-@num_classes_option
+@click.option(
+    "--input-shape",
+    type=InputShape(),
+    default=None,
+    help="C x H x W of the model [default: the data's]",
+)
+@click.option(
+    "--num-classes",
+    type=click.IntRange(min=2),
+    default=None,
+    help="the model's classes [default: the data's, at least 2]",
+)
 @engine_option
 @click.option(
     "--profile",
@@ -97,8 +106,8 @@ def bench(
     batch_size: int,
     codecs: str,
     lr: float,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
+    input_shape: tuple[int, int, int] | None,
+    num_classes: int | None,
     engine: str,
     profile_spec: str | None,
     out: Path,

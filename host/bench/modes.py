@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edge_runtime.data import load_dataset
 from edge_runtime.modes import MODE_NAMES, mode_spec
 from edge_runtime.report import write_report
 from host.export import ExportOptions, export_bundle
@@ -42,8 +43,8 @@ class BenchOptions:
     engine: str = "auto"  # the edge's engine in every mode
     profile_name: str | None = None
     model_out: Path | None = None  # the hierarchical run's trained model (per codec if several)
-    input_shape: tuple[int, int, int] = (3, 32, 32)
-    num_classes: int = 10
+    input_shape: tuple[int, int, int] | None = None  # None: the data's
+    num_classes: int | None = None  # None: the data's (at least 2)
     out: Path = Path("runs/bench")
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +53,10 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
     """Run every mode; returns the report (also written to out/bench.json, with the figures)."""
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
+    # The model fits the data unless told otherwise (run_session refuses a misfit, exit 2).
+    data = load_dataset(opts.data, seed=0)
+    input_shape = opts.input_shape or data.input_shape
+    num_classes = opts.num_classes or max(data.num_classes, 2)
     with console.status(f"exporting {opts.model} split {opts.split} with the baselines"):
         export_bundle(
             ExportOptions(
@@ -59,8 +64,8 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 split=opts.split,
                 lr=opts.lr,
                 baselines=True,
-                input_shape=opts.input_shape,
-                num_classes=opts.num_classes,
+                input_shape=input_shape,
+                num_classes=num_classes,
                 force=True,  # bench's own bundle under --out, re-made on each run
             ),
             out / "bundle",

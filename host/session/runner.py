@@ -23,8 +23,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edge_runtime.bundle import load_bundle
+from edge_runtime.bundle import check_data_fits, load_bundle
 from edge_runtime.cli import run_argv
+from edge_runtime.data import load_dataset
 from edge_runtime.errors import EXIT_INTERRUPTED, HiertrainError, Interrupted, UsageFault
 from edge_runtime.modes import mode_spec
 from edge_runtime.report import RunReport, write_report
@@ -78,6 +79,9 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
     work = opts.work_dir
     if opts.resume and not (work / "edge-work").is_dir():
         raise UsageFault(f"--resume: {work} holds no demo run to resume")
+    # The data is on this machine too: the session's own model is exported for its shape and
+    # classes, and a bundle it does not fit is a usage error before anything starts.
+    data = load_dataset(opts.data, seed=0)
     work.mkdir(parents=True, exist_ok=True)
     console.rule(f"[bold]hiertrain demo: {opts.mode}")
     if opts.bundle is None and not (opts.resume and (work / "bundle").is_dir()):
@@ -87,6 +91,8 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
                     model=opts.model,
                     split=opts.split,
                     lr=opts.lr,
+                    input_shape=data.input_shape,
+                    num_classes=max(data.num_classes, 2),
                     baselines=spec.needs_baselines,
                     force=True,  # the work directory's own bundle, re-made on each run
                 ),
@@ -94,6 +100,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
             )
     bundle_dir = opts.bundle or work / "bundle"
     bundle = load_bundle(bundle_dir)
+    check_data_fits(data, bundle.manifest)
     m = bundle.manifest
     console.print(
         f"{m['model']} split {m['split']}: edge {', '.join(m['edge_blocks'])}; "

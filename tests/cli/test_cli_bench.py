@@ -94,3 +94,35 @@ def test_bench_speed_profile_by_name_and_file(tmp_path) -> None:
             load_speed_profile(str(own))
     with pytest.raises(UsageFault, match="use one of rpi4"):
         load_speed_profile("nope")
+
+
+def test_bench_model_takes_the_datas_shape_unless_told(digits_path, tmp_path) -> None:
+    """Without --input-shape the bench's model fits the data (1x8x8 digits); with one that
+    does not fit, exit 2 and one line before any mode runs."""
+    out = hostctl(
+        "bench", "--modes", "edge", "--data", str(digits_path), "--out", "b1", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    manifest = json.loads((tmp_path / "b1" / "bundle" / "manifest.json").read_text())
+    assert manifest["input_shape"] == [1, 8, 8] and manifest["num_classes"] == 10
+    assert json.loads((tmp_path / "b1" / "bench.json").read_text())["modes"]["edge"][
+        "final_accuracy"
+    ]
+    out = hostctl(
+        "bench",
+        "--modes",
+        "edge",
+        "--data",
+        str(digits_path),
+        "--input-shape",
+        "3x32x32",
+        "--out",
+        "b2",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "hostctl: error: data digits:digits.csv.gz is 1x8x8 but the bundle expects 3x32x32: "
+        "export with --input-shape 1x8x8"
+    )
+    assert not (tmp_path / "b2" / "edge-edge.log").exists()  # no edge ran

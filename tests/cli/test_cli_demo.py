@@ -90,3 +90,38 @@ def test_demo_refuses_an_emulation_that_cannot_run(tmp_path) -> None:
         )
         assert out.returncode == 2, out.stderr
         assert expected in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_demo_exports_its_model_for_the_data(digits_path, tmp_path) -> None:
+    """`--data` of another shape than 3x32x32 (the real 1x8x8 digits): the demo's own model is
+    exported for it (it was exported at 3x32x32, and the edge refused the data)."""
+    work = tmp_path / "demo"
+    out = subprocess.run(
+        [sys.executable, "-m", "host.cli", "demo", "--data", str(digits_path), "--epochs", "1",
+         "--link", "local", "--link-emulation", "user", "--work-dir", str(work)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    manifest = json.loads((work / "bundle" / "manifest.json").read_text())
+    assert manifest["input_shape"] == [1, 8, 8] and manifest["num_classes"] == 10
+    report = json.loads((work / "report.json").read_text())
+    assert report["batches_trained_cloud"] == 45  # 1437 train rows / 32
+
+
+def test_demo_refuses_a_bundle_the_data_does_not_fit(exported, tmp_path) -> None:
+    """--bundle for 1x8x8 with 3x32x32 data: one line and exit 2 before anything runs (it was
+    the edge's exit 2 reported as the demo's failure, exit 1)."""
+    bundle = exported("smallcnn", 2, input_shape=(1, 8, 8))
+    work = tmp_path / "demo"
+    out = subprocess.run(
+        [sys.executable, "-m", "host.cli", "demo", "--bundle", str(bundle), "--data",
+         "synthetic:100", "--link", "local", "--work-dir", str(work)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == (
+        "hostctl: error: data synthetic is 3x32x32 but the bundle expects 1x8x8: "
+        "export with --input-shape 3x32x32"
+    ), last
+    assert "Traceback" not in out.stderr and not (work / "edge-work").exists()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.bundle import Bundle
 from edge_runtime.command_line import PROGRESS, Throttle
-from edge_runtime.errors import UsageFault
+from edge_runtime.errors import HiertrainError, UsageFault
 from edge_runtime.link import LinkConfig
 from edge_runtime.report import write_report
 from edge_runtime.train.averaging import AveragingSchedule
@@ -30,6 +32,31 @@ def parse_listen(url: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageFault(f"--listen {url!r}: expected {LISTEN_FORMS}")
     return host.strip("[]"), int(port)
+
+
+# What a user can do about the usual reasons a listening socket cannot be opened.
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "something already listens there (another hostctl serve?): stop it, "
+    "or pick another port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address: give one of its own, "
+    "or 0.0.0.0 for all",
+    errno.EACCES: "ports below 1024 need root: pick a port from 1024 up",
+}
+
+
+def listen_tcp(serve_tcp: Callable[[str, int], tuple[str, int]], url: str) -> tuple[str, int]:
+    """Open the --listen address with ``serve_tcp(host, port)`` (the cloud trainer's or the
+    inference host's); a socket that cannot be opened is one line naming the address and
+    what to do, not a bare "[Errno 98] Address already in use"."""
+    host, port = parse_listen(url)
+    try:
+        return serve_tcp(host, port)
+    except OSError as exc:
+        why = (exc.strerror or str(exc)).lower()
+        hint = _LISTEN_HINTS.get(exc.errno or 0)
+        raise HiertrainError(
+            f"cannot listen on {url}: {why}" + (f"; {hint}" if hint else "")
+        ) from None
 
 
 def log_events(every: float | None = None) -> EventSink:
@@ -124,7 +151,7 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())
     if listen is not None:
-        host, port = server.serve_tcp(*parse_listen(listen))
+        host, port = listen_tcp(server.serve_tcp, listen)
         print(f"listening on tcp://{host}:{port}", flush=True)
     else:
         server.serve_serial(serial)

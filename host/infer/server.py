@@ -183,13 +183,13 @@ def serve_infer(
     (written to `report_path` as JSON when given)."""
     import signal
 
-    from host.cloud.serve import parse_listen
+    from host.cloud.serve import listen_tcp
 
     server = InferServer(model_dir, key=key, config=config)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())
     if listen is not None:
-        host, port = server.serve_tcp(*parse_listen(listen))
+        host, port = listen_tcp(server.serve_tcp, listen)
         print(f"listening on tcp://{host}:{port}", flush=True)
     else:
         server.serve_serial(serial)

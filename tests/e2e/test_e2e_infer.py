@@ -103,3 +103,26 @@ def test_bad_input_is_one_line(model_dir, digits_path, tmp_path) -> None:
         assert out.returncode == code, out.stderr
         assert text in out.stderr and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_port_in_use_is_one_line(model_dir, exported, tmp_path) -> None:
+    """Both hosts (training and inference) on a port another socket holds: exit 1, one line
+    naming the address and what to do (it was "[Errno 98] Address already in use")."""
+    import socket
+
+    bundle = exported("smallcnn", 2, input_shape=(1, 8, 8), lr=3e-3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        url = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        for role in (["--infer", "--model", str(model_dir)], ["--bundle", str(bundle)]):
+            cmd = [sys.executable, "-m", "host.cli", "serve", *role, "--listen", url,
+                   "--state-dir", str(tmp_path / "state")]  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
+            assert out.returncode == 1, out.stderr
+            assert "Traceback" not in out.stderr
+            last = out.stderr.strip().splitlines()[-1]
+            assert last.startswith(
+                f"hostctl: failed: cannot listen on {url}: address already in use; something "
+                "already listens there"
+            ), last

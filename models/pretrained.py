@@ -57,13 +57,31 @@ def load_pretrained(path: Path, edge: EdgeNet, tail: nn.Module) -> str:
     A whole-model state dict has no exit head: the head keeps its fresh initialisation.
     """
     saved = read_pretrained(path)
+    loaded = "front and tail (whole-model state dict; fresh exit head)"
     if saved.get("format") == MODEL_FORMAT:
-        load_weights(edge, saved["edge"], what=f"--weights {path}: edge weights")
-        load_weights(tail, saved["tail"], what=f"--weights {path}: tail weights")
-        return "front, exit head and tail (model.pt)"
+        if _names(saved["edge"]) == _names(edge.state_dict()):  # the same split: the head too
+            load_weights(edge, saved["edge"], what=f"--weights {path}: edge weights")
+            load_weights(tail, saved["tail"], what=f"--weights {path}: tail weights")
+            return "front, exit head and tail (model.pt)"
+        # Another split of the same network: its blocks are the whole model, cut elsewhere;
+        # the exit head, made for the old cut's activation, cannot move with it.
+        saved = {
+            **{
+                k.removeprefix("front."): v
+                for k, v in saved["edge"].items()
+                if k.startswith("front.")
+            },
+            **saved["tail"],
+        }
+        loaded = "front and tail (model.pt of another split; fresh exit head)"
     front_keys = set(edge.front.state_dict())
     front = {k: v for k, v in saved.items() if k in front_keys}
     rest = {k: v for k, v in saved.items() if k not in front_keys}
     load_weights(edge.front, front, what=f"--weights {path}: front weights")
     load_weights(tail, rest, what=f"--weights {path}: tail weights")
-    return "front and tail (whole-model state dict; fresh exit head)"
+    return loaded
+
+
+def _names(state: dict) -> set[str]:
+    """A state dict's entry names but BatchNorm's counters, which model.pt does not keep."""
+    return {k for k in state if not k.endswith("num_batches_tracked")}

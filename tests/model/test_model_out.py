@@ -215,6 +215,27 @@ def test_export_weights_starts_from_them(trained, tmp_path, digits_path) -> None
     assert abs(float((tail.predict(edge_out) == data.y_test).mean()) - accuracy) <= 0.005
 
 
+def test_export_weights_of_another_split(trained, tmp_path, digits_path) -> None:
+    """model.pt of the split-2 run, exported at splits 1 and 3: the same network cut
+    elsewhere (it failed: "unexpected [front.conv3...]"), so the whole model's answers are the
+    run's, while the exit head, made for another cut, starts fresh."""
+    from host.export import ExportOptions, export_bundle
+
+    out = trained[3]
+    data = load_dataset(str(digits_path), seed=0)
+    x = data.normalise(data.x_test)
+    (expected,) = _run(out / "full.onnx", x)[:1]
+    for split in (1, 3):
+        bundle = tmp_path / f"split{split}"
+        opts = ExportOptions(
+            model="smallcnn", split=split, input_shape=(1, 8, 8), weights=out / "model.pt"
+        )
+        export_bundle(opts, bundle)
+        _, activation = _run(bundle / "edge" / "inference_model.onnx", x)
+        (logits,) = _run(bundle / "cloud" / "tail_model.onnx", activation)
+        np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_export_weights_bad_file_is_one_line(tmp_path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a state dict")
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")

@@ -49,7 +49,9 @@ from edge_runtime.report import write_report
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
 PROG = "edge-runtime"
-console = Console(stderr=True)
+# soft_wrap: a message is one line in a log or a pipe, whatever the width (rich wraps at 80
+# columns where stderr is not a terminal; a terminal wraps long lines by itself).
+console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("hiertrain.edge")
 
 # Options both commands take, declared once (click.option returns a reusable decorator).
@@ -114,7 +116,7 @@ class _StopSignals:
             return
         if self.interrupted:
             raise Interrupted(what)
-        console.print(what, soft_wrap=True)  # one line in a log, whatever the width
+        console.print(what)
         raise click.exceptions.Exit(0)
 
     @contextlib.contextmanager

@@ -6,7 +6,9 @@ import sys
 
 from rich.console import Console
 
-console = Console(stderr=True)
+# soft_wrap: a message is one line in a log or a pipe, whatever the width (rich wraps at 80
+# columns where stderr is not a terminal; a terminal wraps long lines by itself).
+console = Console(stderr=True, soft_wrap=True)
 
 
 def stdout_console() -> Console:

@@ -69,3 +69,17 @@ def test_limit_counts_the_samples_answered(trained, digits_path) -> None:
     assert report["predictions"] == _expected(model_dir, held_out)
     with pytest.raises(UsageFault, match="--limit 0"):
         _answer(model_dir, str(digits_path), limit=0)
+
+
+def test_the_summary_is_one_line_in_a_pipe(trained, digits_path) -> None:
+    """Where stderr is a pipe (a log, a test, systemd), a line is not wrapped at 80 columns:
+    `grep` finds the whole summary."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "infer", "--model", str(trained[3]),
+           "--data", str(digits_path), "--limit", "5"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("5 samples:")]
+    assert "accuracy" in line and "p99" in line, out.stderr

@@ -79,7 +79,7 @@ def _load_factory(spec: str) -> tuple[str, Callable[..., Any]]:
     else:
         source = target
         try:
-            module = importlib.import_module(target)
+            module = _import_module(target)
         except ImportError as exc:
             raise ModelSpecError(
                 f"cannot import module {target!r} for user model {spec!r}: {_one_line(exc)}"
@@ -101,6 +101,21 @@ def _load_factory(spec: str) -> tuple[str, Callable[..., Any]]:
             f"(callables defined there: {', '.join(found) or 'none'})"
         )
     return source, factory
+
+
+def _import_module(name: str) -> ModuleType:
+    """Import `name`; a top-level package that is not on sys.path is looked for in the working
+    directory too. `hostctl` and `edge-runtime` run as console scripts, whose sys.path lacks
+    the working directory that `python -m` puts there, so `mypkg.net:factory` beside the user
+    was "No module named 'mypkg'". Appended, not prepended: it shadows no installed package."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        cwd = str(Path.cwd())
+        if exc.name != name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(name)
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -124,6 +124,26 @@ def test_module_form_and_rebuild_from_spec(user_dir, monkeypatch):
     assert again.block_names == model.block_names and again.num_classes == 3
 
 
+def test_module_form_from_the_working_directory(user_dir):
+    """`hostctl` is a console script: its sys.path has no working directory, so a package
+    beside the user (`mypkg.nets:net`) was "No module named 'mypkg'"."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hostctl = Path(sys.executable).with_name("hostctl")
+    if not hostctl.is_file():
+        pytest.skip(f"no console script {hostctl} (not an installed environment)")
+    (user_dir / "mypkg").mkdir()
+    (user_dir / "mypkg" / "__init__.py").write_text("")
+    shutil.copy(user_dir / "blocks_model.py", user_dir / "mypkg" / "nets.py")
+    args = [str(hostctl), "inspect", "--model", "mypkg.nets:net", "--input-shape", "1x8x8"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=user_dir)
+    assert out.returncode == 0, out.stderr
+    assert "mypkg.nets:net" in out.stdout and "6x4x4" in out.stdout, out.stdout
+
+
 def test_user_options_are_passed(user_dir):
     model = build_model(
         f"{user_dir / 'blocks_model.py'}:with_depth", input_shape=(1, 8, 8), depth=3

@@ -53,10 +53,13 @@ SHARED_KIND, SHARED_VERSION = "shared-tail-checkpoint", 1
 SHARED_FILE = "shared-tail.fleet"  # not *.ckpt: a per-edge server never mistakes it for its own
 
 
-def check_state_dir(state_dir: Path, *, shared: bool = False) -> int:
+def check_state_dir(
+    state_dir: Path, *, shared: bool = False, tail: torch.nn.Module | None = None
+) -> int:
     """Verify every tail checkpoint in `state_dir` before serving (StateError on the first
-    damaged one, or on checkpoints of the other kind: per-edge tails and a shared tail never
-    mix in one directory); returns how many there are."""
+    damaged one, on checkpoints of the other kind: per-edge tails and a shared tail never
+    mix in one directory, and, given the bundle's `tail`, on one whose tail does not fit
+    it); returns how many there are."""
     state_dir = Path(state_dir)
     paths = sorted(state_dir.glob(f"*{SUFFIX}")) if state_dir.is_dir() else []
     shared_path = state_dir / SHARED_FILE
@@ -73,11 +76,32 @@ def check_state_dir(state_dir: Path, *, shared: bool = False) -> int:
             "serve with --shared-tail, or with another --state-dir",
         )
     for path in paths:
-        read_state(path, kind=STATE_KIND, version=STATE_VERSION, way_out=RESTORE)
+        payload = read_state(path, kind=STATE_KIND, version=STATE_VERSION, way_out=RESTORE)
+        _check_fits(path, payload, tail)
     if shared and shared_path.exists():
-        read_state(shared_path, kind=SHARED_KIND, version=SHARED_VERSION, way_out=RESTORE)
+        payload = read_state(shared_path, kind=SHARED_KIND, version=SHARED_VERSION, way_out=RESTORE)
+        _check_fits(shared_path, payload, tail)
         return 1
     return len(paths)
+
+
+def _check_fits(path: Path, payload: bytes, tail: torch.nn.Module | None) -> None:
+    """StateError unless the checkpoint's tail has `tail`'s entries and shapes."""
+    if tail is None:
+        return
+    saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    theirs, ours = saved["trainer"]["tail"], tail.state_dict()
+    odd = sorted(set(theirs) ^ set(ours)) or [
+        k for k in ours if tuple(theirs[k].shape) != tuple(ours[k].shape)
+    ]
+    if odd:
+        raise StateError(
+            path,
+            f"holds the tail of another model or split than this bundle's (it differs at "
+            f"{odd[0]}): a run of an earlier export",
+            "serve it with the bundle that run trained, move it away, or serve with another "
+            "--state-dir",
+        )
 
 
 class SharedTail:

@@ -98,14 +98,14 @@ class CloudServer:
         self.errors: list[str] = []
         self.fatal: StateError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
-        # A damaged checkpoint stops us here, not mid-run.
-        check_state_dir(self.state_dir, shared=shared_tail)
         self.shared: SharedTail | None = None
-        try:  # and a tail that cannot be built (a damaged user model) too
+        try:  # a tail that cannot be built (a damaged user model) stops us here, not mid-run
+            tail = TailTrainer(bundle).tail
+            # So does a damaged checkpoint, or one of another model's or split's tail (a
+            # bundle re-exported over the run's): it failed in each edge's connection.
+            check_state_dir(self.state_dir, shared=shared_tail, tail=tail)
             if shared_tail:
                 self.shared = self.shared_tail_type(bundle, self.state_dir)
-            else:
-                TailTrainer(bundle)
         except (ModelSpecError, ManifestError) as exc:
             raise BundleError(f"{bundle.root}: the tail cannot be built: {exc}") from None
         self.averaging: FrontAverager | None = None

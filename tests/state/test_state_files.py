@@ -160,3 +160,27 @@ def test_host_refuses_to_start_when_the_tail_cannot_be_built(tmp_path: Path, exp
     bundle = load_bundle(root, verify=False)  # past the hashes: the build is what must refuse
     with pytest.raises(BundleError, match="the tail cannot be built"):
         CloudServer(bundle, tmp_path / "state", key=b"k" * 32)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_host_refuses_a_tail_checkpoint_of_another_export(exported, tmp_path, shared) -> None:
+    """A state dir written for split 2, served with a bundle re-exported at split 3: one line
+    naming the file when serving starts (each edge's connection thread died on torch's
+    load_state_dict error, and the edge retried until --connect-timeout)."""
+    from edge_runtime.bundle import load_bundle
+    from host.cloud.edge_state import EdgeState, SharedTail
+    from host.cloud.server import CloudServer
+
+    split2 = load_bundle(exported("smallcnn", 2, input_shape=(1, 8, 8)))
+    split3 = load_bundle(exported("smallcnn", 3, input_shape=(1, 8, 8)))
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    if shared:
+        tail = SharedTail(split2, state_dir)
+        EdgeState.open(split2, state_dir, "board0", "r1", shared=tail).checkpoint()
+    else:
+        EdgeState.open(split2, state_dir, "board0", "r1").checkpoint()
+    CloudServer(split2, state_dir, key=b"k" * 32, shared_tail=shared).stop()  # its own: fine
+    with pytest.raises(StateError, match="holds the tail of another model or split") as err:
+        CloudServer(split3, state_dir, key=b"k" * 32, shared_tail=shared)
+    assert "\n" not in str(err.value) and str(state_dir) in str(err.value)

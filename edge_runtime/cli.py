@@ -133,11 +133,18 @@ class _StopSignals:
             self._at_once = False
 
 
-def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | None) -> RunProgress:
+# RunProgress.extra: the bundle a run started with (Bundle.identity), for --resume to compare.
+BUNDLE_KEY = "bundle"
+
+
+def _prepare_work_dir(
+    work_dir: Path, resume: bool, fresh: bool, run_id: str | None, bundle: dict
+) -> RunProgress:
     existing = None if fresh else RunProgress.load(work_dir)
     if resume:
         if existing is None:
             raise UsageFault(f"--resume: {work_dir} holds no run to resume")
+        _check_same_bundle(existing, bundle, work_dir)
         existing.check_engine_checkpoint(work_dir)
         return existing
     if existing is not None and not existing.started and not _spooled(work_dir):
@@ -152,9 +159,28 @@ def _prepare_work_dir(work_dir: Path, resume: bool, fresh: bool, run_id: str | N
     if fresh and work_dir.exists():
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    progress = RunProgress(run_id or secrets.token_hex(4))
+    progress = RunProgress(run_id or secrets.token_hex(4), extra={BUNDLE_KEY: bundle})
     progress.save(work_dir)
     return progress
+
+
+def _check_same_bundle(progress: RunProgress, bundle: dict, work_dir: Path) -> None:
+    """UsageFault if the run was started with a bundle of another model, split or shape: its
+    engine checkpoint would load into this one and fail at the first step ("feed names has
+    35 elements, but feed has 30")."""
+    started = progress.extra.get(BUNDLE_KEY)
+    if not started or started == bundle:  # a run from before the record: nothing to compare
+        return
+    differs = ", ".join(
+        f"{k} {started.get(k)} vs {bundle.get(k)}"
+        for k in sorted(set(started) | set(bundle))
+        if started.get(k) != bundle.get(k)
+    )
+    raise UsageFault(
+        f"--resume: run {progress.run_id} in {work_dir} started with another bundle "
+        f"({differs}; the run's vs this one's): resume with the bundle it started with, "
+        "or start over with --fresh"
+    )
 
 
 def _spooled(work_dir: Path) -> bool:
@@ -321,7 +347,7 @@ def run(
     url = check_url(url)  # a form that cannot work is a usage error now, not after retries
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
-    progress = _prepare_work_dir(work_dir, resume, fresh, run_id)
+    progress = _prepare_work_dir(work_dir, resume, fresh, run_id, bundle.identity)
     if resume and progress.epoch >= epochs and not _spooled(work_dir):
         console.print(
             f"run {progress.run_id} in {work_dir} finished its {progress.epoch} epochs "

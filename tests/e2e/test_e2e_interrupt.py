@@ -107,3 +107,19 @@ def test_a_signal_ends_the_wait_for_a_missing_host(small_bundle, tmp_path, sig, 
     )
     assert again.wait(timeout=120) == 1  # no --fresh needed: it got as far as connecting
     assert "cannot reach the host" in err.read_text()
+
+
+def test_resume_with_another_bundle_is_refused(small_bundle, exported, tmp_path) -> None:
+    """A work dir whose run started with split 3, resumed with a split-2 bundle (a re-export
+    over it, say): exit 2 naming what differs, before connecting (the old engine checkpoint
+    loaded and the first step failed: "feed names has 35 elements, but feed has 30")."""
+    first, err = _edge_to_nobody(
+        small_bundle, tmp_path, "--data", "synthetic:64", "--connect-timeout", "0.5"
+    )
+    assert first.wait(timeout=120) == 1, err.read_text()[-2000:]
+    other = exported("smallcnn", 2, lr=3e-3)
+    again, err = _edge_to_nobody(other, tmp_path, "--data", "synthetic:64", "--resume")
+    assert again.wait(timeout=120) == 2, err.read_text()[-2000:]
+    last = err.read_text().strip().splitlines()[-1]
+    assert last.startswith("edge-runtime: error: --resume: run "), last
+    assert "split 3 vs 2" in last and last.endswith("or start over with --fresh"), last

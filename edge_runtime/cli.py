@@ -545,8 +545,18 @@ def infer(
     report_path: Path | None,
 ) -> None:
     """Hierarchical inference: answer confident samples at the exit, offload the rest."""
+    from edge_runtime.engines.ort_import import inference_runtime
     from edge_runtime.infer.arrivals import Arrivals, parse_burst
     from edge_runtime.infer.command import PolicyOptions, run_infer
+
+    # A Ctrl-C inside `import onnxruntime` fails it as "ImportError: initialization failed":
+    # signals wait until it is done; from then on Ctrl-C interrupts at once (exit 130).
+    signals = _StopSignals()
+    try:
+        inference_runtime()
+    finally:
+        signals.restore()
+    signals.check("stopped before answering anything")
 
     factor, start, count = parse_burst(burst) if burst is not None else (1.0, 0, 0)
     run_infer(

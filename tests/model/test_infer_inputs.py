@@ -83,3 +83,38 @@ def test_the_summary_is_one_line_in_a_pipe(trained, digits_path) -> None:
     assert out.returncode == 0, out.stderr
     (line,) = [x for x in out.stderr.splitlines() if x.startswith("5 samples:")]
     assert "accuracy" in line and "p99" in line, out.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/PID/maps")
+def test_ctrl_c_while_onnxruntime_imports_is_an_interruption(
+    trained, digits_path, tmp_path
+) -> None:
+    """SIGINT as soon as onnxruntime's extension is mapped: exit 130 with the interrupted
+    line, not "failed: ImportError: initialization failed"."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    err = tmp_path / "err"
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "infer", "--model", str(trained[3]),
+           "--data", str(digits_path)]  # fmt: skip
+    with err.open("w") as sink:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if "onnxruntime" in Path(f"/proc/{proc.pid}/maps").read_text():
+                    break
+            except OSError:  # gone already
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    text = err.read_text()
+    assert proc.returncode == 130, text[-2000:]
+    assert "ImportError" not in text and "Traceback" not in text, text[-2000:]
+    assert text.strip().splitlines()[-1].startswith("edge-runtime: interrupted"), text[-2000:]

@@ -77,6 +77,12 @@ from host.console import console, stdout_console
     help="a pip requirement the model's code needs on the board, e.g. 'timm==1.0.9' "
     "(repeatable; `hostctl bundle` fetches its wheels)",
 )
+@click.option(
+    "--baselines",
+    is_flag=True,
+    help="also what the baseline modes need (--mode split, cloud, edge on serve and "
+    "edge-runtime run): split learning's front artifacts, the whole network's weights",
+)
 @click.option("--no-validate", is_flag=True, help="skip comparing the ONNX models with torch")
 @click.option(
     "--dp-clip",
@@ -117,6 +123,7 @@ def export(
     new_key: bool,
     includes: tuple[Path, ...],
     requires: tuple[str, ...],
+    baselines: bool,
     no_validate: bool,
     dp_clip: float | None,
     dp_noise: float | None,
@@ -154,6 +161,7 @@ def export(
         new_key=new_key,
         includes=list(includes),
         requires=list(requires),
+        baselines=baselines,
         validate=not no_validate,
         privacy=privacy,
     )

@@ -156,10 +156,13 @@ def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
     inference time grows about linearly with the batch, and it keeps ResNet-18's nine splits
     within a couple of minutes.
     """
-    manifest_split = load_bundle(bundle_dir / "edge").manifest["split"]
+    manifest = load_bundle(bundle_dir / "edge").manifest
+    manifest_split = manifest["split"]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((setup.batch_size, *setup.input_shape)).astype(np.float32)
-    y = rng.integers(0, setup.num_classes, setup.batch_size).astype(np.int64)
+    # The model's class count, not the option's: a user factory may fix its own (7 of them
+    # under the default --num-classes 10 gave labels the tail's loss cannot take).
+    y = rng.integers(0, manifest["num_classes"], setup.batch_size).astype(np.int64)
     eval_scale = setup.eval_batch_size / setup.batch_size
 
     edge = _time_edge(setup, bundle_dir, x, y)

@@ -122,3 +122,20 @@ def test_profiling_codes_the_splits_own_activations(measured) -> None:
         assert entry["codec:fp32+z:ratio"] < 0.9, entry
         assert entry["codec:int8+z:ratio"] < entry["codec:int8:ratio"], entry
         assert entry["codec:fp32+z:encode_s"] > 0 and entry["codec:fp32+z:decode_s"] > 0
+
+
+def test_a_user_model_with_its_own_class_count(tmp_path) -> None:
+    """A factory that takes no num_classes and gives 7: profiling trains it on labels of its
+    own range ("IndexError: Target 7 is out of bounds" under the default --num-classes 10)."""
+    (tmp_path / "gray.py").write_text(
+        "import torch.nn as nn\n"
+        "def net():\n"
+        "    return nn.Sequential(\n"
+        "        nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),\n"
+        "        nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),\n"
+        "        nn.Flatten(), nn.Linear(8 * 7 * 7, 7))\n"
+    )
+    out = run("plan", "--model", f"{tmp_path / 'gray.py'}:net", "--input-shape", "1x28x28",
+              "--splits", "2", "--steps", "1", "--link", "3g")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 2 in table_rows(out.stdout), out.stdout

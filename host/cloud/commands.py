@@ -230,10 +230,13 @@ def serve_cmd(
         parse_listen(listen)  # a bad address is a usage error before the tail is built
     if infer:
         from edge_runtime.bundle import KEY_FILE
+        from edge_runtime.infer.model_dir import read_model_dir
         from host.infer.server import serve_infer
 
         if model_dir is None or bundle_dir is not None:
-            raise UsageFault("serve --infer takes --model DIR (a model directory), not --bundle")
+            given = "not --bundle" if bundle_dir is not None else "which is missing"
+            raise UsageFault(f"serve --infer takes --model DIR (the --model-out of a run), {given}")
+        read_model_dir(model_dir)  # not a model directory: that, not a missing key, is the line
         serve_infer(
             model_dir,
             listen=listen,

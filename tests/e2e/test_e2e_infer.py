@@ -126,3 +126,21 @@ def test_a_port_in_use_is_one_line(model_dir, exported, tmp_path) -> None:
                 f"hostctl: failed: cannot listen on {url}: address already in use; something "
                 "already listens there"
             ), last
+
+
+def test_serve_infer_names_a_wrong_model_dir(exported) -> None:
+    """A bundle given as --model (they look alike) is "not a model directory", not "key file
+    ... link.key does not exist"; no --model at all does not speak of --bundle."""
+    bundle = exported("smallcnn", 2, input_shape=(1, 8, 8), lr=3e-3)
+    cases = [
+        (["--model", str(bundle)], 1, f"{bundle}: no model.json; not a model directory"),
+        ([], 2, "serve --infer takes --model DIR (the --model-out of a run), which is missing"),
+    ]
+    for extra, code, says in cases:
+        cmd = [sys.executable, "-m", "host.cli", "serve", "--infer", *extra, "--listen",
+               "tcp://127.0.0.1:0"]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
+        assert out.returncode == code, out.stderr
+        assert out.stderr.strip().splitlines() == [
+            f"hostctl: {'failed' if code == 1 else 'error'}: {says}"
+        ]

@@ -62,6 +62,30 @@ def classify(exc: Exception) -> tuple[int, str, str]:
     )
 
 
+class _CtrlC:
+    """SIGINT as Python's default handler takes it (KeyboardInterrupt), but remembered.
+
+    A Ctrl-C that lands inside a C extension's import does not arrive as KeyboardInterrupt:
+    onnxruntime's module init turns it into "ImportError: initialization failed". Any error
+    that follows a Ctrl-C is that interruption, and ``CommandGroup`` says so (exit 130).
+    """
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: object) -> None:  # noqa: ARG003 - signal's signature
+        """Record the Ctrl-C, then interrupt as the default handler does."""
+        cls.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> None:
+        """Take SIGINT where Python's default handler has it (not where a caller set one)."""
+        cls.seen = False
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, cls.handler)
+
+
 class Fault(click.ClickException):
     """An error on its way out of a command: prints its one line, exits with its code."""
 
@@ -98,6 +122,8 @@ class CommandGroup(click.Group):
         except Exception as exc:
             if os.environ.get(TRACEBACK_ENV):
                 raise
+            if _CtrlC.seen:  # the failure is the Ctrl-C's doing (see _CtrlC)
+                raise click.exceptions.Abort from None
             raise Fault(self.prog, *classify(exc)) from None
 
 
@@ -231,6 +257,7 @@ def run_cli(group: CommandGroup, args: Sequence[str] | None = None) -> NoReturn:
     It ends the process: on Ctrl-C it ignores SIGINT from then on (a caller that runs it in a
     process that goes on must put the handler back)."""
     prog = group.prog
+    _CtrlC.install()
     try:
         # Without standalone mode click raises instead of printing; ctx.exit(n) returns n.
         code = group.main(args=args, prog_name=prog, standalone_mode=False)

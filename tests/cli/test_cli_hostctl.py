@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HOSTCTL = [sys.executable, "-m", "host.cli"]
 
 
@@ -78,3 +80,32 @@ def test_export_baselines_for_the_other_modes(digits_path, tmp_path) -> None:
     alone = subprocess.run(edge, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr[-2000:]
     assert "edge-only done: accuracy" in alone.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/PID/maps")
+def test_ctrl_c_while_onnxruntime_imports_is_an_interruption(tmp_path) -> None:
+    """SIGINT once onnxruntime's extension is mapped (export imports it after torch): its
+    init turns the KeyboardInterrupt into "ImportError: initialization failed", which the
+    CLI reported as a failure (exit 1); a Ctrl-C is an interruption (130)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([*HOSTCTL, "export", "--model", "smallcnn", "--split", "2",
+                             "--out", str(tmp_path / "b")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if "onnxruntime_pybind11" in Path(f"/proc/{proc.pid}/maps").read_text():
+                    break
+            except OSError:  # gone already
+                break
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "hostctl: interrupted", err[-2000:]
+    assert "ImportError" not in err and "Traceback" not in err

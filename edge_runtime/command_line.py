@@ -122,7 +122,9 @@ class CommandGroup(click.Group):
         except Exception as exc:
             if os.environ.get(TRACEBACK_ENV):
                 raise
-            if _CtrlC.seen:  # the failure is the Ctrl-C's doing (see _CtrlC)
+            if _CtrlC.seen and not isinstance(exc, HiertrainError):
+                # An untyped failure after a Ctrl-C is the Ctrl-C's doing (see _CtrlC); a
+                # typed one (Interrupted with how to resume, say) says more than that.
                 raise click.exceptions.Abort from None
             raise Fault(self.prog, *classify(exc)) from None
 

@@ -445,10 +445,10 @@ def run(
         write_report(report_path, report)
     _summary(report)
     if report["stopped_early"]:
-        resume = (
-            f"stopped at epoch {progress.epoch} batch {progress.next_index}; "
-            f"continue with --resume --work-dir {work_dir}"
-        )
+        where = f"epoch {progress.epoch} batch {progress.next_index}"
+        if report.get("link_down_at_stop"):
+            where = f"the last checkpoint ({where}): the host was out of reach"
+        resume = f"stopped at {where}; continue with --resume --work-dir {work_dir}"
         if signals.interrupted:
             raise Interrupted(resume)
         # A service stop (SIGTERM, as systemd sends) is a clean end: exit 0.

@@ -13,6 +13,7 @@ deterministic order per epoch, so a restarted edge re-creates exactly the batche
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -35,7 +36,9 @@ from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError, previous, read_state, write_state
 from edge_runtime.train.messages import EpochEnd, EvalBatch
 from edge_runtime.train.pacing import pace
-from edge_runtime.train.sender import Sender
+from edge_runtime.train.sender import Sender, StalledAtStop
+
+log = logging.getLogger("hiertrain.edge")
 
 PROGRESS = "progress.json"
 CHECKPOINT = "engine.ckpt"
@@ -181,6 +184,7 @@ class EdgeTrainer:
         self.train_exit_accuracy: float | None = None
         self.train_exit_loss: float | None = None  # mean over the epoch's batches, for curves
         self.stopped_early = False
+        self.link_down_at_stop = False  # stopped while the link moved nothing (see Sender)
         self.started_at: float | None = None  # wall clock: run start, end of the last training
         self.train_done_at: float | None = None
         resume = link.welcome_resume.get("trained")
@@ -195,7 +199,7 @@ class EdgeTrainer:
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
-        sender = Sender(self.link, self.cfg.queue_depth)
+        sender = Sender(self.link, self.cfg.queue_depth, stop=self.stop)
         self.started_at, t0 = time.time(), time.perf_counter()
         try:
             self.mode.before_epochs(sender)
@@ -213,6 +217,10 @@ class EdgeTrainer:
                 self.progress.epoch, self.progress.next_index = epoch + 1, 0
                 self._checkpoint()
             sender.drain()
+        except StalledAtStop as why:
+            # Stopped while the host was out of reach: no checkpoint past what the link took.
+            log.warning("stopping with the link down (%s): the last checkpoint stands", why)
+            self.stopped_early = self.link_down_at_stop = True
         finally:
             self.csv.close()
         final = (
@@ -248,6 +256,9 @@ class EdgeTrainer:
             start=start,
         ):
             if self.stop.is_set():
+                # Every batch trained so far goes to the spool before the checkpoint says it
+                # was trained: one written ahead of the spool would lose what is queued.
+                sender.drain()
                 self.progress.epoch, self.progress.next_index = epoch, index
                 self._checkpoint()
                 return False
@@ -399,6 +410,7 @@ class EdgeTrainer:
                 "slowdown": self.cfg.slowdown,
                 "epochs_done": self.progress.epoch,
                 "stopped_early": self.stopped_early,
+                "link_down_at_stop": self.link_down_at_stop,
                 "started_at": self.started_at,
                 "train_done_at": self.train_done_at,
                 "link_stats": stats,

@@ -18,17 +18,28 @@ from edge_runtime.model_messages import ModelWeights
 from edge_runtime.train.messages import Batch, EvalBatch, Grad, Metrics
 
 _STOP = object()
+# With a stop asked for, how long the queue may stay full while the link moves nothing (no
+# message reaches the host, none is consumed) before the sender gives up: the link is down.
+# A live slow link moves a message every few seconds (a ResNet batch on 3g: about 2 s).
+STALLED_AT_STOP_S = 10.0
 
 
 class HostRefused(LinkError):
     """The host answered with an ERROR message."""
 
 
+class StalledAtStop(Exception):  # noqa: N818 - a condition the trainer handles, not a failure
+    """A stop was asked for while the link moved nothing: what is queued cannot be handed to
+    the link, so the trainer writes no checkpoint past it (the last one stands, as after a
+    kill, and --resume re-creates the batches since)."""
+
+
 class Sender:
     """Owns the link's send side on a thread of its own; collects what the host sends back."""
 
-    def __init__(self, link: EdgeLink, depth: int = 2) -> None:
+    def __init__(self, link: EdgeLink, depth: int = 2, stop: threading.Event | None = None) -> None:
         self._link = link
+        self._stop = stop or threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: LinkError | None = None
         self._lock = threading.Lock()
@@ -44,21 +55,29 @@ class Sender:
         self._thread.start()
 
     def put(self, msg: Message) -> float:
-        """Queue `msg`; blocks while the queue is full. Returns seconds spent blocked."""
+        """Queue `msg`; blocks while the queue is full. Returns seconds spent blocked.
+
+        StalledAtStop once a stop is asked for and the link has moved nothing for
+        STALLED_AT_STOP_S (down, and retrying for its reconnect timeout)."""
         t0 = time.perf_counter()
+        watch = _StallWatch(self._link, self._stop)
         while True:
             self._raise_if_failed()
             try:
                 self._queue.put(msg, timeout=0.2)
                 return time.perf_counter() - t0
             except queue.Full:
-                continue
+                watch.check()
 
     def drain(self) -> None:
-        """Wait until everything queued was handed to the link; raise its error if it failed."""
-        self._queue.put(_STOP)
+        """Wait until everything queued was handed to the link; raise its error if it failed
+        (StalledAtStop as `put`). Again after a drain: nothing more to wait for."""
+        if self._thread.is_alive():
+            self.put(_STOP)  # type: ignore[arg-type] - the thread's own end marker
+        watch = _StallWatch(self._link, self._stop)
         while self._thread.is_alive():
             self._thread.join(0.2)
+            watch.check()
         self._raise_if_failed()
 
     def poll_host(self, timeout: float = 0.0) -> None:
@@ -158,3 +177,26 @@ class Sender:
                     self.eval_batches_sent += 1
                 else:
                     self.batches_sent += 1
+
+
+class _StallWatch:
+    """Raises StalledAtStop from `check()` when a stop is asked for and the link has moved
+    nothing (the host's received cursor, the unconsumed count) for STALLED_AT_STOP_S."""
+
+    def __init__(self, link: EdgeLink, stop: threading.Event) -> None:
+        self._link, self._stop = link, stop
+        self._mark: tuple[int, int] | None = None
+        self._since = time.monotonic()
+
+    def check(self) -> None:
+        """Call while blocked; raises StalledAtStop once the wait is hopeless."""
+        if not self._stop.is_set():
+            self._mark = None
+            return
+        now = (self._link.received, self._link.pending)
+        if now != self._mark:  # it moved (or the stop just came): the clock starts again
+            self._mark, self._since = now, time.monotonic()
+        elif time.monotonic() - self._since > STALLED_AT_STOP_S:
+            raise StalledAtStop(
+                f"the link moved nothing for {STALLED_AT_STOP_S:g} s after the stop"
+            )

@@ -123,3 +123,34 @@ def test_resume_with_another_bundle_is_refused(small_bundle, exported, tmp_path)
     last = err.read_text().strip().splitlines()[-1]
     assert last.startswith("edge-runtime: error: --resume: run "), last
     assert "split 3 vs 2" in last and last.endswith("or start over with --fresh"), last
+
+
+def test_ctrl_c_with_the_host_gone_ends_at_once_and_resumes_exactly_once(
+    small_bundle, tmp_path
+) -> None:
+    """The host is SIGKILLed mid-run and the edge, its window full, retries; Ctrl-C then ends
+    it as interrupted within seconds (it was held for the whole reconnect timeout, then
+    "failed"), keeping no checkpoint past the spool, and --resume trains every batch once."""
+    cloud = start_cloud(small_bundle, tmp_path, listen=f"tcp://127.0.0.1:{free_port()}")
+    err = tmp_path / "edge.err"
+    cmd = edge_cmd(small_bundle, cloud.url, tmp_path, *RUN, "--window", "2", "--slowdown", "3")
+    with err.open("w") as sink:
+        edge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink, env=ENV, cwd=tmp_path)
+    try:
+        wait_until(lambda: cloud.rows() >= 5, 120, "5 trained batches")
+        cloud.proc.send_signal(signal.SIGKILL)
+        cloud.proc.wait(60)
+        wait_until(lambda: "waiting for socket://" in err.read_text(), 120, "the edge retrying")
+        edge.send_signal(signal.SIGINT)
+        edge.wait(timeout=50)  # the reconnect timeout is 60 s: the signal ended the wait
+    finally:
+        edge.kill()
+    text = err.read_text()
+    assert edge.returncode == 130, text[-2000:]
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("edge-runtime: interrupted: stopped at "), last
+    assert last.endswith(f"continue with --resume --work-dir {tmp_path / 'edge-work'}"), last
+    again = start_cloud(small_bundle, tmp_path, listen=cloud.listening.split()[-1], tag="cloud2")
+    run_edge(small_bundle, again.url, tmp_path, *RUN, "--resume", tag="edge2")
+    (record,) = again.finish()["edges"]
+    assert record["trained_ids"] == expected_ids(TRAIN, BATCH, EPOCHS)

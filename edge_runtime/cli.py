@@ -233,7 +233,12 @@ def _spooled(work_dir: Path) -> bool:
 )
 @click.option("--threads", type=int, default=None, help="engine threads [default: all cores]")
 @click.option("--augment/--no-augment", default=False, show_default=True)
-@click.option("--limit", type=int, default=None, help="train on the first N samples only")
+@click.option(
+    "--limit",
+    type=int,
+    default=None,
+    help="train on N of the train samples only (a fixed random subset, chosen by --seed)",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--slowdown",

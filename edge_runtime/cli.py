@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -129,6 +129,20 @@ class _StopSignals:
         except _Signalled:
             self._at_once = False
             self.check(what)
+        finally:
+            self._at_once = False
+
+    def wait(self, blocking: Callable[[], object]) -> bool:
+        """Run `blocking` (a wait); a signal, before or during it, breaks it off at once.
+        Returns whether it ran to its end."""
+        if self.by:
+            return False
+        self._at_once = True
+        try:
+            blocking()
+            return True
+        except _Signalled:
+            return False
         finally:
             self._at_once = False
 
@@ -427,9 +441,10 @@ def run(
             trainer = EdgeTrainer(eng, data, link, cfg, progress, stop=stop, on_batch=bars)
             report = trainer.run()
         if not report["stopped_early"]:
-            # A stopped run leaves what the host has not consumed in the spool for --resume.
-            link.flush(timeout=cfg.final_metrics_timeout)
-            finished = True
+            # A stopped run leaves what the host has not consumed in the spool for --resume;
+            # so does one stopped while a slow (or lost) link carries the last batches.
+            finished = signals.wait(lambda: link.flush(timeout=cfg.final_metrics_timeout))
+            report["stopped_early"] = not finished
     finally:
         # Only a finished run says "done": after a failure the host keeps the run open for
         # --resume.

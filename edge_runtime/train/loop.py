@@ -364,7 +364,7 @@ class EdgeTrainer:
         patience = timeout or self.cfg.final_metrics_timeout
         last_epoch = self.cfg.epochs - 1
         progress, since = (self.link.received, self.link.pending), time.monotonic()
-        while time.monotonic() - since < patience:
+        while time.monotonic() - since < patience and not self.stop.is_set():
             for m in sender.metrics:
                 if m.get("epoch") == last_epoch:
                     return m

@@ -154,3 +154,31 @@ def test_ctrl_c_with_the_host_gone_ends_at_once_and_resumes_exactly_once(
     run_edge(small_bundle, again.url, tmp_path, *RUN, "--resume", tag="edge2")
     (record,) = again.finish()["edges"]
     assert record["trained_ids"] == expected_ids(TRAIN, BATCH, EPOCHS)
+
+
+def test_ctrl_c_while_the_edge_waits_for_the_last_metrics(small_bundle, tmp_path) -> None:
+    """Training done, the host frozen (SIGSTOP) before it scored the run: the edge waits for
+    its final METRICS and for the spool to drain (up to 2 x 120 s). Ctrl-C ends that wait as
+    an interruption (it was ignored), and --resume delivers the rest exactly once."""
+    run = ["--data", "synthetic:800", "--epochs", "1", "--batch-size", "32"]
+    cloud = start_cloud(small_bundle, tmp_path, listen=f"tcp://127.0.0.1:{free_port()}")
+    err = tmp_path / "edge.err"
+    cmd = edge_cmd(small_bundle, cloud.url, tmp_path, *run, "--slowdown", "4")
+    with err.open("w") as sink:
+        edge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink, env=ENV, cwd=tmp_path)
+    try:
+        wait_until(lambda: cloud.rows() >= 20, 120, "every training batch at the host")
+        cloud.proc.send_signal(signal.SIGSTOP)  # before the edge's evaluation reaches it
+        wait_until(lambda: "eval batch 2/2" in err.read_text(), 120, "the edge's last eval")
+        edge.send_signal(signal.SIGINT)
+        edge.wait(timeout=60)
+    finally:
+        edge.kill()
+        cloud.proc.send_signal(signal.SIGCONT)
+    text = err.read_text()
+    assert edge.returncode == 130, text[-2000:]
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("edge-runtime: interrupted: stopped at epoch 1 batch 0"), last
+    run_edge(small_bundle, cloud.url, tmp_path, *run, "--resume", tag="edge2")
+    (record,) = cloud.finish()["edges"]
+    assert record["trained_ids"] == expected_ids(640, 32, 1)

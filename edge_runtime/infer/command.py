@@ -96,6 +96,12 @@ def run_infer(
     if limit is not None and limit < 1:
         raise UsageFault(f"--limit {limit}: answer at least 1 sample")
     data = load_dataset(data_spec, seed=0)
+    if data.input_shape != model.input_shape:  # the user's data, not the model, is off: usage
+        have, want = ("x".join(map(str, s)) for s in (data.input_shape, model.input_shape))
+        raise UsageFault(
+            f"data {data.name} is {have} but the model takes {want}: give data of the shape "
+            "it was trained on"
+        )
     images, labels = (
         (data.x_test, data.y_test) if len(data.x_test) else (data.x_train, data.y_train)
     )
@@ -195,8 +201,7 @@ def normalise_as_trained(data: Dataset, images: np.ndarray, model: EdgeModel) ->
                 f"model.json's normalisation {norm} does not fit {channels}-channel inputs "
                 "scaled by 1/255"
             )
-        if data.input_shape[0] == channels:  # else check_input says what does not fit
-            data = dataclasses.replace(data, mean=mean, std=std)
+        data = dataclasses.replace(data, mean=mean, std=std)
     return data.normalise(images)
 
 

@@ -86,7 +86,7 @@ def test_infer_over_a_pty_pair(model_dir, digits_path, tmp_path) -> None:
 def test_bad_input_is_one_line(model_dir, digits_path, tmp_path) -> None:
     cases = [
         (model_dir, ["--threshold", "1.5"], 2, "--threshold 1.5: must be between 0 and 1"),
-        (model_dir, ["--data", "synthetic:100"], 1, "the model takes 1x8x8"),
+        (model_dir, ["--data", "synthetic:100"], 2, "is 3x32x32 but the model takes 1x8x8"),
         (model_dir, ["--burst", "4:10:20"], 2, "--burst needs --rate"),
         (model_dir, ["--rate", "5", "--burst", "4"], 2, "--burst 4: give FACTOR:START:COUNT"),
         (model_dir, ["--threshold", "0.9", "--calibration-samples", "50"], 2, "only goes with"),

@@ -25,8 +25,10 @@ from rich.console import Console
 from edge_runtime.agent import Releases, _safe_rel
 from edge_runtime.bundle import load_bundle, sha256_file
 from edge_runtime.deploy_messages import Commit, FileChunk
+from edge_runtime.link import LinkClosed
 from host.cli import cli
 from host.deploy import BoardError, DeployError
+from host.deploy.agent_access import AgentAccess
 from host.deploy.board import load_board
 from host.deploy.commands import deploy_command
 from host.deploy.serial import deploy_serial
@@ -130,6 +132,33 @@ def test_serial_deploy_copies_then_up_to_date_then_sends_only_changes(
     finally:
         log = stop(agent)
     assert "release" in log and "is current" in log
+
+
+def test_a_lost_bye_does_not_make_the_next_deploy_read_an_old_inventory(
+    tmp_path: Path, line: NullModem, key_file: Path, edge_bundle
+) -> None:
+    """The host's BYE is one unacknowledged frame: when it is lost the agent's session lives
+    on, and after a silence its link reconnects to whichever host opens the line next. That
+    host must not take the old session's inventory (sent before the first deploy's commit) for
+    the board's: the next deploy finds the board up to date."""
+    board_dir = tmp_path / "board"
+    agent = start_agent(line.paths[1], board_dir, key_file)
+    board = serial_board(tmp_path, line.paths[0], key_file)
+    quiet = Console(quiet=True)
+    try:
+        access = AgentAccess.from_connection(load_board(board).connection)
+        first = deploy_serial(load_board(board), edge_bundle("b1"), quiet, access)
+        assert first.switched
+        # The BYE lost on the line: the session ends on the host without a word to the agent.
+        access._session.end(LinkClosed("BYE lost"))
+        access._listener.close()
+        again = deploy_command(board, edge_bundle("b1"), False, quiet)
+        assert again.sent == [] and not again.switched
+        assert sorted(again.up_to_date) == sorted(first.sent)
+        assert current(board_dir) == f"releases/{first.release}"
+    finally:
+        log = stop(agent)
+    assert log.count("is current") == 1, log  # the release was committed once, not resent
 
 
 def test_serial_deploy_through_bit_errors_arrives_intact(

@@ -463,6 +463,58 @@ def test_rounds_on_the_wire_weighted_late_left_and_refused(
     assert any("do not fit the fleet's front (front.w differ)" in e for e in server.errors)
 
 
+def test_the_first_round_waits_for_the_edges_expected(bundle_dir: Path, tmp_path: Path) -> None:
+    """Boards started together connect seconds apart: with expect_edges=2, cam-a's first round
+    does not close alone before cam-b has even connected; it closes with both."""
+    bundle = load_bundle(bundle_dir)
+    edge_bundle = load_bundle(bundle_dir / "edge")
+    server = CloudServer(
+        bundle,
+        tmp_path / "host",
+        key=bundle.key(),
+        config=LINK,
+        shared_tail=True,
+        average_fronts=AveragingSchedule(1, "epochs"),
+        expect_edges=2,
+    )
+
+    def connect(edge_id: str) -> EdgeLink:
+        edge_end, host_end = socket_pair(LINK.read_timeout)
+        server.serve_transport(host_end)
+        return EdgeLink.connect(
+            "pair:",
+            key=bundle.key(),
+            bundle_sha256=edge_bundle.manifest_sha256,
+            edge_id=edge_id,
+            run_id="run-1",
+            spool_dir=tmp_path / edge_id / "spool",
+            config=LINK,
+            opener=lambda: edge_end,
+        )
+
+    def front(value: float) -> dict[str, np.ndarray]:
+        return {
+            "front.w": np.full((2, 2), value, np.float32),
+            "exit_head.b": np.ones(3, np.float32),
+        }
+
+    links = [connect("cam-a")]
+    try:
+        links[0].send(weight_messages(front(1.0), {}, round=1, samples=10)[0])
+        time.sleep(1.0)
+        assert server.averaging.version == 0  # alone, the fleet is not all there yet
+        links.append(connect("cam-b"))
+        links[1].send(weight_messages(front(3.0), {}, round=1, samples=10)[0])
+        for link in links:
+            assert np.array_equal(await_front(link, 1).tensors["front.w"], front(2.0)["front.w"])
+    finally:
+        for link in links:
+            link.close("done")
+        server.stop()
+    rounds = server.report()["shared_tail"]["front_averaging"]["rounds"]
+    assert [(r["samples"], r["closed_by"]) for r in rounds] == [({"cam-a": 10, "cam-b": 10}, "all")]
+
+
 def test_both_engines_train_on_the_weights_they_load(bundle_dir: Path) -> None:
     """An adopted front is what the next step trains: the ORT training session (CheckpointState
     buffers, no torch) and the torch engine compute the same loss as the engine the weights

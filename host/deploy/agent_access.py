@@ -27,6 +27,7 @@ from edge_runtime.bundle import BundleError, read_key_file, sha256_file
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
 from edge_runtime.link import HostListener, HostSession, LinkConfig, LinkError
 from edge_runtime.link.control import Error
+from edge_runtime.link.handshake import REFUSAL_CODES
 from edge_runtime.link.messages import Malformed, Message
 from host.deploy.access import BoardAccessError, FileTransfer
 from host.deploy.board import BoardError, Connection
@@ -100,9 +101,12 @@ class AgentAccess(FileTransfer):
             try:
                 session = self._sessions.get(timeout=min(left, 0.5))
             except queue.Empty:
-                if listener.refusals:
+                # Noise or a frame left on the line by an earlier session is refused too
+                # ("protocol"); only a refusal the agent cannot retry past ends the wait.
+                final = [r for r in listener.refusals if r.code in REFUSAL_CODES]
+                if final:
                     raise BoardAccessError(
-                        f"the board's agent was refused: {listener.refusals[-1]} (its "
+                        f"the board's agent was refused: {final[-1]} (its "
                         f"--key-file must hold the key of {self.conn.key_file})"
                     ) from None
                 continue

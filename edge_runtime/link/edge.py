@@ -56,6 +56,7 @@ class EdgeLink:
         self._max_send = config.max_frame
         self._channel: Channel | None = None
         self._transport: Transport | None = None
+        self._dialling: Transport | None = None  # a reconnect's transport, in its handshake
         self._backlog: list[tuple[Header, memoryview]] = []
         self._closing = threading.Event()
         self._closed = False
@@ -169,8 +170,9 @@ class EdgeLink:
         self._closing.set()
         if channel is not None:
             channel.stop()
-        if self._transport is not None:
-            self._transport.close()
+        for transport in (self._transport, self._dialling):
+            if transport is not None:
+                transport.close()  # a reconnect in its handshake ends here, not in a session
         if self._thread is not None:
             self._thread.join(5.0)
         self._outbox.fail(LinkClosed("link closed"))
@@ -235,11 +237,20 @@ class EdgeLink:
             frame_size=io.frame_size,
             bundle=self._bundle_info,
         )
+        self._dialling = transport
         try:
+            if self._closing.is_set():
+                raise LinkClosed("link closed")
             welcome = edge_handshake(io, hello, self._key, self.config.handshake_timeout)
+            if self._closing.is_set():
+                # Closed while the handshake ran: a session opened now would outlive the link
+                # (and, on a serial line, answer the next host in this run's name).
+                raise LinkClosed("link closed")
         except LinkError:
             transport.close()
             raise
+        finally:
+            self._dialling = None
         first = self._outbox.first_held()
         if first > welcome.cursor + 1:
             transport.close()

@@ -111,9 +111,12 @@ def edge_handshake(io: FrameIO, hello: Hello, key: bytes, timeout: float) -> Wel
     challenge = _next(io, deadline, (MsgType.CHALLENGE,), "CHALLENGE")
     assert isinstance(challenge, Challenge)
     digest = auth_digest(key, challenge.nonce, hello.edge_id, hello.run_id, hello.bundle_sha256)
+    # The host may send the session's first frames right behind WELCOME: readable from here on.
+    io.expect_session(challenge.nonce)
     io.write_message(Auth(digest))
     welcome = _next(io, deadline, (MsgType.WELCOME,), "WELCOME")
     assert isinstance(welcome, Welcome)
+    io.start_session()
     return welcome
 
 
@@ -168,6 +171,7 @@ def host_handshake(
             if problem is not None:
                 raise refuse(io, "identity", problem)
         nonce = secrets.token_bytes(32)
+        io.expect_session(nonce)  # plain frames until WELCOME; then the session's seed
         io.write_message(Challenge(nonce))
         frame = io.read_frame(deadline)
         if frame is None:

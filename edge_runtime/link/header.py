@@ -14,7 +14,8 @@ from enum import IntEnum
 from edge_runtime.link.errors import FrameError
 
 # 2: messages above the negotiated frame size travel as fragments (fragments.py).
-PROTOCOL_VERSION = 2
+# 3: a session's frames carry a CRC seeded by its handshake (framing.session_tag).
+PROTOCOL_VERSION = 3
 
 HEADER = struct.Struct("!BBHIII")
 FLAG_RETRANSMIT = 0x0001

@@ -427,6 +427,7 @@ class HostListener:
             frame_size=frame_size,
         )
         line.io.write_message(welcome)
+        line.io.start_session()
         return session
 
 

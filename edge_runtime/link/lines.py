@@ -47,8 +47,10 @@ class HostLine(ABC):
         """A session on this line is over: what becomes of the line."""
 
     def await_peer(self) -> None:
-        """Between sessions: back to the small frames a peer may send before it authenticates."""
+        """Between sessions: back to the small frames a peer may send before it authenticates;
+        frames of the session that was (late on the line) are stale."""
         self.io.decoder.set_limit(self._handshake_frame)
+        self.io.end_session()
 
     def close(self) -> None:
         """Close the transport; a read or write blocked on it ends with LinkClosed."""

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 from edge_runtime.link.errors import FrameError
 from edge_runtime.link.fragments import FRAGMENT, SERIAL_FRAME_SIZE, STREAM_FRAME_SIZE
-from edge_runtime.link.framing import DELIMITER, FrameDecoder, encode_frame
-from edge_runtime.link.header import HEADER, Header, decode_header
+from edge_runtime.link.framing import DELIMITER, FrameDecoder, encode_frame, session_tag
+from edge_runtime.link.header import HEADER, Header, MsgType, decode_header
 from edge_runtime.link.messages import Message
 from edge_runtime.link.transports import Transport
 
@@ -33,6 +33,7 @@ class LinkStats:
     dropped_bytes: int = 0
     crc_errors: int = 0
     oversize_frames: int = 0
+    stale_frames: int = 0  # frames of an earlier session on the same line, dropped
     reconnects: int = 0
     fragments_sent: int = 0
     fragments_received: int = 0
@@ -54,8 +55,21 @@ class LinkStats:
         return d
 
 
+# Frames outside the session that may still come while it runs: an edge starting over (HELLO),
+# a refusal (ERROR). Anything else framed without the session's seed is another session's.
+_PLAIN_IN_SESSION = frozenset({MsgType.HELLO, MsgType.ERROR})
+
+
 class FrameIO:
-    """One transport with its decoder: the only place frames are written and read."""
+    """One transport with its decoder: the only place frames are written and read.
+
+    Sessions: the handshake frames carry the plain CRC; ``expect_session(nonce)`` (each side,
+    once it knows the CHALLENGE's nonce) makes the session's frames readable,
+    ``start_session()`` (the host after writing WELCOME, the edge after reading it) frames
+    what this end writes with the session's seed, and ``end_session()`` (a serial line whose
+    session is over) marks frames still arriving with that seed as stale. Stale frames are
+    counted (``stale_frames``) and never returned.
+    """
 
     def __init__(
         self,
@@ -79,6 +93,30 @@ class FrameIO:
         self._seen = (0, 0, 0)
         self._started = False
         self._backlog: list[tuple[Header, memoryview]] = []
+        self._write_tag = 0  # the CRC seed of what this end writes: the session's once it runs
+        self._session_over = False
+
+    def expect_session(self, nonce: bytes) -> None:
+        """The handshake's nonce is known: frames of the session it opens are readable. Until
+        ``start_session`` this end writes plain frames (the rest of the handshake)."""
+        self.decoder.session_tag = session_tag(nonce)
+        self._write_tag = 0
+        self._session_over = False
+
+    def start_session(self) -> None:
+        """The session runs: what this end writes from now on carries its seed."""
+        assert self.decoder.session_tag is not None, "expect_session first"
+        self._write_tag = self.decoder.session_tag
+
+    @property
+    def in_session(self) -> bool:
+        """True from ``start_session`` until ``end_session`` or the next handshake."""
+        return self._write_tag != 0
+
+    def end_session(self) -> None:
+        """The session is over; the line waits for the next HELLO, in plain frames."""
+        self._write_tag = 0
+        self._session_over = True
 
     def write(
         self, msg_type: int, payload: bytes, seq: int = 0, ack: int = 0, flags: int = 0
@@ -89,7 +127,7 @@ class FrameIO:
                 f"message of {len(payload) + HEADER.size} bytes exceeds max_frame {self.max_send}"
             )
         header = Header(type=msg_type, seq=seq, ack=ack, flags=flags, length=len(payload))
-        frame = encode_frame(header.pack() + payload)
+        frame = encode_frame(header.pack() + payload, self._write_tag)
         with self._write_lock:
             if not self._started:
                 # A lone delimiter first: whatever the receiver buffered before is cut off there.
@@ -119,7 +157,7 @@ class FrameIO:
         if not data:
             return [], 0, 0
         self.stats.bytes_received += len(data)
-        bodies = self.decoder.feed(data)
+        bodies = self.decoder.feed_frames(data)
         ds = self.decoder.stats
         crc, oversize, dropped = ds.crc_errors, ds.oversize_frames, ds.dropped_bytes
         broken = (crc - self._seen[0]) + (oversize - self._seen[1])
@@ -128,15 +166,25 @@ class FrameIO:
         self.stats.dropped_bytes += dropped - self._seen[2]
         self._seen = (crc, oversize, dropped)
         frames = []
-        for body in bodies:
+        for body, in_session in bodies:
             try:
-                frames.append(decode_header(body, self.decoder.max_frame))
+                header, payload = decode_header(body, self.decoder.max_frame)
             except FrameError:
                 broken += 1
                 self.stats.crc_errors += 1
                 continue
             self.stats.frames_received += 1
+            if self._stale(header, in_session):
+                self.stats.stale_frames += 1
+                continue
+            frames.append((header, payload))
         return frames, len(data), broken
+
+    def _stale(self, header: Header, in_session: bool) -> bool:
+        """A frame of a session that is over, or one framed outside the session running now."""
+        if in_session:
+            return self._session_over
+        return self.in_session and header.type not in _PLAIN_IN_SESSION
 
     def read_frame(self, deadline: float) -> tuple[Header, memoryview] | None:
         """The next frame, or None once ``deadline`` (time.monotonic) has passed."""

@@ -124,7 +124,8 @@ if TYPE_CHECKING:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="with --ranks and --exit-when-done: exit only after this many edges connected",
+    help="edges started together: --exit-when-done exits only after this many connected, "
+    "and front averaging's rounds wait (up to --round-timeout) until this many joined",
 )
 @click.option(
     "--device",
@@ -309,6 +310,7 @@ def serve_cmd(
         shared_tail=shared_tail,
         average_fronts=schedule,
         round_timeout=round_timeout,
+        expect_edges=expect_edges,
     )
     if result["shared_tail"] is not None:
         edges = ", ".join(e["edge_id"] for e in result["shared_tail"]["edges"]) or "none"

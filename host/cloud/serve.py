@@ -127,6 +127,7 @@ def serve(
     shared_tail: bool = False,
     average_fronts: AveragingSchedule | None = None,
     round_timeout: float = 600.0,
+    expect_edges: int = 1,
 ) -> dict[str, Any]:
     """Run the cloud trainer in the foreground; SIGINT/SIGTERM stop it cleanly.
 
@@ -147,6 +148,7 @@ def serve(
         shared_tail=shared_tail,
         average_fronts=average_fronts,
         round_timeout=round_timeout,
+        expect_edges=expect_edges,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())

@@ -71,8 +71,12 @@ class CloudServer:
         shared_tail: bool = False,
         average_fronts: AveragingSchedule | None = None,
         round_timeout: float = 600.0,
+        expect_edges: int = 1,
     ) -> None:
         self.mode_half = host_mode(mode)(self)
+        # Edges started together may connect seconds apart (a board importing onnxruntime):
+        # exit_when_done and the first averaging round wait until this many have joined.
+        self.expect_edges = max(1, expect_edges)
         if shared_tail and not self.mode_half.trains_tail:
             raise ValueError(f"--shared-tail: mode {mode!r} trains no tail to share")
         if average_fronts is not None and not (shared_tail and self.mode_half.averages_fronts):
@@ -112,7 +116,7 @@ class CloudServer:
         if average_fronts is not None:
             from host.cloud.modes.averaging import FrontAverager
 
-            self.averaging = FrontAverager(self, average_fronts, round_timeout)
+            self.averaging = FrontAverager(self, average_fronts, round_timeout, expect_edges)
         # Per-board keys: the host derives each board's key from the edge id its HELLO claims.
         # The shared key: every board holds the bundle's key and may claim any edge id.
         self.shared_key = shared_key
@@ -351,12 +355,13 @@ class CloudServer:
     # -- lifetime -------------------------------------------------------------------------------
 
     def wait(self, *, exit_when_done: bool = False, poll: float = 0.2) -> None:
-        """Block until stop() (or, with exit_when_done, until every edge seen has said BYE)."""
+        """Block until stop() (or, with exit_when_done, until every edge seen has said BYE and
+        at least `expect_edges` edges were seen)."""
         with self._changed:
             while not self._stopping.is_set():
                 if (
                     exit_when_done
-                    and self._edges
+                    and len({edge_id for edge_id, _ in self._edges}) >= self.expect_edges
                     and not self._active
                     and all(s.done for s in self._edges.values())
                 ):

@@ -27,6 +27,7 @@ from edge_runtime.bundle import BundleError, read_key_file, sha256_file
 from edge_runtime.deploy_messages import Commit, CommitVerdict, FileChunk, FileVerdict, Inventory
 from edge_runtime.link import HostListener, HostSession, LinkConfig, LinkError
 from edge_runtime.link.control import Error
+from edge_runtime.link.handshake import REFUSAL_CODES
 from edge_runtime.link.messages import Malformed, Message
 from host.deploy.access import BoardAccessError, FileTransfer
 from host.deploy.board import BoardError, Connection
@@ -44,6 +45,10 @@ def chunk_size(baud: int) -> int:
     return max(1024, min(64 * 1024, baud // 40))
 
 
+class _LinkLost(BoardAccessError):
+    """The session with the agent ended (the agent gone, or starting a new session)."""
+
+
 class AgentAccess(FileTransfer):
     """The `edge-runtime agent` on the far end of a serial line; it connects on first use."""
 
@@ -53,6 +58,7 @@ class AgentAccess(FileTransfer):
         assert conn.kind == "serial" and conn.device
         self.conn, self.key, self.connect_timeout = conn, key, connect_timeout
         self._listener: HostListener | None = None
+        self._sessions: queue.Queue[HostSession] = queue.Queue()
         self._session: HostSession | None = None
         self.verdicts: dict[str, FileVerdict] = {}
 
@@ -82,21 +88,25 @@ class AgentAccess(FileTransfer):
         return self._session
 
     def _connect(self) -> HostSession:
-        listener = HostListener(self.key, None, config=LinkConfig(baudrate=self.conn.baud))
-        self._listener = listener
-        sessions: queue.Queue[HostSession] = queue.Queue()
-        try:
-            listener.serve_serial(self.conn.device, sessions.put)
-        except LinkError as exc:
-            raise BoardAccessError(str(exc)) from exc
+        if self._listener is None:
+            listener = HostListener(self.key, None, config=LinkConfig(baudrate=self.conn.baud))
+            self._listener = listener
+            try:
+                listener.serve_serial(self.conn.device, self._sessions.put)
+            except LinkError as exc:
+                raise BoardAccessError(str(exc)) from exc
+        listener = self._listener
         deadline = time.monotonic() + self.connect_timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                session = sessions.get(timeout=min(left, 0.5))
+                session = self._sessions.get(timeout=min(left, 0.5))
             except queue.Empty:
-                if listener.refusals:
+                # Noise or a frame left on the line by an earlier session is refused too
+                # ("protocol"); only a refusal the agent cannot retry past ends the wait.
+                final = [r for r in listener.refusals if r.code in REFUSAL_CODES]
+                if final:
                     raise BoardAccessError(
-                        f"the board's agent was refused: {listener.refusals[-1]} (its "
+                        f"the board's agent was refused: {final[-1]} (its "
                         f"--key-file must hold the key of {self.conn.key_file})"
                     ) from None
                 continue
@@ -142,12 +152,15 @@ class AgentAccess(FileTransfer):
 
         A lost link, an ERROR or a refused file raises BoardAccessError; a verdict is recorded.
         """
+        session = self.session
         try:
-            msg = self.session.recv(timeout=timeout)
+            msg = session.recv(timeout=timeout)
         except LinkError as exc:
-            raise BoardAccessError(f"the link to the agent was lost: {exc}") from exc
+            raise _LinkLost(f"the link to the agent was lost: {exc}") from exc
         if msg is None:
             return None
+        if msg.seq:
+            session.consumed(msg.seq)  # taken: a session that reconnects elsewhere learns so
         if isinstance(msg, Error):
             raise BoardAccessError(f"the agent says {msg.code}: {msg.message}")
         if isinstance(msg, Malformed):
@@ -167,8 +180,21 @@ class AgentAccess(FileTransfer):
     # -- the protocol --------------------------------------------------------------------
 
     def inventory(self) -> Inventory:
-        """What the board has: its current release, the releases kept, each file's sha256."""
-        return self.reply(Inventory, REPLY_TIMEOUT_S)
+        """What the board has: its current release, the releases kept, each file's sha256.
+
+        The first session may be one the agent had with an earlier deploy whose BYE it never
+        got (a lost frame): its link reconnects here after a silence, finds that this host
+        knows nothing of what it consumed, and the agent starts a new session. That session's
+        inventory is the one to go by; until it arrives nothing has been sent.
+        """
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                return self.reply(Inventory, REPLY_TIMEOUT_S)
+            except _LinkLost:
+                if time.monotonic() > deadline:
+                    raise
+                self._session = None  # wait for the agent's next session (as for the first)
 
     def put(
         self,

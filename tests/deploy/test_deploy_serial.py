@@ -7,6 +7,7 @@ as a UART on a long cable does.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -25,8 +26,13 @@ from rich.console import Console
 from edge_runtime.agent import Releases, _safe_rel
 from edge_runtime.bundle import load_bundle, sha256_file
 from edge_runtime.deploy_messages import Commit, FileChunk
+from edge_runtime.link import LinkClosed
+from edge_runtime.link.framing import encode_frame
+from edge_runtime.link.header import Header, MsgType
+from edge_runtime.link.transports import open_url
 from host.cli import cli
 from host.deploy import BoardError, DeployError
+from host.deploy.agent_access import AgentAccess
 from host.deploy.board import load_board
 from host.deploy.commands import deploy_command
 from host.deploy.serial import deploy_serial
@@ -130,6 +136,70 @@ def test_serial_deploy_copies_then_up_to_date_then_sends_only_changes(
     finally:
         log = stop(agent)
     assert "release" in log and "is current" in log
+
+
+def test_a_lost_bye_does_not_make_the_next_deploy_read_an_old_inventory(
+    tmp_path: Path, line: NullModem, key_file: Path, edge_bundle
+) -> None:
+    """The host's BYE is one unacknowledged frame: when it is lost the agent's session lives
+    on, and after a silence its link reconnects to whichever host opens the line next. That
+    host must not take the old session's inventory (sent before the first deploy's commit) for
+    the board's: the next deploy finds the board up to date."""
+    board_dir = tmp_path / "board"
+    agent = start_agent(line.paths[1], board_dir, key_file)
+    board = serial_board(tmp_path, line.paths[0], key_file)
+    quiet = Console(quiet=True)
+    try:
+        access = AgentAccess.from_connection(load_board(board).connection)
+        first = deploy_serial(load_board(board), edge_bundle("b1"), quiet, access)
+        assert first.switched
+        # The BYE lost on the line: the session ends on the host without a word to the agent.
+        access._session.end(LinkClosed("BYE lost"))
+        access._listener.close()
+        again = deploy_command(board, edge_bundle("b1"), False, quiet)
+        assert again.sent == [] and not again.switched
+        assert sorted(again.up_to_date) == sorted(first.sent)
+        assert current(board_dir) == f"releases/{first.release}"
+    finally:
+        log = stop(agent)
+    assert log.count("is current") == 1, log  # the release was committed once, not resent
+
+
+def test_a_stray_frame_before_the_agent_does_not_end_the_deploy(
+    tmp_path: Path, line: NullModem, key_file: Path, edge_bundle, caplog
+) -> None:
+    """A frame on the line before any HELLO (here an ACK, as an earlier session leaves one) is
+    refused as 'protocol'; the deploy goes on waiting for the agent, which comes later."""
+    board_dir = tmp_path / "board"
+
+    def stray() -> None:
+        port = open_url(line.paths[1], BAUD, 0.05)
+        port.write(encode_frame(Header(type=MsgType.ACK).pack()))
+        port.close()
+
+    agents: list[subprocess.Popen] = []
+    timers = [
+        threading.Timer(1.0, stray),  # the host's port is open by then
+        threading.Timer(
+            4.0, lambda: agents.append(start_agent(line.paths[1], board_dir, key_file))
+        ),
+    ]
+    for timer in timers:
+        timer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="hiertrain.link"):
+            result = deploy_command(
+                serial_board(tmp_path, line.paths[0], key_file),
+                edge_bundle(),
+                False,
+                Console(quiet=True),
+            )
+    finally:
+        for timer in timers:
+            timer.join()
+        log = stop(agents[0])
+    assert "(protocol, #1): handshake first" in caplog.text
+    assert result.switched and current(board_dir) == f"releases/{result.release}", log
 
 
 def test_serial_deploy_through_bit_errors_arrives_intact(

@@ -22,6 +22,8 @@ def test_two_boards_average_their_fronts_and_one_model_comes_out(exported, tmp_p
         "1epochs",
         "--round-timeout",
         "120",
+        "--expect-edges",  # board0 may connect after board1 has trained its first epoch
+        "2",
         "--model-out",
         str(model_dir),
     )

@@ -32,7 +32,7 @@ def image_windows(images: list[bytes]) -> set[bytes]:
 
 def leaks(capture: bytes, windows: set[bytes]) -> int:
     """How many positions of `capture` (raw and deframed) hold one of `windows`."""
-    decoder = FrameDecoder(max_frame=64 << 20)
+    decoder = FrameDecoder(max_frame=64 << 20, observer=True)
     bodies = b"".join(bytes(b) for b in decoder.feed(capture))
     hits = 0
     for haystack in (capture, bodies):

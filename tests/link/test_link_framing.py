@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge_runtime.link.errors import FrameError
 from edge_runtime.link.framing import FrameDecoder, decode_frame, encode_frame, max_encoded_size
-from edge_runtime.link.header import HEADER, Header, MsgType, decode_header
+from edge_runtime.link.header import HEADER, PROTOCOL_VERSION, Header, MsgType, decode_header
 from edge_runtime.link.messages import encode_message
 from edge_runtime.train.messages import Metrics
 
@@ -66,7 +66,7 @@ def test_header_length_checked_before_use() -> None:
 def test_header_layout_is_network_order() -> None:
     h = Header(type=MsgType.ACK, seq=0x01020304, ack=7, flags=2, length=0).pack()
     assert HEADER.size == 16
-    assert struct.unpack("!BBHIII", h) == (2, MsgType.ACK, 2, 0x01020304, 7, 0)
+    assert struct.unpack("!BBHIII", h) == (PROTOCOL_VERSION, MsgType.ACK, 2, 0x01020304, 7, 0)
 
 
 def test_frames_over_pyserial_loop_url() -> None:

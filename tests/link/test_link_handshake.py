@@ -14,7 +14,7 @@ from edge_runtime.link import AuthError, EdgeLink, HandshakeRefused, HostListene
 from edge_runtime.link.control import Error, Hello
 from edge_runtime.link.framing import FrameDecoder, encode_frame
 from edge_runtime.link.handshake import edge_handshake
-from edge_runtime.link.header import Header, MsgType, decode_header
+from edge_runtime.link.header import PROTOCOL_VERSION, Header, MsgType, decode_header
 from edge_runtime.link.messages import decode_message, encode_message
 from edge_runtime.link.stream import FrameIO, LinkStats
 from edge_runtime.link.transports import SocketTransport
@@ -86,12 +86,12 @@ def test_refused_while_a_good_edge_keeps_streaming(
 
 def test_wrong_version_in_header_is_refused(listener: HostListener) -> None:
     host, port = listener.serve_tcp("127.0.0.1", 0, Collector())
-    payload = Hello(2, "e", "r", BUNDLE, 1 << 20).encode()
-    header = Header(type=MsgType.HELLO, length=len(payload), version=3)
+    payload = Hello(PROTOCOL_VERSION, "e", "r", BUNDLE, 1 << 20).encode()
+    header = Header(type=MsgType.HELLO, length=len(payload), version=PROTOCOL_VERSION + 1)
     with _raw(host, port) as sock:
         sock.sendall(encode_frame(header.pack() + payload))
         err = _read_error(sock)
-    assert err.code == "version" and "edge speaks 3" in err.message
+    assert err.code == "version" and f"edge speaks {PROTOCOL_VERSION + 1}" in err.message
     assert _refusal_codes(listener) == ["version"]
 
 

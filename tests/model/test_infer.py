@@ -140,7 +140,7 @@ def test_wiretap_finds_no_raw_input(model_dir, tmp_path) -> None:
 
     taps: list = []
     report, _ = _infer(model_dir, tmp_path, 0.9, tap=taps)
-    bodies = FrameDecoder(1 << 24).feed(bytes(taps[0].sent))
+    bodies = FrameDecoder(1 << 24, observer=True).feed(bytes(taps[0].sent))
     assert report["answers"]["cloud"] > 0 and len(bodies) > report["answers"]["cloud"]
     wire = b"".join(bodies)
     data = load_dataset(str(DIGITS["path"]), seed=0)

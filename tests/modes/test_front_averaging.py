@@ -389,6 +389,40 @@ def test_a_round_closes_without_a_straggler_after_the_round_timeout(
         assert sorted(map(tuple, one["trained_ids"])) == [(0, i) for i in range(4)]
 
 
+def scripted_host(bundle_dir: Path, tmp_path: Path, **options: object) -> CloudServer:
+    """A shared-tail host averaging every epoch, for edges scripted by the test."""
+    return CloudServer(
+        load_bundle(bundle_dir),
+        tmp_path / "host",
+        key=load_bundle(bundle_dir).key(),
+        config=LINK,
+        shared_tail=True,
+        average_fronts=AveragingSchedule(1, "epochs"),
+        **options,
+    )
+
+
+def scripted_edge(server: CloudServer, bundle_dir: Path, tmp_path: Path, edge_id: str) -> EdgeLink:
+    """A real link session to `server` for an edge whose messages the test writes."""
+    edge_end, host_end = socket_pair(LINK.read_timeout)
+    server.serve_transport(host_end)
+    return EdgeLink.connect(
+        "pair:",
+        key=load_bundle(bundle_dir).key(),
+        bundle_sha256=load_bundle(bundle_dir / "edge").manifest_sha256,
+        edge_id=edge_id,
+        run_id="run-1",
+        spool_dir=tmp_path / edge_id / "spool",
+        config=LINK,
+        opener=lambda: edge_end,
+    )
+
+
+def front(value: float, shape: tuple[int, ...] = (2, 2)) -> dict[str, np.ndarray]:
+    """Front + exit weights of one value, as a scripted edge sends them."""
+    return {"front.w": np.full(shape, value, np.float32), "exit_head.b": np.ones(3, np.float32)}
+
+
 def await_front(link: EdgeLink, version: int, timeout: float = 60) -> ModelWeights:
     """The host's averaged front of `version`, as a scripted edge receives it."""
     deadline = time.monotonic() + timeout
@@ -405,36 +439,9 @@ def test_rounds_on_the_wire_weighted_late_left_and_refused(
     """Two scripted edges on real link sessions send weights the test chose, so every figure
     is exact: the samples-weighted mean, a late copy answered with the latest average, a round
     that closes when the edge it waited for leaves, and weights of another shape refused."""
-    bundle = load_bundle(bundle_dir)
-    edge_bundle = load_bundle(bundle_dir / "edge")
-    server = CloudServer(
-        bundle,
-        tmp_path / "host",
-        key=bundle.key(),
-        config=LINK,
-        shared_tail=True,
-        average_fronts=AveragingSchedule(1, "epochs"),
-    )
-    links = {}
-    for edge_id in ("cam-a", "cam-b"):
-        edge_end, host_end = socket_pair(LINK.read_timeout)
-        server.serve_transport(host_end)
-        links[edge_id] = EdgeLink.connect(
-            "pair:",
-            key=bundle.key(),
-            bundle_sha256=edge_bundle.manifest_sha256,
-            edge_id=edge_id,
-            run_id="run-1",
-            spool_dir=tmp_path / edge_id / "spool",
-            config=LINK,
-            opener=lambda end=edge_end: end,
-        )
-    a, b = links["cam-a"], links["cam-b"]
+    server = scripted_host(bundle_dir, tmp_path)
+    a, b = (scripted_edge(server, bundle_dir, tmp_path, e) for e in ("cam-a", "cam-b"))
     assert a.welcome_resume["front_averaging"] == {"every": 1, "unit": "epochs", "version": 0}
-
-    def front(value: float, shape: tuple[int, ...] = (2, 2)) -> dict[str, np.ndarray]:
-        return {"front.w": np.full(shape, value, np.float32), "exit_head.b": np.ones(3, np.float32)}
-
     try:
         a.send(weight_messages(front(1.0), {}, round=1, samples=30)[0])
         b.send(weight_messages(front(5.0), {}, round=1, samples=10)[0])
@@ -461,6 +468,27 @@ def test_rounds_on_the_wire_weighted_late_left_and_refused(
     assert [r["samples"] for r in report["rounds"]] == [{"cam-a": 30, "cam-b": 10}, {"cam-a": 5}]
     assert report["late_contributions"] == 1 and report["version"] == 2
     assert any("do not fit the fleet's front (front.w differ)" in e for e in server.errors)
+
+
+def test_the_first_round_waits_for_the_edges_expected(bundle_dir: Path, tmp_path: Path) -> None:
+    """Boards started together connect seconds apart: with expect_edges=2, cam-a's first round
+    does not close alone before cam-b has even connected; it closes with both."""
+    server = scripted_host(bundle_dir, tmp_path, expect_edges=2)
+    links = [scripted_edge(server, bundle_dir, tmp_path, "cam-a")]
+    try:
+        links[0].send(weight_messages(front(1.0), {}, round=1, samples=10)[0])
+        time.sleep(1.0)
+        assert server.averaging.version == 0  # alone, the fleet is not all there yet
+        links.append(scripted_edge(server, bundle_dir, tmp_path, "cam-b"))
+        links[1].send(weight_messages(front(3.0), {}, round=1, samples=10)[0])
+        for link in links:
+            assert np.array_equal(await_front(link, 1).tensors["front.w"], front(2.0)["front.w"])
+    finally:
+        for link in links:
+            link.close("done")
+        server.stop()
+    rounds = server.report()["shared_tail"]["front_averaging"]["rounds"]
+    assert [(r["samples"], r["closed_by"]) for r in rounds] == [({"cam-a": 10, "cam-b": 10}, "all")]
 
 
 def test_both_engines_train_on_the_weights_they_load(bundle_dir: Path) -> None:

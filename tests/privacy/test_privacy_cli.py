@@ -129,7 +129,7 @@ def test_audit_command_writes_report_grid_and_models(
 def released_activations(capture: bytes) -> list[np.ndarray]:
     """Every activation tensor (BATCH and EVAL_BATCH) in a capture of the edge's upstream."""
     tensors = []
-    for body in FrameDecoder(max_frame=64 << 20).feed(capture):
+    for body in FrameDecoder(max_frame=64 << 20, observer=True).feed(capture):
         header, payload = decode_header(bytes(body), 64 << 20)
         if header.type == MsgType.BATCH:
             tensors.append(Batch.decode(payload).tensor)

@@ -6,7 +6,9 @@ sends its front + exit weights (MODEL_WEIGHTS, `round` = the version it averages
 that must take part has sent its weights for it: every edge with a live session that is not done
 and has not sent its last round (`last`). Edges that leave mid-round are not waited for; after
 `round_timeout` seconds the round closes with the weights it has (the others are `missing` in
-the round's log). The average is weighted by each edge's samples (FedAvg); integer buffers are
+the round's log). With `--expect-edges N` a round also waits (up to the timeout) until N edges
+have joined the fleet, so that edges started together, which connect seconds apart, all take
+part in the first round. The average is weighted by each edge's samples (FedAvg); integer buffers are
 rounded. Closing a round writes the shared checkpoint (the averaged front and its version are
 in it) and acknowledges the contributions only then, so a host that crashes mid-round gets them
 again from the edges' spools; then the averaged front goes down to every live edge as
@@ -58,7 +60,11 @@ class FrontAverager:
     """The fleet's averaged front: its version, the open round, and what went up and down."""
 
     def __init__(
-        self, server: CloudServer, schedule: AveragingSchedule, round_timeout: float = 600.0
+        self,
+        server: CloudServer,
+        schedule: AveragingSchedule,
+        round_timeout: float = 600.0,
+        expect_edges: int = 1,
     ) -> None:
         if server.shared is None:
             raise ValueError("front averaging needs a shared tail (--shared-tail)")
@@ -66,6 +72,9 @@ class FrontAverager:
         self.shared = server.shared
         self.schedule = schedule
         self.round_timeout = round_timeout
+        # A round closes early only once this many edges have joined the fleet: edges started
+        # together connect seconds apart, and a first round of one edge averages nothing.
+        self.expect_edges = max(1, expect_edges)
         saved = self.shared.front
         self.version: int = int(saved.get("version", 0))
         self.latest: dict[str, np.ndarray] | None = (
@@ -184,7 +193,13 @@ class FrontAverager:
         return connected | self._returning
 
     def _close_if_complete(self) -> None:
-        if not self._closed and self._round and self._required() <= set(self._round):
+        joined = {edge_id for edge_id, _ in self.shared.members}
+        if (
+            not self._closed
+            and self._round
+            and len(joined) >= self.expect_edges
+            and self._required() <= set(self._round)
+        ):
             self._close("all")
 
     def _timed_out(self, version: int) -> None:

@@ -12,7 +12,7 @@ import click
 
 from edge_runtime.command_line import logging_options, report_option
 from edge_runtime.errors import UsageFault
-from edge_runtime.modes import LINK_MODE_NAMES
+from edge_runtime.modes import LINK_MODE_NAMES, mode_spec
 from host.console import console
 
 if TYPE_CHECKING:
@@ -214,6 +214,9 @@ def serve_cmd(
 
     if shared_tail and not host_mode(mode).trains_tail:
         raise UsageFault(f"--shared-tail: mode {mode!r} trains no tail to share")
+    if model_out is not None and not infer and not mode_spec(mode).scores_exit:
+        # As demo says it: the run would end well and then fail for want of an edge model.
+        raise UsageFault(f"--mode {mode} trains no early exit: --model-out needs one")
     schedule = None
     if average_every is not None:
         try:

@@ -109,3 +109,17 @@ def test_ctrl_c_while_onnxruntime_imports_is_an_interruption(tmp_path) -> None:
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "hostctl: interrupted", err[-2000:]
     assert "ImportError" not in err and "Traceback" not in err
+
+
+def test_serve_model_out_needs_a_mode_with_an_exit(exported, tmp_path) -> None:
+    """serve --mode split --model-out: one line and exit 2 at once, as demo says it (the run
+    trained to its end, then failed: "edge ... sent no trained model (it stopped before the
+    end of its run)")."""
+    bundle = exported("smallcnn", 2)
+    for mode in ("split", "cloud"):
+        out = run("serve", "--bundle", str(bundle), "--mode", mode, "--listen", "tcp://127.0.0.1:0",
+                  "--model-out", str(tmp_path / "m"), cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.strip().splitlines() == [
+            f"hostctl: error: --mode {mode} trains no early exit: --model-out needs one"
+        ]

@@ -122,6 +122,11 @@ def bench(
         chosen = parse_modes(modes)
     except UnknownMode as exc:  # a usage error already; the option's name gives it context
         raise UsageFault(f"--modes {modes!r}: {exc}") from None
+    if model_out is not None and not any(mode_spec(m).scores_exit for m in chosen):
+        raise UsageFault(
+            f"--model-out: none of --modes {modes} trains an early exit to write a model of "
+            "(hierarchical does)"
+        )
     chosen_codecs = parse_csv("--codec", codecs, CODECS)
     linked = [m for m in chosen if mode_spec(m).needs_link]
     check_link(link, link_emulation, linked[0] if linked else chosen[0])

@@ -72,6 +72,7 @@ def test_bench_usage_errors(tmp_path) -> None:
         (("--codec", "bf16"), None, "choose from fp32"),
         (("--profile", "nosuchboard"), None, "rpi4"),
         (("--link-emulation", "kernel"), no_tools, "kernel shaping is unavailable here"),
+        (("--modes", "split,edge", "--model-out", "m"), None, "trains an early exit"),
     ):
         out = hostctl("bench", *args, env=env)
         assert out.returncode == 2, out.stderr

@@ -341,6 +341,8 @@ def run(
     click.get_current_context().call_on_close(signals.restore)
     activation_noise = _activation_noise(dp_clip, dp_noise, mode)
     _check_adversarial_exit(adv_lambda, engine, mode)
+    if model_out is not None and not mode_spec(mode).scores_exit:
+        raise UsageFault(f"--mode {mode} trains no early exit: --model-out needs one")
     bundle = load_bundle(bundle_dir)
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")

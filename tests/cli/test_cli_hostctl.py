@@ -123,3 +123,11 @@ def test_serve_model_out_needs_a_mode_with_an_exit(exported, tmp_path) -> None:
         assert out.stderr.strip().splitlines() == [
             f"hostctl: error: --mode {mode} trains no early exit: --model-out needs one"
         ]
+    # The edge's own --model-out alike (it wrote nothing, silently).
+    edge = [sys.executable, "-m", "edge_runtime.cli", "run", "--bundle", str(bundle / "edge"),
+            "--mode", "split", "--model-out", str(tmp_path / "m"), "--connect", "socket://127.0.0.1:9"]  # fmt: skip
+    out = subprocess.run(edge, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "edge-runtime: error: --mode split trains no early exit: --model-out needs one"
+    ]

@@ -35,7 +35,8 @@ def load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if table.shape[1] != _SIDE * _SIDE + 1:
         raise DataError(
             f"{path} has {table.shape[1]} columns; a digits CSV has 65 "
-            "(64 pixels 0..16 of an 8x8 image, then the label)"
+            "(64 pixels 0..16 of an 8x8 image, then the label). Other images (an MNIST CSV, "
+            "say) go in an .npz: numpy.savez(path, x=images, y=labels), then --data npz:PATH"
         )
     pixels, labels = table[:, :-1], table[:, -1]
     if pixels.min() < 0 or pixels.max() > _MAX_PIXEL:

@@ -6,15 +6,11 @@ exit code (edge_runtime/command_line.py), as hostctl's does.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import shutil
-import signal
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -46,6 +42,7 @@ from edge_runtime.privacy import (
     check_noise_multiplier,
 )
 from edge_runtime.report import write_report
+from edge_runtime.stop_signals import StopSignals
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 
 PROG = "edge-runtime"
@@ -67,84 +64,6 @@ baud_option = click.option(
 @version_option(PROG)
 def cli() -> None:
     """The edge side of hierarchical training: trains the front, streams activations."""
-
-
-class _Signalled(BaseException):
-    """Raised by the handler inside ``_StopSignals.at_once``; BaseException, so that a wait's
-    ``except Exception`` retry loop does not swallow it."""
-
-
-class _StopSignals:
-    """SIGINT and SIGTERM for ``edge-runtime run``, installed on the command's first line.
-
-    By default a signal is only recorded and ``event`` set: the trainer finishes the batch in
-    hand, and start-up's imports (onnxruntime, torch) complete, where a KeyboardInterrupt in
-    the middle of ``import onnxruntime`` fails as "ImportError: initialization failed". Inside
-    ``at_once()`` a signal ends the wait at once: connecting to a host that is not there knows
-    nothing of ``event`` and would otherwise hold a Ctrl-C for all of --connect-timeout.
-    Ctrl-C ends the command as interrupted (130); SIGTERM, as systemd sends it, as a clean
-    stop (0).
-    """
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.by: list[int] = []
-        self._at_once = False
-        self._previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-
-    def _on_signal(self, signum: int, frame: object) -> None:  # noqa: ARG002 - signal's signature
-        self.by.append(signum)
-        self.event.set()
-        if self._at_once:
-            raise _Signalled
-
-    def restore(self) -> None:
-        """Put back the handlers that were there before (a process that goes on keeps its own)."""
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    @property
-    def interrupted(self) -> bool:
-        """Whether Ctrl-C (SIGINT) was among the signals: the run ends as interrupted."""
-        return signal.SIGINT in self.by
-
-    def check(self, what: str) -> None:
-        """End the command now if a signal came; ``what`` says where it stopped and what next."""
-        if not self.by:
-            return
-        if self.interrupted:
-            raise Interrupted(what)
-        console.print(what)
-        raise click.exceptions.Exit(0)
-
-    @contextlib.contextmanager
-    def at_once(self, what: str) -> Iterator[None]:
-        """A block a signal breaks off at once, ending the command as ``check(what)`` does."""
-        self.check(what)  # one that came before the block
-        self._at_once = True
-        try:
-            yield
-        except _Signalled:
-            self._at_once = False
-            self.check(what)
-        finally:
-            self._at_once = False
-
-    def wait(self, blocking: Callable[[], object]) -> bool:
-        """Run `blocking` (a wait); a signal, before or during it, breaks it off at once.
-        Returns whether it ran to its end."""
-        if self.by:
-            return False
-        self._at_once = True
-        try:
-            blocking()
-            return True
-        except _Signalled:
-            return False
-        finally:
-            self._at_once = False
 
 
 # RunProgress.extra: the bundle a run started with (Bundle.identity), for --resume to compare.
@@ -337,7 +256,7 @@ def run(
 ) -> None:
     """Train the front + exit on local data and stream activations and labels to the host."""
     # First of all: a signal from here on is recorded, not raised into the imports below.
-    signals = _StopSignals()
+    signals = StopSignals(say=console.print)
     click.get_current_context().call_on_close(signals.restore)
     activation_noise = _activation_noise(dp_clip, dp_noise, mode)
     _check_adversarial_exit(adv_lambda, engine, mode)
@@ -573,7 +492,7 @@ def infer(
 
     # A Ctrl-C inside `import onnxruntime` fails it as "ImportError: initialization failed":
     # signals wait until it is done; from then on Ctrl-C interrupts at once (exit 130).
-    signals = _StopSignals()
+    signals = StopSignals(say=console.print)
     try:
         inference_runtime()
     finally:
@@ -772,7 +691,7 @@ def _run_alone(
     threads: int | None,
     report_path: Path | None,
     slowdown: float,
-    signals: _StopSignals,
+    signals: StopSignals,
 ) -> None:
     """A mode without a link (edge-only): the board trains the whole network alone."""
     from edge_runtime.modes.edge import EdgeAlone

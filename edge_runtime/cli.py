@@ -128,7 +128,7 @@ def _spooled(work_dir: Path) -> bool:
     "bundle_dir",
     required=True,
     type=click.Path(path_type=Path),
-    help="the bundle's edge directory (DIR/edge)",
+    help="the bundle's edge directory (DIR/edge; DIR, the whole bundle, works too)",
 )
 @click.option(
     "--connect",
@@ -263,6 +263,8 @@ def run(
     if model_out is not None and not mode_spec(mode).scores_exit:
         raise UsageFault(f"--mode {mode} trains no early exit: --model-out needs one")
     bundle = load_bundle(bundle_dir)
+    if bundle.side == "all":  # the whole bundle, as serve takes it: the edge trains its half
+        bundle = load_bundle(bundle.side_dir("edge"))
     if bundle.side != "edge":
         raise UsageFault(f"--bundle {bundle_dir}: give the bundle's edge directory (DIR/edge)")
     exported = bundle.manifest.get("privacy")

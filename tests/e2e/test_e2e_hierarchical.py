@@ -147,3 +147,14 @@ def test_two_edges_train_at_once_each_with_its_own_tail(small_bundle, tmp_path) 
         assert record["trained_ids"] == expected_ids(640, 32, 1)
         assert record["done"] and record["duplicates_dropped"] == 0
     assert report["batches_trained_cloud"] == 2 * 20
+
+
+def test_the_edge_takes_the_whole_bundle_dir_too(small_bundle, tmp_path) -> None:
+    """`--bundle DIR` (as serve takes it) trains DIR/edge; it was a usage error."""
+    cloud = start_cloud(small_bundle, tmp_path)
+    cmd = edge_cmd(small_bundle, cloud.url, tmp_path, "--data", "synthetic:200", "--epochs", "1")
+    cmd[cmd.index("--bundle") + 1] = str(small_bundle)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=ENV, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (record,) = cloud.finish()["edges"]
+    assert record["trained_ids"] == expected_ids(160, 32, 1)

@@ -25,7 +25,13 @@ def read_model_dir(model_dir: Path) -> dict[str, Any]:
     model_dir = Path(model_dir)
     path = model_dir / MODEL_JSON
     if not path.is_file():
-        raise ModelDirError(f"{model_dir}: no {MODEL_JSON}; not a model directory")
+        hint = ""
+        if (model_dir / "edge.json").is_file():  # the board's own half (run --model-out)
+            hint = (
+                ": it holds the board's half (edge-runtime run --model-out); give the "
+                "--model-out of hostctl serve, demo or bench, or of hostctl model"
+            )
+        raise ModelDirError(f"{model_dir}: no {MODEL_JSON}; not a model directory{hint}")
     try:
         description = json.loads(path.read_text())
     except ValueError as exc:

@@ -118,3 +118,14 @@ def test_ctrl_c_while_onnxruntime_imports_is_an_interruption(
     assert proc.returncode == 130, text[-2000:]
     assert "ImportError" not in text and "Traceback" not in text, text[-2000:]
     assert text.strip().splitlines()[-1].startswith("edge-runtime: interrupted"), text[-2000:]
+
+
+def test_the_boards_own_half_is_named(tmp_path) -> None:
+    """`edge-runtime run --model-out` writes edge.onnx + edge.json, not a model directory:
+    inference given it says which directory it wants."""
+    from edge_runtime.infer.model_dir import ModelDirError, read_model_dir
+
+    (tmp_path / "edge.json").write_text("{}")
+    with pytest.raises(ModelDirError, match="holds the board's half") as err:
+        read_model_dir(tmp_path)
+    assert "--model-out of hostctl serve, demo or bench" in str(err.value)

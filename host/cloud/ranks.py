@@ -117,6 +117,46 @@ def rendezvous_address(opts: RankOptions) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _interface_with(address: str) -> str | None:
+    """The network interface holding IPv4 `address` on this machine (Linux), or None."""
+    import fcntl
+    import struct
+
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            try:
+                info = fcntl.ioctl(
+                    probe.fileno(), siocgifaddr, struct.pack("256s", name[:15].encode())
+                )
+            except OSError:  # down, or no IPv4 address
+                continue
+            if socket.inet_ntoa(info[20:24]) == address:
+                return name
+    return None
+
+
+def gloo_interface(opts: RankOptions) -> str | None:
+    """For several nodes: the interface this machine reaches the rendezvous endpoint through,
+    for gloo's ranks to talk over (GLOO_SOCKET_IFNAME). Left to gloo on one node, or when
+    the user set GLOO_SOCKET_IFNAME.
+
+    gloo otherwise binds to what the machine's host name resolves to, often 127.0.1.1 or a
+    loopback address, and tells the other nodes to connect there: they connect to themselves
+    and the collective times out (measured: tests/fleet/test_nodes.py, two network namespaces).
+    """
+    if opts.nnodes == 1 or os.environ.get("GLOO_SOCKET_IFNAME"):
+        return None
+    host, port = rendezvous_address(opts)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((socket.gethostbyname(host), port))  # a route only: nothing is sent
+            local = probe.getsockname()[0]
+    except OSError:
+        return None
+    return _interface_with(local)
+
+
 def reach_rendezvous(opts: RankOptions) -> None:
     """Check, before torchrun, that this node can take its part in the rendezvous: node 0 can
     listen on the endpoint, another node reaches it within `rdzv_timeout` (node 0 may start
@@ -245,8 +285,13 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
     with open(log_path, "w") as log:
         # The ranks' "listening on" lines reach our stdout; their logs and torchrun's go to
         # the log file (torchrun prints tracebacks a user should not have to read).
+        env = dict(os.environ)
+        interface = gloo_interface(opts)
+        if interface is not None:
+            env["GLOO_SOCKET_IFNAME"] = interface
+            print(f"node {opts.node_rank}: gloo over {interface}", file=log, flush=True)
         proc = subprocess.Popen(
-            torchrun_command(opts, ports), stderr=log, preexec_fn=_die_with(os.getpid())
+            torchrun_command(opts, ports), stderr=log, env=env, preexec_fn=_die_with(os.getpid())
         )
         stopped: list[int] = []
 

@@ -11,6 +11,7 @@ take 5-8 s each. Nothing asserts on wall-clock time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -18,10 +19,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from launchers import Edge, Launcher, alive
+
+from host.linkemu.netns import NamespaceLink, kernel_shaping_available
+from host.linkemu.presets import LinkSpec
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 NODES = 2
@@ -72,19 +77,39 @@ def started() -> Iterator[list]:
         thing.kill()
 
 
+@dataclass(frozen=True)
+class Machine:
+    """Where a node runs: its address, and the command prefix that puts a process there."""
+
+    address: str
+    prefix: tuple[str, ...] = ()
+
+
+LOCAL = Machine("127.0.0.1")
+
+
 class Node(Launcher):
     """One `hostctl serve --ranks N --nnodes 2 --node-rank K` launcher, in a process group of
     its own, with a state dir of its own (as on its own machine)."""
 
     def __init__(
-        self, bundle: Path, tmp: Path, node: int, port: int, endpoint: str, *args: str, per_node=1
+        self,
+        bundle: Path,
+        tmp: Path,
+        node: int,
+        port: int,
+        endpoint: str,
+        *args: str,
+        per_node=1,
+        at: Machine | None = None,
     ):
         self.node = node
         self.per_node = per_node
+        self.at = at or LOCAL
         self.report = tmp / f"report{node}.json"
         cmd = [
-            sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle),
-            "--listen", f"tcp://127.0.0.1:{port}", "--shared-tail", "--ranks", str(per_node),
+            *self.at.prefix, sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle),
+            "--listen", f"tcp://{self.at.address}:{port}", "--shared-tail", "--ranks", str(per_node),
             "--nnodes", str(NODES), "--node-rank", str(node), "--rdzv-endpoint", endpoint,
             "--state-dir", str(tmp / f"state{node}"), "--report", str(self.report),
             "--metrics-csv", str(tmp / f"metrics{node}.csv"), "--checkpoint-every", "3",
@@ -104,11 +129,18 @@ class Node(Launcher):
 
 
 def start_edge(
-    bundle: Path, tmp: Path, i: int, port: int, started: list, slowdown: str = "1"
+    bundle: Path,
+    tmp: Path,
+    i: int,
+    port: int,
+    started: list,
+    slowdown: str = "1",
+    at: Machine | None = None,
 ) -> Edge:
+    at = at or LOCAL
     cmd = [
-        sys.executable, "-m", "edge_runtime.cli", "run", "--bundle", str(bundle / "edge"),
-        "--connect", f"socket://127.0.0.1:{port}", "--work-dir", str(tmp / f"edge{i}"),
+        *at.prefix, sys.executable, "-m", "edge_runtime.cli", "run", "--bundle", str(bundle / "edge"),
+        "--connect", f"socket://{at.address}:{port}", "--work-dir", str(tmp / f"edge{i}"),
         "--edge-id", f"cam{i}", "--data", f"synthetic:{SAMPLES}", "--seed", str(i),
         "--epochs", "1", "--batch-size", "16", "--slowdown", slowdown,
         "--report", str(tmp / f"edge{i}.json"),
@@ -155,18 +187,21 @@ def two_nodes(
     *args: str,
     slowdown: str = "1",
     during: Callable[[list[Node]], None] | None = None,
+    machines: tuple[Machine, Machine] = (LOCAL, LOCAL),
 ) -> list[dict]:
-    """Two nodes of `per_node` ranks, an edge on each rank, `during` called once the edges
-    run: checks every batch of every edge trained once into one tail on every rank, and every
-    process gone at the end. Returns the nodes' reports."""
+    """Two nodes of `per_node` ranks on `machines`, an edge on each rank (on its node's
+    machine), `during` called once the edges run: checks every batch of every edge trained
+    once into one tail on every rank, and every process gone at the end. Returns the nodes'
+    reports."""
     world = NODES * per_node
     port = _free_ports(world + 1)  # global rank r at PORT + r; the rendezvous at PORT + world
-    endpoint = f"127.0.0.1:{port + world}"
+    endpoint = f"{machines[0].address}:{port + world}"
     # Node 1 first: it waits for node 0's rendezvous to come up instead of failing.
     nodes = []
     for k in (1, 0):
-        nodes.append(Node(bundle, tmp_path, k, port, endpoint, *args, per_node=per_node))
-        started.append(nodes[-1])
+        node = Node(bundle, tmp_path, k, port, endpoint, *args, per_node=per_node, at=machines[k])
+        nodes.append(node)
+        started.append(node)
     nodes.sort(key=lambda n: n.node)
     ports: dict[int, int] = {}
     for n in nodes:
@@ -182,7 +217,10 @@ def two_nodes(
         assert len(rank_pids) == per_node
         processes += [n.proc.pid, _parent(rank_pids[0]), *rank_pids]
     assert all(map(alive, processes))
-    edges = [start_edge(bundle, tmp_path, r, ports[r], started, slowdown) for r in range(world)]
+    edges = [
+        start_edge(bundle, tmp_path, r, ports[r], started, slowdown, machines[r // per_node])
+        for r in range(world)
+    ]
     if during is not None:
         during(nodes)
     for i, edge in enumerate(edges):
@@ -223,6 +261,22 @@ def two_nodes(
         time.sleep(0.2)
     assert not [pid for pid in processes if alive(pid)], "\n".join(n.logs() for n in nodes)
     return reports
+
+
+def test_two_nodes_in_network_namespaces_of_their_own(bundle, tmp_path, started) -> None:
+    """Two "machines": each node (its torchrun, ranks and edges) in a network namespace of its
+    own, joined by a veth pair (10.200.0.1 and .2, no loopback in common). gloo's ranks must
+    reach each other at the --listen address, not at whatever the host name resolves to."""
+    ok, why = kernel_shaping_available()
+    if not ok:
+        pytest.skip(f"network namespaces: {why}")
+    with NamespaceLink(LinkSpec("lan", math.inf, math.inf, 0.0)) as lan:
+        machines = tuple(
+            Machine(ip, ("ip", "netns", "exec", lan.namespace(side)))
+            for ip, side in ((lan.host_ip, "host"), (lan.edge_ip, "edge"))
+        )
+        reports = two_nodes(bundle, tmp_path, started, 1, machines=machines)
+    assert [r["restart"] for report in reports for r in report["ranks"]] == [0, 0]
 
 
 def test_an_unreachable_rendezvous_is_one_line_not_a_hang(bundle, tmp_path, started) -> None:

@@ -96,6 +96,35 @@ def test_cloud_and_edge_killed_and_restarted(small_bundle, tmp_path) -> None:
     assert record["final_accuracy"] is not None
 
 
+def test_edge_killed_on_a_serial_line_and_resumed_trains_each_batch_once(
+    small_bundle, tmp_path
+) -> None:
+    """SIGKILL the edge mid-run on a paced serial line, whose bytes in flight (frames of the
+    killed session) still reach the host, and --resume it on the same line: every batch is
+    trained exactly once, none of the dead session's frames taken into the new one."""
+    run = ["--data", "synthetic:1500", "--epochs", "1", "--codec", "int8", "--baud", "1000000"]
+    with NullModem(baud=1_000_000) as modem:
+        cloud = start_cloud(
+            small_bundle, tmp_path, "--checkpoint-every", "5", serial=modem.paths[1]
+        )
+        edge = subprocess.Popen(
+            edge_cmd(small_bundle, modem.paths[0], tmp_path, *run),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+            cwd=tmp_path,
+        )
+        wait_until(lambda: cloud.rows() >= 12, 180, "the cloud to train 12 batches")
+        edge.send_signal(signal.SIGKILL)
+        edge.wait(10)
+        resumed = run_edge(small_bundle, modem.paths[0], tmp_path, *run, "--resume", tag="edge2")
+        report = cloud.finish()
+    (record,) = report["edges"]
+    assert record["trained_ids"] == expected_ids(1200, 32, 1)
+    assert resumed["epochs_done"] == 1 and not resumed["stopped_early"]
+
+
 def test_clean_stop_and_resume(small_bundle, tmp_path) -> None:
     """SIGTERM stops both sides cleanly (exit 0, checkpoint, report); both resume."""
     listen = f"tcp://127.0.0.1:{free_port()}"

@@ -145,14 +145,19 @@ def test_ctrl_c_with_the_host_gone_ends_at_once_and_resumes_exactly_once(
         edge.wait(timeout=50)  # the reconnect timeout is 60 s: the signal ended the wait
     finally:
         edge.kill()
+        cloud.proc.kill()  # killed already, unless a wait above failed first
     text = err.read_text()
     assert edge.returncode == 130, text[-2000:]
     last = text.strip().splitlines()[-1]
     assert last.startswith("edge-runtime: interrupted: stopped at "), last
     assert last.endswith(f"continue with --resume --work-dir {tmp_path / 'edge-work'}"), last
     again = start_cloud(small_bundle, tmp_path, listen=cloud.listening.split()[-1], tag="cloud2")
-    run_edge(small_bundle, again.url, tmp_path, *RUN, "--resume", tag="edge2")
-    (record,) = again.finish()["edges"]
+    try:
+        run_edge(small_bundle, again.url, tmp_path, *RUN, "--resume", tag="edge2")
+        (record,) = again.finish()["edges"]
+    finally:
+        again.proc.kill()  # a host left waiting for its edge by a failed run
+        again.proc.wait(60)
     assert record["trained_ids"] == expected_ids(TRAIN, BATCH, EPOCHS)
 
 
@@ -162,23 +167,30 @@ def test_ctrl_c_while_the_edge_waits_for_the_last_metrics(small_bundle, tmp_path
     an interruption (it was ignored), and --resume delivers the rest exactly once."""
     run = ["--data", "synthetic:800", "--epochs", "1", "--batch-size", "32"]
     cloud = start_cloud(small_bundle, tmp_path, listen=f"tcp://127.0.0.1:{free_port()}")
-    err = tmp_path / "edge.err"
-    cmd = edge_cmd(small_bundle, cloud.url, tmp_path, *run, "--slowdown", "4")
-    with err.open("w") as sink:
-        edge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink, env=ENV, cwd=tmp_path)
     try:
-        wait_until(lambda: cloud.rows() >= 20, 120, "every training batch at the host")
-        cloud.proc.send_signal(signal.SIGSTOP)  # before the edge's evaluation reaches it
-        wait_until(lambda: "eval batch 2/2" in err.read_text(), 120, "the edge's last eval")
-        edge.send_signal(signal.SIGINT)
-        edge.wait(timeout=60)
+        err = tmp_path / "edge.err"
+        cmd = edge_cmd(small_bundle, cloud.url, tmp_path, *run, "--slowdown", "4")
+        with err.open("w") as sink:
+            edge = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=sink, env=ENV, cwd=tmp_path
+            )
+        try:
+            wait_until(lambda: cloud.rows() >= 20, 120, "every training batch at the host")
+            cloud.proc.send_signal(signal.SIGSTOP)  # before the edge's evaluation reaches it
+            wait_until(lambda: "eval batch 2/2" in err.read_text(), 120, "the edge's last eval")
+            edge.send_signal(signal.SIGINT)
+            edge.wait(timeout=60)
+        finally:
+            edge.kill()
+            cloud.proc.send_signal(signal.SIGCONT)
+        text = err.read_text()
+        assert edge.returncode == 130, text[-2000:]
+        last = text.strip().splitlines()[-1]
+        assert last.startswith("edge-runtime: interrupted: stopped at epoch 1 batch 0"), last
+        run_edge(small_bundle, cloud.url, tmp_path, *run, "--resume", tag="edge2")
+        (record,) = cloud.finish()["edges"]
+        assert record["trained_ids"] == expected_ids(640, 32, 1)
     finally:
-        edge.kill()
         cloud.proc.send_signal(signal.SIGCONT)
-    text = err.read_text()
-    assert edge.returncode == 130, text[-2000:]
-    last = text.strip().splitlines()[-1]
-    assert last.startswith("edge-runtime: interrupted: stopped at epoch 1 batch 0"), last
-    run_edge(small_bundle, cloud.url, tmp_path, *run, "--resume", tag="edge2")
-    (record,) = cloud.finish()["edges"]
-    assert record["trained_ids"] == expected_ids(640, 32, 1)
+        cloud.proc.kill()  # a host left waiting for its edge by a failed assertion
+        cloud.proc.wait(60)

@@ -398,6 +398,22 @@ class HostListener:
                 return None
         return None
 
+    def _state_for(self, key: tuple[str, str]) -> tuple[int, dict[str, Any]]:
+        """The application's cursor and resume info for (edge, run). Its refusals pass on; any
+        other failure of it (a bug, a state it could not read) refuses this edge with "state"
+        instead of killing the line's thread with a traceback while the edge retries blind."""
+        assert self._resume_for is not None
+        try:
+            return self._resume_for(*key)
+        except HandshakeRefused:
+            raise
+        except Exception as exc:
+            log.error("resuming edge %r run %s failed: %s: %s", *key, type(exc).__name__, exc)
+            log.debug("resuming edge %r run %s", *key, exc_info=True)
+            raise HandshakeRefused(
+                "state", f"the host cannot resume this run: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def _open_session(self, line: HostLine, hello: Hello) -> HostSession:
         key = (hello.edge_id, hello.run_id)
         with self._lock:
@@ -407,7 +423,7 @@ class HostListener:
             old.end(LinkClosed(f"edge {hello.edge_id!r} reconnected"))
             if old.line is not line:
                 old.line.end_session()
-        cursor, resume = (0, {}) if self._resume_for is None else self._resume_for(*key)
+        cursor, resume = (0, {}) if self._resume_for is None else self._state_for(key)
         with cursors.lock:
             cursors.consumed = max(cursors.consumed, cursor)
             cursors.delivered = max(cursors.delivered, cursors.consumed)

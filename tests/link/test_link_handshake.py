@@ -115,3 +115,27 @@ def test_data_before_welcome_is_refused_and_never_decoded(listener: HostListener
         sock.settimeout(5)
         assert sock.recv(4096) == b""  # and the connection is closed
     assert col.sessions == [] and col.messages == []
+
+
+def test_a_host_that_fails_to_resume_an_edge_refuses_it_in_one_line(tmp_path: Path) -> None:
+    """The application's resume callback failing in an unforeseen way (a bug, a state it
+    cannot read) refuses that edge with "state", naming the failure, and the host serves on;
+    before, the line's thread died with a traceback while the edge retried blind."""
+
+    def resume_for(edge_id: str, run_id: str) -> tuple[int, dict]:
+        if edge_id == "broken":
+            raise RuntimeError("size mismatch for tail.fc.weight")
+        return 0, {}
+
+    lst = HostListener(KEY, BUNDLE, config=fast_config(), resume_for=resume_for)
+    try:
+        host, port = lst.serve_tcp("127.0.0.1", 0, Collector())
+        with pytest.raises(HandshakeRefused) as info:
+            _connect(f"socket://{host}:{port}", tmp_path / "a", edge="broken")
+        assert info.value.code == "state"
+        assert "RuntimeError: size mismatch for tail.fc.weight" in str(info.value)
+        assert _refusal_codes(lst) == ["state"]
+        good = _connect(f"socket://{host}:{port}", tmp_path / "b", edge="good")
+        good.close()
+    finally:
+        lst.close()

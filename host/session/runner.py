@@ -149,8 +149,9 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
             # An edge interrupted before it trained (while connecting) writes no report.
             reported = rc in (0, EXIT_INTERRUPTED) and edge_report.is_file()
             edge = json.loads(edge_report.read_text()) if reported else {}
-            # An edge stopped by a signal exits 0 with a partial run: the cloud would wait on.
-            stopped = bool(edge.get("stopped_early"))
+            # An edge stopped by a signal exits 0 with a partial run, or with no report at all
+            # when the signal came before its run started: either way the cloud would wait on.
+            stopped = bool(edge.get("stopped_early")) or (rc == 0 and not reported)
             if rc == 0 and not stopped:
                 cloud.wait(exit_when_done=True)
         finally:

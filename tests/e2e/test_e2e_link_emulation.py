@@ -121,14 +121,12 @@ def test_an_interrupted_kernel_run_leaves_no_namespace(
     assert namespaces_of(proc.pid) == []
 
 
-@pytest.mark.root
-@pytest.mark.skipif(not AVAILABLE, reason=f"kernel shaping unavailable: {WHY_NOT}")
-def test_a_failed_kernel_run_leaves_no_namespace(small_bundle, tmp_path) -> None:
-    """The edge dies (SIGKILL) mid-run on the kernel-shaped link: the demo fails in one line
-    and leaves no network namespace behind. (Bad data no longer gets this far: the demo
-    refuses it before any namespace is made.)"""
-    work = tmp_path / "f"
-    cmd = demo_cmd(small_bundle, work, "--link", "3g", "--link-emulation", "kernel")
+def signal_the_edge(
+    bundle: Path, work: Path, emulation: str, sig: signal.Signals
+) -> tuple[subprocess.Popen, str]:
+    """`hostctl demo` on `3g` with `emulation`; `sig` to its edge process alone once the edge
+    has started. Returns the finished demo and its stderr (killed if it outlives 120 s)."""
+    cmd = demo_cmd(bundle, work, "--link", "3g", "--link-emulation", emulation)
     cmd[cmd.index(DATA)] = "synthetic:3000"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -139,12 +137,22 @@ def test_a_failed_kernel_run_leaves_no_namespace(small_bundle, tmp_path) -> None
             text=True,
         ).stdout.split()
         assert len(edges) == 1, edges
-        os.kill(int(edges[0]), signal.SIGKILL)
+        os.kill(int(edges[0]), sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return proc, err
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not AVAILABLE, reason=f"kernel shaping unavailable: {WHY_NOT}")
+def test_a_failed_kernel_run_leaves_no_namespace(small_bundle, tmp_path) -> None:
+    """The edge dies (SIGKILL) mid-run on the kernel-shaped link: the demo fails in one line
+    and leaves no network namespace behind. (Bad data no longer gets this far: the demo
+    refuses it before any namespace is made.)"""
+    proc, err = signal_the_edge(small_bundle, tmp_path / "f", "kernel", signal.SIGKILL)
     assert proc.returncode == 1, err[-2000:]
     assert "the edge runtime exited with -9" in err
     assert namespaces_of(proc.pid) == []
@@ -186,23 +194,6 @@ def test_auto_falls_back_to_user_space_without_kernel_shaping(small_bundle, tmp_
 
 def test_an_edge_stopped_alone_ends_the_demo_instead_of_hanging(small_bundle, tmp_path) -> None:
     """SIGTERM to the edge only: it checkpoints and exits 0; the demo must not wait on."""
-    work = tmp_path / "e"
-    cmd = demo_cmd(small_bundle, work, "--link", "3g", "--link-emulation", "user")
-    cmd[cmd.index(DATA)] = "synthetic:3000"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: (work / "edge-work" / "spool").is_dir(), 60, "the edge to start")
-        edges = subprocess.run(
-            ["pgrep", "-f", f"edge_runtime.cli run .*{work / 'edge-work'}"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        assert len(edges) == 1, edges
-        os.kill(int(edges[0]), signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, err = signal_the_edge(small_bundle, tmp_path / "e", "user", signal.SIGTERM)
     assert proc.returncode == 1, err[-2000:]
     assert "stopped before the run's end" in err

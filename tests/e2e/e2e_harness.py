@@ -109,6 +109,21 @@ def edge_cmd(bundle: Path, url: str, workdir: Path, *args: str, tag: str = "edge
     ]
 
 
+def spawn_edge(
+    bundle: Path, url: str, workdir: Path, *args: str, stderr: int = subprocess.PIPE
+) -> subprocess.Popen:
+    """`edge-runtime run` in the background (stdout dropped, stderr as text or dropped), for a
+    test that signals or kills it mid-run."""
+    return subprocess.Popen(
+        edge_cmd(bundle, url, workdir, *args),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        env=ENV,
+        cwd=workdir,
+    )
+
+
 def run_edge(
     bundle: Path, url: str, workdir: Path, *args: str, timeout: float = 240, tag: str = "edge"
 ) -> dict:

@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 
-from e2e_harness import ENV, edge_cmd, expected_ids, run_edge, start_cloud, wait_until
+from e2e_harness import ENV, edge_cmd, expected_ids, run_edge, spawn_edge, start_cloud, wait_until
 
 # 1920 training samples: 60 batches of 32 in the one epoch; the first checkpoint is its end.
 RUN = ["--data", "synthetic:2400", "--epochs", "1", "--batch-size", "32"]
@@ -16,12 +16,8 @@ TRAIN, BATCH, EPOCHS = 1920, 32, 1
 
 def test_sigkill_before_the_first_checkpoint_resumes_exactly_once(small_bundle, tmp_path) -> None:
     cloud = start_cloud(small_bundle, tmp_path)
-    edge = subprocess.Popen(
-        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN, "--slowdown", "5"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=ENV,
-        cwd=tmp_path,
+    edge = spawn_edge(
+        small_bundle, cloud.url, tmp_path, *RUN, "--slowdown", "5", stderr=subprocess.DEVNULL
     )
     wait_until(lambda: cloud.rows() >= 5, 180, "the host to train 5 batches")
     edge.send_signal(signal.SIGKILL)
@@ -35,12 +31,8 @@ def test_sigkill_before_the_first_checkpoint_resumes_exactly_once(small_bundle, 
 
 def test_a_host_that_lost_its_state_is_named_at_once(small_bundle, tmp_path) -> None:
     first = start_cloud(small_bundle, tmp_path, "--checkpoint-every", "5")
-    edge = subprocess.Popen(
-        edge_cmd(small_bundle, first.url, tmp_path, *RUN, "--slowdown", "5"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=ENV,
-        cwd=tmp_path,
+    edge = spawn_edge(
+        small_bundle, first.url, tmp_path, *RUN, "--slowdown", "5", stderr=subprocess.DEVNULL
     )
     wait_until(lambda: first.rows() >= 12, 180, "the host to checkpoint twice")
     edge.send_signal(signal.SIGKILL)

@@ -13,6 +13,7 @@ from e2e_harness import (
     expected_ids,
     free_port,
     run_edge,
+    spawn_edge,
     start_cloud,
     wait_until,
 )
@@ -69,14 +70,7 @@ def test_cloud_and_edge_killed_and_restarted(small_bundle, tmp_path) -> None:
     """SIGKILL the cloud mid-epoch and restart it; SIGKILL the edge and --resume it."""
     listen = f"tcp://127.0.0.1:{free_port()}"
     cloud = start_cloud(small_bundle, tmp_path, "--checkpoint-every", "10", listen=listen)
-    edge = subprocess.Popen(
-        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        cwd=tmp_path,
-    )
+    edge = spawn_edge(small_bundle, cloud.url, tmp_path, *RUN)
     wait_until(lambda: cloud.rows() >= 35, 120, "the cloud to train 35 batches")
     cloud.proc.send_signal(signal.SIGKILL)
     cloud.proc.wait(10)
@@ -107,14 +101,7 @@ def test_edge_killed_on_a_serial_line_and_resumed_trains_each_batch_once(
         cloud = start_cloud(
             small_bundle, tmp_path, "--checkpoint-every", "5", serial=modem.paths[1]
         )
-        edge = subprocess.Popen(
-            edge_cmd(small_bundle, modem.paths[0], tmp_path, *run),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-            cwd=tmp_path,
-        )
+        edge = spawn_edge(small_bundle, modem.paths[0], tmp_path, *run)
         wait_until(lambda: cloud.rows() >= 12, 180, "the cloud to train 12 batches")
         edge.send_signal(signal.SIGKILL)
         edge.wait(10)
@@ -129,14 +116,7 @@ def test_clean_stop_and_resume(small_bundle, tmp_path) -> None:
     """SIGTERM stops both sides cleanly (exit 0, checkpoint, report); both resume."""
     listen = f"tcp://127.0.0.1:{free_port()}"
     cloud = start_cloud(small_bundle, tmp_path, listen=listen)
-    edge = subprocess.Popen(
-        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        cwd=tmp_path,
-    )
+    edge = spawn_edge(small_bundle, cloud.url, tmp_path, *RUN)
     wait_until(lambda: cloud.rows() >= 30, 120, "30 trained batches")
     edge.send_signal(signal.SIGTERM)
     assert edge.wait(60) == 0, edge.stderr.read()

@@ -8,7 +8,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_harness import ENV, edge_cmd, expected_ids, free_port, run_edge, start_cloud, wait_until
+from e2e_harness import (
+    ENV,
+    edge_cmd,
+    expected_ids,
+    free_port,
+    run_edge,
+    spawn_edge,
+    start_cloud,
+    wait_until,
+)
 
 RUN = ["--data", "synthetic", "--epochs", "2", "--batch-size", "32"]
 TRAIN, BATCH, EPOCHS = 2400, 32, 2
@@ -16,14 +25,7 @@ TRAIN, BATCH, EPOCHS = 2400, 32, 2
 
 def test_ctrl_c_on_the_edge_exits_130_and_says_how_to_resume(small_bundle, tmp_path) -> None:
     cloud = start_cloud(small_bundle, tmp_path, listen=f"tcp://127.0.0.1:{free_port()}")
-    edge = subprocess.Popen(
-        edge_cmd(small_bundle, cloud.url, tmp_path, *RUN),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-        cwd=tmp_path,
-    )
+    edge = spawn_edge(small_bundle, cloud.url, tmp_path, *RUN)
     wait_until(lambda: cloud.rows() >= 20, 120, "20 trained batches")
     edge.send_signal(signal.SIGINT)
     _, err = edge.communicate(timeout=60)

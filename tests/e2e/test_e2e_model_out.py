@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import torch
-from e2e_harness import ENV, edge_cmd, run_edge, start_cloud, wait_until
+from e2e_harness import ENV, run_edge, spawn_edge, start_cloud, wait_until
 
 from edge_runtime.bundle import load_bundle
 from edge_runtime.engines.ort_engine import OrtEngine
@@ -39,12 +39,15 @@ def test_model_from_checkpoints_after_sigkill(exported, digits_path, tmp_path) -
     bundle = exported("smallcnn", 2, input_shape=(1, 8, 8), lr=3e-3)
     cloud = start_cloud(bundle, tmp_path)
     work = tmp_path / "edge-work"
-    edge = subprocess.Popen(
-        edge_cmd(bundle, cloud.url, tmp_path, "--data", str(digits_path), "--epochs", "30"),
-        stdout=subprocess.DEVNULL,
+    edge = spawn_edge(
+        bundle,
+        cloud.url,
+        tmp_path,
+        "--data",
+        str(digits_path),
+        "--epochs",
+        "30",
         stderr=subprocess.DEVNULL,
-        env=ENV,
-        cwd=tmp_path,
     )
     try:
         state_dir = tmp_path / "cloud-state"

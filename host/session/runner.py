@@ -64,6 +64,9 @@ class SessionOptions:
     mode: str = "hierarchical"
     bundle: Path | None = None  # reuse this bundle instead of exporting one
     slowdown: float = 1.0  # board speed profile: the edge computes this many times slower
+    # The edge engine's threads (None: all cores). 1 paces the board by the step's CPU time,
+    # which load on this machine does not stretch (edge_runtime/train/pacing.py).
+    edge_threads: int | None = None
     link_emulation: str = "auto"  # auto | kernel | user (see host/session/links.py)
     model_out: Path | None = None  # write the trained model here (host/model)
     infer: bool = False  # after training, hierarchical inference with the trained model
@@ -121,6 +124,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
         resume=opts.resume,
         report_path=edge_report,
         slowdown=opts.slowdown,
+        threads=opts.edge_threads,
     )
     program = [sys.executable, "-m", "edge_runtime.cli"]
     if emulation is None:  # a mode without a link: no cloud, the board alone

@@ -31,9 +31,11 @@ def bundle_dir(exported) -> Path:
 
 
 def run_in_process(
-    bundle_dir: Path, mode: str, tmp: Path, codec: str = "fp32"
+    bundle_dir: Path, mode: str, tmp: Path, codec: str = "fp32", **run: object
 ) -> tuple[dict, dict, int]:
-    """Both halves of `mode` for one epoch; returns (edge report, host report, train batches)."""
+    """Both halves of `mode` for one epoch; returns (edge report, host report, train batches).
+
+    ``run``: more EdgeRunConfig fields (board pacing, say)."""
     spec = mode_spec(mode)
     bundle = load_bundle(bundle_dir)
     edge_bundle = load_bundle(bundle_dir / "edge")
@@ -46,7 +48,9 @@ def run_in_process(
         else None
     )
     link = server.connect_in_process(edge_bundle, tmp / "edge" / "spool")
-    cfg = EdgeRunConfig(epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge", codec=codec)
+    cfg = EdgeRunConfig(
+        epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge", codec=codec, **run
+    )
     try:
         edge = EdgeTrainer(engine, data, link, cfg, RunProgress("run-1")).run()
         link.flush(timeout=60)

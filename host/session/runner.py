@@ -303,6 +303,9 @@ def merge_reports(
             "early_exit": edge.get("early_exit"),
             # The trained front + exit sent at the end (hierarchical), inside bytes_up.
             "model_bytes_up": edge.get("model_bytes_up", 0),
+            # Board pacing: how much slower than here, and on which clock (train/pacing.py).
+            "edge_slowdown": edge.get("slowdown", 1.0),
+            "pacing_clock": edge.get("pacing_clock"),
         },
     ).as_dict()
 

@@ -253,6 +253,17 @@ def one_line(prog: str, exc: click.ClickException) -> str:
     return line
 
 
+def own_module_argv(module: str) -> list[str]:
+    """argv that runs one of this project's modules (``python -m module``) in this interpreter.
+
+    ``-P`` keeps the working directory off sys.path: ``-m`` alone puts it first, and a user's
+    project folder often holds its own ``models/`` or ``host/`` package, which then shadowed
+    ours in the child ("cannot import name 'EdgeNet' from 'models'"). A console script never
+    has the working directory there either, so the child sees what ``hostctl`` saw.
+    """
+    return [sys.executable, "-P", "-m", module]
+
+
 def run_cli(group: CommandGroup, args: Sequence[str] | None = None) -> NoReturn:
     """Entry point of a CLI: run the group, end with one line and the exit code of its kind.
 

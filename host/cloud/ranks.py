@@ -285,7 +285,10 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
     with open(log_path, "w") as log:
         # The ranks' "listening on" lines reach our stdout; their logs and torchrun's go to
         # the log file (torchrun prints tracebacks a user should not have to read).
-        env = dict(os.environ)
+        # torchrun starts each rank as `python -m host.cloud.distributed`, which puts the
+        # working directory first on sys.path; a user's own models/ there would shadow ours
+        # (edge_runtime.command_line.own_module_argv keeps it off with -P, as this does).
+        env = dict(os.environ, PYTHONSAFEPATH="1")
         interface = gloo_interface(opts)
         if interface is not None:
             env["GLOO_SOCKET_IFNAME"] = interface

@@ -13,7 +13,6 @@ import copy
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge_runtime.command_line import own_module_argv
 from edge_runtime.errors import HiertrainError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def _run_probe(bundle_dir: Path, sample: dict[str, np.ndarray]) -> tuple[dict, s
         env = dict(
             os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
         )
-        argv = [sys.executable, "-m", "host.export.ort_probe", str(bundle_dir), str(sample_path)]
+        argv = [*own_module_argv("host.export.ort_probe"), str(bundle_dir), str(sample_path)]
         try:
             proc = subprocess.run(
                 [*argv, str(out_path)],

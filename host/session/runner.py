@@ -14,7 +14,6 @@ import contextlib
 import json
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from rich.table import Table
 
 from edge_runtime.bundle import check_data_fits, load_bundle
 from edge_runtime.cli import run_argv
+from edge_runtime.command_line import own_module_argv
 from edge_runtime.data import load_dataset
 from edge_runtime.errors import EXIT_INTERRUPTED, HiertrainError, Interrupted, UsageFault
 from edge_runtime.modes import mode_spec
@@ -126,7 +126,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
         slowdown=opts.slowdown,
         threads=opts.edge_threads,
     )
-    program = [sys.executable, "-m", "edge_runtime.cli"]
+    program = own_module_argv("edge_runtime.cli")
     if emulation is None:  # a mode without a link: no cloud, the board alone
         rc, wall = _run_edge(None, run_argv(program, **edge_options), opts.edge_log)
         if rc != 0:

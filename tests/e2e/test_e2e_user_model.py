@@ -167,3 +167,46 @@ def test_bench_runs_every_mode_on_a_user_model_file(tmp_path, engine) -> None:
     assert modes["split"]["batches_trained_cloud"] == BATCHES
     for mode in modes.values():
         assert mode["final_accuracy"] is not None
+
+
+def test_demo_runs_where_the_user_keeps_a_models_folder(user_bundle, tmp_path) -> None:
+    """A user's project folder often holds its own `models/` (or `host/`) package. `hostctl`
+    started the edge as `python -m edge_runtime.cli`, which put the working directory first
+    on sys.path, so the user's `models` shadowed ours: the torch engine failed with "cannot
+    import name 'EdgeNet' from 'models'". Run from such a folder with the console script, as a
+    user does (a `python -m host.cli` here would itself import the user's package)."""
+    for name in ("models", "host"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text('"""The user\'s own package."""\n')
+    hostctl_script = Path(sys.executable).parent / "hostctl"
+    out = subprocess.run(
+        [
+            str(hostctl_script),
+            "demo",
+            "--bundle",
+            str(user_bundle),
+            "--engine",
+            "torch",
+            "--data",
+            DATA,
+            "--epochs",
+            "1",
+            "--link",
+            "local",
+            "--work-dir",
+            "demo",
+            "--model-out",
+            "model",
+            "--infer",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
+        env=ENV,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["batches_sent"] == report["batches_trained_cloud"] == BATCHES
+    assert (tmp_path / "model" / "model.json").is_file()
+    assert "inference:" in out.stdout

@@ -120,7 +120,18 @@ def check_data_fits(data: Any, manifest: Mapping[str, Any]) -> None:
             f"data {data.name} is {shape} but the bundle expects {'x'.join(map(str, expected))}: "
             f"export with --input-shape {shape}"
         )
-    if data.num_classes > manifest["num_classes"]:
+    classes = manifest["num_classes"]
+    if data.num_classes > classes:
+        # Labels 1..K or sparse ids fit a K-class model once mapped to 0..K-1: say so, rather
+        # than only the class count (a 1001-way classifier for six ids) that takes them as is.
+        labels = sorted({*data.y_train.tolist(), *data.y_test.tolist()})
+        if len(labels) <= classes:
+            raise UsageFault(
+                f"data {data.name} has labels {labels[0]}..{labels[-1]} ({len(labels)} distinct "
+                f"values) but the bundle's model takes class indices 0..{classes - 1}: map the "
+                f"labels to 0..{len(labels) - 1} (numpy.unique(y, return_inverse=True)) or "
+                f"export with --num-classes {data.num_classes}"
+            )
         raise UsageFault(
             f"data {data.name} has {data.num_classes} classes but the bundle's model has "
             f"{manifest['num_classes']}: export with --num-classes {data.num_classes}"

@@ -49,7 +49,7 @@ from edge_runtime.train.pacing import pacing_clock
 PROG = "edge-runtime"
 # soft_wrap: a message is one line in a log or a pipe, whatever the width (rich wraps at 80
 # columns where stderr is not a terminal; a terminal wraps long lines by itself).
-console = Console(stderr=True, soft_wrap=True)
+console = Console(stderr=True, soft_wrap=True, emoji=False)
 log = logging.getLogger("hiertrain.edge")
 
 # Options both commands take, declared once (click.option returns a reusable decorator).

@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edge_runtime.data import load_dataset
 from edge_runtime.modes import MODE_NAMES, mode_spec
@@ -81,7 +82,9 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
     ]
     for label, mode, codec in plan:
         console.print(
-            f"[bold]{label}[/]: running ({opts.epochs} epoch(s), {opts.data}, link {opts.link})"
+            Text(label, style="bold"),
+            f": running ({opts.epochs} epoch(s), {opts.data}, link {opts.link})",
+            sep="",
         )
         runs[label] = run_session(
             SessionOptions(
@@ -134,7 +137,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
     try:
         report["figures"] = [str(p) for p in figures(report, out)]
     except ImportError as exc:  # matplotlib is in the host extra; say so rather than fail
-        console.print(f"[yellow]no figures: {exc}[/]")
+        console.print(f"no figures: {exc}", style="yellow")
     write_report(out / "bench.json", report)
     console.print(bench_table(report))
     _where(console, out, report)

@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edge_runtime.bundle import check_data_fits, load_bundle
 from edge_runtime.cli import run_argv
@@ -86,7 +87,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
     # classes, and a bundle it does not fit is a usage error before anything starts.
     data = load_dataset(opts.data, seed=0)
     work.mkdir(parents=True, exist_ok=True)
-    console.rule(f"[bold]hiertrain demo: {opts.mode}")
+    console.rule(Text(f"hiertrain demo: {opts.mode}", style="bold"))
     if opts.bundle is None and not (opts.resume and (work / "bundle").is_dir()):
         with console.status("exporting the model"):
             export_bundle(

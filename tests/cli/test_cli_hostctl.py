@@ -131,3 +131,22 @@ def test_serve_model_out_needs_a_mode_with_an_exit(exported, tmp_path) -> None:
     assert out.stderr.strip().splitlines() == [
         "edge-runtime: error: --mode split trains no early exit: --model-out needs one"
     ]
+
+
+def test_tables_print_user_names_as_given(exported, tmp_path) -> None:
+    """A user's names reach the tables verbatim: rich read `tiny.py:factory: split points` (the
+    README's own form) as the emoji code :factory: ("tiny.py🏭 split points"), and a bundle
+    directory `run[v2]` as markup ("bundle run")."""
+    (tmp_path / "tiny.py").write_text(
+        "from torch import nn\n\n\ndef factory():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Flatten(), "
+        "nn.LazyLinear(10)))\n"
+    )
+    table = run("inspect", "--model", "tiny.py:factory", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "tiny.py:factory: split points" in table.stdout, table.stdout
+    copy = tmp_path / "run[v2]"
+    shutil.copytree(exported("smallcnn", 2), copy)
+    shown = run("inspect", str(copy))
+    assert shown.returncode == 0, shown.stderr
+    assert f"bundle {copy}" in shown.stdout, shown.stdout

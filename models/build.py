@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from models.zoo import KNOWN_MODELS
 
 _ZOO_OPTIONS = ("width",)
 # Keys of a spec that say where the model comes from rather than how to build it.
-_ORIGIN_KEYS = ("model", "source", "bundled_source", "factory")
+_ORIGIN_KEYS = ("model", "source", "bundled_source", "bundled_package", "factory")
 
 
 def build_model(
@@ -71,6 +72,17 @@ def model_from_spec(spec: Mapping[str, Any], source_dir: Path | None = None) -> 
                 f"model {name} was bundled as {bundled}: rebuilding it needs the bundle directory"
             )
         name = f"{Path(source_dir) / bundled}:{spec['factory']}"
+    package = spec.get("bundled_package")
+    if package and not bundled:
+        # A `package.module:factory` model from the export's working directory: its package
+        # is in the bundle's code/, which goes on sys.path (after any installed copy).
+        if source_dir is None:
+            raise ModelSpecError(
+                f"model {name} was bundled as {package}: rebuilding it needs the bundle directory"
+            )
+        where = str((Path(source_dir) / package).parent)
+        if where not in sys.path:
+            sys.path.append(where)
     return build_model(name, **options)
 
 

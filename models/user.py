@@ -168,6 +168,27 @@ def local_modules(source: Path) -> list[Path]:
     return sorted(found)
 
 
+def working_dir_package(spec: str) -> Path | None:
+    """For a `package.module:factory` spec whose top-level package (or module file) was
+    imported from the working directory, that directory or file: it goes into the bundle, as
+    a file model's folder does, since it is installed nowhere the bundle will be loaded. None
+    for a file spec, an installed package or one of ours. Call it after the model is built."""
+    target = spec.rpartition(":")[0]
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        return None
+    top = target.split(".")[0]
+    module = sys.modules.get(top)
+    if module is None or top in _OWN_PACKAGES:
+        return None
+    file = getattr(module, "__file__", None)
+    if file:
+        path = Path(file).resolve()
+        path = path.parent if path.name == "__init__.py" else path
+    else:  # a namespace package: a directory without __init__.py
+        path = Path(next(iter(getattr(module, "__path__", [])), "")).resolve()
+    return path if path.parent == Path.cwd().resolve() else None
+
+
 def _signature_params(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     try:
         return dict(inspect.signature(factory).parameters)

@@ -38,6 +38,7 @@ from host.export.ort_ops import check_trainable, from_ort_error
 from host.export.validate import validate_bundle
 from models import EdgeNet, SplitModel, build_exit_head, build_model, split_table
 from models.pretrained import load_pretrained
+from models.user import working_dir_package
 
 OPTIMIZERS = ("adamw", "sgd")
 # "ort": ONNX Runtime training artifacts as well (a bundle both engines train);
@@ -323,6 +324,10 @@ def _write(
     source = model_spec.get("source")
     code_files: list[str] = []
     user_file = Path(source) if source and Path(source).is_file() else None
+    package = working_dir_package(opts.model) if source and not user_file else None
+    if package is not None:  # package.module:factory from the working directory
+        includes = [package, *includes]
+        model_spec["bundled_package"] = f"{CODE_DIR}/{package.name}"
     if user_file or includes:
         # The torch engine rebuilds the front from source: ship the user's code, not a pickle.
         code_files = _copy_code(user_file, includes, [edge_dir, cloud_dir])

@@ -122,7 +122,8 @@ def write_model(parts: ModelParts, out: Path) -> dict[str, Any]:
     _write_atomic(out / MODEL_PT, buffer.getvalue())
     files = [EDGE_ONNX, TAIL_ONNX, FULL_ONNX, MODEL_PT]
     code = Path(parts.source_dir) / CODE_DIR
-    if parts.manifest["model_spec"].get("bundled_source") and code.is_dir():
+    spec = parts.manifest["model_spec"]
+    if (spec.get("bundled_source") or spec.get("bundled_package")) and code.is_dir():
         # A user model's factory (and what it imports) rebuilds model.pt's network: its code
         # travels as files, hashed like the rest, never as pickled code.
         shutil.copytree(code, out / CODE_DIR, dirs_exist_ok=True)

@@ -11,6 +11,7 @@ subprocesses, real TCP, a few batches per run, for both edge engines.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +211,30 @@ def test_demo_runs_where_the_user_keeps_a_models_folder(user_bundle, tmp_path) -
     assert report["batches_sent"] == report["batches_trained_cloud"] == BATCHES
     assert (tmp_path / "model" / "model.json").is_file()
     assert "inference:" in out.stdout
+
+
+def test_a_package_model_from_the_working_directory_travels_in_the_bundle(tmp_path) -> None:
+    """`package.module:factory` found in the working directory (not installed): its package goes
+    into the bundle's code/ as a file model's folder does. It did not, so the bundle worked only
+    where that directory was the working directory: serve elsewhere failed with "No module
+    named 'mypkg'" (the host rebuilds the tail), as did the torch engine on a board."""
+    project = tmp_path / "project"
+    (project / "mypkg" / "nets").mkdir(parents=True)
+    (project / "mypkg" / "__init__.py").write_text("")
+    (project / "mypkg" / "nets" / "__init__.py").write_text("")
+    (project / "mypkg" / "nets" / "tiny.py").write_text(USER_MODEL)
+    out = hostctl("export", "--model", "mypkg.nets.tiny:factory", "--split", "1", "--out",
+                  str(tmp_path / "bundle"), cwd=project)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    shutil.rmtree(project)  # what runs is the bundled copy
+    manifest = load_bundle(tmp_path / "bundle").manifest
+    assert "mypkg" in manifest["code"]["files"]
+    out = hostctl(
+        "demo", "--bundle", str(tmp_path / "bundle"), "--engine", "torch", "--data", DATA,
+        "--epochs", "1", "--link", "local", "--work-dir", str(tmp_path / "demo"),
+        "--model-out", str(tmp_path / "model"), cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["batches_sent"] == report["batches_trained_cloud"] == BATCHES
+    assert (tmp_path / "model" / "code" / "mypkg" / "nets" / "tiny.py").is_file()

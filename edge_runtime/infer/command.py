@@ -105,6 +105,14 @@ def run_infer(
     images, labels = (
         (data.x_test, data.y_test) if len(data.x_test) else (data.x_train, data.y_train)
     )
+    classes = model.description.get("num_classes")
+    if isinstance(classes, int) and len(labels) and int(labels.max()) >= classes:
+        # Scored against labels it can never answer, the model would look wrong, not the data.
+        raise UsageFault(
+            f"data {data.name} has labels {int(labels.min())}..{int(labels.max())} but the model "
+            f"answers classes 0..{classes - 1}: give the labels it was trained with (map them "
+            f"to 0..{classes - 1})"
+        )
     if limit is not None:  # the samples answered, not (as load_dataset's limit) the train split
         images, labels = images[:limit], labels[:limit]
     x = normalise_as_trained(data, images, model)

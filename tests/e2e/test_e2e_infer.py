@@ -105,6 +105,25 @@ def test_bad_input_is_one_line(model_dir, digits_path, tmp_path) -> None:
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+def test_labels_the_model_cannot_answer_are_one_line(model_dir, tmp_path) -> None:
+    """Data labelled 1..10 for a 10-class model (or with any label past its classes): exit 2
+    naming the labels. It answered every sample and reported an accuracy against labels the
+    model can never give (0.0% for sparse ids), as if the model were wrong."""
+    import numpy as np
+
+    data = tmp_path / "one-based.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.integers(0, 17, (40, 8, 8), dtype=np.uint8), y=np.arange(40) % 10 + 1)
+    args = [sys.executable, "-m", "edge_runtime.cli", "infer", "--model", str(model_dir),
+            "--data", str(data)]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, env=ENV)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        "edge-runtime: error: data npz:one-based.npz has labels 1..10 but the model answers "
+        "classes 0..9: give the labels it was trained with (map them to 0..9)"
+    ), out.stderr
+
+
 def test_a_port_in_use_is_one_line(model_dir, exported, tmp_path) -> None:
     """Both hosts (training and inference) on a port another socket holds: exit 1, one line
     naming the address and what to do (it was "[Errno 98] Address already in use")."""

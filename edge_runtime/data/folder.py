@@ -51,10 +51,10 @@ def load_folder(
         try:
             with image_module.open(path) as im:
                 im.load()
-                images.append(im.copy())
+                images.append(_eight_bit(im.copy(), path, image_module))
         except OSError as exc:
             raise DataError(f"{path} is not a readable image ({exc}); remove or fix it") from exc
-    grey = all(im.mode in ("1", "L", "I;16", "I", "F") for im in images)
+    grey = all(im.mode in ("1", "L") for im in images)
     mode = "L" if grey else "RGB"
     if size is None:
         size_of = {path: im.size for (path, _), im in zip(files, images, strict=True)}
@@ -74,6 +74,21 @@ def load_folder(
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     labels = np.array([label for _, label in files], dtype=np.int64)
     return np.stack(arrays), labels, classes
+
+
+def _eight_bit(im: Any, path: Path, image_module: Any) -> Any:
+    """A 16-bit greyscale image (modes I;16*, I) as 8-bit L, v / 257: Pillow's own convert
+    clips it at 255, which made every 16-bit scan plain white. Float pixels have no range
+    Pillow knows, so they are refused rather than guessed."""
+    if im.mode == "F":
+        raise DataError(
+            f"{path}: 32-bit float pixels have no fixed range; save the images as 8- or 16-bit, "
+            "or give the arrays as an npz (float pixels in [0, 1])"
+        )
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        wide = np.asarray(im, dtype=np.float64)
+        return image_module.fromarray(np.rint(np.clip(wide, 0, 65535) / 257).astype(np.uint8))
+    return im
 
 
 def _wxh(size: tuple[int, int]) -> str:

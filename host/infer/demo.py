@@ -25,7 +25,7 @@ def run_infer_demo(model_dir: Path, data: str, work: Path, console: Console) -> 
     server = InferServer(model_dir, key=read_key_file(model_dir / KEY_FILE))
     host, port = server.serve_tcp("127.0.0.1", 0)
     report = work / "infer.json"
-    cmd = [*own_module_argv("edge_runtime.cli"), "infer", "--model", str(model_dir),
+    cmd = [*own_module_argv("edge_runtime.launch"), "infer", "--model", str(model_dir),
            "--connect", f"socket://{host}:{port}", "--data", data, "--report", str(report)]  # fmt: skip
     try:
         done = subprocess.run(cmd, capture_output=True, text=True)

@@ -127,7 +127,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
         slowdown=opts.slowdown,
         threads=opts.edge_threads,
     )
-    program = own_module_argv("edge_runtime.cli")
+    program = own_module_argv("edge_runtime.launch")
     if emulation is None:  # a mode without a link: no cloud, the board alone
         rc, wall = _run_edge(None, run_argv(program, **edge_options), opts.edge_log)
         if rc != 0:

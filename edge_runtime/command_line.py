@@ -182,7 +182,11 @@ def configure_logging(*, log_file: Path | None = None, verbosity: int = 0) -> No
         to_file.setFormatter(logging.Formatter(LOG_FORMAT))
         handlers.append(to_file)
     # force: a second command in one process (tests, click's runner) replaces the handlers.
-    logging.basicConfig(level=level, handlers=handlers, force=True)
+    # Our loggers ("hiertrain.*") log at the chosen level; other libraries at warnings unless
+    # -v (torch logs its FakeTensor cache stats at INFO when the process exits).
+    root_level = level if verbosity >= 1 else max(level, logging.WARNING)
+    logging.basicConfig(level=root_level, handlers=handlers, force=True)
+    logging.getLogger("hiertrain").setLevel(level)
 
 
 def logging_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -56,3 +56,19 @@ def test_terminal_drops_progress_records_and_the_file_keeps_them(tmp_path) -> No
     lines = log.read_text().splitlines()
     stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO hiertrain\.x: "
     assert [re.sub(stamp, "", line) for line in lines] == ["an event line", "a progress line"]
+
+
+def test_other_libraries_info_lines_stay_out() -> None:
+    """Our loggers log at the chosen level; other libraries' INFO does not reach the user.
+    The root logger was at INFO, so an interrupted demo ended with torch's "FakeTensor cache
+    stats" lines after its one "interrupted" line (torch logs them at exit)."""
+    program = (
+        "import logging\n"
+        "from edge_runtime.command_line import configure_logging\n"
+        "for verbosity in (0, -1, 1):\n"
+        "    configure_logging(verbosity=verbosity)\n"
+        "    print(*(logging.getLogger(n).getEffectiveLevel() for n in ('hiertrain.edge', 'torch')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["20 30", "30 30", "10 10"]

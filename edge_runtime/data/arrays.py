@@ -9,20 +9,23 @@ import numpy as np
 
 from .errors import DataError
 
-_CHANNELS = (1, 3)
+# At most this many channels on the last axis reads as channels-last (grey, grey + alpha, RGB,
+# RGBA); a channel axis that long is never an image side.
+_MAX_LAST_CHANNELS = 4
 
 
 def to_nchw_uint8(x: np.ndarray, what: str) -> np.ndarray:
     """Bring images to uint8 (N, C, H, W).
 
     Layouts: (N, H, W) gets one channel; (N, H, W, C) is taken as channels-last when its last
-    dim is 1 or 3 and its second is not; anything else 4-D is (N, C, H, W). Float pixels must be
-    in [0, 1] and are scaled to 0..255; integer pixels must already be in 0..255.
+    dim is at most 4 (grey, grey + alpha, RGB, RGBA) and its second is more; anything else 4-D
+    is (N, C, H, W). Float pixels must be in [0, 1] and are scaled to 0..255; integer pixels
+    must already be in 0..255.
     """
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4:
-        if x.shape[3] in _CHANNELS and x.shape[1] not in _CHANNELS:
+        if x.shape[3] <= _MAX_LAST_CHANNELS < x.shape[1]:
             x = x.transpose(0, 3, 1, 2)
     else:
         raise DataError(

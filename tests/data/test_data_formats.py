@@ -63,6 +63,11 @@ def test_cifar_binary_truncated_record(cifar_bin_dir: Path) -> None:
         ((12, 10, 9, 3), lambda x: x.transpose(0, 3, 1, 2)),  # channels-last
         ((12, 3, 10, 9), lambda x: x),  # channels-first
         ((12, 10, 9, 1), lambda x: x.transpose(0, 3, 1, 2)),  # grey, channels-last
+        # RGBA and grey + alpha, channels-last: read as 10 channels of 9x4 (9x2) before.
+        ((12, 10, 9, 4), lambda x: x.transpose(0, 3, 1, 2)),
+        ((12, 10, 9, 2), lambda x: x.transpose(0, 3, 1, 2)),
+        ((12, 4, 10, 9), lambda x: x),  # four channels first
+        ((12, 3, 10, 3), lambda x: x),  # channels-first, 3 wide
         ((12, 10, 9), lambda x: x[:, None]),  # no channel axis
     ],
 )

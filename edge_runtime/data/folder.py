@@ -26,19 +26,24 @@ def _pillow() -> Any:
 def load_folder(
     directory: Path, size: int | None
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Read DIR/<class>/<image> into uint8 NCHW with labels in sorted class-name order.
+    """Read DIR/<class>/<image> into uint8 NCHW with labels in sorted class-name order
+    (hidden folders and files left out).
 
     Without ``size`` every image must already have the same size; with it, each image is
     resized to size x size. All-grayscale folders give one channel, anything else RGB.
     """
     if not directory.is_dir():
         raise DataError(f"{directory} is not a directory; folder:DIR takes DIR/<class>/<image>")
-    classes = tuple(sorted(p.name for p in directory.iterdir() if p.is_dir()))
+    # Hidden entries are tools' (.ipynb_checkpoints, macOS's ._name files), never the user's
+    # classes or images: a hidden folder would be class 0 and shift every label by one.
+    classes = tuple(
+        sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    )
     files = [
         (f, label)
         for label, name in enumerate(classes)
         for f in sorted((directory / name).iterdir())
-        if f.suffix.lower() in IMAGE_SUFFIXES
+        if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
     ]
     if not files:
         raise DataError(

@@ -57,3 +57,19 @@ def test_float_images_are_refused_in_one_line(tmp_path: Path) -> None:
     Image.fromarray(np.full((4, 4), 0.5, np.float32), "F").save(tmp_path / "a" / "f.tif")
     with pytest.raises(DataError, match=r"f\.tif: 32-bit float pixels .* npz"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_hidden_folders_and_files_are_not_classes_or_samples(tmp_path: Path) -> None:
+    """A notebook's .ipynb_checkpoints (or macOS's ._ files) beside the class folders: it was
+    class 0, shifting every label by one against the same images without it."""
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", ".ipynb_checkpoints"):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8)).save(
+                tmp_path / name / f"{i}.png"
+            )
+    (tmp_path / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    data = load_dataset(f"folder:{tmp_path}", test_fraction=0.0)
+    assert data.classes == ("cat", "dog")
+    assert sorted(data.y_train.tolist()) == [0] * 5 + [1] * 5

@@ -105,6 +105,7 @@ def run_infer(
     images, labels = (
         (data.x_test, data.y_test) if len(data.x_test) else (data.x_train, data.y_train)
     )
+    labels = labels_as_trained(data, labels, model.description.get("classes"))
     classes = model.description.get("num_classes")
     if isinstance(classes, int) and len(labels) and int(labels.max()) >= classes:
         # Scored against labels it can never answer, the model would look wrong, not the data.
@@ -188,6 +189,19 @@ def run_infer(
         + (f", {report['answers']['degraded']} degraded" if report["degraded"] else "")
     )
     return report
+
+
+def labels_as_trained(data: Dataset, labels: np.ndarray, trained: Any) -> np.ndarray:
+    """`labels` as the model's class indices where the data names its classes (folder:DIR,
+    say) and every name is one the model was trained on: a test folder that lacks a class
+    numbers the rest from 0 again ("4" read as 3 without a "3"). Unnamed or unknown names
+    leave the labels as they are (an npz's indices are the model's)."""
+    if not data.classes or not isinstance(trained, list) or list(data.classes) == trained:
+        return labels
+    if not set(data.classes) <= set(trained):
+        return labels
+    index = np.array([trained.index(name) for name in data.classes], dtype=np.int64)
+    return index[labels]
 
 
 def normalise_as_trained(data: Dataset, images: np.ndarray, model: EdgeModel) -> np.ndarray:

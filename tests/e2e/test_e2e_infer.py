@@ -124,6 +124,43 @@ def test_labels_the_model_cannot_answer_are_one_line(model_dir, tmp_path) -> Non
     ), out.stderr
 
 
+def test_a_folder_without_one_class_keeps_the_trained_labels(
+    model_dir, digits_path, tmp_path
+) -> None:
+    """Test images as a folder of class folders that lacks one class (no "3"): folder:DIR
+    numbers the classes it finds, so "4".."9" read as 3..8 and were scored against the wrong
+    classes. Labels follow model.json's class names: the same images, answered at the board
+    (no host), score as an npz of them with their true labels does."""
+    import numpy as np
+    from PIL import Image
+
+    from edge_runtime.data import load_dataset
+
+    digits = load_dataset(str(digits_path))
+    folder, xs, ys = tmp_path / "photos", [], []
+    for i, (image, label) in enumerate(zip(digits.x_test[:, 0], digits.y_test, strict=True)):
+        if label == 3:
+            continue
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / str(label) / f"{i:03d}.png")
+    for label in sorted(p.name for p in folder.iterdir()):  # folder:DIR's own order
+        for file in sorted((folder / label).iterdir()):
+            xs.append(np.asarray(Image.open(file)))
+            ys.append(int(label))
+    np.savez(tmp_path / "same.npz", x=np.stack(xs), y=np.array(ys))
+    reports = []
+    for data in (f"folder:{folder}", str(tmp_path / "same.npz")):
+        report = tmp_path / "r.json"
+        args = [sys.executable, "-m", "edge_runtime.cli", "infer", "--model", str(model_dir),
+                "--data", data, "--report", str(report)]  # fmt: skip
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120, env=ENV)
+        assert out.returncode == 0, out.stderr
+        reports.append(json.loads(report.read_text()))
+    assert reports[0]["samples"] == reports[1]["samples"] > 0
+    assert reports[1]["accuracy"] > 0.5  # the trained model on its own test images
+    assert reports[0]["accuracy"] == reports[1]["accuracy"]
+
+
 def test_a_port_in_use_is_one_line(model_dir, exported, tmp_path) -> None:
     """Both hosts (training and inference) on a port another socket holds: exit 1, one line
     naming the address and what to do (it was "[Errno 98] Address already in use")."""

@@ -28,12 +28,13 @@ from edge_runtime.command_line import (
     run_cli,
     version_option,
 )
-from edge_runtime.data import DATA_SPEC_HELP, load_dataset
+from edge_runtime.data import DATA_SPEC_HELP, Dataset, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, make_engine
 from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 from edge_runtime.link import EdgeLink, LinkConfig
 from edge_runtime.link.codecs import CODECS
 from edge_runtime.link.transports import check_url
+from edge_runtime.model_messages import model_meta
 from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
 from edge_runtime.privacy import (
     ActivationNoise,
@@ -96,6 +97,31 @@ def _prepare_work_dir(
     progress = RunProgress(run_id or secrets.token_hex(4), extra={BUNDLE_KEY: bundle})
     progress.save(work_dir)
     return progress
+
+
+def _check_same_data(progress: RunProgress, data: Dataset, work_dir: Path) -> None:
+    """UsageFault if the run was started on other data (another source, shape, classes, or
+    train split: another file, --limit or --seed's subset): its batch ids (epoch, index) would
+    name other samples, so the host's record would skip some and take others twice."""
+    started = progress.extra.get("model_meta")
+    if not started:  # a run from before the record, or one that never built its trainer
+        return
+    now = model_meta(data, 0)
+    differs = [
+        f"{what} {started.get(key)} vs {now[key]}"
+        for key, what in (("data", "data"), ("input_shape", "shape"))
+        if started.get(key) != now[key]
+    ]
+    if started.get("classes") != now["classes"]:
+        differs.append(f"classes {len(started.get('classes') or [])} vs {len(now['classes'])}")
+    if not differs and started.get("normalisation") != now["normalisation"]:
+        differs.append("train-split statistics (another file's content, --limit or --seed)")
+    if differs:
+        raise UsageFault(
+            f"--resume: run {progress.run_id} in {work_dir} started on other data "
+            f"({'; '.join(differs)}; the run's vs this one's): resume with the data, --limit "
+            "and --seed it started with, or start over with --fresh"
+        )
 
 
 def _check_same_bundle(progress: RunProgress, bundle: dict, work_dir: Path) -> None:
@@ -292,6 +318,8 @@ def run(
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id, bundle.identity)
+    if resume:
+        _check_same_data(progress, data, work_dir)
     if resume and progress.epoch >= epochs and not _spooled(work_dir):
         console.print(
             f"run {progress.run_id} in {work_dir} finished its {progress.epoch} epochs "

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from e2e_harness import (
     ENV,
@@ -125,6 +126,34 @@ def test_resume_with_another_bundle_is_refused(small_bundle, exported, tmp_path)
     last = err.read_text().strip().splitlines()[-1]
     assert last.startswith("edge-runtime: error: --resume: run "), last
     assert "split 3 vs 2" in last and last.endswith("or start over with --fresh"), last
+
+
+def test_resume_with_other_data_is_refused(small_bundle, tmp_path) -> None:
+    """A run resumed with other data (another file, or the same one with another --limit):
+    exit 2 naming what differs. It trained on: batch ids (epoch, index) then named other
+    samples, so the host's record skipped some and took others twice, and the model's
+    normalisation and class names were the new data's."""
+    cloud = start_cloud(small_bundle, tmp_path)
+    try:
+        run_edge(small_bundle, cloud.url, tmp_path, "--data", "synthetic:160", "--epochs", "1")
+        for data, differs in (
+            (["--data", "synthetic:160", "--limit", "64"], "train-split statistics"),
+            (["--data", str(tmp_path / "other.npz")], "data synthetic vs npz:other.npz"),
+        ):
+            if "other.npz" in data[-1]:
+                rng = np.random.default_rng(0)
+                x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+                np.savez(data[-1], x=x, y=np.arange(64) % 10)
+            cmd = edge_cmd(small_bundle, cloud.url, tmp_path, *data, "--epochs", "2", "--resume",
+                           "--connect-timeout", "1")  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
+            assert out.returncode == 2, out.stderr[-2000:]
+            last = out.stderr.strip().splitlines()[-1]
+            assert last.startswith("edge-runtime: error: --resume: run "), last
+            assert differs in last and last.endswith("or start over with --fresh"), last
+    finally:
+        cloud.proc.kill()
+        cloud.proc.wait()
 
 
 def test_ctrl_c_with_the_host_gone_ends_at_once_and_resumes_exactly_once(

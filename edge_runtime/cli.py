@@ -43,6 +43,7 @@ from edge_runtime.privacy import (
     check_noise_multiplier,
 )
 from edge_runtime.report import write_report
+from edge_runtime.statefile import held_directory
 from edge_runtime.stop_signals import StopSignals
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
 from edge_runtime.train.pacing import pacing_clock
@@ -92,7 +93,12 @@ def _prepare_work_dir(
             "pass --resume to continue it or --fresh to discard it"
         )
     if fresh and work_dir.exists():
-        shutil.rmtree(work_dir)
+        # Emptied, not removed: the directory itself is what this process holds.
+        for entry in work_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     work_dir.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(run_id or secrets.token_hex(4), extra={BUNDLE_KEY: bundle})
     progress.save(work_dir)
@@ -317,6 +323,9 @@ def run(
     url = check_url(url)  # a form that cannot work is a usage error now, not after retries
     edge_id = edge_id or socket.gethostname()
     work_dir = work_dir or Path("runs") / f"edge-{edge_id}"
+    # Held until the command ends: a second edge on this work dir (a --fresh one would empty
+    # the live run's spool) is refused in one line.
+    click.get_current_context().with_resource(held_directory(work_dir, "edge-runtime run"))
     progress = _prepare_work_dir(work_dir, resume, fresh, run_id, bundle.identity)
     if resume:
         _check_same_data(progress, data, work_dir)

@@ -10,12 +10,15 @@ Writing keeps the file it replaces as `<name>.prev`, the previous checkpoint to 
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from edge_runtime.errors import HiertrainError
+from edge_runtime.errors import HiertrainError, UsageFault
 
 MAGIC = "hiertrain-state"
 PREVIOUS = ".prev"
@@ -110,3 +113,33 @@ def read_state(path: Path, *, kind: str, version: int, way_out: str) -> bytes:
 def previous(path: Path) -> Path:
     """Where `write_state` kept the file that `path` replaced."""
     return Path(path).with_name(Path(path).name + PREVIOUS)
+
+
+class DirectoryInUse(UsageFault):
+    """Another process holds the state directory (a second `serve` or `run` on it)."""
+
+
+@contextlib.contextmanager
+def held_directory(directory: Path, what: str) -> Iterator[None]:
+    """Hold `directory` (created if missing) for this process while the block runs.
+
+    Two processes on one state directory write each other's checkpoints and spools (a host
+    restarted while the old one still runs; a second board started with --fresh, which emptied
+    the live run's spool). An exclusive flock on the directory itself refuses the second one
+    in one line; the kernel drops the lock when its holder dies, SIGKILL included, so a
+    restart after a crash is never refused.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DirectoryInUse(
+                f"{directory} is in use by another {what} on this machine: stop that one, "
+                "or give this one another directory"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -14,6 +14,7 @@ from edge_runtime.command_line import PROGRESS, Throttle
 from edge_runtime.errors import HiertrainError, UsageFault
 from edge_runtime.link import LinkConfig
 from edge_runtime.report import write_report
+from edge_runtime.statefile import held_directory
 from edge_runtime.train.averaging import AveragingSchedule
 from host.cloud.edge_state import EdgeState
 from host.cloud.server import CloudServer, EventSink
@@ -134,51 +135,54 @@ def serve(
     Both sides' training curves go to TensorBoard event files under ``state_dir``.
     `model_out`: write the trained model there at the end (host/model), validated.
     """
-    curves = CurveWriter(state_dir)
-    server = CloudServer(
-        bundle,
-        state_dir,
-        key=key,
-        checkpoint_every=checkpoint_every,
-        metrics_csv=metrics_csv,
-        config=config,
-        on_event=fan_out(log_events(), curves),
-        mode=mode,
-        shared_key=shared_key,
-        shared_tail=shared_tail,
-        average_fronts=average_fronts,
-        round_timeout=round_timeout,
-        expect_edges=expect_edges,
-    )
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: server.request_stop())
-    if listen is not None:
-        host, port = listen_tcp(server.serve_tcp, listen)
-        print(f"listening on tcp://{host}:{port}", flush=True)
-    else:
-        server.serve_serial(serial)
-        print(f"listening on serial {serial}", flush=True)
-    log.info(server.key_mode)
-    if server.shared is not None:
-        log.info("one tail shared by every edge, checkpointed in %s", server.shared.path)
-    if server.averaging is not None:
-        log.info("edges' fronts averaged %s and at the end of training", average_fronts)
-    try:
-        server.wait(exit_when_done=exit_when_done)
-    finally:
-        server.stop()
-        curves.close()
-        result = server.report(link_label)
-        if report is not None:
-            write_report(report, result)
-    if server.fatal is not None:
-        raise server.fatal
-    if model_out is not None:
-        from host.model.collect import averaged_model_out, run_models_out
-
-        averaged = server.averaging.latest if server.averaging is not None else None
-        if averaged is not None:  # one front for the whole fleet: one model (docs/model_out.md)
-            averaged_model_out(bundle, server.states(), averaged, model_out, say=log.info)
+    # One host per state directory: a second serve on it (the old one still running) is
+    # refused in one line rather than both writing its checkpoints.
+    with held_directory(state_dir, "hostctl serve"):
+        curves = CurveWriter(state_dir)
+        server = CloudServer(
+            bundle,
+            state_dir,
+            key=key,
+            checkpoint_every=checkpoint_every,
+            metrics_csv=metrics_csv,
+            config=config,
+            on_event=fan_out(log_events(), curves),
+            mode=mode,
+            shared_key=shared_key,
+            shared_tail=shared_tail,
+            average_fronts=average_fronts,
+            round_timeout=round_timeout,
+            expect_edges=expect_edges,
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: server.request_stop())
+        if listen is not None:
+            host, port = listen_tcp(server.serve_tcp, listen)
+            print(f"listening on tcp://{host}:{port}", flush=True)
         else:
-            run_models_out(bundle, server.states(), model_out, say=log.info)
-    return result
+            server.serve_serial(serial)
+            print(f"listening on serial {serial}", flush=True)
+        log.info(server.key_mode)
+        if server.shared is not None:
+            log.info("one tail shared by every edge, checkpointed in %s", server.shared.path)
+        if server.averaging is not None:
+            log.info("edges' fronts averaged %s and at the end of training", average_fronts)
+        try:
+            server.wait(exit_when_done=exit_when_done)
+        finally:
+            server.stop()
+            curves.close()
+            result = server.report(link_label)
+            if report is not None:
+                write_report(report, result)
+        if server.fatal is not None:
+            raise server.fatal
+        if model_out is not None:
+            from host.model.collect import averaged_model_out, run_models_out
+
+            averaged = server.averaging.latest if server.averaging is not None else None
+            if averaged is not None:  # one front for the whole fleet: one model (docs/model_out.md)
+                averaged_model_out(bundle, server.states(), averaged, model_out, say=log.info)
+            else:
+                run_models_out(bundle, server.states(), model_out, say=log.info)
+        return result

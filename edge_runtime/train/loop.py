@@ -339,8 +339,12 @@ class EdgeTrainer:
     def _send_model(self, epoch: int, sender: Sender) -> None:
         """The trained front + exit weights to the host, ahead of the last EPOCH_END, so that the
         host holds the whole model when the run ends (modes whose edge trains no exit head send
-        nothing: there is no edge model to serve)."""
+        nothing: there is no edge model to serve). Only to a host that asked for it in its
+        WELCOME (one writing a model out; a host before that field always wants it): on a slow
+        uplink the front is minutes of upload the host would throw away."""
         if self.engine is None or not self._scores_exit:
+            return
+        if not self.link.welcome_resume.get("model", True):
             return
         for msg in weight_messages(self.engine.export_weights(), model_meta(self.data, epoch)):
             self.blocked_s += sender.put(msg)

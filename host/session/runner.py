@@ -145,6 +145,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
             metrics_csv=work / "cloud-metrics.csv",
             on_event=fan_out(_epoch_lines(), curves),
             config=emulation.link_config(),
+            collect_model=opts.model_out is not None or opts.infer,  # see model_dir below
         )
         try:
             emulation.open(cloud)

@@ -68,3 +68,22 @@ def test_host_disk_full_stops_both_sides_in_one_line(small_bundle, tmp_path, sma
     assert "disk full" in log.strip().splitlines()[-1] and "Traceback" not in log
     assert out.returncode == 1 and "disk full" in out.stderr, out.stderr
     assert not list(small_disk.rglob("*.tmp"))
+
+
+def test_model_out_on_a_full_disk_is_one_line(small_bundle, tmp_path, small_disk) -> None:
+    """--model-out on a disk too small for the model: the run's report stands, then one line
+    naming the file, the bytes and the way out ("failed: [Errno 28] No space left on device"
+    named neither), and no half-written .tmp file is left there."""
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "host.cli", "demo", "--bundle", str(small_bundle), "--data",
+         "synthetic:160", "--epochs", "1", "--link", "local", "--link-emulation", "user",
+         "--work-dir", str(tmp_path / "demo"), "--model-out", str(small_disk / "model")],
+        capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"hostctl: failed: {small_disk / 'model'}/"), last
+    assert "disk full writing the model" in last and "--model-out" in last, last
+    assert not list((small_disk / "model").glob("*.tmp"))

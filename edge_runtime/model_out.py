@@ -7,15 +7,22 @@ included) is the host's to write (`hostctl serve --model-out`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.bundle import sha256_file
 from edge_runtime.engines import Engine
+from edge_runtime.statefile import DiskFull
 
 EDGE_ONNX, EDGE_JSON = "edge.onnx", "edge.json"
+# Free bytes under which a failed export is put down to a full disk: ORT reports a failed
+# write only as "Protobuf serialization failed", and a write that filled the disk leaves
+# less than a block or two.
+_FULL_BELOW = 64 * 1024
 
 
 def write_edge_model(
@@ -24,7 +31,11 @@ def write_edge_model(
     """Write DIR/edge.onnx and DIR/edge.json; returns the description."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    engine.export_inference(out / EDGE_ONNX)
+    try:
+        engine.export_inference(out / EDGE_ONNX)
+    except Exception as exc:
+        _raise_if_disk_full(exc, out / EDGE_ONNX)
+        raise
     description = {
         "format": "hiertrain-edge-model",
         "version": 1,
@@ -39,6 +50,25 @@ def write_edge_model(
         "files": {EDGE_ONNX: sha256_file(out / EDGE_ONNX)},
     }
     tmp = out / (EDGE_JSON + ".tmp")
-    tmp.write_text(json.dumps(description, indent=2) + "\n")
-    os.replace(tmp, out / EDGE_JSON)
+    try:
+        tmp.write_text(json.dumps(description, indent=2) + "\n")
+        os.replace(tmp, out / EDGE_JSON)
+    except OSError as exc:
+        _raise_if_disk_full(exc, out / EDGE_JSON)
+        raise
     return description
+
+
+def _raise_if_disk_full(exc: BaseException, path: Path) -> None:
+    """DiskFull naming `path` if a failed write of it was the disk filling up (its half-written
+    .tmp removed either way); otherwise return, for the caller to re-raise."""
+    tmp = path.with_name(path.name + ".tmp")
+    free = shutil.disk_usage(path.parent).free
+    tmp.unlink(missing_ok=True)
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full or free < _FULL_BELOW:
+        raise DiskFull(
+            path,
+            f"disk full writing the edge model ({free} bytes free there)",
+            "free space there or give another --model-out",
+        ) from None

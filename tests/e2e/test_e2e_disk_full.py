@@ -87,3 +87,29 @@ def test_model_out_on_a_full_disk_is_one_line(small_bundle, tmp_path, small_disk
     assert last.startswith(f"hostctl: failed: {small_disk / 'model'}/"), last
     assert "disk full writing the model" in last and "--model-out" in last, last
     assert not list((small_disk / "model").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("engine", ["ort", "torch"])
+def test_edge_model_out_on_a_full_disk_is_one_line(
+    small_bundle, tmp_path, small_disk, engine
+) -> None:
+    """edge-runtime run --model-out on a full disk: one line saying so and the way out, no
+    edge.onnx.tmp left (the ort engine said "Protobuf serialization failed")."""
+    import shutil
+    import subprocess as sp
+
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * max(0, free - 4096))
+    cloud = start_cloud(small_bundle, tmp_path)
+    try:
+        cmd = edge_cmd(small_bundle, cloud.url, tmp_path, "--data", "synthetic:160", "--epochs",
+                       "1", "--engine", engine, "--model-out", str(small_disk / "m"))  # fmt: skip
+        out = sp.run(cmd, capture_output=True, text=True, timeout=240, env=ENV)
+    finally:
+        cloud.proc.kill()
+        cloud.proc.wait()
+    assert out.returncode == 1, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"edge-runtime: failed: {small_disk / 'm' / 'edge.onnx'}: "), last
+    assert "disk full writing the edge model" in last and "--model-out" in last, last
+    assert not list((small_disk / "m").glob("*.tmp"))

@@ -82,7 +82,9 @@ def _load_factory(spec: str) -> tuple[str, Callable[..., Any]]:
             module = _import_module(target)
         except ImportError as exc:
             raise ModelSpecError(
-                f"cannot import module {target!r} for user model {spec!r}: {_one_line(exc)}"
+                f"cannot import module {target!r} for user model {spec!r}: {_one_line(exc)}: "
+                "install it, or run where its package is in the working directory (an export "
+                "from there carries it in the bundle)"
             ) from exc
         except Exception as exc:
             raise ModelSpecError(f"importing {target!r} failed: {_one_line(exc)}") from exc

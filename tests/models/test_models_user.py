@@ -173,7 +173,11 @@ def test_bad_user_models(user_dir, factory, needle):
 def test_missing_file_and_module(tmp_path):
     with pytest.raises(ModelSpecError, match="file not found: .*nope.py"):
         build_model(f"{tmp_path / 'nope.py'}:make")
-    with pytest.raises(ModelSpecError, match="cannot import module 'no_such_pkg.models'"):
+    with pytest.raises(
+        ModelSpecError,
+        match=r"cannot import module 'no_such_pkg.models'.*: install it, or run where its "
+        r"package is in the working directory",
+    ):
         build_model("no_such_pkg.models:make")
     with pytest.raises(ModelSpecError, match="bad user model spec"):
         build_model("models.py:")

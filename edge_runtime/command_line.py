@@ -263,9 +263,17 @@ def own_module_argv(module: str) -> list[str]:
     ``-P`` keeps the working directory off sys.path: ``-m`` alone puts it first, and a user's
     project folder often holds its own ``models/`` or ``host/`` package, which then shadowed
     ours in the child ("cannot import name 'EdgeNet' from 'models'"). A console script never
-    has the working directory there either, so the child sees what ``hostctl`` saw.
+    has the working directory there either, so the child sees what ``hostctl`` saw. In our own
+    source tree (run there uninstalled) the working directory is how the child finds us.
     """
-    return [sys.executable, "-P", "-m", module]
+    return [sys.executable, *python_safe_path(), "-m", module]
+
+
+def python_safe_path() -> list[str]:
+    """``["-P"]`` unless the working directory is this project's source root (see
+    own_module_argv); ``[]`` there."""
+    source_root = Path(__file__).resolve().parents[1]
+    return [] if Path.cwd().resolve() == source_root else ["-P"]
 
 
 def run_cli(group: CommandGroup, args: Sequence[str] | None = None) -> NoReturn:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.command_line import python_safe_path
 from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 from edge_runtime.report import write_report
 
@@ -288,7 +289,7 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
         # torchrun starts each rank as `python -m host.cloud.distributed`, which puts the
         # working directory first on sys.path; a user's own models/ there would shadow ours
         # (edge_runtime.command_line.own_module_argv keeps it off with -P, as this does).
-        env = dict(os.environ, PYTHONSAFEPATH="1")
+        env = dict(os.environ, PYTHONSAFEPATH="1") if python_safe_path() else dict(os.environ)
         interface = gloo_interface(opts)
         if interface is not None:
             env["GLOO_SOCKET_IFNAME"] = interface

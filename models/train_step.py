@@ -48,6 +48,13 @@ def train_step(
     """
     module.train()
     inputs = _inputs(x)
+    if inputs.shape[0] == 1:
+        # BatchNorm cannot take batch statistics from one sample ("Expected more than 1
+        # value per channel when training"): the last batch of an epoch can hold one (289
+        # samples in 32s), so that step normalises with the running statistics.
+        for layer in module.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
     if input_grad:
         inputs.requires_grad_(True)
     out = module(inputs)

@@ -163,3 +163,27 @@ def test_build_optimizer_names_what_the_manifest_says() -> None:
     assert isinstance(build_optimizer(params, OPTIMIZER), torch.optim.SGD)
     with pytest.raises(ManifestError, match="unknown optimizer 'lamb'"):
         build_optimizer(params, {"type": "lamb", "lr": 1e-3})
+
+
+def test_a_one_sample_batch_trains_a_net_with_batchnorm() -> None:
+    """The last batch of an epoch can hold one sample (289 samples in batches of 32): torch's
+    BatchNorm cannot take batch statistics from it ("Expected more than 1 value per channel
+    when training"), which killed the host's session thread while the edge waited 120 s. A
+    one-sample step uses the running statistics instead (and leaves them as they were)."""
+    import torch
+    from torch import nn
+
+    from models import build_optimizer
+    from models.train_step import train_step
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    optimizer = build_optimizer(net.parameters(), {"type": "adamw", "lr": 0.01})
+    before = [p.detach().clone() for p in net.parameters()]
+    stats = net[1].running_mean.clone()
+    outcome = train_step(net, optimizer, torch.randn(1, 4), torch.tensor([2]))
+    assert outcome.logits.shape == (1, 3)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    assert torch.equal(net[1].running_mean, stats) and net.training
+    train_step(net, optimizer, torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]))
+    assert not torch.equal(net[1].running_mean, stats)  # batches of more use batch statistics

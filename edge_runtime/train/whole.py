@@ -13,6 +13,7 @@ from edge_runtime.bundle import EDGE_WEIGHTS, TAIL_WEIGHTS, Bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines.base import EngineError
 from edge_runtime.train.pacing import pace
+from edge_runtime.train.schedule import ScheduleError, schedule_of
 
 
 class WholeNetTrainer:
@@ -34,9 +35,13 @@ class WholeNetTrainer:
         where = bundle.side_dir(side)
         try:
             self.net = rebuild.whole_net(m, where, where / EDGE_WEIGHTS, where / TAIL_WEIGHTS)
-            self.optimizer = build_optimizer(self.net.parameters(), m["edge"]["optimizer"])
-        except (ManifestError, ModelSpecError) as exc:
+            config = m["edge"]["optimizer"]
+            self.optimizer = build_optimizer(self.net.parameters(), config)
+            # The bundle's schedule, as the hierarchical halves follow it (same epochs, same lr).
+            self.schedule = schedule_of(config)
+        except (ManifestError, ModelSpecError, ScheduleError) as exc:
             raise EngineError(str(exc)) from None
+        self.base_lr = float(config["lr"])
         self._torch = torch
         self._train_step = train_step
         self.busy_s = 0.0
@@ -46,7 +51,8 @@ class WholeNetTrainer:
     def train_epoch(
         self, ds: Dataset, epoch: int, batch_size: int, seed: int = 0, augment: bool = False
     ) -> float:
-        """One epoch; returns the training accuracy."""
+        """One epoch at the schedule's rate for it; returns the training accuracy."""
+        self.set_epoch_lr(epoch)
         correct = seen = 0
         t = time.perf_counter()
         for _, x, y in batches(ds, "train", batch_size, epoch=epoch, seed=seed, augment=augment):
@@ -57,6 +63,13 @@ class WholeNetTrainer:
         self.busy_s += time.perf_counter() - t
         self.train_done_at = time.time()
         return correct / max(seen, 1)
+
+    def set_epoch_lr(self, epoch: int) -> float:
+        """Set the bundle's scheduled learning rate for `epoch`; returns it."""
+        lr = self.schedule.lr(self.base_lr, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def accuracy(self, ds: Dataset, batch_size: int = 256) -> float | None:
         """Test-set accuracy in inference mode."""

@@ -78,11 +78,29 @@ class Params:
     synthetic: int = 2000  # synthetic samples: 1600 train, 400 test
     limit: int | None = None  # train samples kept (a tiny subset for the smoke test)
     seed: int = 0
+    # The bundle's learning-rate schedule (edge_runtime/train/schedule.py), for every column.
+    lr_schedule: str = "constant"
 
 
 def run_key(dataset: str, net: str, split: int, column: str, p: Params) -> dict[str, Any]:
-    """The parameters of one run (a rerun with other ones trains again)."""
-    return {"dataset": dataset, "net": net, "split": split, "column": column, **asdict(p)}
+    """The parameters of one run (a rerun with other ones trains again). A constant schedule
+    is left out of the key, so that rows from before schedules existed still count."""
+    params = asdict(p)
+    if params["lr_schedule"] == "constant":
+        del params["lr_schedule"]
+    return {"dataset": dataset, "net": net, "split": split, "column": column, **params}
+
+
+def schedule_spec(text: str, epochs: int) -> str:
+    """The spec of ``--lr-schedule``, normalised; a cosine without ``epochs=`` spans the run's
+    ``--epochs``. ValueError (ScheduleError) naming what is wrong."""
+    from edge_runtime.train.schedule import LrSchedule
+
+    name, _, rest = text.strip().partition(":")
+    if name.strip().lower() == "cosine" and "epochs=" not in rest:
+        rest = ",".join(filter(None, [f"epochs={epochs}", rest.strip()]))
+        text = f"cosine:{rest}"
+    return LrSchedule.parse(text).spec()
 
 
 class Results(ResultRows):
@@ -135,7 +153,8 @@ def export(net: str, split: int, p: Params, out: Path) -> Path:
     """The network's bundle (torch engine, whole-network weights too), exported once per OUT."""
     from host.export import ExportOptions, export_bundle
 
-    bundle = out / "bundles" / f"{net}-w{p.width}-split{split}-lr{p.lr:g}-seed{p.seed}"
+    sched = "" if p.lr_schedule == "constant" else "-" + p.lr_schedule.replace(":", "-")
+    bundle = out / "bundles" / f"{net}-w{p.width}-split{split}-lr{p.lr:g}{sched}-seed{p.seed}"
     if not (bundle / "manifest.json").is_file():
         export_bundle(
             ExportOptions(
@@ -144,6 +163,7 @@ def export(net: str, split: int, p: Params, out: Path) -> Path:
                 input_shape=SHAPE,
                 num_classes=NUM_CLASSES,
                 lr=p.lr,
+                lr_schedule=p.lr_schedule,
                 seed=p.seed,
                 baselines=True,  # the end-to-end column trains the whole network from these
                 engine="torch",
@@ -373,7 +393,8 @@ def plot(entries: list[dict[str, Any]], p: Params, path: Path) -> None:
             ax.plot(
                 range(1, len(exit_acc) + 1), exit_acc, color="tab:gray", ls=":", label="exit (fp32)"
             )
-        ax.set_title(f"{e['dataset']}: {e['net']} (width {p.width}) split {e['split']}")
+        sched = "" if p.lr_schedule == "constant" else f", lr {p.lr_schedule}"
+        ax.set_title(f"{e['dataset']}: {e['net']} (width {p.width}) split {e['split']}{sched}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("test accuracy (%)")
@@ -415,6 +436,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--width", type=int, default=d.width, help=f"base channels [{d.width}]")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help=f"[{d.batch_size}]")
     ap.add_argument("--lr", type=float, default=d.lr, help=f"AdamW [{d.lr:g}]")
+    ap.add_argument(
+        "--lr-schedule",
+        default=d.lr_schedule,
+        help="the bundle's lr schedule, both halves and end-to-end alike (hostctl export's "
+        f"--lr-schedule; a bare 'cosine' spans --epochs) [{d.lr_schedule}]",
+    )
     ap.add_argument(
         "--synthetic", type=int, default=d.synthetic, help=f"synthetic samples [{d.synthetic}]"
     )
@@ -473,6 +500,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("error: --limit must be >= 1")
         if args.seed < 0:
             raise SystemExit("error: --seed must be >= 0")
+        from edge_runtime.train.schedule import ScheduleError
+
+        try:
+            lr_schedule = schedule_spec(args.lr_schedule, args.epochs)
+        except ScheduleError as exc:
+            raise SystemExit(f"error: --lr-schedule: {exc}") from None
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
@@ -489,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         synthetic=args.synthetic,
         limit=args.limit,
         seed=args.seed,
+        lr_schedule=lr_schedule,
     )
     results = Results(args.out / "results.jsonl")
     for dataset in datasets:

@@ -19,11 +19,16 @@ Two kinds of figures, never mixed in one ratio:
   real system (`hostctl bench`'s: edge runtime process, cloud trainer, shaped link).
 
 This machine is shared, and a loaded machine's steps are slower than the quiet ones the board
-profile's 16x multiplies. So a reference step (the profile's own: ResNet-18 split 4, torch,
-batch 32, 0.30 s quiet) is timed beside each profile and before each run: profiled times are
-scaled by quiet/now, and a measured run's edge is paced by 16 x quiet/now (at least 1). The
-profile row keeps both the raw and the scaled figures; each measured run says how near its edge
-came to the profile's (under the table).
+profile's 16x multiplies. The board's anchor is the profile's own step (ResNet-18 split 4,
+torch, batch 32: 0.30 s here when quiet, so 4.8 s on the Pi-class board). With ``--pacing cpu``
+(the default) the edge runs its engine on one thread and every edge step, profiled or run, is
+taken as its thread CPU time, which other load here does not stretch
+(edge_runtime/train/pacing.py), times 4.8 s over the reference step's CPU time. With
+``--pacing wall`` (the earlier way) the reference step's wall time is timed beside each profile
+and before each run: profiled times are scaled by quiet/now, and a measured run's edge is paced
+by 16 x quiet/now (at least 1), which a load that changes during a run defeats. The host's
+figures are scaled by quiet/now either way. The profile row keeps both the raw and the scaled
+figures; each measured run says how near its edge came to the profile's (under the table).
 
 Every row is appended to ``--results`` (JSON Lines) as soon as it exists; a rerun skips the rows
 already there for the same parameters, so an interrupted run resumes where it stopped.
@@ -98,6 +103,7 @@ class Params:
     slowdown: float = 16.0
     engine: str = "torch"
     calibrate: bool = True  # scale to the load (see load_factor)
+    pacing: str = "cpu"  # the edge's clock: "cpu" (one thread, CPU time) or "wall"
 
 
 def row_id(setting: str, link: str, mode: str, codec: str) -> str:
@@ -119,6 +125,7 @@ def profile_key(s: Setting, p: Params) -> dict[str, Any]:
         "slowdown": p.slowdown,
         "engine": p.engine,
         "calibrate": p.calibrate,
+        "pacing": p.pacing,
     }
 
 
@@ -166,33 +173,61 @@ def export(s: Setting, out: Path, baselines: bool = True) -> Path:
     return bundle
 
 
-def reference_step_s(out: Path, engine_name: str) -> float:
+def reference_step_s(out: Path, engine_name: str, clock: str = "wall") -> float:
     """This machine's time for REFERENCE's step now (median of 3 after warm-up).
 
     The machine is shared (2 cores, other jobs, a compile): a step takes several times its quiet
-    time. Measured beside each profile and each run, it says how loaded the machine is.
+    time. Measured beside each profile and each run, it says how loaded the machine is. On the
+    "cpu" clock it is the step's thread CPU time on one engine thread, which the load leaves be:
+    what a one-thread edge's CPU-paced steps are measured against.
     """
-    import statistics
-
     import numpy as np
 
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.engines import make_engine
 
     model, split, _ = REFERENCE
     ref = Setting("reference", model, (3, 32, 32), 10, split, 0.0)
     bundle = export(ref, out, baselines=False)
-    engine = make_engine(engine_name, load_bundle(bundle / "edge"))
     rng = np.random.default_rng(2)
     x = rng.standard_normal((32, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, 32).astype(np.int64)
-    engine.train_step(x, y)
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
+    return edge_step_times(load_bundle(bundle / "edge"), engine_name, x, y, clock, evals=0)[0]
+
+
+def edge_step_times(
+    bundle: Any, engine_name: str, x: Any, y: Any, clock: str, evals: int = 3
+) -> tuple[float, float | None]:
+    """Median train-step and eval-step seconds of the edge engine (after a warm-up step) on
+    ``clock``: "wall" (all cores, wall time) or "cpu" (one thread, its CPU time)."""
+    import statistics
+
+    from edge_runtime.engines import make_engine
+    from edge_runtime.train.pacing import Stopwatch
+    from host.plan.profiling import torch_threads
+
+    threads = 1 if clock == "cpu" else None
+
+    def timed(step: Any, n: int) -> float:
+        times = []
+        for _ in range(n):
+            watch = Stopwatch()
+            step()
+            e = watch.elapsed()
+            times.append(e.cpu_s if clock == "cpu" else e.wall_s)
+        return statistics.median(times)
+
+    with torch_threads(threads):
+        engine = make_engine(engine_name, bundle, threads=threads)
         engine.train_step(x, y)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        train = timed(lambda: engine.train_step(x, y), 3)
+        ev = timed(lambda: engine.eval_step(x, y), evals) if evals else None
+    return train, ev
+
+
+def pi_class_slowdown(p: Params, reference_cpu_s: float) -> float:
+    """The slowdown that makes a one-thread step's CPU time Pi-class: the board takes
+    REFERENCE's step in slowdown x its quiet time here, whatever that step's CPU time is."""
+    return p.slowdown * REFERENCE[2] / reference_cpu_s
 
 
 def load_factor(reference_s: float | None) -> float:
@@ -242,13 +277,29 @@ def measure_profile(s: Setting, p: Params, bundle: Path) -> dict[str, Any]:
             here[f"grad:{codec}:{figure}"] = grad_figures[f"codec:{codec}:{figure}"]
     after = reference_step_s(bundle.parents[1], p.engine) if p.calibrate else None
     reference = (before + after) / 2 if before and after else None
-    return {
+    figures = pi_class(here, load_factor(reference), p.slowdown)
+    row: dict[str, Any] = {
         "activation_shape": list(t.activation_shape),
         "reference_step_s": [before, after],
         "load_factor": load_factor(reference),
         "measured_here": here,
-        "figures": pi_class(here, load_factor(reference), p.slowdown),
     }
+    if p.pacing == "cpu":
+        # The edge's steps on the clock its measured runs are paced by: one thread's CPU time,
+        # against the reference step's on the same clock (the load changes neither).
+        ref_cpu = reference_step_s(bundle.parents[1], p.engine, clock="cpu")
+        edge_bundle = load_bundle(bundle / "edge")
+        train_cpu, eval_cpu = edge_step_times(edge_bundle, p.engine, x, y, "cpu")
+        slowdown = pi_class_slowdown(p, ref_cpu)
+        eval_scale = p.eval_batch_size / p.batch_size  # timed at the training batch, as plan's
+        figures["edge_step_s"] = train_cpu * slowdown
+        figures["edge_eval_s"] = (eval_cpu or 0.0) * eval_scale * slowdown
+        row |= {
+            "reference_cpu_s": ref_cpu,
+            "edge_cpu_s": {"train": train_cpu, "eval": eval_cpu},
+            "edge_slowdown": slowdown,
+        }
+    return row | {"figures": figures}
 
 
 def pi_class(here: dict[str, float], factor: float, slowdown: float) -> dict[str, float]:
@@ -283,8 +334,12 @@ def measure_run(
     # Under load this machine's steps take longer than the quiet ones the slowdown multiplies:
     # pace by less, so that the edge's steps take the Pi-class time (never below 1: a machine
     # loaded past the slowdown makes a slower edge than the profile, and the row says so).
-    before = reference_step_s(out, p.engine) if p.calibrate else None
-    slowdown = max(1.0, p.slowdown * load_factor(before))
+    if p.pacing == "cpu":  # one engine thread, paced by its CPU time (edge_runtime/train/pacing.py)
+        before = reference_step_s(out, p.engine, clock="cpu")
+        slowdown, threads = pi_class_slowdown(p, before), 1
+    else:
+        before = reference_step_s(out, p.engine) if p.calibrate else None
+        slowdown, threads = max(1.0, p.slowdown * load_factor(before)), None
     r = run_session(
         SessionOptions(
             model=s.model,
@@ -299,11 +354,12 @@ def measure_run(
             edge_log=out / "runs" / f"{label}-edge.log",
             bundle=bundle,
             slowdown=slowdown,
+            edge_threads=threads,
             engine=p.engine,
         ),
         Console(quiet=True),
     )
-    after = reference_step_s(out, p.engine) if p.calibrate else None
+    after = reference_step_s(out, p.engine, clock=p.pacing) if p.calibrate else None
     keys = (
         "runtime_s",
         "train_s",
@@ -317,8 +373,9 @@ def measure_run(
     )
     return {
         **{k: r.get(k) for k in keys},
-        "reference_step_s": [before, after],
+        "reference_step_s": [before, after],  # on the pacing clock
         "edge_slowdown": slowdown,
+        "pacing_clock": p.pacing,
     }
 
 
@@ -406,6 +463,7 @@ def table_rows(
                     row["runtime_s"] = measured[col]["runtime_s"]
                     row["edge_busy_s"] = measured[col].get("edge_busy_s")
                     row["edge_slowdown"] = measured[col].get("edge_slowdown")
+                    row["pacing_clock"] = measured[col].get("pacing_clock")
                     row["model_edge_busy_s"] = model_edge_busy_s(prof["figures"], p, codec)
                 for base in ("split-fp32", f"split-{LOSSLESS}"):
                     for what in ("train", "runtime"):
@@ -460,7 +518,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Setting]) -> str:
             lines.append(
                 f"- measured {r['setting']}/{r['link']}/{r['column']}: edge busy "
                 f"{r['edge_busy_s']:.0f} s against the profile's {r['model_edge_busy_s']:.0f} s "
-                f"(paced x{r['edge_slowdown'] or 1:.2f} for the load at its start)"
+                f"(paced x{r['edge_slowdown'] or 1:.2f} on the {r.get('pacing_clock') or 'wall'} clock)"
             )
     lines += [f"- {v}" for v in verdicts(rows, settings)]
     return "\n".join(lines)
@@ -521,6 +579,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=1000, help="training samples (>= 1000)")
     parser.add_argument("--test-samples", type=int, default=250)
     parser.add_argument("--profile", default="rpi4", help="edge board profile (slowdown)")
+    parser.add_argument(
+        "--pacing",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="the edge's clock: one thread's CPU time, which load here does not stretch "
+        "(default), or wall time scaled by a reference step timed before each run",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_paper"))
     parser.add_argument(
         "--results", type=Path, default=None, help="JSON Lines rows [default: OUT/results.jsonl]"
@@ -596,7 +661,12 @@ def bench(argv: list[str] | None = None) -> int:
     from host.bench.commands import load_speed_profile
 
     board = load_speed_profile(args.profile)
-    p = Params(samples=args.samples, test_samples=args.test_samples, slowdown=board.slowdown)
+    p = Params(
+        samples=args.samples,
+        test_samples=args.test_samples,
+        slowdown=board.slowdown,
+        pacing=args.pacing,
+    )
     results = Results(args.results or args.out / "results.jsonl")
     log = print
     for s in settings:

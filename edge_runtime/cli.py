@@ -44,6 +44,7 @@ from edge_runtime.privacy import (
 from edge_runtime.report import write_report
 from edge_runtime.stop_signals import StopSignals
 from edge_runtime.train.loop import EdgeRunConfig, EdgeTrainer, RunProgress
+from edge_runtime.train.pacing import pacing_clock
 
 PROG = "edge-runtime"
 # soft_wrap: a message is one line in a log or a pipe, whatever the width (rich wraps at 80
@@ -178,7 +179,8 @@ def _spooled(work_dir: Path) -> bool:
     type=click.FloatRange(min=1.0),
     default=1.0,
     show_default=True,
-    help="board profile: pace each step to this many times its compute time here",
+    help="board profile: pace each step to this many times its compute time here "
+    "(with --threads 1 its CPU time, which load on this machine does not stretch)",
 )
 @edge_id_option
 @click.option("--run-id", default=None, help="[default: random, kept across --resume]")
@@ -356,6 +358,7 @@ def run(
         work_dir=work_dir,
         mode=mode,
         slowdown=slowdown,
+        pacing_clock=pacing_clock(threads),
         activation_noise=activation_noise,
     )
     finished = False

@@ -8,7 +8,6 @@ batch boundaries, and each activation names the front version that produced it.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from edge_runtime.modes.base import BatchOutcome, EdgeMode
 from edge_runtime.modes.spec import ModeSpec
 from edge_runtime.train.averaging import AveragingSchedule, FrontRounds
 from edge_runtime.train.messages import Batch
+from edge_runtime.train.pacing import Stopwatch
 from edge_runtime.train.sender import Sender
 
 if TYPE_CHECKING:
@@ -68,9 +68,9 @@ class HierarchicalEdge(EdgeMode):
         waited = rounds.blocked_s if rounds is not None else 0.0
         if rounds is not None:
             rounds.adopt_pending(sender)  # a batch boundary: no step mixes two fronts
-        start = time.perf_counter()
+        watch = Stopwatch()
         step = t.engine.train_step(x, y)
-        step_s = t.pace(time.perf_counter() - start)
+        step_s = t.pace(watch.elapsed())
         blocked = 0.0
         if t.host_has(epoch, index):
             t.skipped += 1

@@ -13,6 +13,7 @@ import numpy as np
 from edge_runtime.modes.base import BatchOutcome, EdgeMode
 from edge_runtime.modes.spec import ModeSpec
 from edge_runtime.train.messages import Batch
+from edge_runtime.train.pacing import Stopwatch
 from edge_runtime.train.sender import Sender
 
 SPEC = ModeSpec(
@@ -36,14 +37,14 @@ class SplitEdge(EdgeMode):
         self, epoch: int, index: int, x: np.ndarray, y: np.ndarray, sender: Sender
     ) -> BatchOutcome:
         t = self.trainer
-        start = time.perf_counter()
+        watch = Stopwatch()
         activation = t.engine.split_forward(x)
-        compute_s = time.perf_counter() - start
+        forward = watch.elapsed()
         start = time.perf_counter()
         sender.put(Batch(epoch, index, y, activation, t.cfg.codec))
         grad = sender.await_grad(epoch, index, t.cfg.grad_timeout)
         blocked = time.perf_counter() - start
-        start = time.perf_counter()
+        watch = Stopwatch()
         t.engine.split_backward(grad.tensor)
-        step_s = t.pace(compute_s + time.perf_counter() - start)
+        step_s = t.pace(forward + watch.elapsed())
         return BatchOutcome(float("nan"), 0, step_s, blocked)

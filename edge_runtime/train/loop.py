@@ -35,7 +35,7 @@ from edge_runtime.privacy import ActivationNoise, noise_rng
 from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError, previous, read_state, write_state
 from edge_runtime.train.messages import EpochEnd, EvalBatch
-from edge_runtime.train.pacing import pace
+from edge_runtime.train.pacing import Elapsed, Pacer, Stopwatch
 from edge_runtime.train.schedule import ScheduleError, length_note, schedule_of
 from edge_runtime.train.sender import Sender, StalledAtStop
 
@@ -70,6 +70,9 @@ class EdgeRunConfig:
     # Board profile: pace each step to `slowdown` times this machine's compute time, so that a
     # virtual board computes like the slower board it stands for (0 or 1: as fast as it can).
     slowdown: float = 1.0
+    # The compute time it multiplies: "cpu" (the step's thread CPU time: a single-threaded
+    # engine, unaffected by load here) or "wall" (edge_runtime/train/pacing.py).
+    pacing_clock: str = "wall"
     # Privacy defence: clip + noise on each activation before the codec (hierarchical mode).
     activation_noise: ActivationNoise | None = None
 
@@ -171,6 +174,7 @@ class EdgeTrainer:
         self.data = data
         self.link = link
         self.cfg = config
+        self._pacer = Pacer(config.slowdown, config.pacing_clock)
         self.progress = progress
         self.stop = stop or threading.Event()
         self.on_batch = on_batch or (lambda *_: None)
@@ -246,9 +250,9 @@ class EdgeTrainer:
         noise = self.cfg.activation_noise
         return activation if noise is None else noise.apply(activation, self._noise_rng)
 
-    def pace(self, seconds: float) -> float:
+    def pace(self, step: Elapsed) -> float:
         """Stretch a step to the board profile's speed; returns the paced duration."""
-        return pace(seconds, self.cfg.slowdown)
+        return self._pacer.pace(step)
 
     def _train_epoch(self, epoch: int, sender: Sender) -> bool:
         total = num_batches(self.data, "train", self.cfg.batch_size)
@@ -306,9 +310,9 @@ class EdgeTrainer:
         total = num_batches(self.data, "test", self.cfg.eval_batch_size)
         confidences, corrects = [], []
         for index, x, y in batches(self.data, "test", self.cfg.eval_batch_size, epoch=epoch):
-            t = time.perf_counter()
+            watch = Stopwatch()
             step = self.engine.eval_step(x, y)
-            self.edge_busy_s += self.pace(time.perf_counter() - t)
+            self.edge_busy_s += self.pace(watch.elapsed())
             if self._scores_exit:
                 confidences.append(softmax_confidence(step.logits))
                 corrects.append(step.logits.argmax(axis=1) == y)
@@ -348,8 +352,12 @@ class EdgeTrainer:
     def _send_model(self, epoch: int, sender: Sender) -> None:
         """The trained front + exit weights to the host, ahead of the last EPOCH_END, so that the
         host holds the whole model when the run ends (modes whose edge trains no exit head send
-        nothing: there is no edge model to serve)."""
+        nothing: there is no edge model to serve). Only to a host that asked for it in its
+        WELCOME (one writing a model out; a host before that field always wants it): on a slow
+        uplink the front is minutes of upload the host would throw away."""
         if self.engine is None or not self._scores_exit:
+            return
+        if not self.link.welcome_resume.get("model", True):
             return
         for msg in weight_messages(self.engine.export_weights(), model_meta(self.data, epoch)):
             self.blocked_s += sender.put(msg)
@@ -421,6 +429,7 @@ class EdgeTrainer:
                 "codec": self.cfg.codec,
                 "privacy": noise.describe() if (noise := self.cfg.activation_noise) else None,
                 "slowdown": self.cfg.slowdown,
+                "pacing_clock": self.cfg.pacing_clock,
                 "epochs_done": self.progress.epoch,
                 "stopped_early": self.stopped_early,
                 "link_down_at_stop": self.link_down_at_stop,

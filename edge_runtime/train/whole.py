@@ -12,7 +12,7 @@ from collections.abc import Callable
 from edge_runtime.bundle import EDGE_WEIGHTS, TAIL_WEIGHTS, Bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines.base import EngineError
-from edge_runtime.train.pacing import pace
+from edge_runtime.train.pacing import Pacer, Stopwatch, pacing_clock
 from edge_runtime.train.schedule import ScheduleError, schedule_of
 
 
@@ -45,7 +45,9 @@ class WholeNetTrainer:
         self._torch = torch
         self._train_step = train_step
         self.busy_s = 0.0
-        self.slowdown = slowdown  # board profile pacing, as in the edge's training loop
+        # Board profile pacing, as in the edge's training loop (and on the same clock).
+        self.slowdown = slowdown
+        self._pacer = Pacer(slowdown, pacing_clock(threads))
         self.train_done_at: float | None = None  # wall clock when the last epoch's training ended
 
     def train_epoch(
@@ -56,10 +58,10 @@ class WholeNetTrainer:
         correct = seen = 0
         t = time.perf_counter()
         for _, x, y in batches(ds, "train", batch_size, epoch=epoch, seed=seed, augment=augment):
-            step_t = time.perf_counter()
+            watch = Stopwatch()
             correct += self._train_step(self.net, self.optimizer, x, y).correct(y)
             seen += len(y)
-            pace(time.perf_counter() - step_t, self.slowdown)
+            self._pacer.pace(watch.elapsed())
         self.busy_s += time.perf_counter() - t
         self.train_done_at = time.time()
         return correct / max(seen, 1)
@@ -79,10 +81,10 @@ class WholeNetTrainer:
         t = time.perf_counter()
         with torch.no_grad():
             for _, x, y in batches(ds, "test", batch_size, epoch=0):
-                step_t = time.perf_counter()
+                watch = Stopwatch()
                 correct += int((self.net(torch.from_numpy(x)).argmax(1).numpy() == y).sum())
                 seen += len(y)
-                pace(time.perf_counter() - step_t, self.slowdown)
+                self._pacer.pace(watch.elapsed())
         self.busy_s += time.perf_counter() - t
         return correct / seen if seen else None
 

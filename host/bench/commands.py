@@ -85,6 +85,14 @@ def load_speed_profile(spec: str) -> SpeedProfile:
     help="the edge board's speed profile: rpi4 or a JSON file (slowdown, source)",
 )
 @click.option(
+    "--edge-threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="the edge engine's threads [default: all cores]; 1 paces a --profile by the step's "
+    "CPU time, which other load here does not stretch (the slowdown then multiplies a "
+    "one-thread step)",
+)
+@click.option(
     "--out", type=click.Path(path_type=Path), default=Path("runs/bench"), show_default=True
 )
 @report_option(help="also write the JSON report here")
@@ -110,6 +118,7 @@ def bench(
     num_classes: int | None,
     engine: str,
     profile_spec: str | None,
+    edge_threads: int | None,
     out: Path,
     report_path: Path | None,
     model_out: Path | None,
@@ -148,6 +157,7 @@ def bench(
         out=out,
         slowdown=profile.slowdown if profile and profile.slowdown else 1.0,
         profile_name=f"{profile.name} (slowdown {profile.slowdown:g}x)" if profile else None,
+        edge_threads=edge_threads,
         model_out=model_out,
     )
     with sigterm_as_interrupt():

@@ -40,6 +40,7 @@ class BenchOptions:
     codecs: tuple[str, ...] = ("fp32",)  # hierarchical runs once per codec
     lr: float = 3e-3
     slowdown: float = 1.0
+    edge_threads: int | None = None  # the edge engine's; 1 paces by CPU time (SessionOptions)
     engine: str = "auto"  # the edge's engine in every mode
     profile_name: str | None = None
     model_out: Path | None = None  # the hierarchical run's trained model (per codec if several)
@@ -98,6 +99,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 edge_log=out / f"{label}-edge.log",
                 bundle=out / "bundle",
                 slowdown=opts.slowdown,
+                edge_threads=opts.edge_threads,
                 engine=opts.engine,
                 model_out=_model_out(opts, label, mode),
             ),

@@ -564,6 +564,7 @@ def run_rank(args: argparse.Namespace) -> int:
         exit_when_done=args.exit_when_done,
         expect_edges=args.expect_edges,
         hashes=args.hashes,
+        collect_model=bool(args.model_out),
     )
     stepper = server.stepper
     ports = [int(p) for p in args.ports.split(",")]

@@ -149,6 +149,7 @@ def serve(
         average_fronts=average_fronts,
         round_timeout=round_timeout,
         expect_edges=expect_edges,
+        collect_model=model_out is not None,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.request_stop())

@@ -72,8 +72,12 @@ class CloudServer:
         average_fronts: AveragingSchedule | None = None,
         round_timeout: float = 600.0,
         expect_edges: int = 1,
+        collect_model: bool = True,
     ) -> None:
         self.mode_half = host_mode(mode)(self)
+        # Whether edges send their trained front + exit at the end (a model out needs it; on a
+        # slow uplink it is minutes: ResNet-18's front at split 8 is 28 MB, 5 min at 768 kbit/s).
+        self.collect_model = collect_model
         # Edges started together may connect seconds apart (a board importing onnxruntime):
         # exit_when_done and the first averaging round wait until this many have joined.
         self.expect_edges = max(1, expect_edges)
@@ -221,6 +225,7 @@ class CloudServer:
             return state.consumed_seq, {
                 **state.resume_info(),
                 **self.mode_half.resume_info(state),
+                "model": self.collect_model,
             }
 
     # -- one session --------------------------------------------------------------------------

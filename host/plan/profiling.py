@@ -134,8 +134,9 @@ def _time_edge(
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """The tail timed at ``threads`` torch threads (a torchrun rank runs one), then as before."""
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch at ``threads`` threads inside (a torchrun rank runs one), then as before (None:
+    unchanged)."""
     if threads is None:
         yield
         return
@@ -170,7 +171,7 @@ def profile_split(setup: ProfileSetup, bundle_dir: Path) -> StepTimes:
     gc.collect()
     activation = edge["activation"]
     tail = TailTrainer(load_bundle(bundle_dir / "cloud"))
-    with _torch_threads(setup.threads):
+    with torch_threads(setup.threads):
         cloud_step, cloud_warm = _timed(lambda: tail.train_step(activation, y), setup.steps)
         cloud_eval, _ = _timed(lambda: tail.predict(activation), 1)
     return StepTimes(

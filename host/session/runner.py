@@ -64,6 +64,9 @@ class SessionOptions:
     mode: str = "hierarchical"
     bundle: Path | None = None  # reuse this bundle instead of exporting one
     slowdown: float = 1.0  # board speed profile: the edge computes this many times slower
+    # The edge engine's threads (None: all cores). 1 paces the board by the step's CPU time,
+    # which load on this machine does not stretch (edge_runtime/train/pacing.py).
+    edge_threads: int | None = None
     link_emulation: str = "auto"  # auto | kernel | user (see host/session/links.py)
     model_out: Path | None = None  # write the trained model here (host/model)
     infer: bool = False  # after training, hierarchical inference with the trained model
@@ -121,6 +124,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
         resume=opts.resume,
         report_path=edge_report,
         slowdown=opts.slowdown,
+        threads=opts.edge_threads,
     )
     program = [sys.executable, "-m", "edge_runtime.cli"]
     if emulation is None:  # a mode without a link: no cloud, the board alone
@@ -140,6 +144,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
             metrics_csv=work / "cloud-metrics.csv",
             on_event=fan_out(_epoch_lines(), curves),
             config=emulation.link_config(),
+            collect_model=opts.model_out is not None or opts.infer,  # see model_dir below
         )
         try:
             emulation.open(cloud)
@@ -299,6 +304,9 @@ def merge_reports(
             "early_exit": edge.get("early_exit"),
             # The trained front + exit sent at the end (hierarchical), inside bytes_up.
             "model_bytes_up": edge.get("model_bytes_up", 0),
+            # Board pacing: how much slower than here, and on which clock (train/pacing.py).
+            "edge_slowdown": edge.get("slowdown", 1.0),
+            "pacing_clock": edge.get("pacing_clock"),
         },
     ).as_dict()
 

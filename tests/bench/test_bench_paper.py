@@ -100,9 +100,18 @@ def test_other_parameters_are_not_a_match(bench: ModuleType, tmp_path: Path) -> 
         fh.write('{"format": "hiertrain-bench-paper/1", "key": {"ki')  # killed mid-write
     again = bench.Results(path)  # read back: the cut line is ignored, the good row kept
     assert again.find(bench.run_key(setting, bench.Params(), "3g", "split", "fp32")) is not None
-    for other in (bench.Params(samples=2000), bench.Params(slowdown=8.0)):
+    others = (bench.Params(samples=2000), bench.Params(slowdown=8.0), bench.Params(pacing="wall"))
+    for other in others:
         assert again.find(bench.run_key(setting, other, "3g", "split", "fp32")) is None
     assert again.find(bench.run_key(setting, bench.Params(), "3g-sym", "split", "fp32")) is None
+
+
+def test_cpu_pacing_anchors_the_board_on_the_reference_step(bench: ModuleType) -> None:
+    # The Pi-class board takes the reference step in 16 x 0.30 s whatever its CPU time here.
+    p = bench.Params()
+    assert p.pacing == "cpu"
+    for cpu_s in (0.25, 0.4, 0.9):
+        assert bench.pi_class_slowdown(p, cpu_s) * cpu_s == pytest.approx(16 * 0.30)
 
 
 def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
@@ -111,6 +120,7 @@ def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
         (["--settings", "mnist"], "unknown setting 'mnist'"),
         (["--samples", "500"], "at least 1000"),
         (["--profile", "pi9", "--measure", "none"], "no profile 'pi9'"),
+        (["--pacing", "gpu"], "invalid choice: 'gpu'"),
     ):
         out = subprocess.run(
             [sys.executable, str(SCRIPT), *args, "--out", str(tmp_path)],

@@ -34,6 +34,8 @@ def test_bench_compares_modes_with_split_learning(tmp_path) -> None:
         "local",
         "--profile",
         "rpi4",
+        "--edge-threads",
+        "1",
         "--out",
         str(tmp_path / "b"),
         cwd=tmp_path,
@@ -50,6 +52,8 @@ def test_bench_compares_modes_with_split_learning(tmp_path) -> None:
     assert modes["hierarchical-int8"]["bytes_up"] < modes["hierarchical-fp32"]["bytes_up"] / 2
     assert modes["split"]["bytes_down"] > 10 * modes["hierarchical-fp32"]["bytes_down"]
     assert "Raspberry Pi 4" in report["edge_profile"]
+    # One edge thread: every run's board was paced by its steps' CPU time, 16x.
+    assert {(m["pacing_clock"], m["edge_slowdown"]) for m in modes.values()} == {("cpu", 16.0)}
     for png in ("timeline.png", "runtime_accuracy.png"):
         assert (tmp_path / "b" / png).read_bytes()[:4] == b"\x89PNG"
     assert "vs split" in out.stdout

@@ -31,22 +31,38 @@ def bundle_dir(exported) -> Path:
 
 
 def run_in_process(
-    bundle_dir: Path, mode: str, tmp: Path, codec: str = "fp32"
+    bundle_dir: Path,
+    mode: str,
+    tmp: Path,
+    codec: str = "fp32",
+    collect_model: bool = True,
+    **run: object,
 ) -> tuple[dict, dict, int]:
-    """Both halves of `mode` for one epoch; returns (edge report, host report, train batches)."""
+    """Both halves of `mode` for one epoch; returns (edge report, host report, train batches).
+
+    ``run``: more EdgeRunConfig fields (board pacing, say)."""
     spec = mode_spec(mode)
     bundle = load_bundle(bundle_dir)
     edge_bundle = load_bundle(bundle_dir / "edge")
     data = load_dataset(f"synthetic:{SAMPLES}", seed=0)
     config = LinkConfig(read_timeout=0.05)
-    server = CloudServer(bundle, tmp / "host", key=bundle.key(), mode=mode, config=config)
+    server = CloudServer(
+        bundle,
+        tmp / "host",
+        key=bundle.key(),
+        mode=mode,
+        config=config,
+        collect_model=collect_model,
+    )
     engine = (
         make_engine("ort", edge_bundle, threads=1, variant=spec.engine_variant)
         if spec.engine_variant
         else None
     )
     link = server.connect_in_process(edge_bundle, tmp / "edge" / "spool")
-    cfg = EdgeRunConfig(epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge", codec=codec)
+    cfg = EdgeRunConfig(
+        epochs=1, batch_size=32, mode=mode, work_dir=tmp / "edge", codec=codec, **run
+    )
     try:
         edge = EdgeTrainer(engine, data, link, cfg, RunProgress("run-1")).run()
         link.flush(timeout=60)
@@ -112,3 +128,21 @@ def test_split_learning_codes_its_gradient_like_a_lossless_activation(
         assert one["unique_batches_trained"] == n_batches == edge["batches_sent"]
     assert coded[0]["bytes_up"] < fp32[0]["bytes_up"]
     assert coded[0]["bytes_down"] < fp32[0]["bytes_down"]
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_the_trained_front_goes_up_only_to_a_host_that_asks(
+    bundle_dir: Path, wanted: bool, tmp_path: Path
+) -> None:
+    """A host writing no model out says so in its WELCOME: the edge keeps its front (on a slow
+    uplink minutes of upload the host would drop), and trains and reports as before."""
+    edge, host, n_batches = run_in_process(
+        bundle_dir, "hierarchical", tmp_path, collect_model=wanted
+    )
+    (one,) = host["edges"]
+    assert one["unique_batches_trained"] == n_batches and not host["errors"]
+    if wanted:
+        assert edge["model_parts_sent"] >= 1 and edge["model_bytes_up"] > 0
+    else:
+        assert edge["model_parts_sent"] == edge["model_bytes_up"] == 0
+    assert edge["final_accuracy"] == host["final_accuracy"] is not None

@@ -165,7 +165,9 @@ def test_a_run_resumed_mid_epoch_lands_on_its_epochs_rate(
     assert saved is not None and (saved.epoch, saved.next_index) == (2, 2)
     resumed, after = pair.train("ort", saved)
     host = pair.host_report()
-    assert not host["errors"]
+    # The stopped session may leave while the host still answers its last EPOCH_END: the host
+    # notes the undelivered METRICS (the resumed session gets them); nothing else may go wrong.
+    assert all("metrics not delivered" in e for e in host["errors"]), host["errors"]
     assert min(after) == (2, 2)  # it went on where it stopped
     assert after[(2, 2)] == pytest.approx(expected(2), rel=1e-6)
     assert expected(2) != pytest.approx(LR)  # (the bundle's lr would not pass for it)

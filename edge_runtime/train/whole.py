@@ -6,6 +6,7 @@ board with no link at all. Both start from the bundle's initial weights, like th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -13,7 +14,10 @@ from edge_runtime.bundle import EDGE_WEIGHTS, TAIL_WEIGHTS, Bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines.base import EngineError
 from edge_runtime.train.pacing import Pacer, Stopwatch, pacing_clock
-from edge_runtime.train.schedule import ScheduleError, schedule_of
+from edge_runtime.train.schedule import ScheduleError, length_note, schedule_of
+
+# The edge's logger: `--mode edge` runs this on the board; `--mode cloud` on the host says it too.
+log = logging.getLogger("hiertrain.edge")
 
 
 class WholeNetTrainer:
@@ -98,6 +102,8 @@ class WholeNetTrainer:
         on_epoch: Callable[[int, float, float | None], None] | None = None,
     ) -> float | None:
         """Train `epochs` epochs, evaluating after each; returns the last test accuracy."""
+        if note := length_note(self.schedule, epochs):
+            log.warning("%s", note)
         acc = None
         for epoch in range(epochs):
             train_acc = self.train_epoch(ds, epoch, batch_size, seed, augment)

@@ -189,3 +189,12 @@ def test_the_end_to_end_trainer_follows_it(bundle_dir: Path) -> None:
 
     runner.run(load_dataset(f"synthetic:{SAMPLES}", seed=0), EPOCHS, 32, on_epoch=on_epoch)
     assert rates == [(e, pytest.approx(expected(e), rel=1e-9)) for e in range(EPOCHS)]
+
+
+def test_a_run_of_another_length_than_the_cosine_says_so(bundle_dir: Path, caplog) -> None:
+    runner = mode_spec("edge").edge_class()(load_bundle(bundle_dir / "edge"), threads=1)
+    with caplog.at_level("WARNING", logger="hiertrain.edge"):
+        runner.run(load_dataset(f"synthetic:{SAMPLES}", seed=0), EPOCHS + 1, 32)
+    (line,) = [r.getMessage() for r in caplog.records if "lr schedule" in r.getMessage()]
+    assert f"spans {EPOCHS} epochs and this run trains {EPOCHS + 1}" in line
+    assert runner.trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.2 * LR)  # floor

@@ -41,7 +41,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,29 @@ class Params:
     synthetic: int = 2000  # synthetic samples: 1600 train, 400 test
     limit: int | None = None  # train samples kept (a tiny subset for the smoke test)
     seed: int = 0
+    # The bundle's learning-rate schedule (edge_runtime/train/schedule.py), for every column.
+    lr_schedule: str = "constant"
 
 
 def run_key(dataset: str, net: str, split: int, column: str, p: Params) -> dict[str, Any]:
-    """The parameters of one run (a rerun with other ones trains again)."""
-    return {"dataset": dataset, "net": net, "split": split, "column": column, **asdict(p)}
+    """The parameters of one run (a rerun with other ones trains again). A constant schedule
+    is left out of the key, so that rows from before schedules existed still count."""
+    params = asdict(p)
+    if params["lr_schedule"] == "constant":
+        del params["lr_schedule"]
+    return {"dataset": dataset, "net": net, "split": split, "column": column, **params}
+
+
+def schedule_spec(text: str, epochs: int) -> str:
+    """The spec of ``--lr-schedule``, normalised; a cosine without ``epochs=`` spans the run's
+    ``--epochs``. ValueError (ScheduleError) naming what is wrong."""
+    from edge_runtime.train.schedule import LrSchedule
+
+    name, _, rest = text.strip().partition(":")
+    if name.strip().lower() == "cosine" and "epochs=" not in rest:
+        rest = ",".join(filter(None, [f"epochs={epochs}", rest.strip()]))
+        text = f"cosine:{rest}"
+    return LrSchedule.parse(text).spec()
 
 
 class Results(ResultRows):
@@ -135,7 +153,8 @@ def export(net: str, split: int, p: Params, out: Path) -> Path:
     """The network's bundle (torch engine, whole-network weights too), exported once per OUT."""
     from host.export import ExportOptions, export_bundle
 
-    bundle = out / "bundles" / f"{net}-w{p.width}-split{split}-lr{p.lr:g}-seed{p.seed}"
+    sched = "" if p.lr_schedule == "constant" else "-" + p.lr_schedule.replace(":", "-")
+    bundle = out / "bundles" / f"{net}-w{p.width}-split{split}-lr{p.lr:g}{sched}-seed{p.seed}"
     if not (bundle / "manifest.json").is_file():
         export_bundle(
             ExportOptions(
@@ -144,6 +163,7 @@ def export(net: str, split: int, p: Params, out: Path) -> Path:
                 input_shape=SHAPE,
                 num_classes=NUM_CLASSES,
                 lr=p.lr,
+                lr_schedule=p.lr_schedule,
                 seed=p.seed,
                 baselines=True,  # the end-to-end column trains the whole network from these
                 engine="torch",
@@ -242,6 +262,8 @@ def train(dataset: str, net: str, split: int, column: str, p: Params, out: Path)
 
 
 LAST = 5  # epochs the "last" figure averages: one test sample of the digits is 0.28 points
+# Late training, for the swing figures: epochs 12-20 of 20 (docs/results.md's first look).
+LATE_FROM = 0.55
 
 
 def _figures(rows: dict[str, dict[str, Any] | None], of: str) -> dict[str, Any]:
@@ -263,47 +285,67 @@ def _figures(rows: dict[str, dict[str, Any] | None], of: str) -> dict[str, Any]:
     return {"accuracy": acc, "points_vs_end_to_end": diff}
 
 
-def summary(datasets: list[str], nets: dict[str, int], p: Params, results: Results) -> list[dict]:
-    """One entry per (data set, network cut at its split) with every column's figures found
-    so far."""
+def late_swing(curve: list[float]) -> dict[str, float]:
+    """Late training (epochs from LATE_FROM of the run on): the lowest test accuracy and the
+    largest one-epoch drop, in points."""
+    start = int(len(curve) * LATE_FROM)
+    late = curve[start:]
+    drops = [curve[i - 1] - curve[i] for i in range(max(start, 1), len(curve))]
+    return {
+        "from_epoch": start + 1,  # 1-based, as the tables count epochs
+        "lowest": round(100 * min(late), 2),
+        "largest_drop": round(100 * max(drops, default=0.0), 2),
+    }
+
+
+def summary(
+    datasets: list[str], nets: dict[str, int], params: list[Params], results: Results
+) -> list[dict]:
+    """One entry per (data set, network cut at its split, lr schedule) with every column's
+    figures found so far."""
     out = []
     for dataset in datasets:
         for net, split in nets.items():
-            rows = {c: results.find(run_key(dataset, net, split, c, p)) for c in COLUMNS}
-            final = _figures(rows, "final")
-            fp32, lossless = rows["fp32"], rows["fp32+z"]
-            entry: dict[str, Any] = {
-                "dataset": dataset,
-                "net": net,
-                "split": split,
-                "final_accuracy": final["accuracy"],
-                "points_vs_end_to_end": final["points_vs_end_to_end"],
-                f"last{LAST}": _figures(rows, "last"),
-                # Lossless on the wire: the same tensors reach the tail, so the same curve.
-                "lossless_curve_equals_fp32": (
-                    fp32["test_accuracy"] == lossless["test_accuracy"]
-                    if fp32 and lossless
-                    else None
-                ),
-                "bytes_up_over_fp32": {
-                    c: round(rows[c]["bytes_up"] / fp32["bytes_up"], 3)
-                    for c in CODECS
-                    if fp32 and rows[c]
-                },
-                "curves": {c: r for c, r in rows.items() if r},
-            }
-            if dataset == TARGET_DATASET:
-                known = [d for d in entry["points_vs_end_to_end"].values() if d is not None]
-                entry["target_met"] = (
-                    all(d >= -TARGET_POINTS for d in known) if len(known) == len(CODECS) else None
-                )
-            out.append(entry)
+            for p in params:
+                out.append(_entry(dataset, net, split, p, results))
     return out
+
+
+def _entry(dataset: str, net: str, split: int, p: Params, results: Results) -> dict[str, Any]:
+    """The figures of one (data set, network, split, schedule) found so far."""
+    rows = {c: results.find(run_key(dataset, net, split, c, p)) for c in COLUMNS}
+    final = _figures(rows, "final")
+    fp32, lossless = rows["fp32"], rows["fp32+z"]
+    entry: dict[str, Any] = {
+        "dataset": dataset,
+        "net": net,
+        "split": split,
+        "lr_schedule": p.lr_schedule,
+        "late_swing": {c: late_swing(r["test_accuracy"]) for c, r in rows.items() if r},
+        "final_accuracy": final["accuracy"],
+        "points_vs_end_to_end": final["points_vs_end_to_end"],
+        f"last{LAST}": _figures(rows, "last"),
+        # Lossless on the wire: the same tensors reach the tail, so the same curve.
+        "lossless_curve_equals_fp32": (
+            fp32["test_accuracy"] == lossless["test_accuracy"] if fp32 and lossless else None
+        ),
+        "bytes_up_over_fp32": {
+            c: round(rows[c]["bytes_up"] / fp32["bytes_up"], 3) for c in CODECS if fp32 and rows[c]
+        },
+        "curves": {c: r for c, r in rows.items() if r},
+    }
+    if dataset == TARGET_DATASET:
+        known = [d for d in entry["points_vs_end_to_end"].values() if d is not None]
+        entry["target_met"] = (
+            all(d >= -TARGET_POINTS for d in known) if len(known) == len(CODECS) else None
+        )
+    return entry
 
 
 def markdown(entries: list[dict[str, Any]], p: Params, of: str = "final") -> str:
     """A table of test accuracy per column (``final``: the last epoch's, with the target's
-    verdicts; ``last``: the mean of the last LAST epochs') and hierarchical minus end-to-end."""
+    verdicts; ``last``: the mean of the last LAST epochs') and hierarchical minus end-to-end,
+    a row per (data set, network, lr schedule)."""
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f}"
@@ -313,9 +355,9 @@ def markdown(entries: list[dict[str, Any]], p: Params, of: str = "final") -> str
 
     final = of == "final"
     lines = [
-        f"| data | network (width {p.width}) | end-to-end | fp32 | fp32+z | int8+z "
+        f"| data | network (width {p.width}) | lr schedule | end-to-end | fp32 | fp32+z | int8+z "
         "| fp32 - e2e | fp32+z - e2e | int8+z - e2e |" + (" target (>= -1 pt) |" if final else ""),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if final else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if final else ""),
     ]
     for e in entries:
         figures = (
@@ -330,7 +372,7 @@ def markdown(entries: list[dict[str, Any]], p: Params, of: str = "final") -> str
                 verdict = " (no target) |"
         f, d = figures["accuracy"], figures["points_vs_end_to_end"]
         lines.append(
-            f"| {e['dataset']} | {e['net']} split {e['split']} | "
+            f"| {e['dataset']} | {e['net']} split {e['split']} | {e['lr_schedule']} | "
             + " | ".join(pct(f[c]) for c in COLUMNS)
             + " | "
             + " | ".join(pts(d[c]) for c in CODECS)
@@ -340,8 +382,32 @@ def markdown(entries: list[dict[str, Any]], p: Params, of: str = "final") -> str
     return "\n".join(lines)
 
 
+def swing_markdown(entries: list[dict[str, Any]], p: Params) -> str:
+    """Late training's lowest test accuracy and largest one-epoch drop per column (%, points)."""
+    present = [c for c in COLUMNS if any(c in e["late_swing"] for e in entries)]
+    frm = next((s["from_epoch"] for e in entries for s in e["late_swing"].values()), "-")
+    lines = [
+        f"| data | network (width {p.width}) | lr schedule | "
+        + " | ".join(f"{c}: lowest / largest drop, epochs {frm}-{p.epochs}" for c in present)
+        + " |",
+        "|---|---|---|" + "---:|" * len(present),
+    ]
+    for e in entries:
+        cells = []
+        for c in present:
+            s = e["late_swing"].get(c)
+            cells.append("-" if s is None else f"{s['lowest']:.1f} / {s['largest_drop']:.1f}")
+        lines.append(
+            f"| {e['dataset']} | {e['net']} split {e['split']} | {e['lr_schedule']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def plot(entries: list[dict[str, Any]], p: Params, path: Path) -> None:
-    """Test accuracy against epoch, one panel per (data set, network)."""
+    """Test accuracy against epoch, one panel per (data set, network); each lr schedule its
+    own line style (a constant rate thin and dashed), the exit's curve when there is one."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display here; a file is what we want
@@ -359,21 +425,35 @@ def plot(entries: list[dict[str, Any]], p: Params, path: Path) -> None:
         "fp32+z": ("tab:cyan", "--", 1.5),
         "int8+z": ("tab:red", "-", 1.2),
     }
+    schedules = sorted({e["lr_schedule"] for e in entries}, key=lambda s: s != "constant")
+    several = len(schedules) > 1
     for e in entries:
         ax = axes[rows.index(e["dataset"])][cols.index(e["net"])]
+        constant = several and e["lr_schedule"] == "constant"
+        suffix = f", lr {e['lr_schedule']}" if several else ""
         for column, row in e["curves"].items():
             color, ls, lw = style[column]
+            if constant:  # the reference: thin, dashed, faded
+                ls, lw = "--", 0.9
             acc = [100 * a for a in row["test_accuracy"]]
             ax.plot(
-                range(1, len(acc) + 1), acc, color=color, ls=ls, lw=lw, marker=".", label=column
+                range(1, len(acc) + 1),
+                acc,
+                color=color,
+                ls=ls,
+                lw=lw,
+                alpha=0.55 if constant else 1.0,
+                marker="" if constant else ".",
+                label=column + suffix,
             )
         fp32 = e["curves"].get("fp32")
-        if fp32:
+        if fp32 and not several:
             exit_acc = [100 * a for a in fp32["exit_accuracy"]]
             ax.plot(
                 range(1, len(exit_acc) + 1), exit_acc, color="tab:gray", ls=":", label="exit (fp32)"
             )
-        ax.set_title(f"{e['dataset']}: {e['net']} (width {p.width}) split {e['split']}")
+        sched = "" if several or e["lr_schedule"] == "constant" else f", lr {e['lr_schedule']}"
+        ax.set_title(f"{e['dataset']}: {e['net']} (width {p.width}) split {e['split']}{sched}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("test accuracy (%)")
@@ -415,6 +495,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--width", type=int, default=d.width, help=f"base channels [{d.width}]")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help=f"[{d.batch_size}]")
     ap.add_argument("--lr", type=float, default=d.lr, help=f"AdamW [{d.lr:g}]")
+    ap.add_argument(
+        "--lr-schedule",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="the bundle's lr schedule, both halves and end-to-end alike (hostctl export's "
+        "--lr-schedule; a bare 'cosine' spans --epochs); repeat it to train and table several "
+        f"side by side [{d.lr_schedule}]",
+    )
     ap.add_argument(
         "--synthetic", type=int, default=d.synthetic, help=f"synthetic samples [{d.synthetic}]"
     )
@@ -473,6 +562,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("error: --limit must be >= 1")
         if args.seed < 0:
             raise SystemExit("error: --seed must be >= 0")
+        from edge_runtime.train.schedule import ScheduleError
+
+        try:
+            schedules = [schedule_spec(s, args.epochs) for s in args.lr_schedule or ["constant"]]
+        except ScheduleError as exc:
+            raise SystemExit(f"error: --lr-schedule: {exc}") from None
+        schedules = list(dict.fromkeys(schedules))  # the same one twice: trained once
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
@@ -481,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    p = Params(
+    base = Params(
         epochs=args.epochs,
         width=args.width,
         batch_size=args.batch_size,
@@ -490,51 +586,66 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit,
         seed=args.seed,
     )
+    params = [replace(base, lr_schedule=s) for s in schedules]
     results = Results(args.out / "results.jsonl")
     for dataset in datasets:
         for net, split in nets.items():
-            for column in columns:
-                key = run_key(dataset, net, split, column, p)
-                if results.find(key) is not None:
-                    print(f"{dataset} {net} {column}: already in {results.path}", flush=True)
-                    continue
-                print(f"{dataset} {net} {column}: training {p.epochs} epochs ...", flush=True)
-                try:
-                    figures = train(dataset, net, split, column, p, args.out)
-                except (RuntimeError, OSError, ValueError) as exc:  # a failed run: say which
-                    print(f"error: {dataset} {net} {column}: {exc}", file=sys.stderr)
-                    return 1
-                row = results.add(key, figures)
-                print(
-                    f"{dataset} {net} {column}: final {100 * row['final_accuracy']:.2f}% "
-                    f"({row['wall_s']} s wall, {row['cpu_s']} s CPU)",
-                    flush=True,
-                )
-    entries = summary(datasets, nets, p, results)
+            for p in params:
+                for column in columns:
+                    what = f"{dataset} {net} {column} (lr {p.lr_schedule})"
+                    key = run_key(dataset, net, split, column, p)
+                    if results.find(key) is not None:
+                        print(f"{what}: already in {results.path}", flush=True)
+                        continue
+                    print(f"{what}: training {p.epochs} epochs ...", flush=True)
+                    try:
+                        figures = train(dataset, net, split, column, p, args.out)
+                    except (RuntimeError, OSError, ValueError) as exc:  # a failed run: say which
+                        print(f"error: {what}: {exc}", file=sys.stderr)
+                        return 1
+                    row = results.add(key, figures)
+                    print(
+                        f"{what}: final {100 * row['final_accuracy']:.2f}% "
+                        f"({row['wall_s']} s wall, {row['cpu_s']} s CPU)",
+                        flush=True,
+                    )
+    entries = summary(datasets, nets, params, results)
     table = "\n\n".join(
         [
             "Final test accuracy (%), the last epoch's:",
-            markdown(entries, p),
+            markdown(entries, base),
             f"Mean test accuracy (%) of the last {LAST} epochs:",
-            markdown(entries, p, of="last"),
+            markdown(entries, base, of="last"),
+            "Late training: lowest test accuracy (%) and largest one-epoch drop (points):",
+            swing_markdown(entries, base),
         ]
     )
     png = args.png or args.out / "converge.png"
-    plot(entries, p, png)
+    plot(entries, base, png)
     out_json = args.out / "converge.json"
     out_json.write_text(
-        json.dumps({"format": FORMAT, "params": asdict(p), "entries": entries}, indent=2) + "\n"
+        json.dumps(
+            {
+                "format": FORMAT,
+                "params": asdict(base),
+                "lr_schedules": schedules,
+                "entries": entries,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     print("\n" + table)
     for e in entries:
         print(
-            f"{e['dataset']} {e['net']}: fp32+z curve identical to fp32's: "
-            f"{e['lossless_curve_equals_fp32']}; bytes up over fp32: {e['bytes_up_over_fp32']}"
+            f"{e['dataset']} {e['net']} (lr {e['lr_schedule']}): fp32+z curve identical to "
+            f"fp32's: {e['lossless_curve_equals_fp32']}; bytes up over fp32: "
+            f"{e['bytes_up_over_fp32']}"
         )
         if e["dataset"] == TARGET_DATASET:
             print(
-                f"target {e['net']}: hierarchical within {TARGET_POINTS:g} point of end-to-end "
-                f"on the digits: {e.get('target_met')}"
+                f"target {e['net']}: hierarchical within {TARGET_POINTS:g} point of "
+                f"end-to-end on the digits (lr {e['lr_schedule']}): {e.get('target_met')}"
             )
     print(f"\nrows: {results.path}\nsummary: {out_json}\ncurves: {png}")
     return 0

@@ -232,6 +232,17 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
             exported_defence(manifest["privacy"])
         except PrivacyOptionError as exc:
             raise BundleError(f"{path}: field 'privacy': {exc}; re-export") from None
+    from edge_runtime.train.schedule import ScheduleError, schedule_of
+
+    for half in ("edge", "cloud"):  # optional: a bundle from before schedules is constant
+        config = manifest[half].get("optimizer")
+        try:
+            if isinstance(config, dict):
+                schedule_of(config)
+        except ScheduleError as exc:
+            raise BundleError(
+                f"{path}: field '{half}.optimizer.schedule': {exc}; re-export"
+            ) from None
 
 
 def read_manifest(

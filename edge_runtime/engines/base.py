@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_runtime.errors import HiertrainError
+from edge_runtime.train.schedule import ScheduleError, lr_for_epoch
 
 
 class EngineError(HiertrainError):
@@ -28,6 +31,9 @@ class Engine(ABC):
     """Trains front + exit head with the exit's own loss; never takes a gradient from outside."""
 
     name: str = "engine"
+    # The manifest's edge optimizer config ({"type", "lr", ..., "schedule"}): engines built
+    # from a bundle set it, and begin_epoch follows its schedule. None: the lr is left alone.
+    optimizer_config: Mapping[str, Any] | None = None
 
     @abstractmethod
     def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
@@ -58,6 +64,20 @@ class Engine(ABC):
     @abstractmethod
     def set_lr(self, lr: float) -> None:
         """Set the learning rate for the following steps."""
+
+    def begin_epoch(self, epoch: int) -> float | None:
+        """Set the bundle's scheduled learning rate for `epoch` (0-based); returns it.
+
+        Called at every epoch start, a resumed one included: the rate is a function of the
+        epoch alone, so a checkpoint needs no record of it."""
+        if self.optimizer_config is None:
+            return None
+        try:
+            lr = lr_for_epoch(self.optimizer_config, epoch)
+        except ScheduleError as exc:
+            raise EngineError(str(exc)) from None
+        self.set_lr(lr)
+        return lr
 
     def export_inference(self, path: Path) -> None:
         """Write front + exit as an inference ONNX model (input -> logits, activation)."""

@@ -72,6 +72,7 @@ class OrtEngine(Engine):
         key = f"{variant}_bn_updates" if variant else "bn_updates"
         self._bn_updates = [tuple(p) for p in edge.get(key, [])]
         self._act_shape = tuple(bundle.manifest["activation"]["shape"])
+        self.optimizer_config = edge["optimizer"]
         self._lr = float(edge["optimizer"]["lr"])
         self._open(self._dir / CHECKPOINT)
 

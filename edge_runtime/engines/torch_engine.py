@@ -42,10 +42,9 @@ class TorchEngine(Engine):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self._net = build_edge_net(bundle)
         self._input_shape = tuple(bundle.manifest["input_shape"])
+        self.optimizer_config = bundle.manifest["edge"]["optimizer"]
         try:
-            self._optimizer = build_optimizer(
-                self._net.parameters(), bundle.manifest["edge"]["optimizer"]
-            )
+            self._optimizer = build_optimizer(self._net.parameters(), self.optimizer_config)
         except ManifestError as exc:
             raise EngineError(str(exc)) from None
         self._loss = nn.CrossEntropyLoss()

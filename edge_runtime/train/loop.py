@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_runtime.bundle import sha256_file
 from edge_runtime.data import Dataset, batches, num_batches
-from edge_runtime.engines import Engine
+from edge_runtime.engines import Engine, EngineError
 from edge_runtime.link import EdgeLink
 from edge_runtime.model_messages import model_meta, weight_messages
 from edge_runtime.modes import mode_spec
@@ -36,6 +36,7 @@ from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError, previous, read_state, write_state
 from edge_runtime.train.messages import EpochEnd, EvalBatch
 from edge_runtime.train.pacing import Elapsed, Pacer, Stopwatch
+from edge_runtime.train.schedule import ScheduleError, length_note, schedule_of
 from edge_runtime.train.sender import Sender, StalledAtStop
 
 log = logging.getLogger("hiertrain.edge")
@@ -200,6 +201,14 @@ class EdgeTrainer:
         # checkpoints alone (how inputs are normalised is the data's, not the weights').
         self.progress.extra["model_meta"] = model_meta(data, 0)
         self._noise_rng = noise_rng()
+        self.lr: float | None = None  # the rate the engine trains the current epoch at
+        if engine is not None and engine.optimizer_config is not None:
+            try:  # a bundle whose schedule cannot work fails here, not at the first epoch
+                note = length_note(schedule_of(engine.optimizer_config), config.epochs)
+            except ScheduleError as exc:
+                raise EngineError(str(exc)) from None
+            if note and self.mode.spec.trains_on_edge:
+                log.warning("%s", note)
 
     def run(self) -> dict[str, Any]:
         """Train the configured epochs (or until `stop` is set); returns the edge's report."""
@@ -247,6 +256,10 @@ class EdgeTrainer:
 
     def _train_epoch(self, epoch: int, sender: Sender) -> bool:
         total = num_batches(self.data, "train", self.cfg.batch_size)
+        if self.engine is not None:
+            # The bundle's schedule, set at each epoch start, a resumed one too (the host's tail
+            # sets its own from each batch's epoch).
+            self.lr = self.engine.begin_epoch(epoch)
         correct = seen = 0
         loss_sum, trained = 0.0, 0
         start = self.progress.next_index

@@ -6,6 +6,7 @@ board with no link at all. Both start from the bundle's initial weights, like th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,10 @@ from edge_runtime.bundle import EDGE_WEIGHTS, TAIL_WEIGHTS, Bundle
 from edge_runtime.data import Dataset, batches
 from edge_runtime.engines.base import EngineError
 from edge_runtime.train.pacing import Pacer, Stopwatch, pacing_clock
+from edge_runtime.train.schedule import ScheduleError, length_note, schedule_of
+
+# The edge's logger: `--mode edge` runs this on the board; `--mode cloud` on the host says it too.
+log = logging.getLogger("hiertrain.edge")
 
 
 class WholeNetTrainer:
@@ -34,9 +39,13 @@ class WholeNetTrainer:
         where = bundle.side_dir(side)
         try:
             self.net = rebuild.whole_net(m, where, where / EDGE_WEIGHTS, where / TAIL_WEIGHTS)
-            self.optimizer = build_optimizer(self.net.parameters(), m["edge"]["optimizer"])
-        except (ManifestError, ModelSpecError) as exc:
+            config = m["edge"]["optimizer"]
+            self.optimizer = build_optimizer(self.net.parameters(), config)
+            # The bundle's schedule, as the hierarchical halves follow it (same epochs, same lr).
+            self.schedule = schedule_of(config)
+        except (ManifestError, ModelSpecError, ScheduleError) as exc:
             raise EngineError(str(exc)) from None
+        self.base_lr = float(config["lr"])
         self._torch = torch
         self._train_step = train_step
         self.busy_s = 0.0
@@ -48,7 +57,8 @@ class WholeNetTrainer:
     def train_epoch(
         self, ds: Dataset, epoch: int, batch_size: int, seed: int = 0, augment: bool = False
     ) -> float:
-        """One epoch; returns the training accuracy."""
+        """One epoch at the schedule's rate for it; returns the training accuracy."""
+        self.set_epoch_lr(epoch)
         correct = seen = 0
         t = time.perf_counter()
         for _, x, y in batches(ds, "train", batch_size, epoch=epoch, seed=seed, augment=augment):
@@ -59,6 +69,13 @@ class WholeNetTrainer:
         self.busy_s += time.perf_counter() - t
         self.train_done_at = time.time()
         return correct / max(seen, 1)
+
+    def set_epoch_lr(self, epoch: int) -> float:
+        """Set the bundle's scheduled learning rate for `epoch`; returns it."""
+        lr = self.schedule.lr(self.base_lr, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def accuracy(self, ds: Dataset, batch_size: int = 256) -> float | None:
         """Test-set accuracy in inference mode."""
@@ -85,6 +102,8 @@ class WholeNetTrainer:
         on_epoch: Callable[[int, float, float | None], None] | None = None,
     ) -> float | None:
         """Train `epochs` epochs, evaluating after each; returns the last test accuracy."""
+        if note := length_note(self.schedule, epochs):
+            log.warning("%s", note)
         acc = None
         for epoch in range(epochs):
             train_acc = self.train_epoch(ds, epoch, batch_size, seed, augment)

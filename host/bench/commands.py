@@ -66,6 +66,12 @@ def load_speed_profile(spec: str) -> SpeedProfile:
 )
 @click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option(
+    "--lr-schedule",
+    default="constant",
+    show_default=True,
+    help="the bundle's learning-rate schedule, every mode alike (hostctl export --lr-schedule)",
+)
+@click.option(
     "--input-shape",
     type=InputShape(),
     default=None,
@@ -114,6 +120,7 @@ def bench(
     batch_size: int,
     codecs: str,
     lr: float,
+    lr_schedule: str,
     input_shape: tuple[int, int, int] | None,
     num_classes: int | None,
     engine: str,
@@ -137,6 +144,12 @@ def bench(
             "(hierarchical does)"
         )
     chosen_codecs = parse_csv("--codec", codecs, CODECS)
+    from edge_runtime.train.schedule import LrSchedule, ScheduleError
+
+    try:
+        LrSchedule.parse(lr_schedule)
+    except ScheduleError as exc:
+        raise UsageFault(f"--lr-schedule: {exc}") from None
     linked = [m for m in chosen if mode_spec(m).needs_link]
     check_link(link, link_emulation, linked[0] if linked else chosen[0])
     profile = load_speed_profile(profile_spec) if profile_spec else None
@@ -151,6 +164,7 @@ def bench(
         batch_size=batch_size,
         codecs=chosen_codecs,
         lr=lr,
+        lr_schedule=lr_schedule,
         input_shape=input_shape,
         num_classes=num_classes,
         engine=engine,

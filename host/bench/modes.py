@@ -40,6 +40,7 @@ class BenchOptions:
     batch_size: int = 32
     codecs: tuple[str, ...] = ("fp32",)  # hierarchical runs once per codec
     lr: float = 3e-3
+    lr_schedule: str = "constant"  # the bundle's, for every mode (edge_runtime/train/schedule.py)
     slowdown: float = 1.0
     edge_threads: int | None = None  # the edge engine's; 1 paces by CPU time (SessionOptions)
     engine: str = "auto"  # the edge's engine in every mode
@@ -65,6 +66,7 @@ def run_bench(opts: BenchOptions, console: Console) -> dict[str, Any]:
                 model=opts.model,
                 split=opts.split,
                 lr=opts.lr,
+                lr_schedule=opts.lr_schedule,
                 baselines=True,
                 input_shape=input_shape,
                 num_classes=num_classes,

@@ -96,13 +96,24 @@ class RankTail(TailTrainer):
         # Adopt the loaded tail and optimizer instead of building them again.
         self.tail = base.tail
         self.optimizer = base.optimizer
+        self.base_lr, self.schedule = base.base_lr, base.schedule
+        # The epoch of the batch this thread is about to hand over (begin_epoch, then
+        # train_step, on one edge's thread): the stepper sets the collective step's rate.
+        self._batch_epoch = threading.local()
         self.stepper: Stepper | None = None
         # The stepper mutates the tail in place; evaluation must not read a half-applied step.
         self.model_lock = threading.Lock()
 
+    def begin_epoch(self, epoch: int) -> float:
+        """Note the batch's epoch; the rate is the stepper's to set: every rank must step the
+        shared tail with the same one, whichever epochs their edges are in."""
+        self._batch_epoch.value = epoch
+        return self.schedule.lr(self.base_lr, epoch)
+
     def train_step(self, activation: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
         assert self.stepper is not None
-        return self.stepper.request("batch", (activation, labels))
+        epoch = getattr(self._batch_epoch, "value", 0)
+        return self.stepper.request("batch", (activation, labels, epoch))
 
     def train_step_split(self, activation: np.ndarray, labels: np.ndarray):  # noqa: ANN201
         raise NotImplementedError("split learning is not served on ranks")
@@ -264,8 +275,9 @@ class Stepper:
         with self.tail.model_lock:
             optimizer.zero_grad(set_to_none=False)
             loss = correct = 0.0
+            epoch = -1  # a rank without a batch has no say in the rate
             if batch is not None:
-                x, y = batch.payload
+                x, y, epoch = batch.payload
                 tail.train()
                 logits = tail(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
                 labels = torch.from_numpy(np.ascontiguousarray(y, np.int64))
@@ -291,6 +303,14 @@ class Stepper:
                 offset += t.numel()
             for c in counts:  # num_batches_tracked: the ranks that stepped all agree on it
                 dist.all_reduce(c, op=dist.ReduceOp.MAX)
+            if not self.tail.schedule.constant:
+                # One rate for the collective step: the latest epoch among the ranks' batches
+                # (a fleet's edges need not be in the same epoch).
+                latest = torch.tensor([epoch], dtype=torch.int64)
+                dist.all_reduce(latest, op=dist.ReduceOp.MAX)
+                lr = self.tail.schedule.lr(self.tail.base_lr, int(latest))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
             optimizer.step()
             self.optimizer_steps += 1
             self.shared._steps += batches

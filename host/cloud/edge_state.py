@@ -306,6 +306,7 @@ class EdgeState:
             self.duplicates += 1
             return None
         t = time.perf_counter()
+        self.trainer.begin_epoch(epoch)  # the bundle's lr schedule, from the batch's own epoch
         if want_grad:
             loss, correct, grad = self.trainer.train_step_split(activation, labels)
         else:

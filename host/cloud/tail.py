@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from edge_runtime.bundle import TAIL_WEIGHTS, Bundle
+from edge_runtime.train.schedule import LrSchedule, schedule_of
 from models import build_optimizer, rebuild, train_step
 
 
@@ -18,7 +19,19 @@ class TailTrainer:
         m = bundle.manifest
         cloud = bundle.side_dir("cloud")
         self.tail: nn.Module = rebuild.tail(m, cloud, cloud / TAIL_WEIGHTS)
-        self.optimizer = build_optimizer(self.tail.parameters(), m["cloud"]["optimizer"])
+        config = m["cloud"]["optimizer"]
+        self.optimizer = build_optimizer(self.tail.parameters(), config)
+        self.base_lr = float(config["lr"])
+        self.schedule: LrSchedule = schedule_of(config)
+
+    def begin_epoch(self, epoch: int) -> float:
+        """Set the bundle's scheduled learning rate for a batch of `epoch` (from its id); returns
+        it. Per batch, not per epoch start: the host sees no epoch start, and a resumed or
+        fleet tail takes whatever epoch comes next (the rate is a function of it alone)."""
+        lr = self.schedule.lr(self.base_lr, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def train_step(self, activation: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
         """One optimizer step; returns (loss, correct predictions)."""

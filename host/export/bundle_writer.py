@@ -28,6 +28,7 @@ from edge_runtime.bundle import (
     sha256_listing,
 )
 from edge_runtime.errors import UsageFault
+from edge_runtime.train.schedule import LrSchedule, ScheduleError
 from host.export.onnx_artifacts import (
     export_inference,
     export_split_artifacts,
@@ -65,6 +66,8 @@ class ExportOptions:
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # The learning rate per epoch for both halves (edge_runtime/train/schedule.py's spec).
+    lr_schedule: str = "constant"
     exit_head_width: int | None = None
     seed: int = 0
     key_file: Path | None = None
@@ -202,6 +205,10 @@ def export_bundle(
         )
     if opts.engine not in EXPORT_ENGINES:
         raise ExportError(f"unknown engine {opts.engine!r}: use one of {', '.join(EXPORT_ENGINES)}")
+    try:
+        LrSchedule.parse(opts.lr_schedule)
+    except ScheduleError as exc:
+        raise ExportError(str(exc)) from None
     out = Path(out)
     check_target(out, opts.force)
     requires = check_requirements(opts.requires)
@@ -341,7 +348,13 @@ def _write(
     edge_params = sum(p.numel() for p in edge_net.parameters())
     tail_params = sum(p.numel() for p in tail.parameters())
     files = {**sha256_listing(root, edge_dir), **sha256_listing(root, cloud_dir)}
-    optimizer = {"type": opts.optimizer, "lr": opts.lr, "weight_decay": opts.weight_decay}
+    # One optimizer config, schedule included, for both halves: they follow the same rate.
+    optimizer = {
+        "type": opts.optimizer,
+        "lr": opts.lr,
+        "weight_decay": opts.weight_decay,
+        "schedule": LrSchedule.parse(opts.lr_schedule).to_manifest(),  # checked on entry
+    }
     manifest = {
         "format": BUNDLE_FORMAT,
         "model": opts.model,

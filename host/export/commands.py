@@ -31,6 +31,13 @@ from host.console import console, stdout_console
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option(
+    "--lr-schedule",
+    default="constant",
+    show_default=True,
+    help="the learning rate per epoch, for both halves: constant | cosine:epochs=E[,floor=F] | "
+    "step:every=N[,gamma=G], each [,warmup=W] (docs/architecture.md, 'Learning-rate schedule')",
+)
+@click.option(
     "--exit-head",
     "exit_head",
     type=int,
@@ -114,6 +121,7 @@ def export(
     optimizer: str,
     lr: float,
     weight_decay: float,
+    lr_schedule: str,
     exit_head: int | None,
     key_file: Path | None,
     seed: int,
@@ -143,6 +151,12 @@ def export(
         privacy = defence_entry(dp_clip, dp_noise, adv_lambda)
     except PrivacyOptionError as exc:
         raise UsageFault(str(exc)) from None
+    from edge_runtime.train.schedule import LrSchedule, ScheduleError
+
+    try:  # before torch is imported and the model built: a typo costs nothing
+        LrSchedule.parse(lr_schedule)
+    except ScheduleError as exc:
+        raise UsageFault(f"--lr-schedule: {exc}") from None
 
     opts = ExportOptions(
         model=model,
@@ -152,6 +166,7 @@ def export(
         optimizer=optimizer,
         lr=lr,
         weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
         exit_head_width=exit_head,
         seed=seed,
         key_file=key_file,

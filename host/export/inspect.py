@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from edge_runtime.bundle import Bundle
+from edge_runtime.train.schedule import ScheduleError, schedule_of
 
 
 def human_bytes(n: float) -> str:
@@ -22,6 +23,21 @@ def human_count(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.1f}{unit}"
     return f"{n:.0f}"
+
+
+def _schedule_line(m: dict) -> str:
+    """The learning-rate schedule both halves follow, as its spec, and its first and last
+    scheduled rates (a bundle from before schedules: constant)."""
+    config = m["edge"]["optimizer"]
+    try:
+        schedule = schedule_of(config)
+    except ScheduleError as exc:
+        return f"unreadable ({exc})"
+    if schedule.kind == "constant" and not schedule.warmup:
+        return "constant" + ("" if "schedule" in config else " (no schedule in the manifest)")
+    last = schedule.epochs - 1 if schedule.kind == "cosine" else None
+    tail = f", epoch {last}: lr {schedule.lr(config['lr'], last):.3g}" if last is not None else ""
+    return f"{schedule.spec()} (epoch 0: lr {schedule.lr(config['lr'], 0):.3g}{tail})"
 
 
 def split_table_view(model_name: str, rows: list[dict], chosen: int | None = None) -> Table:
@@ -81,6 +97,7 @@ def bundle_view(bundle: Bundle) -> Table:
             "edge",
             f"{human_count(m['edge']['params'])} params, {human_count(m['edge']['flops_per_sample'])} FLOPs/sample, optimizer {m['edge']['optimizer']['type']} lr {m['edge']['optimizer']['lr']}",
         ),
+        ("lr schedule", _schedule_line(m)),
         (
             "cloud",
             f"{human_count(m['cloud']['params'])} params, {human_count(m['cloud']['flops_per_sample'])} FLOPs/sample",

@@ -76,3 +76,47 @@ def test_unknown_network_is_a_usage_error() -> None:
     result = _bench("--nets", "alexnet")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown network alexnet: valid are resnet18, vgg16"
+
+
+def test_lr_schedules_side_by_side_and_in_the_resume_key(tmp_path: Path) -> None:
+    if not DIGITS.is_file():
+        pytest.skip(f"{DIGITS} is absent (a fresh clone has no ../shared/data)")
+    out = tmp_path / "out"
+    args = [*TINY[:-4], "--epochs", "2", "--width", str(WIDTH), "--limit", str(LIMIT)]
+    args += ["--columns", "end-to-end,fp32", "--out", str(out)]
+    result = _bench(*args, "--lr-schedule", "constant", "--lr-schedule", "cosine")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| digits | vgg16 split 10 | constant |" in result.stdout
+    assert "| digits | vgg16 split 10 | cosine:epochs=2 |" in result.stdout
+    assert "largest drop" in result.stdout
+    (bundle,) = (out / "bundles").glob("*cosine*")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["edge"]["optimizer"]["schedule"]["kind"] == "cosine"
+    assert manifest["cloud"]["optimizer"]["schedule"]["epochs"] == 2
+
+    bench = _module()
+    results = bench.Results(out / "results.jsonl")
+    cosine = bench.Params(epochs=2, width=WIDTH, limit=LIMIT, lr_schedule="cosine:epochs=2")
+    constant = bench.Params(epochs=2, width=WIDTH, limit=LIMIT)
+    curves = {}
+    for p in (cosine, constant):
+        for column in ("end-to-end", "fp32"):
+            row = results.find(bench.run_key("digits", "vgg16", 10, column, p))
+            assert row is not None and len(row["test_accuracy"]) == 2
+            curves[(p.lr_schedule, column)] = row["test_accuracy"]
+    assert "lr_schedule" not in bench.run_key("digits", "vgg16", 10, "fp32", constant)
+    # Same weights, same batches: epoch 1 is at the full rate under both schedules.
+    for column in ("end-to-end", "fp32"):
+        assert curves[("constant", column)][0] == curves[("cosine:epochs=2", column)][0]
+    # A rerun finds every run of the cosine in the results and trains nothing.
+    again = _bench(*args, "--lr-schedule", "cosine")
+    assert again.returncode == 0 and "training 2 epochs" not in again.stdout, again.stdout
+
+
+def test_a_bad_lr_schedule_is_a_usage_error() -> None:
+    result = _bench("--lr-schedule", "cosine:warmup=x")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "error: --lr-schedule: lr schedule cosine: warmup=x is not an integer"
+    )

@@ -77,6 +77,7 @@ def test_bench_usage_errors(tmp_path) -> None:
         (("--profile", "nosuchboard"), None, "rpi4"),
         (("--link-emulation", "kernel"), no_tools, "kernel shaping is unavailable here"),
         (("--modes", "split,edge", "--model-out", "m"), None, "trains an early exit"),
+        (("--lr-schedule", "cosine"), None, "--lr-schedule: lr schedule cosine needs epochs=E"),
     ):
         out = hostctl("bench", *args, env=env)
         assert out.returncode == 2, out.stderr
@@ -105,11 +106,13 @@ def test_bench_model_takes_the_datas_shape_unless_told(digits_path, tmp_path) ->
     """Without --input-shape the bench's model fits the data (1x8x8 digits); with one that
     does not fit, exit 2 and one line before any mode runs."""
     out = hostctl(
-        "bench", "--modes", "edge", "--data", str(digits_path), "--out", "b1", cwd=tmp_path
-    )
+        "bench", "--modes", "edge", "--data", str(digits_path), "--out", "b1",
+        "--lr-schedule", "step:every=1,gamma=0.5", cwd=tmp_path,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     manifest = json.loads((tmp_path / "b1" / "bundle" / "manifest.json").read_text())
     assert manifest["input_shape"] == [1, 8, 8] and manifest["num_classes"] == 10
+    assert manifest["edge"]["optimizer"]["schedule"]["kind"] == "step"  # --lr-schedule: its bundle
     assert json.loads((tmp_path / "b1" / "bench.json").read_text())["modes"]["edge"][
         "final_accuracy"
     ]

@@ -71,7 +71,13 @@ class Ranks(Launcher):
 
 
 def start_edges(
-    bundle: Path, ranks: Ranks, fleet: list, slowdown: str, which: range = range(EDGES)
+    bundle: Path,
+    ranks: Ranks,
+    fleet: list,
+    slowdown: str,
+    which: range = range(EDGES),
+    epochs: int = 1,
+    samples: int = SAMPLES,
 ) -> list[subprocess.Popen]:
     """Edge i connects to rank i % 2, with its own data (seed i)."""
     edges = []
@@ -80,7 +86,7 @@ def start_edges(
             sys.executable, "-m", "edge_runtime.cli", "run", "--bundle", str(bundle / "edge"),
             "--connect", f"socket://127.0.0.1:{ranks.ports[i % 2]}",
             "--work-dir", str(ranks.tmp / f"edge{i}"), "--edge-id", f"cam{i}",
-            "--data", f"synthetic:{SAMPLES}", "--seed", str(i), "--epochs", "1",
+            "--data", f"synthetic:{samples}", "--seed", str(i), "--epochs", str(epochs),
             "--batch-size", "16", "--slowdown", slowdown,
             "--report", str(ranks.tmp / f"edge{i}.json"),
         ]  # fmt: skip
@@ -182,6 +188,33 @@ def test_four_edges_on_two_ranks_train_each_batch_once_into_one_tail(
         assert {"edge.onnx", "tail.onnx", "full.onnx", "model.json"} <= {
             f.name for f in d.iterdir()
         }
+
+
+def test_ranks_step_one_tail_at_one_rate_under_an_lr_schedule(exported, tmp_path, fleet) -> None:
+    """A bundle whose rate halves every epoch; on each rank a fast and a slow edge, two epochs
+    each, so the ranks' batches of one collective step come from different epochs. Every
+    rank steps with the latest epoch's rate: the two replicas stay identical after every step
+    (a rank stepping at its own edge's rate would part them), and every batch trains once."""
+    bundle = exported("smallcnn", 2, lr_schedule="step:every=1,gamma=0.5")
+    ranks = Ranks(bundle, tmp_path)
+    fleet.append(ranks)
+    ranks.wait_listening()
+    edges = start_edges(bundle, ranks, fleet, "1", range(2), epochs=2, samples=160)
+    edges += start_edges(bundle, ranks, fleet, "4", range(2, EDGES), epochs=2, samples=160)
+    for i, edge in enumerate(edges):
+        assert edge.wait(600) == 0, (ranks.tmp / f"edge{i}.log").read_text()[-3000:]
+    rc, _, err = ranks.finish()
+    assert rc == 0, err[-3000:]
+    report = json.loads(ranks.report.read_text())
+    assert not report["errors"], report["errors"]
+    for one in report["edges"]:  # 160 samples: 128 to train, 8 batches of 16 an epoch
+        assert sorted(map(tuple, one["trained_ids"])) == [
+            (e, i) for e in range(2) for i in range(8)
+        ]
+    first, second = report["ranks"]
+    assert first["optimizer_steps"] == second["optimizer_steps"] > 0
+    assert first["step_sha256"] == second["step_sha256"]
+    assert first["tail_sha256"] == second["tail_sha256"]
 
 
 def test_a_sigkilled_rank_is_restarted_and_nothing_is_lost_or_doubled(

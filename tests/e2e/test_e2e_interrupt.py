@@ -206,8 +206,11 @@ def test_ctrl_c_while_the_edge_waits_for_the_last_metrics(small_bundle, tmp_path
                 cmd, stdout=subprocess.DEVNULL, stderr=sink, env=ENV, cwd=tmp_path
             )
         try:
-            wait_until(lambda: cloud.rows() >= 20, 120, "every training batch at the host")
-            cloud.proc.send_signal(signal.SIGSTOP)  # before the edge's evaluation reaches it
+            # Frozen with the last 5 of its 20 batches still to train, so it cannot have scored
+            # the run (at 20 it could, before the signal landed, on a loaded machine); the
+            # edge's rest and its evaluation fit in the link's window of 16 unacked messages.
+            wait_until(lambda: cloud.rows() >= 15, 120, "15 training batches at the host")
+            cloud.proc.send_signal(signal.SIGSTOP)
             wait_until(lambda: "eval batch 2/2" in err.read_text(), 120, "the edge's last eval")
             edge.send_signal(signal.SIGINT)
             edge.wait(timeout=60)

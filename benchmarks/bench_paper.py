@@ -108,6 +108,12 @@ class Params:
     pacing: str = "cpu"  # the edge's clock: "cpu" (one thread, CPU time) or "wall"
 
 
+def run_label(s: Setting, link: str, mode: str, codec: str) -> str:
+    """A measured run's directory under OUT/runs: the split in it, so that a run at another
+    split never meets this one's tail state (the host refuses a checkpoint of another cut)."""
+    return f"{s.name}-split{s.split}-{link}-{mode}-{codec}"
+
+
 def row_id(setting: str, link: str, mode: str, codec: str) -> str:
     """``resnet18-cifar/3g/hierarchical-fp32+z``: how --measure names a run."""
     return f"{setting}/{link}/{mode}-{codec}"
@@ -332,7 +338,7 @@ def measure_run(
     from host.session import SessionOptions, run_session
 
     size = s.input_shape[1]
-    label = f"{s.name}-{link}-{mode}-{codec}"
+    label = run_label(s, link, mode, codec)
     # Under load this machine's steps take longer than the quiet ones the slowdown multiplies:
     # pace by less, so that the edge's steps take the Pi-class time (never below 1: a machine
     # loaded past the slowdown makes a slower edge than the profile, and the row says so).

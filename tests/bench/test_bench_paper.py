@@ -139,6 +139,14 @@ def test_cpu_pacing_anchors_the_board_on_the_reference_step(bench: ModuleType) -
         assert bench.pi_class_slowdown(p, cpu_s) * cpu_s == pytest.approx(16 * 0.30)
 
 
+def test_runs_at_two_splits_keep_apart(bench: ModuleType) -> None:
+    (s,) = [s for s in bench.SETTINGS if s.name == "resnet18-cifar"]
+    six = bench.replace(s, split=6)
+    assert bench.run_label(s, "3g", "hierarchical", "int8+z") != bench.run_label(
+        six, "3g", "hierarchical", "int8+z"
+    )
+
+
 def test_bad_arguments_exit_with_one_line(tmp_path: Path) -> None:
     for args, says in (
         (["--measure", "vgg16-cifar/5g/split-fp32"], "is not a row of this run"),

@@ -489,9 +489,7 @@ class Channel:
         if isinstance(msg, Bye):
             self.inbox.push(msg)
         elif isinstance(msg, Error):
-            # "state" mid-session: the host is stopping (its disk, a tail that fails to
-            # train); reconnecting would only wait out the connect timeout for nobody.
-            if msg.code in (*HANDSHAKE_CODES, "state"):
+            if msg.code in HANDSHAKE_CODES:
                 raise HandshakeRefused(msg.code, msg.message)
             raise LinkClosed(f"peer ended the connection ({msg.code}): {msg.message}")
 

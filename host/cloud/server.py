@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.bundle import Bundle, BundleError
-from edge_runtime.errors import HiertrainError
 from edge_runtime.link import (
     EdgeLink,
     HandshakeRefused,
@@ -261,10 +260,6 @@ class CloudServer:
             self.on_event("error", state, {"error": str(exc)})
         except StateError as exc:
             self._fail(session, state, exc)
-        except Exception as exc:  # noqa: BLE001 - e.g. a user model's tail raising in training
-            # Unforeseen, and it would fail again on the edge's resent batch: the thread died
-            # with a traceback while the edge waited on acks. Tell the edge and stop, one line.
-            self._fail(session, state, exc)
         finally:
             try:
                 with state.lock:
@@ -316,16 +311,14 @@ class CloudServer:
         with contextlib.suppress(LinkError):
             session.close("bad message")
 
-    def _fail(self, session: HostSession, state: EdgeState, exc: Exception) -> None:
-        """The host cannot go on (disk full, a tail that fails to train): tell the edge, stop
-        serving. What was trained since the last checkpoint is not acknowledged, so the edge
-        keeps it spooled."""
-        what = str(exc) if isinstance(exc, HiertrainError) else f"{type(exc).__name__}: {exc}"
-        self.errors.append(f"{state.edge_id}: {what}")
+    def _fail(self, session: HostSession, state: EdgeState, exc: StateError) -> None:
+        """The host cannot keep state (disk full, say): tell the edge, stop serving. What was
+        trained since the last checkpoint is not acknowledged, so the edge keeps it spooled."""
+        self.errors.append(f"{state.edge_id}: {exc}")
         self.fatal = self.fatal or exc
-        self.on_event("error", state, {"error": what})
+        self.on_event("error", state, {"error": str(exc)})
         with contextlib.suppress(LinkError):
-            session.send(Error("state", f"the host stopped: {what}"))
+            session.send(Error("state", f"the host stopped: {exc}"))
             session.flush(5.0)  # the ERROR must reach the edge before the host stops
         self.request_stop()
 

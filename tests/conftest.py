@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,17 @@ def digits_path() -> Path:
     if not SHARED_DIGITS.is_file():
         pytest.skip(f"{SHARED_DIGITS} is absent (a fresh clone has no ../shared/data)")
     return SHARED_DIGITS
+
+
+@pytest.fixture(autouse=True)
+def sigint_kept() -> Iterator[None]:
+    """No test leaves its process ignoring SIGINT. An ignored SIGINT survives exec, so every
+    process the worker starts afterwards (a demo or a CLI a later test interrupts) would ignore
+    Ctrl-C too: such a test fails here, naming itself, and the handler is put back."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is signal.SIG_IGN and before is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail("this test left the process ignoring SIGINT (run_cli does on Ctrl-C)")
+

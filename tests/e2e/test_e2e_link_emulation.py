@@ -132,7 +132,7 @@ def signal_the_edge(
     try:
         wait_until(lambda: (work / "edge-work" / "spool").is_dir(), 60, "the edge to start")
         edges = subprocess.run(
-            ["pgrep", "-f", f"edge_runtime.cli run .*{work / 'edge-work'}"],
+            ["pgrep", "-f", f"edge_runtime[.](cli|launch) run .*{work / 'edge-work'}"],
             capture_output=True,
             text=True,
         ).stdout.split()

@@ -17,6 +17,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from edge_runtime.errors import HiertrainError, UsageFault
 
@@ -67,15 +68,17 @@ def write_state(
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(
-                path,
-                f"disk full writing {kind} ({len(head) + len(payload)} bytes needed)",
-                way_out,
-            ) from None
-        raise StateError(
-            path, f"cannot write {kind}: {exc.strerror or exc}", "check the path"
-        ) from None
+        write_failed(path, exc, kind, len(head) + len(payload), way_out)
+
+
+def write_failed(path: Path, exc: OSError, what: str, size: int, way_out: str) -> NoReturn:
+    """Raise the one-line error for a failed write of ``size`` bytes of ``what`` to ``path``:
+    DiskFull (with ``way_out``) when the disk or quota is full, else StateError."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFull(path, f"disk full writing {what} ({size} bytes needed)", way_out) from None
+    raise StateError(
+        path, f"cannot write {what}: {exc.strerror or exc}", "check the path"
+    ) from None
 
 
 def read_state(path: Path, *, kind: str, version: int, way_out: str) -> bytes:

@@ -3,7 +3,6 @@ model.json. The torch modules are built by the one bundle-to-torch loader (model
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -20,7 +19,7 @@ from torch import nn
 
 from edge_runtime.bundle import CODE_DIR, KEY_FILE, sha256_file
 from edge_runtime.infer.model_dir import MODEL_FORMAT, MODEL_JSON
-from edge_runtime.statefile import DiskFull, StateError
+from edge_runtime.statefile import write_failed
 from models import EdgeNet, rebuild
 
 MODEL_VERSION = 1
@@ -194,12 +193,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(
-                path,
-                f"disk full writing the model ({len(data)} bytes needed)",
-                "free space there or give another --model-out / --out",
-            ) from None
-        raise StateError(
-            path, f"cannot write the model: {exc.strerror or exc}", "check the path"
-        ) from None
+        write_failed(
+            path,
+            exc,
+            "the model",
+            len(data),
+            "free space there or give another --model-out / --out",
+        )

@@ -38,6 +38,15 @@ def digits_path() -> Path:
     return SHARED_DIGITS
 
 
+def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest's signature
+    """Tests that Ctrl-C a child need a SIGINT the child can receive. A shell starts a
+    background job (`make test &`, a CI runner without job control) with SIGINT ignored, and an
+    ignored SIGINT survives exec into every process a test starts: those tests then saw their
+    Ctrl-C ignored. A terminal's SIGINT is the default one; the suite runs with that."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def sigint_kept() -> Iterator[None]:
     """No test leaves its process ignoring SIGINT. An ignored SIGINT survives exec, so every
@@ -49,4 +58,3 @@ def sigint_kept() -> Iterator[None]:
     if after is signal.SIG_IGN and before is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, before)
         pytest.fail("this test left the process ignoring SIGINT (run_cli does on Ctrl-C)")
-

@@ -50,7 +50,6 @@ class WholeNetTrainer:
         self._train_step = train_step
         self.busy_s = 0.0
         # Board profile pacing, as in the edge's training loop (and on the same clock).
-        self.slowdown = slowdown
         self._pacer = Pacer(slowdown, pacing_clock(threads))
         self.train_done_at: float | None = None  # wall clock when the last epoch's training ended
 

@@ -178,3 +178,42 @@ def deployed(
         sent=len(result.sent),
         skip_deps=skip_deps,
     )
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """The suite's one training run on the board, ended with a model out."""
+
+    report: dict  # the merged run report, with `hil_figures`
+    options: object  # the HilRunOptions it ran with
+    model_dir: Path  # the whole model the host assembled (hostctl serve --model-out)
+    board_model_dir: Path  # the board's own edge.onnx + edge.json (edge-runtime run --model-out)
+
+
+@pytest.fixture(scope="session")
+def trained_run(
+    board: Board,
+    board_access: BoardAccess,
+    deployed: Deployment,
+    exported_bundle: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> TrainedRun:
+    """Train with the edge on the board and the cloud here, then write the model out: once per
+    session (the training test and the inference test share it)."""
+    from host.hil.run import HilRunOptions, link_capability, train_on_board
+
+    why = link_capability(board)
+    if why is not None:
+        pytest.skip(why)
+    state = tmp_path_factory.mktemp("run")
+    opts = HilRunOptions()
+    report = train_on_board(
+        board,
+        board_access,
+        deployed.work,
+        exported_bundle,
+        state,
+        opts,
+        model_out=state / "model",
+    )
+    return TrainedRun(report, opts, state / "model", state / "board-model")

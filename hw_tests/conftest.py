@@ -41,6 +41,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=".",
         help="where hil-report.json and hil-report.md go [default: the current directory]",
     )
+    group.addoption(
+        "--skip-deps",
+        action="store_true",
+        help="the board's Python already has the engine and our dependencies: deploy our wheel "
+        "only (as a board on this machine always does) [default: every dependency wheel for "
+        "a remote board]",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -153,16 +160,18 @@ def deployed(
     board_access: BoardAccess,
     exported_bundle: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Deployment:
     """The exported bundle, made into a deploy bundle and deployed to the board.
 
     A board on this machine (the virtual board, a chroot) brings its own engine, so its deploy
-    bundle carries only our wheel (`--skip-deps`); a remote board gets every dependency wheel.
+    bundle carries only our wheel (`--skip-deps`); a remote board gets every dependency wheel
+    unless the suite's `--skip-deps` says it has them.
     """
     from host.deploy.offline import make_deploy_bundle
     from host.deploy.release import deploy
 
-    skip_deps = board.connection.kind == "local"
+    skip_deps = board.connection.kind == "local" or request.config.getoption("--skip-deps")
     t0 = time.perf_counter()
     made = make_deploy_bundle(
         board, exported_bundle, tmp_path_factory.mktemp("deploy") / "bundle", skip_deps=skip_deps

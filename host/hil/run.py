@@ -37,6 +37,9 @@ from host.model.collect import held_out_samples, run_models_out
 from host.session.links import Emulation, Listener, make_emulation
 from host.session.runner import merge_reports
 
+# The files of a model directory the board answers from.
+BOARD_MODEL_FILES = ("model.json", "edge.onnx", KEY_FILE)
+
 
 class HilError(HiertrainError):
     """The HIL run could not finish: which part failed and its output."""
@@ -207,13 +210,10 @@ def infer_on_board(
     remote = f"{work}/runs/hil-infer"
     try:
         access.run(["mkdir", "-p", f"{remote}/model"])
-        # Every file: the board checks each against model.json's sha256 before it answers.
-        for file in sorted(Path(model_dir).rglob("*")):
-            if file.is_file():
-                target = f"{remote}/model/{file.relative_to(model_dir).as_posix()}"
-                if file.parent != Path(model_dir):
-                    access.run(["mkdir", "-p", target.rsplit("/", 1)[0]])
-                access.put(file, target)
+        # What a board needs of the model (edge_runtime/infer/model_dir.py): the rest
+        # (model.pt, full.onnx, tail.onnx) stays on the host.
+        for name in BOARD_MODEL_FILES:
+            access.put(Path(model_dir) / name, f"{remote}/model/{name}")
     except (BoardAccessError, OSError) as exc:
         raise HilError(f"cannot copy the model to {board.name}: {exc}") from None
     emulation = _emulation(board)

@@ -10,6 +10,10 @@ The pieces that took finding out (see docs/architecture.md):
   the cross-entropy loss to the exit logits, the rest come out as additional outputs.
 * The generated eval model keeps BatchNorm in training mode and fails to load; we switch it to
   inference mode (running statistics) and drop the now missing outputs.
+* ORT's CPU kernel for ReluGrad runs one element at a time on one thread: 58 ms of a 420 ms
+  ResNet-18 step, and no faster on two threads (benchmarks/bench_ort_ops.py). The training
+  model computes it as Mul(dY, Cast(Greater(Y, 0))) instead, ops ORT vectorises and splits
+  across its threads (`GRAPH_REWRITES`; docs/results.md, "ORT engine speed").
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from edge_runtime.bundle import EVAL_MODEL
+from edge_runtime.bundle import EVAL_MODEL, TRAINING_MODEL
 
 OPSET = 17
 # onnxruntime-training 1.19.2 loads IR <= 10; onnx 1.17 and the exporter write <= 10 at opset 17.
@@ -119,6 +123,56 @@ def _expose_batchnorm_updates(model: onnx.ModelProto) -> list[tuple[str, str]]:
     return pairs
 
 
+def _relu_grad_as_mul(model: onnx.ModelProto) -> int:
+    """Replace each ReluGrad(dY, Y) by Mul(dY, Cast(Greater(Y, 0), float)); returns how many.
+
+    The same values wherever dY is finite (ReluGrad gives 0 where Y <= 0; so does dY * 0). An
+    infinite or NaN dY where Y <= 0 gives NaN here, 0 there: a step that diverged either way.
+    """
+    nodes, replaced = [], 0
+    for node in model.graph.node:
+        if node.op_type != "ReluGrad" or node.domain != "com.microsoft":
+            nodes.append(node)
+            continue
+        grad, forward = node.input
+        base = f"{node.name}/as_mul"
+        zero, mask, maskf = f"{base}/zero", f"{base}/mask", f"{base}/mask_float"
+        nodes += [
+            helper.make_node(
+                "Constant",
+                [],
+                [zero],
+                name=f"{base}/Constant",
+                value=helper.make_tensor(zero, TensorProto.FLOAT, [], [0.0]),
+            ),
+            helper.make_node("Greater", [forward, zero], [mask], name=f"{base}/Greater"),
+            helper.make_node("Cast", [mask], [maskf], name=f"{base}/Cast", to=TensorProto.FLOAT),
+            helper.make_node("Mul", [grad, maskf], [node.output[0]], name=f"{base}/Mul"),
+        ]
+        replaced += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return replaced
+
+
+# Rewrites of the generated training model, by name; each measured in docs/results.md. A
+# benchmark empties it to time ORT's own graph beside ours.
+GRAPH_REWRITES = {"relu_grad_as_mul": _relu_grad_as_mul}
+
+
+def _rewrite_training_model(path: Path) -> None:
+    """Apply GRAPH_REWRITES to a generated training model (float32 graphs only: ours)."""
+    if not GRAPH_REWRITES:
+        return
+    model = onnx.load(str(path))
+    if model.graph.input[0].type.tensor_type.elem_type != TensorProto.FLOAT:
+        return
+    # No onnx.checker here: ORT's training graphs hold ops of its own (MaxPoolGrad in the
+    # default domain) that the checker rejects; the export's validation trains a step instead.
+    if sum(rewrite(model) for rewrite in GRAPH_REWRITES.values()):
+        onnx.save(model, str(path))
+
+
 def _fix_eval_model(path: Path) -> None:
     """Switch BatchNorm to inference mode in the generated eval model and drop its stat outputs."""
     model = onnx.load(str(path))
@@ -206,6 +260,7 @@ def export_training_artifacts(
             artifact_directory=str(out_dir),
             additional_output_names=["logits", "activation", *(name for _, name in bn_updates)],
         )
+    _rewrite_training_model(out_dir / TRAINING_MODEL)
     _fix_eval_model(out_dir / EVAL_MODEL)
     return bn_updates
 
@@ -265,5 +320,6 @@ def export_split_artifacts(
             artifact_directory=str(out_dir),
             additional_output_names=["activation", *(name for _, name in bn_updates)],
         )
+    _rewrite_training_model(out_dir / TRAINING_MODEL)
     _fix_eval_model(out_dir / EVAL_MODEL)
     return bn_updates

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_harness import ENV, run_edge, start_cloud
+from e2e_harness import ENV, edge_cmd, run_edge, start_cloud
 
 from edge_runtime.bundle import CODE_DIR, load_bundle
 
@@ -238,3 +238,64 @@ def test_a_package_model_from_the_working_directory_travels_in_the_bundle(tmp_pa
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["batches_sent"] == report["batches_trained_cloud"] == BATCHES
     assert (tmp_path / "model" / "code" / "mypkg" / "nets" / "tiny.py").is_file()
+
+
+FAILING_TAIL = '''\
+"""A user model whose tail fails in training after a few batches (a bug in the user's code)."""
+
+from torch import nn
+
+TRAINED = [0]  # training forwards of the tail in this process
+
+
+class Fragile(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        if self.training and x.shape[0] > 1:
+            TRAINED[0] += 1
+            if TRAINED[0] > 3:
+                raise RuntimeError("the user's tail broke after 3 batches")
+        return self.fc(x.mean((2, 3)))
+
+
+def factory(input_shape=(3, 32, 32), num_classes=10):
+    return nn.Sequential(nn.Conv2d(input_shape[0], 8, 3, padding=1), Fragile(num_classes))
+'''
+
+
+def test_a_tail_that_fails_in_training_stops_both_sides_in_one_line(tmp_path) -> None:
+    """Something no check foresaw failing in the host's session (the user's tail raising in
+    training) killed the session's thread with a traceback in the host's log; the edge waited
+    on acks, then reconnected for 60 s to nobody. The host now sends a final ERROR and stops;
+    the edge ends on it at once. The edge keeps streaming batches meanwhile, so the host's
+    receive buffer holds unread data when it stops: closing the socket plainly then sent RST,
+    which destroyed the ERROR in flight."""
+    (tmp_path / "fragile.py").write_text(FAILING_TAIL)
+    out = hostctl("export", "--model", "fragile.py:factory", "--split", "1", "--out", "b",
+                  cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    cloud = start_cloud(tmp_path / "b", tmp_path)
+    try:
+        # 75 batches of 32: many more than the tail trains before it fails, so the edge is
+        # still sending (its window full) when the host stops. Without the ERROR the edge
+        # ends after its 60 s reconnect budget with "gave up", not with the host's line.
+        edge = subprocess.run(
+            edge_cmd(tmp_path / "b", cloud.url, tmp_path, "--data", "synthetic:3000",
+                     "--epochs", "1", "--batch-size", "32"),
+            capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path,
+        )  # fmt: skip
+        assert cloud.proc.wait(60) == 1, cloud.log.read_text()[-3000:]
+    finally:
+        if cloud.proc.poll() is None:
+            cloud.proc.kill()
+            cloud.proc.wait()
+    assert edge.returncode == 1, edge.stderr[-2000:]
+    last = edge.stderr.strip().splitlines()[-1]
+    assert "the host stopped" in last and "the user's tail broke after 3 batches" in last, last
+    assert "Traceback" not in edge.stderr
+    log = cloud.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert "the user's tail broke after 3 batches" in log.strip().splitlines()[-1], log[-2000:]

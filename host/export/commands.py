@@ -10,7 +10,12 @@ from pathlib import Path
 import click
 
 from edge_runtime.errors import UsageFault
-from host.cli_options import input_shape_option, model_option, num_classes_option
+from host.cli_options import (
+    input_shape_option,
+    lr_schedule_option,
+    model_option,
+    num_classes_option,
+)
 from host.console import console, stdout_console
 
 
@@ -30,13 +35,7 @@ from host.console import console, stdout_console
 )
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option(
-    "--lr-schedule",
-    default="constant",
-    show_default=True,
-    help="the learning rate per epoch, for both halves: constant | cosine:epochs=E[,floor=F] | "
-    "step:every=N[,gamma=G], each [,warmup=W] (docs/architecture.md, 'Learning-rate schedule')",
-)
+@lr_schedule_option("the learning rate per epoch, for both halves")
 @click.option(
     "--exit-head",
     "exit_head",
@@ -151,13 +150,6 @@ def export(
         privacy = defence_entry(dp_clip, dp_noise, adv_lambda)
     except PrivacyOptionError as exc:
         raise UsageFault(str(exc)) from None
-    from edge_runtime.train.schedule import LrSchedule, ScheduleError
-
-    try:  # before torch is imported and the model built: a typo costs nothing
-        LrSchedule.parse(lr_schedule)
-    except ScheduleError as exc:
-        raise UsageFault(f"--lr-schedule: {exc}") from None
-
     opts = ExportOptions(
         model=model,
         split=split,

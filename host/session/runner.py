@@ -51,6 +51,7 @@ class SessionOptions:
     model: str = "smallcnn"
     split: int = 3
     lr: float = 3e-3
+    lr_schedule: str = "constant"  # the exported bundle's (edge_runtime/train/schedule.py)
     data: str = "synthetic:6000"
     # 3 epochs of int8+z: both exits near 90% and the early exit answers ~45% of the test
     # samples at confidence 0.9 in about 70 s here (2 epochs of int8: ~62%, ~17%; docs/results.md)
@@ -95,6 +96,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
                     model=opts.model,
                     split=opts.split,
                     lr=opts.lr,
+                    lr_schedule=opts.lr_schedule,
                     input_shape=data.input_shape,
                     num_classes=max(data.num_classes, 2),
                     baselines=spec.needs_baselines,

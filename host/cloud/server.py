@@ -38,6 +38,7 @@ from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
 from edge_runtime.train.averaging import AveragingSchedule
 from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
+from edge_runtime.train.schedule import rate_report
 from host.cloud.edge_state import EdgeState, SharedTail, check_state_dir
 from host.cloud.modes import host_mode
 
@@ -457,6 +458,10 @@ class CloudServer:
             edge_exit_accuracy=single.get("edge_exit_accuracy"),
             cloud_busy_s=round(sum(e["cloud_busy_s"] for e in edges), 3),
             extra={
+                # The tail's rate (its schedule sets each batch's by the batch's epoch).
+                **rate_report(
+                    m.get("cloud", {}).get("optimizer") if self.mode_half.trains_tail else None
+                ),
                 "shared_tail": self.shared_report(),
                 "last_trained_at": single.get("last_trained_at"),
                 "edges": edges,

@@ -297,6 +297,10 @@ def merge_reports(
         extra={
             "link_emulation": emulation or (USER_SPACE if link else "none"),
             "codec": edge.get("codec"),
+            # The bundle's rate and schedule (both halves follow it); the cloud's where the
+            # edge trains nothing (cloud-only mode).
+            **{k: _either(edge, cloud, k) for k in ("lr", "lr_schedule")},
+            "lr_last_epoch": edge.get("lr_last_epoch"),
             "engine": edge["engine"],
             "data": edge["data"],
             "train_s": training_s(edge, cloud),
@@ -312,6 +316,12 @@ def merge_reports(
             "pacing_clock": edge.get("pacing_clock"),
         },
     ).as_dict()
+
+
+def _either(edge: dict, cloud: dict | None, key: str) -> Any:
+    """The edge report's `key`, or the cloud's where the edge's is missing or None."""
+    value = edge.get(key)
+    return value if value is not None else (cloud or {}).get(key)
 
 
 def training_s(edge: dict, cloud: dict | None) -> float | None:

@@ -141,6 +141,12 @@ def test_demo_exports_with_the_lr_schedule_asked_for(tmp_path) -> None:
     manifest = json.loads((work / "bundle" / "manifest.json").read_text())
     schedule = manifest["edge"]["optimizer"]["schedule"]
     assert schedule["kind"] == "step" and schedule["gamma"] == 0.5, schedule
+    # Each report says the rate it trained at: the bundle's, its schedule, the last epoch's.
+    edge = json.loads((work / "edge.json").read_text())
+    run = json.loads((work / "report.json").read_text())
+    for report in (edge, run):
+        assert report["lr"] == 3e-3 and report["lr_schedule"] == "step:every=1,gamma=0.5"
+        assert report["lr_last_epoch"] == 1.5e-3  # epoch 1 of 2 at half the rate
 
 
 def test_demo_lr_schedule_usage_errors(exported, tmp_path) -> None:

@@ -112,6 +112,10 @@ def test_serve_trains_a_user_model_from_the_whole_bundle(user_bundle, tmp_path, 
     assert report["batches_trained_cloud"] == BATCHES
     assert cloud.rows() == BATCHES
     assert report["model"].endswith("tiny_model.py:factory")
+    # Both reports say the rate each half trained at (export's default: 1e-3, constant).
+    for side in (edge, report):
+        assert (side["lr"], side["lr_schedule"]) == (1e-3, "constant"), side
+    assert edge["lr_last_epoch"] == 1e-3
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -318,6 +318,8 @@ def run(
         _check_adversarial_exit(adv_lambda, engine, mode)
     data = load_dataset(data_spec, seed=seed, limit=limit)  # a DataError is a usage error
     check_data_fits(data, bundle.manifest)
+    if (note := data.one_class_note()) is not None:
+        log.warning("%s", note)
     spec = mode_spec(mode)
     if not spec.needs_link:
         _run_alone(

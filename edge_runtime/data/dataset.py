@@ -108,6 +108,19 @@ class Dataset:
         shift = (self.mean / self.std).astype(np.float32)[:, None, None]
         return x_uint8.astype(np.float32) * scale - shift
 
+    def one_class_note(self) -> str | None:
+        """A warning when every train sample is of one class (None otherwise): both exits can
+        only learn to answer that class. Not an error: a smoke test may mean it."""
+        present = np.unique(self.y_train)
+        if len(present) != 1:
+            return None
+        label = int(present[0])
+        name = self.classes[label] if label < len(self.classes) else str(label)
+        return (
+            f"{self.name}: every train sample is of one class, {name!r} (label {label}): the "
+            "model can only learn to answer it (fine for a smoke test, not for training)"
+        )
+
     def describe(self) -> str:
         """One line: name, split sizes, sample shape, classes and how the split was made."""
         c, h, w = self.input_shape

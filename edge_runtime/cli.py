@@ -18,7 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge_runtime.agent import run_agent
-from edge_runtime.bundle import check_data_fits, load_bundle, read_key_file
+from edge_runtime.bundle import (
+    check_data_fits,
+    class_numbering_note,
+    fit_class_names,
+    load_bundle,
+    read_key_file,
+)
 from edge_runtime.command_line import (
     PROGRESS,
     CommandGroup,
@@ -317,7 +323,10 @@ def run(
         activation_noise = _activation_noise(dp_clip, dp_noise, mode)
         _check_adversarial_exit(adv_lambda, engine, mode)
     data = load_dataset(data_spec, seed=seed, limit=limit)  # a DataError is a usage error
+    data = fit_class_names(data, bundle.manifest)
     check_data_fits(data, bundle.manifest)
+    if (note := class_numbering_note(data, bundle.manifest)) is not None:
+        log.warning("%s", note)
     if (note := data.one_class_note()) is not None:
         log.warning("%s", note)
     spec = mode_spec(mode)

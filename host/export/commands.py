@@ -37,6 +37,13 @@ from host.console import console, stdout_console
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @lr_schedule_option("the learning rate per epoch, for both halves")
 @click.option(
+    "--classes",
+    default=None,
+    help="the model's class names in label order, comma-separated (as many as --num-classes): "
+    "edges' folder:DIR data is then labelled by folder name, the same on every board "
+    "[default: none: a folder's labels are its own sorted order]",
+)
+@click.option(
     "--exit-head",
     "exit_head",
     type=int,
@@ -121,6 +128,7 @@ def export(
     lr: float,
     weight_decay: float,
     lr_schedule: str,
+    classes: str | None,
     exit_head: int | None,
     key_file: Path | None,
     seed: int,
@@ -159,6 +167,7 @@ def export(
         lr=lr,
         weight_decay=weight_decay,
         lr_schedule=lr_schedule,
+        classes=_class_names(classes, num_classes),
         exit_head_width=exit_head,
         seed=seed,
         key_file=key_file,
@@ -220,3 +229,16 @@ def inspect(
 
 
 COMMANDS = [export, inspect]
+
+
+def _class_names(text: str | None, num_classes: int) -> tuple[str, ...] | None:
+    """--classes: distinct non-empty names, one per class; a UsageFault naming what is wrong."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(","))
+    if len(names) != num_classes or not all(names) or len(set(names)) != len(names):
+        raise UsageFault(
+            f"--classes {text!r}: give {num_classes} distinct non-empty names, comma-separated, "
+            f"one per class of --num-classes {num_classes} (got {len(names)})"
+        )
+    return names

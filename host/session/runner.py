@@ -168,6 +168,10 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
                 curves.close()
             finally:
                 emulation.close()
+        if cloud.fatal is not None:
+            # The host's own failure (a tail raising in training, a full disk), which the edge
+            # ended on: its words, not "the edge runtime exited with 1".
+            raise cloud.fatal
         if rc == EXIT_INTERRUPTED and stopped:
             # Ctrl-C: what was trained so far, reported, and how to go on.
             partial = merge_reports(

@@ -270,24 +270,33 @@ def factory(input_shape=(3, 32, 32), num_classes=10):
 '''
 
 
-def test_a_tail_that_fails_in_training_stops_both_sides_in_one_line(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def fragile_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user model whose tail raises at its fourth training batch, exported at split 1."""
+    work = tmp_path_factory.mktemp("fragile")
+    (work / "fragile.py").write_text(FAILING_TAIL)
+    out = hostctl("export", "--model", "fragile.py:factory", "--split", "1", "--out", "b",
+                  cwd=work)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return work / "b"
+
+
+def test_a_tail_that_fails_in_training_stops_both_sides_in_one_line(
+    fragile_bundle, tmp_path
+) -> None:
     """Something no check foresaw failing in the host's session (the user's tail raising in
     training) killed the session's thread with a traceback in the host's log; the edge waited
     on acks, then reconnected for 60 s to nobody. The host now sends a final ERROR and stops;
     the edge ends on it at once. The edge keeps streaming batches meanwhile, so the host's
     receive buffer holds unread data when it stops: closing the socket plainly then sent RST,
     which destroyed the ERROR in flight."""
-    (tmp_path / "fragile.py").write_text(FAILING_TAIL)
-    out = hostctl("export", "--model", "fragile.py:factory", "--split", "1", "--out", "b",
-                  cwd=tmp_path)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    cloud = start_cloud(tmp_path / "b", tmp_path)
+    cloud = start_cloud(fragile_bundle, tmp_path)
     try:
         # 75 batches of 32: many more than the tail trains before it fails, so the edge is
         # still sending (its window full) when the host stops. Without the ERROR the edge
         # ends after its 60 s reconnect budget with "gave up", not with the host's line.
         edge = subprocess.run(
-            edge_cmd(tmp_path / "b", cloud.url, tmp_path, "--data", "synthetic:3000",
+            edge_cmd(fragile_bundle, cloud.url, tmp_path, "--data", "synthetic:3000",
                      "--epochs", "1", "--batch-size", "32"),
             capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path,
         )  # fmt: skip
@@ -303,3 +312,15 @@ def test_a_tail_that_fails_in_training_stops_both_sides_in_one_line(tmp_path) ->
     log = cloud.log.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert "the user's tail broke after 3 batches" in log.strip().splitlines()[-1], log[-2000:]
+
+
+def test_a_tail_that_fails_in_the_demo_ends_it_with_the_hosts_words(
+    fragile_bundle, tmp_path
+) -> None:
+    """The demo's host is in-process: its failure was "the edge runtime exited with 1"."""
+    out = hostctl("demo", "--bundle", str(fragile_bundle), "--data", "synthetic:3000",
+                  "--epochs", "1", "--link", "local", "--work-dir", "demo", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 1, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == "hostctl: failed: RuntimeError: the user's tail broke after 3 batches", last
+    assert "Traceback" not in out.stderr + out.stdout

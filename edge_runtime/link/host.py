@@ -143,8 +143,8 @@ class HostSession:
 
         The ERROR is one unsequenced frame, as the handshake's refusals write it, so it needs
         no acknowledgement from an edge whose sender may be blocked on a full window. Within
-        ``linger`` seconds the edge reads it and closes; see Transport.finish for why the
-        line is not simply closed.
+        ``linger`` seconds the edge reads it and closes; the line is not simply closed, since
+        over TCP that would destroy the ERROR in flight (transports._drain_to_eof says why).
         """
         self.end(LinkClosed(f"session ended by the host ({code}): {message}"))
         refuse(self._io, code, message)  # after end(): no data frame follows it

@@ -56,6 +56,11 @@ def named(exported) -> Path:
 def test_two_boards_lacking_different_classes_label_them_alike(named, tmp_path) -> None:
     manifest = load_bundle(named / "edge").manifest
     assert manifest["classes"] == list(NAMES)
+    shown = subprocess.run(
+        [sys.executable, "-m", "host.cli", "inspect", str(named)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "cat, dog, owl" in shown.stdout, shown.stdout + shown.stderr
     labels = {}
     for board, classes in (("a", ("cat", "owl")), ("b", ("dog", "owl"))):
         data = load_dataset(f"folder:{_folder(tmp_path / board, classes)}", test_fraction=0.0)

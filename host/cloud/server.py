@@ -265,6 +265,11 @@ class CloudServer:
                 except BadMessage as exc:
                     self._refuse(session, state, exc)
                     break
+            else:
+                if self.fatal is not None:
+                    # Another edge's session failed and the host stops: this edge, too, ends on
+                    # the host's words rather than reconnecting to nobody.
+                    session.abort("state", f"the host stopped: {self.fatal}")
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
             self.on_event("error", state, {"error": str(exc)})

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_harness import ENV, edge_cmd, run_edge, start_cloud
+from e2e_harness import ENV, edge_cmd, run_edge, start_cloud, wait_until
 
 from edge_runtime.bundle import CODE_DIR, load_bundle
 
@@ -324,3 +324,75 @@ def test_a_tail_that_fails_in_the_demo_ends_it_with_the_hosts_words(
     last = out.stderr.strip().splitlines()[-1]
     assert last == "hostctl: failed: RuntimeError: the user's tail broke after 3 batches", last
     assert "Traceback" not in out.stderr + out.stdout
+
+
+MARKED_TAIL = '''\
+"""A user model whose tail fails once, in the training step that finds the test's marker."""
+
+from pathlib import Path
+
+from torch import nn
+
+MARKER = Path({marker!r})
+
+
+class Fragile(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        if self.training:
+            try:
+                MARKER.unlink()  # one session only takes it: the other edge's session is fine
+            except FileNotFoundError:
+                pass
+            else:
+                raise RuntimeError("the user's tail broke on the marker")
+        return self.fc(x.mean((2, 3)))
+
+
+def factory(input_shape=(3, 32, 32), num_classes=10):
+    return nn.Sequential(nn.Conv2d(input_shape[0], 8, 3, padding=1), Fragile(num_classes))
+'''
+
+
+def test_a_tail_that_fails_ends_every_edge_of_the_host_in_its_words(tmp_path) -> None:
+    """Two edges on one host; one edge's batch makes the tail fail (once). The host stops, and
+    the other edge, whose own session was fine, ends on the host's line too: it reconnected for
+    60 s to nobody. The tail fails only once both edges are in, so the test has no race."""
+    marker = tmp_path / "break-now"
+    (tmp_path / "marked.py").write_text(MARKED_TAIL.format(marker=str(marker)))
+    out = hostctl("export", "--model", "marked.py:factory", "--split", "1", "--out", "b",
+                  cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    cloud = start_cloud(tmp_path / "b", tmp_path)
+    edges = {}
+    try:
+        for k in range(2):
+            work = tmp_path / f"board{k}"
+            work.mkdir()
+            cmd = edge_cmd(tmp_path / "b", cloud.url, work, "--data", "synthetic:6000",
+                           "--epochs", "1", "--slowdown", "3", "--edge-id", f"board{k}")  # fmt: skip
+            edges[k] = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                cwd=work,
+            )  # fmt: skip
+        wait_until(
+            lambda: all(f"edge 'board{k}' connected" in cloud.log.read_text() for k in edges),
+            240, "both edges connected",
+        )  # fmt: skip
+        marker.touch()
+        errs = {k: proc.communicate(timeout=300)[1] for k, proc in edges.items()}
+        assert cloud.proc.wait(60) == 1, cloud.log.read_text()[-3000:]
+    finally:
+        for proc in [*edges.values(), cloud.proc]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for k, proc in edges.items():
+        assert proc.returncode == 1, errs[k][-2000:]
+        last = errs[k].strip().splitlines()[-1]
+        assert "the host stopped" in last and "the user's tail broke on the marker" in last, last
+    log = cloud.log.read_text()
+    assert "Traceback" not in log, log[-3000:]

@@ -728,11 +728,20 @@ def run_argv(program: list[str], **options: object) -> list[str]:
     The one place other tools (demo, HIL, the systemd unit) build this command; a name that is
     not an option of `run` raises ValueError, so they cannot drift from it.
     """
-    params = {p.name: p for p in run.params}
-    argv = [*program, "run"]
+    return _command_argv(run, program, options)
+
+
+def infer_argv(program: list[str], **options: object) -> list[str]:
+    """The argv of `edge-runtime infer`, built as `run_argv` builds `run`'s."""
+    return _command_argv(infer, program, options)
+
+
+def _command_argv(command: click.Command, program: list[str], options: dict) -> list[str]:
+    params = {p.name: p for p in command.params}
+    argv = [*program, command.name]
     for name, value in options.items():
         if name not in params:
-            raise ValueError(f"edge-runtime run has no option for {name!r}")
+            raise ValueError(f"edge-runtime {command.name} has no option for {name!r}")
         if value is None or value is False:
             continue
         flag = params[name].opts[0]

@@ -41,6 +41,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=".",
         help="where hil-report.json and hil-report.md go [default: the current directory]",
     )
+    group.addoption(
+        "--skip-deps",
+        action="store_true",
+        help="the board's Python already has the engine and our dependencies: deploy our wheel "
+        "only (as a board on this machine always does) [default: every dependency wheel for "
+        "a remote board]",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -153,16 +160,18 @@ def deployed(
     board_access: BoardAccess,
     exported_bundle: Path,
     tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Deployment:
     """The exported bundle, made into a deploy bundle and deployed to the board.
 
     A board on this machine (the virtual board, a chroot) brings its own engine, so its deploy
-    bundle carries only our wheel (`--skip-deps`); a remote board gets every dependency wheel.
+    bundle carries only our wheel (`--skip-deps`); a remote board gets every dependency wheel
+    unless the suite's `--skip-deps` says it has them.
     """
     from host.deploy.offline import make_deploy_bundle
     from host.deploy.release import deploy
 
-    skip_deps = board.connection.kind == "local"
+    skip_deps = board.connection.kind == "local" or request.config.getoption("--skip-deps")
     t0 = time.perf_counter()
     made = make_deploy_bundle(
         board, exported_bundle, tmp_path_factory.mktemp("deploy") / "bundle", skip_deps=skip_deps
@@ -178,3 +187,42 @@ def deployed(
         sent=len(result.sent),
         skip_deps=skip_deps,
     )
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """The suite's one training run on the board, ended with a model out."""
+
+    report: dict  # the merged run report, with `hil_figures`
+    options: object  # the HilRunOptions it ran with
+    model_dir: Path  # the whole model the host assembled (hostctl serve --model-out)
+    board_model_dir: Path  # the board's own edge.onnx + edge.json (edge-runtime run --model-out)
+
+
+@pytest.fixture(scope="session")
+def trained_run(
+    board: Board,
+    board_access: BoardAccess,
+    deployed: Deployment,
+    exported_bundle: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> TrainedRun:
+    """Train with the edge on the board and the cloud here, then write the model out: once per
+    session (the training test and the inference test share it)."""
+    from host.hil.run import HilRunOptions, link_capability, train_on_board
+
+    why = link_capability(board)
+    if why is not None:
+        pytest.skip(why)
+    state = tmp_path_factory.mktemp("run")
+    opts = HilRunOptions()
+    report = train_on_board(
+        board,
+        board_access,
+        deployed.work,
+        exported_bundle,
+        state,
+        opts,
+        model_out=state / "model",
+    )
+    return TrainedRun(report, opts, state / "model", state / "board-model")

@@ -34,8 +34,17 @@ def to_nchw_uint8(x: np.ndarray, what: str) -> np.ndarray:
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
     if x.dtype.kind == "f":
-        if x.size and (not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0):
-            raise DataError(f"{what}: float pixels must be in [0, 1]; scale them or store uint8")
+        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)) if x.size else []
+        if len(bad):
+            raise DataError(
+                f"{what}: {len(bad)} image(s) hold NaN or infinite pixels (the first: sample "
+                f"{bad[0]}); drop or repair them"
+            )
+        if x.size and (x.min() < 0.0 or x.max() > 1.0):
+            raise DataError(
+                f"{what}: float pixels must be in [0, 1], found {x.min():.4g}..{x.max():.4g}; "
+                "scale them or store uint8"
+            )
         return np.ascontiguousarray(np.rint(x * 255.0).astype(np.uint8))
     if x.dtype.kind in "iub":
         if x.size and (x.min() < 0 or x.max() > 255):

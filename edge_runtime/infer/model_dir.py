@@ -1,4 +1,4 @@
-"""A model directory as the board reads it: model.json, every file checked against its sha256.
+"""A model directory as the board reads it: model.json, its files checked against their sha256.
 
 One reader for both ends: the host's check (host/model/validate.py) uses it too.
 """
@@ -20,8 +20,13 @@ class ModelDirError(HiertrainError):
     """A model directory that is incomplete, altered or not one; the message says which file."""
 
 
-def read_model_dir(model_dir: Path) -> dict[str, Any]:
-    """model.json's content after checking every file it lists against its sha256."""
+def read_model_dir(model_dir: Path, needs: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """model.json's content after checking its files against their sha256.
+
+    `needs`: the files this side uses (the board: edge.onnx; the inference host: tail.onnx);
+    each must be there. Other listed files may be left out (a board need not hold model.pt
+    and full.onnx), but one that is there must match. None: every listed file must be there.
+    """
     model_dir = Path(model_dir)
     path = model_dir / MODEL_JSON
     if not path.is_file():
@@ -38,9 +43,15 @@ def read_model_dir(model_dir: Path) -> dict[str, Any]:
         raise ModelDirError(f"{path}: not JSON ({exc})") from None
     if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
         raise ModelDirError(f"{path}: not a {MODEL_FORMAT} description")
-    for name, digest in description.get("files", {}).items():
+    files = description.get("files", {})
+    for name in needs or ():
+        if name not in files:
+            raise ModelDirError(f"{path}: lists no {name}")
+    for name, digest in files.items():
         file = model_dir / name
         if not file.is_file():
+            if needs is not None and name not in needs:
+                continue  # not used on this side
             raise ModelDirError(f"{model_dir}: {name} is missing")
         if sha256_file(file) != digest:
             raise ModelDirError(

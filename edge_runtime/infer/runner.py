@@ -34,7 +34,7 @@ class EdgeModel:
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
         ort = inference_runtime()
-        self.description = read_model_dir(model_dir)
+        self.description = read_model_dir(model_dir, needs=(EDGE_ONNX,))
         io = self.description["io"][EDGE_ONNX]
         self.input_name = io["inputs"][0]
         self.outputs = io["outputs"]  # exit logits, activation

@@ -240,7 +240,8 @@ def serve_cmd(
         if model_dir is None or bundle_dir is not None:
             given = "not --bundle" if bundle_dir is not None else "which is missing"
             raise UsageFault(f"serve --infer takes --model DIR (the --model-out of a run), {given}")
-        read_model_dir(model_dir)  # not a model directory: that, not a missing key, is the line
+        # Not a model directory: that, not a missing key, is the line.
+        read_model_dir(model_dir, needs=("tail.onnx",))
         serve_infer(
             model_dir,
             listen=listen,

@@ -27,6 +27,8 @@ SUMMARY = (
     ("link_throughput_bps", "link throughput", lambda v: f"{v / 1e6:.2f} Mbit/s"),
     ("pipeline_efficiency", "overlap (runtime / busiest)", lambda v: f"{v:.2f}"),
     ("deploy_s", "deploy", lambda v: f"{v:.1f} s"),
+    ("infer_latency_ms_p50", "inference p50", lambda v: f"{v:.1f} ms"),
+    ("infer_fraction_at_edge", "answered at the exit", lambda v: f"{100 * v:.0f}%"),
 )
 
 

@@ -7,6 +7,11 @@ baud rate; host/session/links.py); a board with a `url` connects to the host as 
 The edge is `edge-runtime run` from the board's current release, started through the board's
 BoardAccess (a local process, a chroot under qemu-user, or ssh), so its step times are the
 board's own.
+
+With a model out, the run ends as a user's would: the board writes its own edge.onnx (its
+engine's export), the host assembles the whole model from the board's uploaded weights and its
+tail, and `infer_on_board` copies that model to the board and answers held-out samples there
+with `edge-runtime infer` against this host's `tail.onnx`, over the same link.
 """
 
 from __future__ import annotations
@@ -20,15 +25,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.bundle import load_bundle
-from edge_runtime.cli import run_argv
+from edge_runtime.bundle import KEY_FILE, load_bundle, read_key_file
+from edge_runtime.cli import infer_argv, run_argv
 from edge_runtime.errors import HiertrainError
 from host.cloud.server import CloudServer
 from host.deploy.access import BoardAccess, BoardAccessError
 from host.deploy.board import Board
+from host.infer.server import InferServer
 from host.linkemu import parse_link
-from host.session.links import Emulation, make_emulation
+from host.model.collect import held_out_samples, run_models_out
+from host.session.links import Emulation, Listener, make_emulation
 from host.session.runner import merge_reports
+
+# The files of a model directory the board answers from.
+BOARD_MODEL_FILES = ("model.json", "edge.onnx", KEY_FILE)
 
 
 class HilError(HiertrainError):
@@ -44,17 +54,29 @@ class HilRunOptions:
     batch_size: int = 32
     codec: str = "int8"
     timeout_s: float = 900.0
+    infer_samples: int = 64  # held-out samples the board answers in the inference run
+    # The inference run's threshold, calibrated on held-out samples it does not answer (a
+    # calibration pass on the board): at most this fraction offloaded, so both paths are used.
+    infer_max_offload: float = 0.5
 
 
-def edge_argv(board: Board, work: str, connect: str, opts: HilRunOptions, **link: Any) -> list[str]:
-    """`edge-runtime run` from the board's current release, writing under work/runs/hil.
+def edge_argv(
+    board: Board,
+    work: str,
+    connect: str,
+    opts: HilRunOptions,
+    model_out: bool = False,
+    **link: Any,
+) -> list[str]:
+    """`edge-runtime run` from the board's current release, writing under work/runs/hil
+    (with ``model_out``, the board's trained front + exit in work/runs/hil/model).
 
     ``link``: more link options of `edge-runtime run` by parameter name (``baud`` for serial).
     """
-    current, runs = f"{work}/current", f"{work}/runs/hil"
+    runs = f"{work}/runs/hil"
     argv = run_argv(
-        [f"{current}/venv/bin/edge-runtime"],
-        bundle_dir=f"{current}/edge",
+        [_edge_program(work)],
+        bundle_dir=f"{work}/current/edge",
         url=connect,
         **link,
         engine=board.resolved_engine,
@@ -66,13 +88,22 @@ def edge_argv(board: Board, work: str, connect: str, opts: HilRunOptions, **link
         work_dir=runs,
         fresh=True,
         report_path=f"{runs}/edge-report.json",
+        model_out=f"{runs}/model" if model_out else None,
     )
-    # A board that runs here at this machine's speed stands in for a slower one by pacing its
-    # steps; a board under emulation (chroot) or real hardware runs at its own speed.
+    return argv + _pacing(board)
+
+
+def _edge_program(work: str) -> str:
+    return f"{work}/current/venv/bin/edge-runtime"
+
+
+def _pacing(board: Board) -> list[str]:
+    """A board that runs here at this machine's speed stands in for a slower one by pacing its
+    steps; a board under emulation (chroot) or real hardware runs at its own speed."""
     local = board.connection.access_kind == "local"
     if local and board.profile and board.profile.slowdown and board.profile.slowdown > 1:
-        argv += ["--slowdown", str(board.profile.slowdown)]
-    return argv
+        return ["--slowdown", str(board.profile.slowdown)]
+    return []
 
 
 def link_capability(board: Board) -> str | None:
@@ -100,10 +131,14 @@ def train_on_board(
     bundle_dir: Path,
     state_dir: Path,
     opts: HilRunOptions | None = None,
+    model_out: Path | None = None,
 ) -> dict[str, Any]:
     """Train with the edge on `board` (deployed under `work`) and the cloud here; the figures.
 
-    Returns the merged run report (the demo's keys) plus the HIL figures (`hil_figures`).
+    Returns the merged run report (the demo's keys) plus the HIL figures (`hil_figures`). With
+    `model_out`, the host writes the trained model there (`hostctl serve --model-out`) and the
+    board's own edge.onnx and edge.json (`edge-runtime run --model-out`) are fetched into
+    `state_dir/board-model`.
     """
     opts = opts or HilRunOptions()
     why = link_capability(board)
@@ -111,46 +146,34 @@ def train_on_board(
         raise HilError(why)
     bundle = load_bundle(bundle_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    # The board runs on this machine: the cloud behind an emulated link (user-space, as the
-    # edge runs through the board's access, not in a namespace of ours).
-    emulation: Emulation | None = None
-    if board.link.emulate:
-        emulation = make_emulation(parse_link(board.link.emulate), "user")
+    emulation = _emulation(board)
     cloud = CloudServer(
         bundle,
         state_dir / "cloud-state",
         key=bundle.key(),
         metrics_csv=state_dir / "cloud.csv",
         config=emulation.link_config() if emulation else None,
+        collect_model=model_out is not None,  # the board uploads its front only when asked
     )
     try:
-        link_options: dict[str, Any] = {}
-        if emulation is not None:
-            emulation.open(cloud)
-            link_options = emulation.edge_options()
-            connect, link_desc = link_options.pop("url"), emulation.link.describe()
-        else:
-            # A real board connects to the host as its board file says: listen on that port.
-            connect = link_desc = str(board.link.url)
-            cloud.serve_tcp("0.0.0.0", _url_port(connect))
-        argv = edge_argv(board, work, connect, opts, **link_options)
-        t0 = time.perf_counter()
-        try:
-            result = access.run(argv, check=False, timeout=opts.timeout_s)
-        except BoardAccessError as exc:
-            raise HilError(f"the edge runtime on {board.name}: {exc}") from None
-        wall = time.perf_counter() - t0
-        (state_dir / "edge.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-            raise HilError(f"the edge runtime on {board.name} exited {result.returncode}: {tail}")
+        connect, link_desc, link_options = _open_link(board, emulation, cloud)
+        argv = edge_argv(board, work, connect, opts, model_out is not None, **link_options)
+        wall = _run_on_board(board, access, argv, opts.timeout_s, state_dir / "edge.log")
         cloud.wait(exit_when_done=True)
+        if model_out is not None:
+            samples = held_out_samples(opts.data, input_shape=bundle.manifest["input_shape"])
+            run_models_out(bundle, cloud.states(), model_out, samples, say=lambda _: None)
     finally:
         cloud.stop()
         if emulation is not None:
             emulation.close()
-    edge_report = _fetch(access, f"{work}/runs/hil/edge-report.json", state_dir)
-    metrics = _fetch(access, f"{work}/runs/hil/edge_metrics.csv", state_dir)
+    runs = f"{work}/runs/hil"
+    edge_report = _fetch(access, f"{runs}/edge-report.json", state_dir)
+    metrics = _fetch(access, f"{runs}/edge_metrics.csv", state_dir)
+    if model_out is not None:
+        (state_dir / "board-model").mkdir(exist_ok=True)
+        for name in ("edge.onnx", "edge.json"):
+            _copy_back(access, f"{runs}/model/{name}", state_dir / "board-model")
     link_stats = emulation.stats() if emulation else None
     report = merge_reports(
         json.loads(edge_report),
@@ -164,13 +187,117 @@ def train_on_board(
     return report
 
 
+def infer_on_board(
+    board: Board,
+    access: BoardAccess,
+    work: str,
+    model_dir: Path,
+    state_dir: Path,
+    opts: HilRunOptions | None = None,
+) -> dict[str, Any]:
+    """Copy the trained model in `model_dir` to the board and answer the first
+    `opts.infer_samples` held-out samples there (`edge-runtime infer --max-offload`, calibrated
+    on the board), this host answering offloads with `tail.onnx` (`hostctl serve --infer`) over
+    the board's link.
+
+    Returns the board's inference report, with the host's figures under `host`.
+    """
+    opts = opts or HilRunOptions()
+    why = link_capability(board)
+    if why is not None:
+        raise HilError(why)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    remote = f"{work}/runs/hil-infer"
+    try:
+        access.run(["mkdir", "-p", f"{remote}/model"])
+        # What a board needs of the model (edge_runtime/infer/model_dir.py): the rest
+        # (model.pt, full.onnx, tail.onnx) stays on the host.
+        for name in BOARD_MODEL_FILES:
+            access.put(Path(model_dir) / name, f"{remote}/model/{name}")
+    except (BoardAccessError, OSError) as exc:
+        raise HilError(f"cannot copy the model to {board.name}: {exc}") from None
+    emulation = _emulation(board)
+    server = InferServer(
+        model_dir,
+        key=read_key_file(Path(model_dir) / KEY_FILE),
+        config=emulation.link_config() if emulation else None,
+    )
+    t0 = time.perf_counter()
+    try:
+        connect, _, link_options = _open_link(board, emulation, server)
+        argv = infer_argv(
+            [_edge_program(work)],
+            model_dir=f"{remote}/model",
+            url=connect,
+            **link_options,
+            data_spec=opts.data,
+            codec=opts.codec,
+            max_offload=opts.infer_max_offload,
+            limit=opts.infer_samples,
+            edge_id=board.name,
+            report_path=f"{remote}/infer.json",
+        )
+        _run_on_board(board, access, argv + _pacing(board), opts.timeout_s, state_dir / "infer.log")
+    finally:
+        server.close()
+        if emulation is not None:
+            emulation.close()
+    report = json.loads(_fetch(access, f"{remote}/infer.json", state_dir))
+    report["host"] = server.report(time.perf_counter() - t0).as_dict()
+    return report
+
+
+def _emulation(board: Board) -> Emulation | None:
+    """The board runs on this machine: the host behind an emulated link (user-space, as the
+    edge runs through the board's access, not in a namespace of ours)."""
+    if board.link.emulate:
+        return make_emulation(parse_link(board.link.emulate), "user")
+    return None
+
+
+def _open_link(
+    board: Board, emulation: Emulation | None, host: Listener
+) -> tuple[str, str, dict[str, Any]]:
+    """Make `host` listen where the board's edge reaches it: (url, link label, more options)."""
+    if emulation is not None:
+        emulation.open(host)
+        link_options = emulation.edge_options()
+        return link_options.pop("url"), emulation.link.describe(), link_options
+    # A real board connects to the host as its board file says: listen on that port.
+    url = str(board.link.url)
+    host.serve_tcp("0.0.0.0", _url_port(url))
+    return url, url, {}
+
+
+def _run_on_board(
+    board: Board, access: BoardAccess, argv: list[str], timeout_s: float, log: Path
+) -> float:
+    """Run the edge runtime command on the board; its wall seconds. Output goes to `log`."""
+    t0 = time.perf_counter()
+    try:
+        result = access.run(argv, check=False, timeout=timeout_s)
+    except BoardAccessError as exc:
+        raise HilError(f"the edge runtime on {board.name}: {exc}") from None
+    wall = time.perf_counter() - t0
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+        raise HilError(f"the edge runtime on {board.name} exited {result.returncode}: {tail}")
+    return wall
+
+
 def _fetch(access: BoardAccess, remote: str, state_dir: Path) -> str:
+    """The text of the board's file `remote`, copied into `state_dir`."""
+    return _copy_back(access, remote, state_dir).read_text()
+
+
+def _copy_back(access: BoardAccess, remote: str, state_dir: Path) -> Path:
     local = state_dir / Path(remote).name
     try:
         access.get(remote, local)
     except (BoardAccessError, OSError) as exc:
         raise HilError(f"cannot fetch {remote} from the board: {exc}") from None
-    return local.read_text()
+    return local
 
 
 def hil_figures(

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from edge_runtime.bundle import KEY_FILE, read_key_file
+from edge_runtime.cli import infer_argv
 from edge_runtime.command_line import own_module_argv
 from edge_runtime.errors import HiertrainError
 from host.infer.server import InferServer
@@ -25,8 +26,13 @@ def run_infer_demo(model_dir: Path, data: str, work: Path, console: Console) -> 
     server = InferServer(model_dir, key=read_key_file(model_dir / KEY_FILE))
     host, port = server.serve_tcp("127.0.0.1", 0)
     report = work / "infer.json"
-    cmd = [*own_module_argv("edge_runtime.launch"), "infer", "--model", str(model_dir),
-           "--connect", f"socket://{host}:{port}", "--data", data, "--report", str(report)]  # fmt: skip
+    cmd = infer_argv(
+        own_module_argv("edge_runtime.launch"),
+        model_dir=model_dir,
+        url=f"socket://{host}:{port}",
+        data_spec=data,
+        report_path=report,
+    )
     try:
         done = subprocess.run(cmd, capture_output=True, text=True)
     finally:

@@ -31,7 +31,7 @@ class InferServer:
         import onnxruntime as ort
 
         self.model_dir = Path(model_dir)
-        self.description = read_model_dir(self.model_dir)
+        self.description = read_model_dir(self.model_dir, needs=(TAIL_ONNX,))
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         self._tail = ort.InferenceSession(

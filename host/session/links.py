@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 import subprocess
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from edge_runtime.errors import UsageFault
 from edge_runtime.link import LinkConfig
-from host.cloud.server import CloudServer
 from host.linkemu import (
     EMULATION_CHOICES,
     LinkSpec,
@@ -41,6 +40,14 @@ USER_SPACE = "user-space token bucket (host/linkemu/shaper.py)"
 
 class EmulationUnavailable(UsageFault, ValueError):
     """The asked-for emulation cannot run here; says why and what to choose instead."""
+
+
+class Listener(Protocol):
+    """What a link is put in front of: the cloud trainer, or the inference host."""
+
+    def serve_tcp(self, host: str, port: int) -> tuple[str, int]: ...
+
+    def serve_serial(self, url: str) -> None: ...
 
 
 class Emulation(ABC):
@@ -62,7 +69,7 @@ class Emulation(ABC):
         return LinkConfig()
 
     @abstractmethod
-    def open(self, cloud: CloudServer) -> None:
+    def open(self, cloud: Listener) -> None:
         """Bring the link up and make ``cloud`` listen at its host end."""
 
     @abstractmethod
@@ -95,7 +102,7 @@ class UserSpaceLink(Emulation):
         super().__init__(link)
         self.relay: ShapedRelay | None = None
 
-    def open(self, cloud: CloudServer) -> None:
+    def open(self, cloud: Listener) -> None:
         self.relay = ShapedRelay(cloud.serve_tcp("127.0.0.1", 0), self.link)
         self.relay.start()
 
@@ -125,7 +132,7 @@ class KernelLink(Emulation):
         self.netns = NamespaceLink(link)
         self.relay: ShapedRelay | None = None
 
-    def open(self, cloud: CloudServer) -> None:
+    def open(self, cloud: Listener) -> None:
         cleanup_stale()  # namespaces left by a killed run (only those whose owner is gone)
         self.netns.up()
         # Sockets made in here stay in the host namespace, and so do the accept threads
@@ -184,7 +191,7 @@ class SerialLink(Emulation):
     def link_config(self) -> LinkConfig:
         return LinkConfig(baudrate=self.baud)
 
-    def open(self, cloud: CloudServer) -> None:
+    def open(self, cloud: Listener) -> None:
         self.modem = NullModem(self.baud)
         cloud.serve_serial(self.modem.paths[1])
 

@@ -105,7 +105,12 @@ def test_npz_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="lacks array"):
         load_dataset(str(path))
     np.savez(path, x=np.full((2, 4, 4), 1.5), y=[0, 1])
-    with pytest.raises(DataError, match=r"\[0, 1\]"):
+    with pytest.raises(DataError, match=r"\[0, 1\], found 1.5\.\.1.5"):
+        load_dataset(str(path))
+    damaged = np.full((3, 4, 4), 0.5)
+    damaged[2, 1, 1] = np.nan
+    np.savez(path, x=damaged, y=[0, 1, 0])
+    with pytest.raises(DataError, match=r"1 image\(s\) hold NaN or infinite pixels .*sample 2"):
         load_dataset(str(path))
     np.savez(path, x=np.array([None, 1], dtype=object), y=[0, 1])
     with pytest.raises(DataError, match="pickled"):

@@ -73,6 +73,11 @@ def test_virtual_board_json_report(virtual_run) -> None:
     assert f["batches_trained_cloud"] == f["batches_sent"] > 0
     names = {t["name"] for t in report["tests"]}
     assert {"test_reachable", "test_architecture", "test_deploy", "test_hierarchical_run"} <= names
+    # The run's model out and early-exit inference on the board.
+    assert {"test_model_out_on_board", "test_early_exit_inference_on_board"} <= names
+    assert f["board_vs_host_edge_max_diff"] < 1e-3
+    assert f["infer_samples"] > 0 and 0 < f["infer_fraction_at_edge"] <= 1
+    assert f["infer_latency_ms_p50"] > 0
 
 
 @pytest.mark.slow
@@ -81,7 +86,15 @@ def test_virtual_board_markdown_report(virtual_run) -> None:
     md = (out / "hil-report.md").read_text()
     assert md.startswith("# HIL report: virtual")
     header = next(line for line in md.splitlines() if line.startswith("| board |"))
-    for column in ("arch", "engine", "edge step", "epoch", "link throughput", "overlap"):
+    for column in (
+        "arch",
+        "engine",
+        "edge step",
+        "epoch",
+        "link throughput",
+        "overlap",
+        "inference p50",
+    ):
         assert column in header
     assert "| virtual | x86_64 | ort |" in md
 

@@ -202,6 +202,46 @@ def test_bad_model_dir_and_input_are_one_line(model_dir, tmp_path) -> None:
         EdgeModel(copy)
 
 
+def test_the_board_needs_only_model_json_edge_onnx_and_the_key(model_dir, tmp_path) -> None:
+    """A board holds model.json, edge.onnx and link.key only (not model.pt, full.onnx,
+    tail.onnx): `edge-runtime infer` answers from it against a host holding the whole model.
+    A file that is there must still match; the one the board uses must be there."""
+    import shutil
+    import subprocess
+    import sys
+
+    board = tmp_path / "board-model"
+    board.mkdir()
+    for name in ("model.json", "edge.onnx", "link.key"):
+        shutil.copyfile(model_dir / name, board / name)
+    server = InferServer(model_dir, key=read_key_file(model_dir / "link.key"))
+    host, port = server.serve_tcp("127.0.0.1", 0)
+    report = tmp_path / "infer.json"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "edge_runtime.launch", "infer", "--model", str(board)]
+            + ["--connect", f"socket://{host}:{port}", "--data", str(DIGITS["path"])]
+            + ["--threshold", "0.9", "--limit", "40", "--report", str(report)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(report.read_text())
+    assert result["samples"] == 40 and result["answers"]["degraded"] == 0
+    assert result["answers"]["cloud"] == server.answered > 0
+
+    (board / "model.pt").write_bytes(b"not the trained weights")
+    with pytest.raises(ModelDirError, match="model.pt was altered"):
+        EdgeModel(board)
+    (board / "model.pt").unlink()
+    (board / "edge.onnx").unlink()
+    with pytest.raises(ModelDirError, match="edge.onnx is missing"):
+        EdgeModel(board)
+
+
 NO_TORCH = """
 import sys
 import numpy as np

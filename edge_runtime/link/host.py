@@ -146,8 +146,11 @@ class HostSession:
         ``linger`` seconds the edge reads it and closes; the line is not simply closed, since
         over TCP that would destroy the ERROR in flight (transports._drain_to_eof says why).
         """
+        # Written while the session runs, in its framing: once it has ended, the line's reader
+        # goes back to plain handshake frames, and a plain frame mid-session is one the edge
+        # drops as stale. A data frame may follow the ERROR; the edge stops at the ERROR.
+        refuse(self._io, code, message)
         self.end(LinkClosed(f"session ended by the host ({code}): {message}"))
-        refuse(self._io, code, message)  # after end(): no data frame follows it
         self.line.finish(linger)
 
     def end(self, error: LinkError) -> None:

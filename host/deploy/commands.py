@@ -18,6 +18,7 @@ from host.deploy.access import BoardAccess, open_access
 from host.deploy.agent_access import AgentAccess
 from host.deploy.board import load_board
 from host.deploy.errors import BoardError
+from host.deploy.model import ModelDeployResult, deploy_model
 from host.deploy.offline import DeployBundle, make_deploy_bundle
 from host.deploy.release import DeployResult, deploy
 from host.deploy.serial import deploy_serial
@@ -121,18 +122,63 @@ def bundle_cmd(board_file: Path, bundle_dir: Path, out: Path | None, skip_deps: 
 @click.option(
     "--bundle",
     "deploy_dir",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
     help="a deploy bundle from `hostctl bundle`",
 )
+@click.option(
+    "--model",
+    "model_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="instead: a trained model directory (--model-out of a run) for `edge-runtime infer` "
+    "on the board; its model.json, edge.onnx and link.key go to WORK_DIR/models/NAME",
+)
+@click.option("--name", default=None, help="with --model: NAME [default: the directory's name]")
 @click.option("--systemd", is_flag=True, help="also write a systemd unit for the edge runtime")
-def deploy_cmd(board_file: Path, deploy_dir: Path, systemd: bool) -> None:
-    """Copy what changed to the board, install it offline, verify, switch `current`."""
+def deploy_cmd(
+    board_file: Path,
+    deploy_dir: Path | None,
+    model_dir: Path | None,
+    name: str | None,
+    systemd: bool,
+) -> None:
+    """Copy what changed to the board, install it offline, verify, switch `current`; or, with
+    --model, put a trained model there for early-exit inference."""
+    if (deploy_dir is None) == (model_dir is None):
+        raise BoardError("deploy takes exactly one of --bundle DIR (a release) or --model DIR")
+    if model_dir is None and name is not None:
+        raise BoardError("--name goes with --model")
+    if model_dir is not None and systemd:
+        raise BoardError("--systemd goes with --bundle (the unit runs training)")
     try:
-        deploy_command(board_file, deploy_dir, systemd, stderr_console)
+        if model_dir is not None:
+            deploy_model_command(board_file, model_dir, name, stderr_console)
+        else:
+            deploy_command(board_file, deploy_dir, systemd, stderr_console)
     except KeyboardInterrupt:
         # A deploy resumes by running again: files already on the board are not sent twice.
         raise Interrupted("run the same hostctl deploy again: it sends only what changed") from None
+
+
+def deploy_model_command(
+    board_file: Path, model_dir: Path, name: str | None, console: Console
+) -> ModelDeployResult:
+    """Put a trained model on the board of a board file and say how to answer with it."""
+    board = load_board(board_file)
+    with open_access(board) as access:
+        if not isinstance(access, BoardAccess):
+            raise BoardError(
+                f"board file {board_file}: --model needs a shell on the board (ssh or local); "
+                f"{board.connection.describe()} takes files only"
+            )
+        result = deploy_model(board, model_dir, name=name, access=access, console=console)
+    console.print(
+        f"on the board: {board.work_dir}/current/venv/bin/edge-runtime infer --model "
+        f"{result.remote_dir} --connect socket://HOST:PORT --data SPEC  (the host: hostctl "
+        f"serve --infer --model {model_dir} --listen tcp://0.0.0.0:PORT)"
+    )
+    return result
 
 
 COMMANDS = [bundle_cmd, deploy_cmd]

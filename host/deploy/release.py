@@ -96,6 +96,22 @@ def deploy(
             run.access.close()
 
 
+def board_work_dir(board: Board, access: BoardAccess) -> str:
+    """The board file's work_dir, created and resolved on the board; BoardError when the
+    board's architecture is not the board file's."""
+    work = board.work_dir
+    # "~/x": the deploying user's home on the board, resolved there.
+    quoted = '"$HOME"/' + shlex.quote(work[2:]) if work.startswith("~/") else shlex.quote(work)
+    out = access.run(f"mkdir -p {quoted} && cd {quoted} && pwd -P && uname -m")
+    lines = out.stdout.split()
+    if len(lines) < 2:
+        raise BoardAccessError(f"unexpected answer from the board: {out.stdout!r}")
+    resolved, arch = lines[0], lines[1]
+    if arch != board.arch:
+        raise BoardError(f"the board file says arch {board.arch}, the board is {arch}")
+    return resolved
+
+
 def _check_platform(board: Board, bundle: DeployBundle) -> None:
     made_for = bundle.manifest["board"]
     if (made_for["arch"], made_for["python"]) != (board.arch, board.python):
@@ -135,16 +151,7 @@ class _Deploy:
     def connect(self) -> None:
         """Reach the board, check its architecture, resolve and create the work directory."""
         assert self.access is not None
-        work = self.board.work_dir
-        # "~/x": the deploying user's home on the board, resolved there.
-        quoted = '"$HOME"/' + shlex.quote(work[2:]) if work.startswith("~/") else shlex.quote(work)
-        out = self.access.run(f"mkdir -p {quoted} && cd {quoted} && pwd -P && uname -m")
-        lines = out.stdout.split()
-        if len(lines) < 2:
-            raise BoardAccessError(f"unexpected answer from the board: {out.stdout!r}")
-        self.work, arch = lines[0], lines[1]
-        if arch != self.board.arch:
-            raise BoardError(f"the board file says arch {self.board.arch}, the board is {arch}")
+        self.work = board_work_dir(self.board, self.access)
         link = self.sh("readlink current || true").stdout.strip()
         self.current = link.rsplit("/", 1)[-1] if link else None
         self.console.print(

@@ -31,14 +31,13 @@ from edge_runtime.errors import HiertrainError
 from host.cloud.server import CloudServer
 from host.deploy.access import BoardAccess, BoardAccessError
 from host.deploy.board import Board
+from host.deploy.errors import BoardError, DeployError
+from host.deploy.model import deploy_model
 from host.infer.server import InferServer
 from host.linkemu import parse_link
 from host.model.collect import held_out_samples, run_models_out
 from host.session.links import Emulation, Listener, make_emulation
 from host.session.runner import merge_reports
-
-# The files of a model directory the board answers from.
-BOARD_MODEL_FILES = ("model.json", "edge.onnx", KEY_FILE)
 
 
 class HilError(HiertrainError):
@@ -195,7 +194,7 @@ def infer_on_board(
     state_dir: Path,
     opts: HilRunOptions | None = None,
 ) -> dict[str, Any]:
-    """Copy the trained model in `model_dir` to the board and answer the first
+    """Put the trained model in `model_dir` on the board and answer the first
     `opts.infer_samples` held-out samples there (`edge-runtime infer --max-offload`, calibrated
     on the board), this host answering offloads with `tail.onnx` (`hostctl serve --infer`) over
     the board's link.
@@ -209,13 +208,10 @@ def infer_on_board(
     state_dir.mkdir(parents=True, exist_ok=True)
     remote = f"{work}/runs/hil-infer"
     try:
-        access.run(["mkdir", "-p", f"{remote}/model"])
-        # What a board needs of the model (edge_runtime/infer/model_dir.py): the rest
-        # (model.pt, full.onnx, tail.onnx) stays on the host.
-        for name in BOARD_MODEL_FILES:
-            access.put(Path(model_dir) / name, f"{remote}/model/{name}")
-    except (BoardAccessError, OSError) as exc:
-        raise HilError(f"cannot copy the model to {board.name}: {exc}") from None
+        # As a user puts it there: `hostctl deploy --model` (what the board needs, verified).
+        placed = deploy_model(board, model_dir, name="hil", access=access)
+    except (DeployError, BoardError) as exc:
+        raise HilError(f"cannot put the model on {board.name}: {exc}") from None
     emulation = _emulation(board)
     server = InferServer(
         model_dir,
@@ -227,7 +223,7 @@ def infer_on_board(
         connect, _, link_options = _open_link(board, emulation, server)
         argv = infer_argv(
             [_edge_program(work)],
-            model_dir=f"{remote}/model",
+            model_dir=placed.remote_dir,
             url=connect,
             **link_options,
             data_spec=opts.data,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_support import EDGE_FILES, write_board, write_edge_bundle
+from deploy_support import EDGE_FILES, ssh_connection, write_board, write_edge_bundle
 
 SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVERS = (Path("/usr/lib/openssh/sftp-server"), Path("/usr/libexec/openssh/sftp-server"))
@@ -141,18 +141,7 @@ def edge_bundle(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def ssh_board_file(tmp_path: Path, sshd: SshServer) -> Path:
     """A board file for the test sshd, deploying into a throwaway directory."""
-    connection = "\n".join(
-        [
-            'kind = "ssh"',
-            'host = "127.0.0.1"',
-            f"port = {sshd.port}",
-            f'user = "{sshd.user}"',
-            f'identity_file = "{sshd.identity_file}"',
-            f'known_hosts = "{sshd.known_hosts}"',
-            "connect_timeout_s = 5",
-        ]
-    )
-    return write_board(tmp_path / "ssh-board.toml", tmp_path / "board", connection)
+    return write_board(tmp_path / "ssh-board.toml", tmp_path / "board", ssh_connection(sshd))
 
 
 @pytest.fixture

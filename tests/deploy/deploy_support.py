@@ -45,6 +45,21 @@ EDGE_FILES = {
 }
 
 
+def ssh_connection(sshd) -> str:
+    """A board file's [connection] body for the test sshd (conftest's SshServer)."""
+    return "\n".join(
+        [
+            'kind = "ssh"',
+            'host = "127.0.0.1"',
+            f"port = {sshd.port}",
+            f'user = "{sshd.user}"',
+            f'identity_file = "{sshd.identity_file}"',
+            f'known_hosts = "{sshd.known_hosts}"',
+            "connect_timeout_s = 5",
+        ]
+    )
+
+
 def write_board(path: Path, work_dir: Path, connection: str, **top: str) -> Path:
     """A board file for this machine (x86_64, this Python) with the given [connection] body."""
     keys = {

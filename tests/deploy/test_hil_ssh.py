@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy_support import write_board
+from deploy_support import ssh_connection, write_board
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,18 +27,9 @@ def _free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_hil_suite_on_a_board_over_ssh(sshd, tmp_path: Path) -> None:
-    connection = "\n".join(
-        [
-            'kind = "ssh"',
-            'host = "127.0.0.1"',
-            f"port = {sshd.port}",
-            f'user = "{sshd.user}"',
-            f'identity_file = "{sshd.identity_file}"',
-            f'known_hosts = "{sshd.known_hosts}"',
-            "connect_timeout_s = 5",
-        ]
+    board = write_board(
+        tmp_path / "ssh-board.toml", tmp_path / "board", ssh_connection(sshd), name="pi-ssh"
     )
-    board = write_board(tmp_path / "ssh-board.toml", tmp_path / "board", connection, name="pi-ssh")
     text = board.read_text().replace(
         "socket://127.0.0.1:5555", f"socket://127.0.0.1:{_free_port()}"
     )

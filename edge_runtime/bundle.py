@@ -109,6 +109,32 @@ class Bundle:
         return {k: v for k, v in found.items() if v is not None}
 
 
+def fit_class_names(data: Any, manifest: Mapping[str, Any]) -> Any:
+    """`data` (edge_runtime.data.Dataset) labelled by the bundle's class names where both name
+    their classes (`hostctl export --classes`, folder:DIR): every board's folders then number a
+    class alike, whichever classes each folder lacks. Otherwise `data` as it is."""
+    names = manifest.get("classes")
+    if not names or not data.classes:
+        return data
+    return data.named_as(names)
+
+
+def class_numbering_note(data: Any, manifest: Mapping[str, Any]) -> str | None:
+    """A warning where data names fewer classes than the model has and the bundle names none:
+    its labels are positions in its own sorted list, which another board's folder, lacking
+    other classes, numbers otherwise (one class, two labels in one shared tail)."""
+    if manifest.get("classes") or not data.classes:
+        return None
+    if len(data.classes) >= manifest["num_classes"]:
+        return None
+    return (
+        f"data {data.name} names {len(data.classes)} of the model's {manifest['num_classes']} "
+        "classes and the bundle names none: its labels are positions in its own sorted list, "
+        "so boards whose folders lack other classes number them otherwise; export with "
+        "--classes NAME,... to label every board's folders by name"
+    )
+
+
 def check_data_fits(data: Any, manifest: Mapping[str, Any]) -> None:
     """UsageFault unless a data set (edge_runtime.data.Dataset) fits the bundle's model: its
     sample shape, and no more classes than the model has. One check for every command that

@@ -18,7 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge_runtime.agent import run_agent
-from edge_runtime.bundle import check_data_fits, load_bundle, read_key_file
+from edge_runtime.bundle import (
+    check_data_fits,
+    class_numbering_note,
+    fit_class_names,
+    load_bundle,
+    read_key_file,
+)
 from edge_runtime.command_line import (
     PROGRESS,
     CommandGroup,
@@ -71,10 +77,12 @@ def cli() -> None:
 
 # RunProgress.extra: the bundle a run started with (Bundle.identity), for --resume to compare.
 BUNDLE_KEY = "bundle"
+# RunProgress.extra: the --seed a run started with (its shuffle and augmentation), likewise.
+SEED_KEY = "seed"
 
 
 def _prepare_work_dir(
-    work_dir: Path, resume: bool, fresh: bool, run_id: str | None, bundle: dict
+    work_dir: Path, resume: bool, fresh: bool, run_id: str | None, bundle: dict, seed: int
 ) -> RunProgress:
     existing = None if fresh else RunProgress.load(work_dir)
     if resume:
@@ -100,27 +108,31 @@ def _prepare_work_dir(
             else:
                 entry.unlink()
     work_dir.mkdir(parents=True, exist_ok=True)
-    progress = RunProgress(run_id or secrets.token_hex(4), extra={BUNDLE_KEY: bundle})
+    progress = RunProgress(
+        run_id or secrets.token_hex(4), extra={BUNDLE_KEY: bundle, SEED_KEY: seed}
+    )
     progress.save(work_dir)
     return progress
 
 
-def _check_same_data(progress: RunProgress, data: Dataset, work_dir: Path) -> None:
+def _check_same_data(progress: RunProgress, data: Dataset, seed: int, work_dir: Path) -> None:
     """UsageFault if the run was started on other data (another source, shape, classes, or
-    train split: another file, --limit or --seed's subset): its batch ids (epoch, index) would
-    name other samples, so the host's record would skip some and take others twice."""
+    train split: another file, --limit or --seed's subset) or with another --seed (another
+    shuffle, on the same data): its batch ids (epoch, index) would name other samples, so the
+    host's record would skip some and take others twice."""
+    differs = []
+    started_seed = progress.extra.get(SEED_KEY)  # None: a run from before the record
+    if started_seed is not None and started_seed != seed:
+        differs.append(f"--seed {started_seed} vs {seed}, another shuffle")
     started = progress.extra.get("model_meta")
-    if not started:  # a run from before the record, or one that never built its trainer
-        return
-    now = model_meta(data, 0)
-    differs = [
-        f"{what} {started.get(key)} vs {now[key]}"
-        for key, what in (("data", "data"), ("input_shape", "shape"))
-        if started.get(key) != now[key]
-    ]
-    if started.get("classes") != now["classes"]:
+    # No record: a run from before it, or one that never built its trainer.
+    now = model_meta(data, 0) if started else {}
+    for key, what in (("data", "data"), ("input_shape", "shape")):
+        if started and started.get(key) != now[key]:
+            differs.append(f"{what} {started.get(key)} vs {now[key]}")
+    if started and started.get("classes") != now["classes"]:
         differs.append(f"classes {len(started.get('classes') or [])} vs {len(now['classes'])}")
-    if not differs and started.get("normalisation") != now["normalisation"]:
+    if started and not differs and started.get("normalisation") != now["normalisation"]:
         differs.append("train-split statistics (another file's content, --limit or --seed)")
     if differs:
         raise UsageFault(
@@ -311,7 +323,12 @@ def run(
         activation_noise = _activation_noise(dp_clip, dp_noise, mode)
         _check_adversarial_exit(adv_lambda, engine, mode)
     data = load_dataset(data_spec, seed=seed, limit=limit)  # a DataError is a usage error
+    data = fit_class_names(data, bundle.manifest)
     check_data_fits(data, bundle.manifest)
+    if (note := class_numbering_note(data, bundle.manifest)) is not None:
+        log.warning("%s", note)
+    if (note := data.one_class_note()) is not None:
+        log.warning("%s", note)
     spec = mode_spec(mode)
     if not spec.needs_link:
         _run_alone(
@@ -326,9 +343,9 @@ def run(
     # Held until the command ends: a second edge on this work dir (a --fresh one would empty
     # the live run's spool) is refused in one line.
     click.get_current_context().with_resource(held_directory(work_dir, "edge-runtime run"))
-    progress = _prepare_work_dir(work_dir, resume, fresh, run_id, bundle.identity)
+    progress = _prepare_work_dir(work_dir, resume, fresh, run_id, bundle.identity, seed)
     if resume:
-        _check_same_data(progress, data, work_dir)
+        _check_same_data(progress, data, seed, work_dir)
     if resume and progress.epoch >= epochs and not _spooled(work_dir):
         console.print(
             f"run {progress.run_id} in {work_dir} finished its {progress.epoch} epochs "

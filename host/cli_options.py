@@ -79,6 +79,34 @@ def num_classes_option(func: Callable) -> Callable:
     )
 
 
+LR_SCHEDULE_FORMS = (
+    "constant | cosine:epochs=E[,floor=F] | step:every=N[,gamma=G], each [,warmup=W] "
+    "(docs/architecture.md, 'Learning-rate schedule')"
+)
+
+
+def lr_schedule_option(help: str) -> Callable:
+    """``--lr-schedule``: the learning rate per epoch of the bundle a command exports, checked
+    when the command line is read (a usage error naming what is wrong; torch not yet loaded)."""
+    return click.option(
+        "--lr-schedule",
+        default="constant",
+        show_default=True,
+        callback=_check_lr_schedule,
+        help=f"{help}: {LR_SCHEDULE_FORMS}",
+    )
+
+
+def _check_lr_schedule(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from edge_runtime.train.schedule import LrSchedule, ScheduleError
+
+    try:
+        LrSchedule.parse(value)
+    except ScheduleError as exc:
+        raise UsageFault(f"--lr-schedule: {exc}") from None
+    return value
+
+
 def codec_option(default: str, auto: bool = False) -> Callable:
     """``--codec``: one activation encoding on the link (``auto``: also let the command pick)."""
     return click.option(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -107,6 +108,40 @@ class Dataset:
         scale = (1.0 / (255.0 * self.std)).astype(np.float32)[:, None, None]
         shift = (self.mean / self.std).astype(np.float32)[:, None, None]
         return x_uint8.astype(np.float32) * scale - shift
+
+    def named_as(self, names: Sequence[str]) -> Dataset:
+        """This data labelled by position in ``names`` (a bundle's class list), matched by
+        class name: a folder that lacks some classes keeps every other class's number. A
+        DataError names a class that ``names`` lacks."""
+        index = {name: i for i, name in enumerate(names)}
+        unknown = [c for c in self.classes if c not in index]
+        if unknown:
+            known = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise DataError(
+                f"{self.name}: class {unknown[0]!r} is not one of the bundle's classes "
+                f"({known}): rename or remove it, or export with --classes naming it"
+            )
+        to_bundle = np.array([index[c] for c in self.classes], dtype=np.int64)
+        return replace(
+            self,
+            y_train=to_bundle[self.y_train],
+            y_test=to_bundle[self.y_test],
+            num_classes=len(names),
+            classes=tuple(names),
+        )
+
+    def one_class_note(self) -> str | None:
+        """A warning when every train sample is of one class (None otherwise): both exits can
+        only learn to answer that class. Not an error: a smoke test may mean it."""
+        present = np.unique(self.y_train)
+        if len(present) != 1:
+            return None
+        label = int(present[0])
+        name = self.classes[label] if label < len(self.classes) else str(label)
+        return (
+            f"{self.name}: every train sample is of one class, {name!r} (label {label}): the "
+            "model can only learn to answer it (fine for a smoke test, not for training)"
+        )
 
     def describe(self) -> str:
         """One line: name, split sizes, sample shape, classes and how the split was made."""

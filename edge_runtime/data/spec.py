@@ -23,7 +23,8 @@ DATA_SPEC_HELP = (
     "x as N,H,W or N,H,W,C or N,C,H,W, uint8 or float in [0,1]; no pickled objects); "
     "'digits:PATH' or PATH.csv or PATH.csv.gz (UCI optical digits: per row 64 pixels 0..16 of "
     "an 8x8 image, then the label; first 80% of rows train, the rest test); 'folder:DIR' or "
-    "'folder:DIR:SIZE' (DIR/<class>/<image>, needs Pillow; SIZE resizes to SIZExSIZE). "
+    "'folder:DIR:SIZE' (DIR/<class>/<image>, needs Pillow; SIZE resizes to SIZExSIZE; labels "
+    "by the bundle's class names if it has them, else by sorted folder name). "
     "Where the source has no test split, a fixed test_fraction of it is held out."
 )
 

@@ -12,6 +12,7 @@ from edge_runtime.link.errors import (
     LinkClosed,
     LinkError,
     LinkTimeout,
+    PeerStopped,
     ProtocolError,
     SpoolError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "LinkConfig",
     "LinkError",
     "LinkTimeout",
+    "PeerStopped",
     "ProtocolError",
     "SpoolError",
 ]

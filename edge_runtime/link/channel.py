@@ -33,6 +33,7 @@ from edge_runtime.link.errors import (
     LinkClosed,
     LinkError,
     LinkTimeout,
+    PeerStopped,
     ProtocolError,
 )
 from edge_runtime.link.fragments import (
@@ -50,6 +51,9 @@ from edge_runtime.link.spool import MemoryStore, Spool
 from edge_runtime.link.stream import FrameIO
 
 HANDSHAKE_CODES = ("auth", "version", "bundle")
+# An unsequenced ERROR with one of these codes mid-session: the peer is stopping for good (the
+# host's state or training failed; HostSession.abort). Anything else ends the connection only.
+FINAL_CODES = ("state",)
 _TICK = 0.05
 # A receiver repeats its full list of missing fragments every this many fragments it takes, so a
 # lost resend is asked for again while data flows (the sender drops copies still in flight).
@@ -363,7 +367,8 @@ class Channel:
 
         Returns a HELLO that arrived on this connection (a peer starting over; the caller
         handshakes again) or None after stop(); raises LinkClosed when the transport dies or the
-        peer is silent for ``dead_timeout``, HandshakeRefused when the peer refuses us.
+        peer is silent for ``dead_timeout``, HandshakeRefused when the peer refuses us,
+        PeerStopped when it stops for good.
         """
         self._writer.start()
         try:
@@ -491,6 +496,8 @@ class Channel:
         elif isinstance(msg, Error):
             if msg.code in HANDSHAKE_CODES:
                 raise HandshakeRefused(msg.code, msg.message)
+            if msg.code in FINAL_CODES:
+                raise PeerStopped(msg.code, msg.message)
             raise LinkClosed(f"peer ended the connection ({msg.code}): {msg.message}")
 
     def _queue_nack(self, kind: int, trigger: int, missing: list[int]) -> None:

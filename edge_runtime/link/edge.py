@@ -12,7 +12,13 @@ from typing import Any
 from edge_runtime.link.channel import Channel, Inbox, Outbox
 from edge_runtime.link.config import LinkConfig
 from edge_runtime.link.control import Bye, Hello
-from edge_runtime.link.errors import FrameError, HandshakeRefused, LinkClosed, LinkError
+from edge_runtime.link.errors import (
+    FrameError,
+    HandshakeRefused,
+    LinkClosed,
+    LinkError,
+    PeerStopped,
+)
 from edge_runtime.link.fragments import MIN_FRAME_SIZE
 from edge_runtime.link.handshake import REFUSAL_CODES, edge_handshake
 from edge_runtime.link.header import HEADER, PROTOCOL_VERSION, Header
@@ -281,8 +287,8 @@ class EdgeLink:
             assert channel is not None and transport is not None
             try:
                 channel.run(self._backlog)
-            except HandshakeRefused as exc:
-                self._fail(exc)
+            except (HandshakeRefused, PeerStopped) as exc:
+                self._fail(exc)  # the host said why it will not go on: no one to reconnect to
                 return
             except LinkError:
                 pass  # the connection died; reconnect below

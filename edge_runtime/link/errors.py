@@ -31,6 +31,16 @@ class SpoolError(LinkError):
     """The on-disk spool is unusable (unreadable entry, bad directory, message too large)."""
 
 
+class PeerStopped(LinkError):
+    """The peer ended the session for good with an ERROR (a host that failed mid-run and is
+    stopping): reconnecting would find nobody, so the link ends at once with its message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class HandshakeRefused(LinkError):
     """The host refused the session; ``code`` says why ("auth", "version", "bundle", ...)."""
 

@@ -137,6 +137,22 @@ class HostSession:
         self.end(LinkClosed("session closed by the host"))
         self.line.end_session()
 
+    def abort(self, code: str, message: str, linger: float = 2.0) -> None:
+        """End this session, and the line, with an ERROR the edge takes as final: it stops with
+        ``message`` instead of reconnecting (for a host that is stopping: see FINAL_CODES).
+
+        The ERROR is one unsequenced frame, as the handshake's refusals write it, so it needs
+        no acknowledgement from an edge whose sender may be blocked on a full window. Within
+        ``linger`` seconds the edge reads it and closes; the line is not simply closed, since
+        over TCP that would destroy the ERROR in flight (transports._drain_to_eof says why).
+        """
+        # Written while the session runs, in its framing: once it has ended, the line's reader
+        # goes back to plain handshake frames, and a plain frame mid-session is one the edge
+        # drops as stale. A data frame may follow the ERROR; the edge stops at the ERROR.
+        refuse(self._io, code, message)
+        self.end(LinkClosed(f"session ended by the host ({code}): {message}"))
+        self.line.finish(linger)
+
     def end(self, error: LinkError) -> None:
         """End this session without a word to the edge; ``recv`` raises ``error`` once drained."""
         self._inbox.end(error, discard=True)

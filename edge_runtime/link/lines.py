@@ -56,6 +56,10 @@ class HostLine(ABC):
         """Close the transport; a read or write blocked on it ends with LinkClosed."""
         self.transport.close()
 
+    def finish(self, timeout: float) -> None:
+        """Close the line once its last frame can reach the peer (the host stops after it)."""
+        self.transport.finish(timeout)
+
 
 class TcpConnection(HostLine):
     """One edge's TCP connection: a session, or several if the edge starts over; then gone."""

@@ -11,6 +11,7 @@ import importlib.util
 import re
 import select
 import socket
+import time
 from typing import Protocol
 
 import serial
@@ -36,6 +37,10 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Close; a blocked read or write ends with LinkClosed."""
+        ...
+
+    def finish(self, timeout: float) -> None:
+        """Close once what was written last can reach the peer (at most ``timeout`` s more)."""
         ...
 
     @property
@@ -89,6 +94,14 @@ class SocketTransport:
         # Already disconnected: closing is all that is left.
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+
+    def finish(self, timeout: float) -> None:
+        """Close so that the last thing written (a host's final ERROR) reaches the peer."""
+        if self._closed:
+            return
+        self._closed = True  # a read on another thread now ends with LinkClosed
+        _drain_to_eof(self._sock, timeout)
         self._sock.close()
 
 
@@ -153,6 +166,42 @@ class SerialTransport:
         # The port is unusable either way; nothing else to release.
         with contextlib.suppress(*_PORT_ERRORS):
             self._port.close()
+
+    def finish(self, timeout: float) -> None:
+        """Close so that the last thing written reaches the peer. Over socket:// as a TCP
+        socket does (see SocketTransport.finish); a device keeps what was written in its
+        queue and sends it out on close (the tty's closing wait), so it just closes."""
+        if self._sock is not None and not self._closed:
+            self._closed = True
+            _drain_to_eof(self._sock, timeout)
+            with contextlib.suppress(*_PORT_ERRORS):
+                self._port.close()
+        self.close()
+
+
+def _drain_to_eof(sock: socket.socket, timeout: float) -> None:
+    """Half-close ``sock`` and read (dropping it) what the peer still sends until it closes too
+    or ``timeout`` passes.
+
+    Closing a TCP socket with unread bytes in its receive buffer makes the kernel answer with
+    RST, and an RST destroys what the peer has not read yet: a host's final ERROR, sent while
+    the edge still streams batches, never reached the edge (it retried for its reconnect
+    timeout instead). A FIN after the last byte (SHUT_WR) and an empty receive buffer at close
+    let the ERROR through; the peer, having read it, closes, and that EOF ends the wait.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            ready, _, _ = select.select([sock], [], [], left)
+            # Non-blocking: a reader on another thread may have taken what select saw.
+            if ready and not sock.recv(CHUNK, socket.MSG_DONTWAIT):
+                return  # EOF: the peer closed
+        except BlockingIOError:
+            continue
+        except (OSError, ValueError):
+            return  # reset or closed under us: nothing left to protect
 
 
 def socket_pair(read_timeout: float) -> tuple[SocketTransport, SocketTransport]:

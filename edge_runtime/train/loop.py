@@ -36,7 +36,7 @@ from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError, previous, read_state, write_state
 from edge_runtime.train.messages import EpochEnd, EvalBatch
 from edge_runtime.train.pacing import Elapsed, Pacer, Stopwatch
-from edge_runtime.train.schedule import ScheduleError, length_note, schedule_of
+from edge_runtime.train.schedule import ScheduleError, length_note, rate_report, schedule_of
 from edge_runtime.train.sender import Sender, StalledAtStop
 
 log = logging.getLogger("hiertrain.edge")
@@ -427,6 +427,9 @@ class EdgeTrainer:
                 "this_part": this_part,
                 "engine": self.engine.name if self.engine else None,
                 "codec": self.cfg.codec,
+                # The front + exit's rate: the bundle's, and the last epoch's under its schedule.
+                **rate_report(self.engine.optimizer_config if self.engine else None),
+                "lr_last_epoch": self.lr,
                 "privacy": noise.describe() if (noise := self.cfg.activation_noise) else None,
                 "slowdown": self.cfg.slowdown,
                 "pacing_clock": self.cfg.pacing_clock,

@@ -193,6 +193,17 @@ def schedule_of(optimizer_config: Mapping[str, Any]) -> LrSchedule:
     return LrSchedule.from_manifest(optimizer_config.get("schedule"))
 
 
+def rate_report(optimizer_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a run report says of its learning rate: the bundle's base `lr` and its
+    `lr_schedule` as the spec that parses back to it; None for a side that trains nothing."""
+    if optimizer_config is None:
+        return {"lr": None, "lr_schedule": None}
+    return {
+        "lr": float(optimizer_config["lr"]),
+        "lr_schedule": schedule_of(optimizer_config).spec(),
+    }
+
+
 def lr_for_epoch(optimizer_config: Mapping[str, Any], epoch: int) -> float:
     """The learning rate a manifest's optimizer config gives for `epoch` (0-based)."""
     return schedule_of(optimizer_config).lr(float(optimizer_config["lr"]), epoch)
@@ -206,5 +217,6 @@ __all__ = [
     "ScheduleError",
     "length_note",
     "lr_for_epoch",
+    "rate_report",
     "schedule_of",
 ]

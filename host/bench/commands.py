@@ -19,6 +19,7 @@ from host.cli_options import (
     check_link,
     engine_option,
     link_options,
+    lr_schedule_option,
     model_option,
     parse_csv,
 )
@@ -65,12 +66,7 @@ def load_speed_profile(spec: str) -> SpeedProfile:
     help="hierarchical mode's activation codec(s), e.g. fp32,int8 (a run each)",
 )
 @click.option("--lr", type=float, default=3e-3, show_default=True)
-@click.option(
-    "--lr-schedule",
-    default="constant",
-    show_default=True,
-    help="the bundle's learning-rate schedule, every mode alike (hostctl export --lr-schedule)",
-)
+@lr_schedule_option("the bundle's learning rate per epoch, every mode alike")
 @click.option(
     "--input-shape",
     type=InputShape(),
@@ -144,12 +140,6 @@ def bench(
             "(hierarchical does)"
         )
     chosen_codecs = parse_csv("--codec", codecs, CODECS)
-    from edge_runtime.train.schedule import LrSchedule, ScheduleError
-
-    try:
-        LrSchedule.parse(lr_schedule)
-    except ScheduleError as exc:
-        raise UsageFault(f"--lr-schedule: {exc}") from None
     linked = [m for m in chosen if mode_spec(m).needs_link]
     check_link(link, link_emulation, linked[0] if linked else chosen[0])
     profile = load_speed_profile(profile_spec) if profile_spec else None

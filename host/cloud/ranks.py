@@ -29,6 +29,7 @@ from typing import Any
 from edge_runtime.command_line import python_safe_path
 from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 from edge_runtime.report import write_report
+from edge_runtime.statefile import held_directory
 
 RANKS_DIR = "ranks"  # the same name host/cloud/distributed.py writes under (kept torch-free)
 
@@ -276,6 +277,14 @@ def serve_ranks(opts: RankOptions, report: Path | None = None) -> dict[str, Any]
         # rank's trainer is CPU-only today.
         raise UsageFault(f"--device {opts.device}: ranks train on the CPU (gloo) only")
     rendezvous_address(opts)  # a usage error before anything is written
+    # One launch per state directory, as one `hostctl serve` (the same lock, so each refuses
+    # the other): held here, by the launcher, for the whole life of its torchrun, so that its
+    # own ranks share the directory and a second launch on it is refused before it starts any.
+    with held_directory(opts.state_dir, "hostctl serve"):
+        return _serve_ranks(opts, report)
+
+
+def _serve_ranks(opts: RankOptions, report: Path | None) -> dict[str, Any]:
     ranks_dir = opts.state_dir / RANKS_DIR
     ranks_dir.mkdir(parents=True, exist_ok=True)
     for old in ranks_dir.glob("rank-*"):

@@ -11,6 +11,7 @@ that holds every edge's accounting); each edge's exactly-once accounting stays i
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.bundle import Bundle, BundleError
+from edge_runtime.errors import HiertrainError
 from edge_runtime.link import (
     EdgeLink,
     HandshakeRefused,
@@ -36,6 +38,7 @@ from edge_runtime.report import MetricsCsv, RunReport
 from edge_runtime.statefile import StateError
 from edge_runtime.train.averaging import AveragingSchedule
 from edge_runtime.train.messages import Batch, EpochEnd, EvalBatch, Metrics
+from edge_runtime.train.schedule import rate_report
 from host.cloud.edge_state import EdgeState, SharedTail, check_state_dir
 from host.cloud.modes import host_mode
 
@@ -47,6 +50,13 @@ from host.keys.boards import Revocations
 from models.errors import ManifestError, ModelSpecError
 
 EventSink = Callable[[str, EdgeState, dict[str, Any]], None]
+
+log = logging.getLogger("hiertrain.cloud")
+
+
+class SessionFailed(HiertrainError):
+    """Something no check foresaw failed in an edge's session (a user's tail raising in its
+    forward, a bug): the host cannot go on with that edge's run and stops."""
 
 
 class CloudServer:
@@ -104,7 +114,7 @@ class CloudServer:
         self._stopping = threading.Event()
         self._changed = threading.Condition()
         self.errors: list[str] = []
-        self.fatal: StateError | None = None  # why serving had to stop, if it had to
+        self.fatal: HiertrainError | None = None  # why serving had to stop, if it had to
         self.started = time.time()
         self.shared: SharedTail | None = None
         try:  # a tail that cannot be built (a damaged user model) stops us here, not mid-run
@@ -255,11 +265,21 @@ class CloudServer:
                 except BadMessage as exc:
                     self._refuse(session, state, exc)
                     break
+            else:
+                if self.fatal is not None:
+                    # Another edge's session failed and the host stops: this edge, too, ends on
+                    # the host's words rather than reconnecting to nobody.
+                    session.abort("state", f"the host stopped: {self.fatal}")
         except LinkError as exc:
             self.errors.append(f"{session.edge_id}: {exc}")
             self.on_event("error", state, {"error": str(exc)})
         except StateError as exc:
             self._fail(session, state, exc)
+        except Exception as exc:  # noqa: BLE001 - unforeseen: e.g. a user's tail raising
+            # It would fail again on the batch the edge resends: the thread used to die with a
+            # traceback while the edge waited on acks, then reconnected to nobody for minutes.
+            log.debug("session of edge %r failed", session.edge_id, exc_info=exc)
+            self._fail(session, state, SessionFailed(f"{type(exc).__name__}: {exc}"))
         finally:
             try:
                 with state.lock:
@@ -311,15 +331,14 @@ class CloudServer:
         with contextlib.suppress(LinkError):
             session.close("bad message")
 
-    def _fail(self, session: HostSession, state: EdgeState, exc: StateError) -> None:
-        """The host cannot keep state (disk full, say): tell the edge, stop serving. What was
-        trained since the last checkpoint is not acknowledged, so the edge keeps it spooled."""
+    def _fail(self, session: HostSession, state: EdgeState, exc: HiertrainError) -> None:
+        """The host cannot go on (disk full, a tail that fails to train): tell the edge, which
+        stops at once (it would reconnect to nobody), and stop serving. What was trained since
+        the last checkpoint is not acknowledged, so the edge keeps it spooled."""
         self.errors.append(f"{state.edge_id}: {exc}")
         self.fatal = self.fatal or exc
         self.on_event("error", state, {"error": str(exc)})
-        with contextlib.suppress(LinkError):
-            session.send(Error("state", f"the host stopped: {exc}"))
-            session.flush(5.0)  # the ERROR must reach the edge before the host stops
+        session.abort("state", f"the host stopped: {exc}")
         self.request_stop()
 
     def maybe_commit(self, session: HostSession, state: EdgeState) -> None:
@@ -444,6 +463,10 @@ class CloudServer:
             edge_exit_accuracy=single.get("edge_exit_accuracy"),
             cloud_busy_s=round(sum(e["cloud_busy_s"] for e in edges), 3),
             extra={
+                # The tail's rate (its schedule sets each batch's by the batch's epoch).
+                **rate_report(
+                    m.get("cloud", {}).get("optimizer") if self.mode_half.trains_tail else None
+                ),
                 "shared_tail": self.shared_report(),
                 "last_trained_at": single.get("last_trained_at"),
                 "edges": edges,

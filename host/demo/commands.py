@@ -12,7 +12,13 @@ import click
 from edge_runtime.command_line import logging_options, report_option
 from edge_runtime.errors import UsageFault
 from edge_runtime.modes import MODE_NAMES, mode_spec
-from host.cli_options import check_link, codec_option, engine_option, link_options
+from host.cli_options import (
+    check_link,
+    codec_option,
+    engine_option,
+    link_options,
+    lr_schedule_option,
+)
 from host.console import stdout_console
 from host.session import sigterm_as_interrupt
 
@@ -27,6 +33,7 @@ from host.session import sigterm_as_interrupt
     show_default=True,
 )
 @click.option("--data", default="synthetic:6000", show_default=True)
+@lr_schedule_option("the learning rate per epoch of the model the demo exports")
 @codec_option(default="int8+z")
 @engine_option
 @click.option(
@@ -55,6 +62,7 @@ def demo(
     epochs: int,
     mode: str,
     data: str,
+    lr_schedule: str,
     codec: str,
     engine: str,
     work_dir: Path,
@@ -68,6 +76,13 @@ def demo(
     from host.session import SessionOptions, run_session
 
     check_link(link, link_emulation, mode)
+    given = click.get_current_context().get_parameter_source("lr_schedule")
+    if bundle_dir is not None and given is not click.core.ParameterSource.DEFAULT:
+        # A bundle carries the schedule it was exported with; this one would be ignored.
+        raise UsageFault(
+            "--lr-schedule: --bundle carries its own schedule (hostctl export --lr-schedule); "
+            "give one or the other"
+        )
     if (infer or model_out) and not mode_spec(mode).scores_exit:
         raise UsageFault(f"--mode {mode} trains no early exit: --infer and --model-out need one")
     opts = SessionOptions(
@@ -76,6 +91,7 @@ def demo(
         epochs=epochs,
         mode=mode,
         data=data,
+        lr_schedule=lr_schedule,
         codec=codec,
         engine=engine,
         work_dir=work_dir,

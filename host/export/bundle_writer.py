@@ -86,6 +86,9 @@ class ExportOptions:
     includes: list[Path] = field(default_factory=list)
     requires: list[str] = field(default_factory=list)
     validate: bool = True
+    # The model's class names in label order (folder:DIR data is labelled by them on every
+    # edge); None: no `classes` entry, each folder numbers its classes in its own sorted order.
+    classes: tuple[str, ...] | None = None
     # The defence an edge run applies unless its command line names one: the manifest's
     # `privacy` entry (edge_runtime.privacy.defence_entry); None: no defence, no entry.
     privacy: dict[str, float] | None = None
@@ -391,6 +394,13 @@ def _write(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "export_seconds": round(time.perf_counter() - t0, 3),
     }
+    if opts.classes is not None:
+        if len(opts.classes) != model.num_classes:  # a factory that fixes its own count
+            raise ExportError(
+                f"--classes names {len(opts.classes)} classes but the model has "
+                f"{model.num_classes}: name one per class"
+            )
+        manifest["classes"] = list(opts.classes)
     if opts.privacy:
         manifest["privacy"] = dict(opts.privacy)
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"

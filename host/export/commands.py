@@ -10,7 +10,12 @@ from pathlib import Path
 import click
 
 from edge_runtime.errors import UsageFault
-from host.cli_options import input_shape_option, model_option, num_classes_option
+from host.cli_options import (
+    input_shape_option,
+    lr_schedule_option,
+    model_option,
+    num_classes_option,
+)
 from host.console import console, stdout_console
 
 
@@ -30,12 +35,13 @@ from host.console import console, stdout_console
 )
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@lr_schedule_option("the learning rate per epoch, for both halves")
 @click.option(
-    "--lr-schedule",
-    default="constant",
-    show_default=True,
-    help="the learning rate per epoch, for both halves: constant | cosine:epochs=E[,floor=F] | "
-    "step:every=N[,gamma=G], each [,warmup=W] (docs/architecture.md, 'Learning-rate schedule')",
+    "--classes",
+    default=None,
+    help="the model's class names in label order, comma-separated (as many as --num-classes): "
+    "edges' folder:DIR data is then labelled by folder name, the same on every board "
+    "[default: none: a folder's labels are its own sorted order]",
 )
 @click.option(
     "--exit-head",
@@ -122,6 +128,7 @@ def export(
     lr: float,
     weight_decay: float,
     lr_schedule: str,
+    classes: str | None,
     exit_head: int | None,
     key_file: Path | None,
     seed: int,
@@ -151,13 +158,6 @@ def export(
         privacy = defence_entry(dp_clip, dp_noise, adv_lambda)
     except PrivacyOptionError as exc:
         raise UsageFault(str(exc)) from None
-    from edge_runtime.train.schedule import LrSchedule, ScheduleError
-
-    try:  # before torch is imported and the model built: a typo costs nothing
-        LrSchedule.parse(lr_schedule)
-    except ScheduleError as exc:
-        raise UsageFault(f"--lr-schedule: {exc}") from None
-
     opts = ExportOptions(
         model=model,
         split=split,
@@ -167,6 +167,7 @@ def export(
         lr=lr,
         weight_decay=weight_decay,
         lr_schedule=lr_schedule,
+        classes=_class_names(classes, num_classes),
         exit_head_width=exit_head,
         seed=seed,
         key_file=key_file,
@@ -228,3 +229,16 @@ def inspect(
 
 
 COMMANDS = [export, inspect]
+
+
+def _class_names(text: str | None, num_classes: int) -> tuple[str, ...] | None:
+    """--classes: distinct non-empty names, one per class; a UsageFault naming what is wrong."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(","))
+    if len(names) != num_classes or not all(names) or len(set(names)) != len(names):
+        raise UsageFault(
+            f"--classes {text!r}: give {num_classes} distinct non-empty names, comma-separated, "
+            f"one per class of --num-classes {num_classes} (got {len(names)})"
+        )
+    return names

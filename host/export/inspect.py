@@ -81,6 +81,7 @@ def bundle_view(bundle: Bundle) -> Table:
     act = m["activation"]
     rows = [
         ("model", f"{m['model']} ({len(m['blocks'])} blocks), {m['num_classes']} classes"),
+        *([("classes", ", ".join(m["classes"]))] if m.get("classes") else []),
         (
             "input",
             "x".join(map(str, m["input_shape"]))

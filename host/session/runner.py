@@ -51,6 +51,7 @@ class SessionOptions:
     model: str = "smallcnn"
     split: int = 3
     lr: float = 3e-3
+    lr_schedule: str = "constant"  # the exported bundle's (edge_runtime/train/schedule.py)
     data: str = "synthetic:6000"
     # 3 epochs of int8+z: both exits near 90% and the early exit answers ~45% of the test
     # samples at confidence 0.9 in about 70 s here (2 epochs of int8: ~62%, ~17%; docs/results.md)
@@ -95,6 +96,7 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
                     model=opts.model,
                     split=opts.split,
                     lr=opts.lr,
+                    lr_schedule=opts.lr_schedule,
                     input_shape=data.input_shape,
                     num_classes=max(data.num_classes, 2),
                     baselines=spec.needs_baselines,
@@ -166,6 +168,10 @@ def run_session(opts: SessionOptions, console: Console) -> dict[str, Any]:
                 curves.close()
             finally:
                 emulation.close()
+        if cloud.fatal is not None:
+            # The host's own failure (a tail raising in training, a full disk), which the edge
+            # ended on: its words, not "the edge runtime exited with 1".
+            raise cloud.fatal
         if rc == EXIT_INTERRUPTED and stopped:
             # Ctrl-C: what was trained so far, reported, and how to go on.
             partial = merge_reports(
@@ -295,6 +301,10 @@ def merge_reports(
         extra={
             "link_emulation": emulation or (USER_SPACE if link else "none"),
             "codec": edge.get("codec"),
+            # The bundle's rate and schedule (both halves follow it); the cloud's where the
+            # edge trains nothing (cloud-only mode).
+            **{k: _either(edge, cloud, k) for k in ("lr", "lr_schedule")},
+            "lr_last_epoch": edge.get("lr_last_epoch"),
             "engine": edge["engine"],
             "data": edge["data"],
             "train_s": training_s(edge, cloud),
@@ -310,6 +320,12 @@ def merge_reports(
             "pacing_clock": edge.get("pacing_clock"),
         },
     ).as_dict()
+
+
+def _either(edge: dict, cloud: dict | None, key: str) -> Any:
+    """The edge report's `key`, or the cloud's where the edge's is missing or None."""
+    value = edge.get(key)
+    return value if value is not None else (cloud or {}).get(key)
 
 
 def training_s(edge: dict, cloud: dict | None) -> float | None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -255,6 +256,30 @@ def test_serve_refuses_a_bad_listen_address_before_loading_anything(tmp_path) ->
     assert out.stderr == (
         "hostctl: error: --listen 'x': expected tcp://HOST:PORT (PORT 0 picks a free one)\n"
     )
+
+
+def test_a_one_class_training_set_trains_with_one_warning(exported, tmp_path) -> None:
+    """Every train sample of one class trained without a word: the exits learn to answer only
+    that class. Now one warning line naming the class; the run goes on (a smoke test may mean
+    it)."""
+    data = tmp_path / "one.npz"
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    np.savez(data, x=x, y=np.full(40, 3))
+    bundle = exported("smallcnn", 2, baselines=True)  # --mode edge: no host to start
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "edge_runtime.cli", "run"),
+            *("--bundle", str(bundle / "edge"), "--mode", "edge", "--epochs", "1"),
+            *("--data", f"npz:{data}", "--report", str(tmp_path / "r.json")),
+        ],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    warned = [line for line in out.stderr.splitlines() if "one class" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0], out.stderr[-2000:]
+    assert "every train sample is of one class, '3' (label 3)" in warned[0], warned
+    assert (tmp_path / "r.json").is_file()
 
 
 def test_edge_data_errors_are_usage_errors(exported, tmp_path) -> None:

@@ -156,6 +156,29 @@ def test_resume_with_other_data_is_refused(small_bundle, tmp_path) -> None:
         cloud.proc.wait()
 
 
+def test_resume_with_only_another_seed_is_refused(small_bundle, tmp_path) -> None:
+    """The same file resumed with only another --seed: its train split and statistics are the
+    same (a .npz keeps its order), but the shuffle is not, so batch ids (epoch, index) would name
+    other samples than the host's record. It was taken; now exit 2 naming the seeds."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=rng.integers(0, 256, (160, 32, 32, 3), dtype=np.uint8), y=np.arange(160) % 10)
+    cloud = start_cloud(small_bundle, tmp_path)
+    try:
+        run_edge(small_bundle, cloud.url, tmp_path, "--data", str(data), "--epochs", "1")
+        cmd = edge_cmd(small_bundle, cloud.url, tmp_path, "--data", str(data), "--seed", "1",
+                       "--epochs", "2", "--resume", "--connect-timeout", "1")  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
+    finally:
+        cloud.proc.kill()
+        cloud.proc.wait()
+    assert out.returncode == 2, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("edge-runtime: error: --resume: run "), last
+    assert "--seed 0 vs 1, another shuffle" in last, last
+    assert last.endswith("or start over with --fresh"), last
+
+
 def test_ctrl_c_with_the_host_gone_ends_at_once_and_resumes_exactly_once(
     small_bundle, tmp_path
 ) -> None:

@@ -1,5 +1,6 @@
-"""One process per state directory: a second host on a live host's --state-dir, or a second
-edge on a live edge's --work-dir, is refused in one line (exit 2) and the live state is kept.
+"""One process per state directory: a second host on a live host's --state-dir (a plain one
+or a `--ranks` launch), or a second edge on a live edge's --work-dir, is refused in one line
+(exit 2) and the live state is kept.
 
 Both were accepted: two hosts wrote one set of tail checkpoints, and a second edge with
 --fresh emptied the live run's spool and progress under it. The lock is the kernel's (flock),
@@ -28,11 +29,24 @@ def test_a_second_host_or_edge_on_live_state_is_refused(small_bundle, tmp_path) 
              "--listen", "tcp://127.0.0.1:0", "--state-dir", str(tmp_path / "cloud-state")],
             capture_output=True, text=True, timeout=120, env=ENV,
         )  # fmt: skip
+        # A torchrun launch took no lock at all: its ranks would have written the live host's
+        # checkpoints. Refused before it starts torchrun (no log of one appears).
+        ranks = subprocess.run(
+            [sys.executable, "-m", "host.cli", "serve", "--bundle", str(small_bundle),
+             "--listen", "tcp://127.0.0.1:0", "--shared-tail", "--ranks", "2",
+             "--state-dir", str(tmp_path / "cloud-state")],
+            capture_output=True, text=True, timeout=120, env=ENV,
+        )  # fmt: skip
+        assert not (tmp_path / "cloud-state" / "ranks").exists()
         board = subprocess.run(
             edge_cmd(small_bundle, cloud.url, tmp_path, *TRAIN, "--fresh"),
             capture_output=True, text=True, timeout=120, env=ENV,
         )  # fmt: skip
-        for out, who in ((host, "hostctl serve"), (board, "edge-runtime run")):
+        for out, who in (
+            (host, "hostctl serve"),
+            (ranks, "hostctl serve"),
+            (board, "edge-runtime run"),
+        ):
             assert out.returncode == 2, out.stderr[-2000:]
             lines = out.stderr.strip().splitlines()
             assert len(lines) == 1 and f"is in use by another {who}" in lines[0], out.stderr

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_harness import ENV, run_edge, start_cloud
+from e2e_harness import ENV, edge_cmd, run_edge, start_cloud, wait_until
 
 from edge_runtime.bundle import CODE_DIR, load_bundle
 
@@ -112,6 +112,10 @@ def test_serve_trains_a_user_model_from_the_whole_bundle(user_bundle, tmp_path, 
     assert report["batches_trained_cloud"] == BATCHES
     assert cloud.rows() == BATCHES
     assert report["model"].endswith("tiny_model.py:factory")
+    # Both reports say the rate each half trained at (export's default: 1e-3, constant).
+    for side in (edge, report):
+        assert (side["lr"], side["lr_schedule"]) == (1e-3, "constant"), side
+    assert edge["lr_last_epoch"] == 1e-3
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -238,3 +242,157 @@ def test_a_package_model_from_the_working_directory_travels_in_the_bundle(tmp_pa
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["batches_sent"] == report["batches_trained_cloud"] == BATCHES
     assert (tmp_path / "model" / "code" / "mypkg" / "nets" / "tiny.py").is_file()
+
+
+FAILING_TAIL = '''\
+"""A user model whose tail fails in training after a few batches (a bug in the user's code)."""
+
+from torch import nn
+
+TRAINED = [0]  # training forwards of the tail in this process
+
+
+class Fragile(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        if self.training and x.shape[0] > 1:
+            TRAINED[0] += 1
+            if TRAINED[0] > 3:
+                raise RuntimeError("the user's tail broke after 3 batches")
+        return self.fc(x.mean((2, 3)))
+
+
+def factory(input_shape=(3, 32, 32), num_classes=10):
+    return nn.Sequential(nn.Conv2d(input_shape[0], 8, 3, padding=1), Fragile(num_classes))
+'''
+
+
+@pytest.fixture(scope="module")
+def fragile_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user model whose tail raises at its fourth training batch, exported at split 1."""
+    work = tmp_path_factory.mktemp("fragile")
+    (work / "fragile.py").write_text(FAILING_TAIL)
+    out = hostctl("export", "--model", "fragile.py:factory", "--split", "1", "--out", "b",
+                  cwd=work)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return work / "b"
+
+
+def test_a_tail_that_fails_in_training_stops_both_sides_in_one_line(
+    fragile_bundle, tmp_path
+) -> None:
+    """Something no check foresaw failing in the host's session (the user's tail raising in
+    training) killed the session's thread with a traceback in the host's log; the edge waited
+    on acks, then reconnected for 60 s to nobody. The host now sends a final ERROR and stops;
+    the edge ends on it at once. The edge keeps streaming batches meanwhile, so the host's
+    receive buffer holds unread data when it stops: closing the socket plainly then sent RST,
+    which destroyed the ERROR in flight."""
+    cloud = start_cloud(fragile_bundle, tmp_path)
+    try:
+        # 75 batches of 32: many more than the tail trains before it fails, so the edge is
+        # still sending (its window full) when the host stops. Without the ERROR the edge
+        # ends after its 60 s reconnect budget with "gave up", not with the host's line.
+        edge = subprocess.run(
+            edge_cmd(fragile_bundle, cloud.url, tmp_path, "--data", "synthetic:3000",
+                     "--epochs", "1", "--batch-size", "32"),
+            capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path,
+        )  # fmt: skip
+        assert cloud.proc.wait(60) == 1, cloud.log.read_text()[-3000:]
+    finally:
+        if cloud.proc.poll() is None:
+            cloud.proc.kill()
+            cloud.proc.wait()
+    assert edge.returncode == 1, edge.stderr[-2000:]
+    last = edge.stderr.strip().splitlines()[-1]
+    assert "the host stopped" in last and "the user's tail broke after 3 batches" in last, last
+    assert "Traceback" not in edge.stderr
+    log = cloud.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert "the user's tail broke after 3 batches" in log.strip().splitlines()[-1], log[-2000:]
+
+
+def test_a_tail_that_fails_in_the_demo_ends_it_with_the_hosts_words(
+    fragile_bundle, tmp_path
+) -> None:
+    """The demo's host is in-process: its failure was "the edge runtime exited with 1"."""
+    out = hostctl("demo", "--bundle", str(fragile_bundle), "--data", "synthetic:3000",
+                  "--epochs", "1", "--link", "local", "--work-dir", "demo", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 1, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == "hostctl: failed: RuntimeError: the user's tail broke after 3 batches", last
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+MARKED_TAIL = '''\
+"""A user model whose tail fails once, in the training step that finds the test's marker."""
+
+from pathlib import Path
+
+from torch import nn
+
+MARKER = Path({marker!r})
+
+
+class Fragile(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        if self.training:
+            try:
+                MARKER.unlink()  # one session only takes it: the other edge's session is fine
+            except FileNotFoundError:
+                pass
+            else:
+                raise RuntimeError("the user's tail broke on the marker")
+        return self.fc(x.mean((2, 3)))
+
+
+def factory(input_shape=(3, 32, 32), num_classes=10):
+    return nn.Sequential(nn.Conv2d(input_shape[0], 8, 3, padding=1), Fragile(num_classes))
+'''
+
+
+def test_a_tail_that_fails_ends_every_edge_of_the_host_in_its_words(tmp_path) -> None:
+    """Two edges on one host; one edge's batch makes the tail fail (once). The host stops, and
+    the other edge, whose own session was fine, ends on the host's line too: it reconnected for
+    60 s to nobody. The tail fails only once both edges are in, so the test has no race."""
+    marker = tmp_path / "break-now"
+    (tmp_path / "marked.py").write_text(MARKED_TAIL.format(marker=str(marker)))
+    out = hostctl("export", "--model", "marked.py:factory", "--split", "1", "--out", "b",
+                  cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    cloud = start_cloud(tmp_path / "b", tmp_path)
+    edges = {}
+    try:
+        for k in range(2):
+            work = tmp_path / f"board{k}"
+            work.mkdir()
+            cmd = edge_cmd(tmp_path / "b", cloud.url, work, "--data", "synthetic:6000",
+                           "--epochs", "1", "--slowdown", "3", "--edge-id", f"board{k}")  # fmt: skip
+            edges[k] = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                cwd=work,
+            )  # fmt: skip
+        wait_until(
+            lambda: all(f"edge 'board{k}' connected" in cloud.log.read_text() for k in edges),
+            240, "both edges connected",
+        )  # fmt: skip
+        marker.touch()
+        errs = {k: proc.communicate(timeout=300)[1] for k, proc in edges.items()}
+        assert cloud.proc.wait(60) == 1, cloud.log.read_text()[-3000:]
+    finally:
+        for proc in [*edges.values(), cloud.proc]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for k, proc in edges.items():
+        assert proc.returncode == 1, errs[k][-2000:]
+        last = errs[k].strip().splitlines()[-1]
+        assert "the host stopped" in last and "the user's tail broke on the marker" in last, last
+    log = cloud.log.read_text()
+    assert "Traceback" not in log, log[-3000:]

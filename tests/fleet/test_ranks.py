@@ -296,6 +296,17 @@ def test_a_killed_launcher_leaves_no_torchrun_or_rank_behind(bundle, tmp_path, f
         Path(f"/proc/{rank_pids[0]}/stat").read_text().rsplit(")", 1)[1].split()[1]
     )  # the ranks' parent
     assert len(rank_pids) == 2 and all(map(alive, [*rank_pids, torchrun]))
+    # While it runs (its two ranks sharing its state dir), a second launch on that directory is
+    # refused in one line before it starts a torchrun: it took no lock and ran a second set of
+    # ranks on the same checkpoints.
+    second = subprocess.run(
+        [sys.executable, "-m", "host.cli", "serve", "--bundle", str(bundle), "--listen",
+         "tcp://127.0.0.1:0", "--shared-tail", "--ranks", "2", "--state-dir", str(ranks.state)],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert second.returncode == 2, second.stderr[-2000:]
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is in use by another hostctl serve" in lines[0], second.stderr
     os.kill(ranks.proc.pid, signal.SIGKILL)  # the launcher only, not its group
     ranks.proc.wait()
     deadline = time.monotonic() + 120

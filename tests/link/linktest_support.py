@@ -79,7 +79,13 @@ class Collector:
 
 
 class PtyBridge:
-    """Two pty pairs joined master to master: two device paths wired like a null-modem cable."""
+    """Two pty pairs joined master to master: two device paths wired like a null-modem cable.
+
+    One thread per direction, as a cable's two wires are independent: with one thread for
+    both, a side that stopped reading (a host that has stopped) filled its input queue, the
+    thread blocked writing to it, and what that side wrote last (its final ERROR) was never
+    carried to the other side.
+    """
 
     def __init__(self) -> None:
         self._m1, s1 = os.openpty()
@@ -87,26 +93,34 @@ class PtyBridge:
         self.paths = (os.ttyname(s1), os.ttyname(s2))
         self._slaves = (s1, s2)  # keep them open so the masters never see EIO
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._carry, args=(src, dst), daemon=True)
+            for src, dst in ((self._m1, self._m2), (self._m2, self._m1))
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
-        pairs = {self._m1: self._m2, self._m2: self._m1}
+    def _carry(self, src: int, dst: int) -> None:
         while not self._stop.is_set():
-            ready, _, _ = select.select(list(pairs), [], [], 0.05)
-            for fd in ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    continue
-                view = memoryview(data)
+            ready, _, _ = select.select([src], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(src, 65536)
+            except OSError:
+                continue
+            view = memoryview(data)
+            try:
                 while view:
-                    n = os.write(pairs[fd], view)
+                    n = os.write(dst, view)
                     view = view[n:]
+            except OSError:  # closed under a blocked write: the bridge is closing
+                return
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(1.0)
+        for thread in self._threads:
+            thread.join(1.0)
         for fd in (self._m1, self._m2, *self._slaves):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -26,7 +26,7 @@ from edge_runtime.infer.model_dir import MODEL_JSON, ModelDirError, read_model_d
 from host.deploy.access import BoardAccess, BoardAccessError, open_shell
 from host.deploy.board import Board
 from host.deploy.errors import BoardError, DeployError
-from host.deploy.release import board_work_dir
+from host.deploy.release import board_work_dir, parse_sha256sum
 
 EDGE_ONNX = "edge.onnx"
 # What the board answers from; the rest of the model directory stays on the host.
@@ -84,11 +84,7 @@ def deploy_model(
         step = "verify"
         quoted = " ".join(shlex.quote(f"{staging}/{f}") for f in BOARD_MODEL_FILES)
         out = access.run(f"sha256sum {quoted} 2>/dev/null || true", timeout=600)
-        found = {}
-        for line in out.stdout.splitlines():
-            sha, sep, path = line.partition("  ")
-            if sep and len(sha) == 64:
-                found[path.rsplit("/", 1)[-1]] = sha
+        found = {p.rsplit("/", 1)[-1]: sha for p, sha in parse_sha256sum(out.stdout).items()}
         bad = mismatched_files(digests, found.get)
         if bad:
             access.run(f"rm -rf {shlex.quote(staging)}", check=False)

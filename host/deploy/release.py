@@ -96,6 +96,17 @@ def deploy(
             run.access.close()
 
 
+def parse_sha256sum(text: str) -> dict[str, str]:
+    """{path: hex sha256} from `sha256sum` output; lines that are not a digest are skipped
+    (a file missing on the board has none)."""
+    hashes = {}
+    for line in text.splitlines():
+        sha, sep, path = line.partition("  ")
+        if sep and len(sha) == 64:
+            hashes[path] = sha
+    return hashes
+
+
 def board_work_dir(board: Board, access: BoardAccess) -> str:
     """The board file's work_dir, created and resolved on the board; BoardError when the
     board's architecture is not the board file's."""
@@ -369,13 +380,7 @@ class _Deploy:
         if not paths:
             return {}
         quoted = " ".join(shlex.quote(p) for p in paths)
-        out = self.sh(f"sha256sum {quoted} 2>/dev/null || true", timeout=600)
-        hashes = {}
-        for line in out.stdout.splitlines():
-            sha, sep, path = line.partition("  ")
-            if sep and len(sha) == 64:
-                hashes[path] = sha
-        return hashes
+        return parse_sha256sum(self.sh(f"sha256sum {quoted} 2>/dev/null || true", 600).stdout)
 
     def _busy(self, text: str) -> AbstractContextManager[object]:
         """A spinner for a step that takes a while (pip on a slow board), on a terminal only."""

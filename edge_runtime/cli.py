@@ -7,6 +7,7 @@ exit code (edge_runtime/command_line.py), as hostctl's does.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import shutil
 import socket
@@ -38,7 +39,7 @@ from edge_runtime.data import DATA_SPEC_HELP, Dataset, load_dataset
 from edge_runtime.engines import ENGINE_CHOICES, make_engine
 from edge_runtime.errors import HiertrainError, Interrupted, UsageFault
 from edge_runtime.link import EdgeLink, LinkConfig
-from edge_runtime.link.codecs import CODECS
+from edge_runtime.link.codecs import BY_NAME, CODECS
 from edge_runtime.link.transports import check_url
 from edge_runtime.model_messages import model_meta
 from edge_runtime.modes import MODE_NAMES, MODES, mode_spec
@@ -373,6 +374,8 @@ def run(
             )
     key = read_key_file(key_file) if key_file else bundle.key()
     config = LinkConfig(baudrate=baud, window=window, connect_timeout=connect_timeout)
+    if spec.engine_variant:  # a mode that sends activations, batch by batch
+        eval_batch_size = _fit_batches(bundle, codec, batch_size, eval_batch_size, config)
     log.info(
         "edge %s run %s: %s, %s split %s, engine %s, %s",
         edge_id,
@@ -747,6 +750,37 @@ def _command_argv(command: click.Command, program: list[str], options: dict) -> 
         flag = params[name].opts[0]
         argv += [flag] if value is True else [flag, str(value)]
     return argv
+
+
+def _fit_batches(
+    bundle, codec: str, batch_size: int, eval_batch_size: int, config: LinkConfig
+) -> int:
+    """The evaluation batch size to use: --eval-batch-size, or fewer samples where that many
+    activations would not fit in one link message. A training batch that does not fit is a
+    usage error now, not after an epoch of training."""
+    from edge_runtime.train.messages import samples_per_message
+
+    shape = tuple(bundle.manifest["activation"]["shape"])
+    fit = samples_per_message(shape, codec, config.max_frame)
+    if batch_size > fit:
+        mib = batch_size * math.prod(shape) * BY_NAME[codec].wire.itemsize / 2**20
+        raise UsageFault(
+            f"--batch-size {batch_size}: a batch's activations ({batch_size} x "
+            f"{'x'.join(map(str, shape))}, {mib:.1f} MiB at {codec}) exceed the link's largest "
+            f"message ({config.max_frame / 2**20:.0f} MiB); use --batch-size {fit} or less, or "
+            "a cut with a smaller activation"
+        )
+    if eval_batch_size > fit:
+        log.info(
+            "evaluating %d samples a batch, not %d: %d activations of %s fill the link's "
+            "largest message",
+            fit,
+            eval_batch_size,
+            fit,
+            "x".join(map(str, shape)),
+        )
+        return fit
+    return eval_batch_size
 
 
 def _run_alone(

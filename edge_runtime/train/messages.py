@@ -31,6 +31,18 @@ _IDS = struct.Struct("!II")
 _FRONT_TAG, _FRONT = 0xFE, struct.Struct("!BI")
 
 
+# A batch message's bytes besides its tensor's elements: ids, the front version, the codec's
+# header and scale, the frame header; generous, so that a batch that fits really does.
+_BATCH_OVERHEAD = 4096
+
+
+def samples_per_message(activation_shape: tuple[int, ...], codec: str, max_frame: int) -> int:
+    """How many samples' activations (and labels) one Batch or EvalBatch may carry under
+    `max_frame`: the receiver bounds a message by its elements' size before entropy coding."""
+    per_sample = int(np.prod(activation_shape)) * BY_NAME[codec].wire.itemsize + 8  # + a label
+    return max(0, (max_frame - _BATCH_OVERHEAD) // per_sample)
+
+
 @register
 @dataclass(eq=False)
 class Batch(Message):

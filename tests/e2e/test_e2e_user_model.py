@@ -396,3 +396,57 @@ def test_a_tail_that_fails_ends_every_edge_of_the_host_in_its_words(tmp_path) ->
         assert "the host stopped" in last and "the user's tail broke on the marker" in last, last
     log = cloud.log.read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+WIDE_CUT = """\
+from collections import OrderedDict
+
+from torch import nn
+
+
+def factory(input_shape=(3, 64, 64), num_classes=10):
+    # A wide cut: 64x64x64 float32 is 1 MiB a sample, so 16 fill the link's 16 MiB message.
+    return nn.Sequential(OrderedDict(
+        stem=nn.Sequential(nn.Conv2d(input_shape[0], 64, 3, padding=1), nn.ReLU()),
+        classifier=nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes)
+        ),
+    ))
+"""
+
+
+def test_batches_too_wide_for_the_link_are_refused_at_once_and_eval_batches_shrink(
+    tmp_path,
+) -> None:
+    """A training batch whose activations exceed the link's largest message is a usage error
+    before anything is sent; evaluation batches shrink to fit (an edge used to train a whole
+    epoch, then fail on its first 128-sample evaluation batch)."""
+    (tmp_path / "wide.py").write_text(WIDE_CUT)
+    out = hostctl(
+        "export", "--model", "wide.py:factory", "--split", "1", "--input-shape", "3x64x64",
+        "--no-validate", "--out", "bundle", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    bundle = tmp_path / "bundle"
+    data = ["--data", "synthetic:80:64", "--epochs", "1", "--engine", "ort"]
+    refused = subprocess.run(
+        edge_cmd(bundle, "socket://127.0.0.1:9", tmp_path, *data, "--batch-size", "32"),
+        capture_output=True, text=True, timeout=120, env=ENV, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "--batch-size 32: a batch's activations (32 x 64x64x64, 32.0 MiB" in line
+    assert "use --batch-size 15 or less" in line and "Traceback" not in refused.stderr
+    assert "cannot reach the host" not in refused.stderr  # refused before connecting
+
+    cloud = start_cloud(bundle, tmp_path)
+    try:
+        edge = run_edge(bundle, cloud.url, tmp_path, *data, "--batch-size", "8")
+        report = cloud.finish()
+    finally:
+        if cloud.proc.poll() is None:
+            cloud.proc.kill()
+            cloud.proc.wait()
+    # 64 training samples in 8 batches; the 16 held out evaluated (default 128 a batch: 15).
+    assert edge["batches_sent"] == report["batches_trained_cloud"] == 8
+    assert report["final_accuracy"] is not None and edge["edge_exit_accuracy"] is not None

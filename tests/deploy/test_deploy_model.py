@@ -99,3 +99,14 @@ def test_cli_deploy_model_and_its_usage_errors(model_dir, tmp_path) -> None:
         assert bad.returncode == 2, (args, bad.stderr)
         assert needle in bad.stderr and "Traceback" not in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+    # A board that takes files only (a UART and its agent) has no shell to check and swap with.
+    key = tmp_path / "board.key"
+    key.write_text("00" * 32 + "\n")
+    serial = write_board(
+        tmp_path / "s.toml",
+        tmp_path / "sboard",
+        f'kind = "serial"\ndevice = "/dev/ttyNOPE"\nkey_file = "{key}"',
+    )
+    bad = hostctl("deploy", "--board", str(serial), "--model", str(model_dir))
+    assert bad.returncode == 2 and "--model needs a shell on the board" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -1,8 +1,8 @@
 """Where the ort engine's training step goes, per operator, at 1 and 2 threads, beside torch's.
 
-    .venv/bin/python benchmarks/bench_ort_ops.py [--steps N] [--json PATH]
+    .venv/bin/python benchmarks/bench_ort_ops.py [--steps N] [--json PATH] [--model M --split K]
 
-ResNet-18 split 4 (front + exit head), 3x32x32, batch 32: the step of benchmarks/
+ResNet-18 split 4 (front + exit head) unless said, 3x32x32, batch 32: the step of benchmarks/
 bench_ort_speed.py. Each run is a fresh interpreter. The ort side trains with ORT's own profiler
 on (SessionOptions.enable_profiling: every kernel's time, per run); the torch side with
 torch.profiler (self CPU time of each aten op). Both sort their operators into the same classes
@@ -230,6 +230,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--model", default="resnet18", help="a zoo model [resnet18]")
+    parser.add_argument("--split", type=int, default=4, help="its cut [4]")
     args = parser.parse_args()
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:
@@ -245,9 +247,10 @@ def main() -> int:
     results: dict = {engine: {} for engine in ENGINES}
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp) / "ours", Path(tmp) / "theirs"
-        export_bundle(ExportOptions(model="resnet18", split=4, validate=False), ours)
+        options = {"model": args.model, "split": args.split, "validate": False}
+        export_bundle(ExportOptions(**options), ours)
         onnx_artifacts.GRAPH_REWRITES = {}  # the training model as generate_artifacts wrote it
-        export_bundle(ExportOptions(model="resnet18", split=4, validate=False), theirs)
+        export_bundle(ExportOptions(**options), theirs)
         # Per thread count, the three one after the other, so each is measured beside the rest.
         for threads in (1, 2):
             for engine, child, bundle in (

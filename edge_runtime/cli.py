@@ -375,7 +375,7 @@ def run(
     key = read_key_file(key_file) if key_file else bundle.key()
     config = LinkConfig(baudrate=baud, window=window, connect_timeout=connect_timeout)
     if spec.engine_variant:  # a mode that sends activations, batch by batch
-        eval_batch_size = _fit_batches(bundle, codec, batch_size, eval_batch_size, config)
+        eval_batch_size = _fit_batches(bundle, codec, batch_size, eval_batch_size, config.max_frame)
     log.info(
         "edge %s run %s: %s, %s split %s, engine %s, %s",
         edge_id,
@@ -405,6 +405,15 @@ def run(
             config=config,
             bundle_info=bundle.identity,
         )
+    if spec.engine_variant and link.max_message < config.max_frame:
+        # The host takes smaller messages than this edge would send: fit to its limit too.
+        try:
+            eval_batch_size = _fit_batches(
+                bundle, codec, batch_size, eval_batch_size, link.max_message
+            )
+        except UsageFault:
+            link.close("stopped")
+            raise
     cfg = EdgeRunConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -752,22 +761,20 @@ def _command_argv(command: click.Command, program: list[str], options: dict) -> 
     return argv
 
 
-def _fit_batches(
-    bundle, codec: str, batch_size: int, eval_batch_size: int, config: LinkConfig
-) -> int:
+def _fit_batches(bundle, codec: str, batch_size: int, eval_batch_size: int, max_frame: int) -> int:
     """The evaluation batch size to use: --eval-batch-size, or fewer samples where that many
     activations would not fit in one link message. A training batch that does not fit is a
     usage error now, not after an epoch of training."""
     from edge_runtime.train.messages import samples_per_message
 
     shape = tuple(bundle.manifest["activation"]["shape"])
-    fit = samples_per_message(shape, codec, config.max_frame)
+    fit = samples_per_message(shape, codec, max_frame)
     if batch_size > fit:
         mib = batch_size * math.prod(shape) * BY_NAME[codec].wire.itemsize / 2**20
         raise UsageFault(
             f"--batch-size {batch_size}: a batch's activations ({batch_size} x "
             f"{'x'.join(map(str, shape))}, {mib:.1f} MiB at {codec}) exceed the link's largest "
-            f"message ({config.max_frame / 2**20:.0f} MiB); use --batch-size {fit} or less, or "
+            f"message ({max_frame / 2**20:g} MiB); use --batch-size {fit} or less, or "
             "a cut with a smaller activation"
         )
     if eval_batch_size > fit:

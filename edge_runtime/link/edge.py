@@ -116,6 +116,12 @@ class EdgeLink:
         return d
 
     @property
+    def max_message(self) -> int:
+        """The largest message this link sends: the smaller of the two ends' max_frame once the
+        host has welcomed it (this end's own before)."""
+        return self._max_send
+
+    @property
     def next_seq(self) -> int:
         """The sequence number the next send() will get (persistent through the spool).
 

@@ -415,22 +415,30 @@ def factory(input_shape=(3, 64, 64), num_classes=10):
 """
 
 
+@pytest.fixture(scope="module")
+def wide_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("wide")
+    (work / "wide.py").write_text(WIDE_CUT)
+    out = hostctl(
+        "export", "--model", "wide.py:factory", "--split", "1", "--input-shape", "3x64x64",
+        "--no-validate", "--out", "bundle", cwd=work,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return work / "bundle"
+
+
+WIDE_DATA = ["--data", "synthetic:80:64", "--epochs", "1", "--engine", "ort"]
+
+
 def test_batches_too_wide_for_the_link_are_refused_at_once_and_eval_batches_shrink(
-    tmp_path,
+    wide_bundle, tmp_path
 ) -> None:
     """A training batch whose activations exceed the link's largest message is a usage error
     before anything is sent; evaluation batches shrink to fit (an edge used to train a whole
     epoch, then fail on its first 128-sample evaluation batch)."""
-    (tmp_path / "wide.py").write_text(WIDE_CUT)
-    out = hostctl(
-        "export", "--model", "wide.py:factory", "--split", "1", "--input-shape", "3x64x64",
-        "--no-validate", "--out", "bundle", cwd=tmp_path,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    bundle = tmp_path / "bundle"
-    data = ["--data", "synthetic:80:64", "--epochs", "1", "--engine", "ort"]
+    bundle = wide_bundle
     refused = subprocess.run(
-        edge_cmd(bundle, "socket://127.0.0.1:9", tmp_path, *data, "--batch-size", "32"),
+        edge_cmd(bundle, "socket://127.0.0.1:9", tmp_path, *WIDE_DATA, "--batch-size", "32"),
         capture_output=True, text=True, timeout=120, env=ENV, cwd=tmp_path,
     )  # fmt: skip
     assert refused.returncode == 2, refused.stderr[-2000:]
@@ -441,7 +449,7 @@ def test_batches_too_wide_for_the_link_are_refused_at_once_and_eval_batches_shri
 
     cloud = start_cloud(bundle, tmp_path)
     try:
-        edge = run_edge(bundle, cloud.url, tmp_path, *data, "--batch-size", "8")
+        edge = run_edge(bundle, cloud.url, tmp_path, *WIDE_DATA, "--batch-size", "8")
         report = cloud.finish()
     finally:
         if cloud.proc.poll() is None:
@@ -450,3 +458,33 @@ def test_batches_too_wide_for_the_link_are_refused_at_once_and_eval_batches_shri
     # 64 training samples in 8 batches; the 16 held out evaluated (default 128 a batch: 15).
     assert edge["batches_sent"] == report["batches_trained_cloud"] == 8
     assert report["final_accuracy"] is not None and edge["edge_exit_accuracy"] is not None
+
+
+def test_a_host_that_takes_smaller_messages_is_fitted_to_as_well(wide_bundle, tmp_path) -> None:
+    """The host's WELCOME may name a smaller largest message than the edge's own: a training
+    batch past it is refused right after the handshake, evaluation fits it."""
+    from edge_runtime.bundle import load_bundle as load
+    from edge_runtime.link import LinkConfig
+    from host.cloud.server import CloudServer
+
+    bundle = load(wide_bundle)
+    server = CloudServer(
+        bundle, tmp_path / "state", key=bundle.key(), config=LinkConfig(max_frame=3 * 2**20)
+    )
+    host, port = server.serve_tcp("127.0.0.1", 0)
+    url = f"socket://{host}:{port}"
+    try:
+        refused = subprocess.run(
+            edge_cmd(wide_bundle, url, tmp_path, *WIDE_DATA, "--batch-size", "8", tag="big"),
+            capture_output=True, text=True, timeout=120, env=ENV, cwd=tmp_path,
+        )  # fmt: skip
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        line = refused.stderr.strip().splitlines()[-1]
+        assert "largest message (3 MiB); use --batch-size 2 or less" in line, line
+        # The edge ends 0 once the host has trained everything it sent.
+        edge = run_edge(wide_bundle, url, tmp_path, *WIDE_DATA, "--batch-size", "2", "--fresh")
+    finally:
+        server.stop()
+    # 64 training samples in 32 batches of 2; the 16 held out in evaluation batches of 2.
+    assert edge["batches_sent"] == 32
+    assert server.report(url)["batches_trained_cloud"] == 32

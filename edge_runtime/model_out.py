@@ -16,9 +16,10 @@ from typing import Any
 
 from edge_runtime.bundle import sha256_file
 from edge_runtime.engines import Engine
+from edge_runtime.infer.model_dir import EDGE_ONNX
 from edge_runtime.statefile import DiskFull
 
-EDGE_ONNX, EDGE_JSON = "edge.onnx", "edge.json"
+EDGE_JSON = "edge.json"  # the board's own half: edge.onnx and this
 # Free bytes under which a failed export is put down to a full disk: ORT reports a failed
 # write only as "Protobuf serialization failed", and a write that filled the disk leaves
 # less than a block or two.

@@ -13,6 +13,9 @@ from edge_runtime.bundle import sha256_file
 from edge_runtime.errors import HiertrainError
 
 MODEL_JSON = "model.json"
+# The model directory's networks (host/model/assemble.py writes them; the board answers from
+# edge.onnx, the inference host from tail.onnx).
+EDGE_ONNX, TAIL_ONNX, FULL_ONNX = "edge.onnx", "tail.onnx", "full.onnx"
 MODEL_FORMAT = "hiertrain-model"
 
 

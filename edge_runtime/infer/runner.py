@@ -19,12 +19,11 @@ import numpy as np
 from edge_runtime.engines.ort_import import inference_runtime
 from edge_runtime.infer.arrivals import Arrivals
 from edge_runtime.infer.messages import InferAnswer, InferRequest
-from edge_runtime.infer.model_dir import ModelDirError, read_model_dir
+from edge_runtime.infer.model_dir import EDGE_ONNX, ModelDirError, read_model_dir
 from edge_runtime.infer.policy import ExitPolicy
 from edge_runtime.link import EdgeLink, LinkError
 from edge_runtime.train.loop import softmax_confidence
 
-EDGE_ONNX = "edge.onnx"
 # Recent edge.onnx call times the board's pacing takes its typical (median) time from.
 PACE_WINDOW = 31
 

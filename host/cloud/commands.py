@@ -234,14 +234,14 @@ def serve_cmd(
         parse_listen(listen)  # a bad address is a usage error before the tail is built
     if infer:
         from edge_runtime.bundle import KEY_FILE
-        from edge_runtime.infer.model_dir import read_model_dir
+        from edge_runtime.infer.model_dir import TAIL_ONNX, read_model_dir
         from host.infer.server import serve_infer
 
         if model_dir is None or bundle_dir is not None:
             given = "not --bundle" if bundle_dir is not None else "which is missing"
             raise UsageFault(f"serve --infer takes --model DIR (the --model-out of a run), {given}")
         # Not a model directory: that, not a missing key, is the line.
-        read_model_dir(model_dir, needs=("tail.onnx",))
+        read_model_dir(model_dir, needs=(TAIL_ONNX,))
         serve_infer(
             model_dir,
             listen=listen,

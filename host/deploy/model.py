@@ -22,13 +22,12 @@ from pathlib import Path
 from rich.console import Console
 
 from edge_runtime.bundle import KEY_FILE, mismatched_files, sha256_file
-from edge_runtime.infer.model_dir import MODEL_JSON, ModelDirError, read_model_dir
+from edge_runtime.infer.model_dir import EDGE_ONNX, MODEL_JSON, ModelDirError, read_model_dir
 from host.deploy.access import BoardAccess, BoardAccessError, open_shell
 from host.deploy.board import Board
 from host.deploy.errors import BoardError, DeployError
 from host.deploy.release import board_work_dir, parse_sha256sum
 
-EDGE_ONNX = "edge.onnx"
 # What the board answers from; the rest of the model directory stays on the host.
 BOARD_MODEL_FILES = (MODEL_JSON, EDGE_ONNX, KEY_FILE)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -28,6 +28,8 @@ from typing import Any
 from edge_runtime.bundle import KEY_FILE, load_bundle, read_key_file
 from edge_runtime.cli import infer_argv, run_argv
 from edge_runtime.errors import HiertrainError
+from edge_runtime.infer.model_dir import EDGE_ONNX
+from edge_runtime.model_out import EDGE_JSON
 from host.cloud.server import CloudServer
 from host.deploy.access import BoardAccess, BoardAccessError
 from host.deploy.board import Board
@@ -171,7 +173,7 @@ def train_on_board(
     metrics = _fetch(access, f"{runs}/edge_metrics.csv", state_dir)
     if model_out is not None:
         (state_dir / "board-model").mkdir(exist_ok=True)
-        for name in ("edge.onnx", "edge.json"):
+        for name in (EDGE_ONNX, EDGE_JSON):
             _copy_back(access, f"{runs}/model/{name}", state_dir / "board-model")
     link_stats = emulation.stats() if emulation else None
     report = merge_reports(

@@ -16,12 +16,10 @@ import numpy as np
 
 from edge_runtime.bundle import sha256_file
 from edge_runtime.infer.messages import InferAnswer, InferRequest
-from edge_runtime.infer.model_dir import MODEL_JSON, read_model_dir
+from edge_runtime.infer.model_dir import MODEL_JSON, TAIL_ONNX, read_model_dir
 from edge_runtime.link import HostListener, HostSession, LinkClosed, LinkConfig, LinkError
 from edge_runtime.link.transports import Transport
 from edge_runtime.report import RunReport, write_report
-
-TAIL_ONNX = "tail.onnx"
 
 
 class InferServer:

@@ -18,12 +18,11 @@ import torch
 from torch import nn
 
 from edge_runtime.bundle import CODE_DIR, KEY_FILE, sha256_file
-from edge_runtime.infer.model_dir import MODEL_FORMAT, MODEL_JSON
+from edge_runtime.infer.model_dir import EDGE_ONNX, FULL_ONNX, MODEL_FORMAT, MODEL_JSON, TAIL_ONNX
 from edge_runtime.statefile import write_failed
 from models import EdgeNet, rebuild
 
 MODEL_VERSION = 1
-EDGE_ONNX, TAIL_ONNX, FULL_ONNX = "edge.onnx", "tail.onnx", "full.onnx"
 MODEL_PT = "model.pt"
 OPSET = 17
 # onnxruntime-training 1.19.2 (the board's ORT) reads IR <= 10.
